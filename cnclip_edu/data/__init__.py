@@ -1,0 +1,1 @@
+"""Data: MUGE-format files, LMDB, datasets and transforms (see docs/formats.md)."""

@@ -1,0 +1,50 @@
+"""Image preprocessing: the eval transform of cn_clip, and a robust "any PIL mode -> RGB".
+
+cn_clip's eval transform is: bicubic resize to R x R (no centre crop: the image is squashed),
+convert to RGB, ToTensor, normalize with the OpenAI CLIP mean/std. We keep exactly that for RGB
+inputs, so features match cn_clip's. For other modes we convert to RGB *first* and do it properly:
+16-bit greyscale is scaled to 8 bits (PIL's plain convert would clip it to white), and
+transparent images are composited onto white (a plain convert turns transparent pixels into
+whatever colour happens to be stored under them, often black).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from torchvision.transforms import Compose, InterpolationMode, Normalize, Resize, ToTensor
+
+# OpenAI CLIP statistics, used by cn_clip for every model.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Return an 8-bit RGB copy of `img`, whatever its mode (L, LA, P, RGBA, CMYK, I;16, I, F, 1...)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+            arr = arr * 255.0
+        elif img.mode != "F" and (img.mode.startswith("I;16") or (arr.size and arr.max() > 255)):
+            arr = arr / 257.0  # 16-bit range -> 8-bit range
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def image_transform(image_size: int = 224) -> Compose:
+    """cn_clip's eval preprocessing: PIL image (any mode) -> FloatTensor [3, image_size, image_size]."""
+    return Compose([
+        to_rgb,
+        Resize((image_size, image_size), interpolation=InterpolationMode.BICUBIC),
+        ToTensor(),
+        Normalize(CLIP_MEAN, CLIP_STD),
+    ])

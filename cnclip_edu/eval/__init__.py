@@ -1,0 +1,1 @@
+"""Evaluation: feature extraction, top-k retrieval and Recall@K (cn_clip's formats)."""
