@@ -27,8 +27,9 @@ on the concatenated batch, exactly (tests/test_distributed_loss.py checks each m
 
 Known positives. Duplicate captions in a batch ("一只猫" twice) are false negatives: the loss pushes
 apart two pairs that match. `positive_mask[i, j] = True` when image i matches text j turns the
-one-hot target into a distribution spread evenly over all positives (multi-positive InfoNCE); the
-helpers `positive_mask_from_ids` / `positive_mask_from_matches` build the mask.
+one-hot target into a distribution spread evenly over all positives (multi-positive InfoNCE, reported
+as a KL divergence so that a perfect model scores 0 here too). `positive_mask_from_ids` (text ids,
+token rows, caption strings) and `positive_mask_from_matches` (gold image-id lists) build the mask.
 """
 from __future__ import annotations
 
@@ -80,6 +81,17 @@ def soft_targets(positive_mask: torch.Tensor) -> torch.Tensor:
     return m / m.sum(dim=1, keepdim=True)
 
 
+def multi_positive_ce(logits: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(targets || softmax(logits)), targets = `soft_targets(positive_mask)`.
+
+    KL = cross-entropy - entropy(targets), and the entropy of an even spread over k positives is
+    log k, a constant: same gradient as the soft cross-entropy, but 0 at the optimum (as the one-hot
+    loss is) and exactly the plain cross-entropy when every row has one positive.
+    """
+    n_pos = positive_mask.sum(dim=1).float()  # (R,)
+    return F.cross_entropy(logits, soft_targets(positive_mask)) - n_pos.log().mean()
+
+
 def contrastive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor,
                      labels: torch.Tensor | None = None,
                      row_masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -88,12 +100,11 @@ def contrastive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tens
     logits_per_image: (R, N), rows = images, columns = texts; logits_per_text: (R, N), rows = texts.
     labels: (R,) column of each row's own partner (default arange(R)): one-hot targets.
     row_masks: (mask_i2t, mask_t2i), each (R, N) bool, the positives of each row: soft targets
-        spread evenly over them (labels are then ignored).
+        spread evenly over them, see `multi_positive_ce` (labels are then ignored).
     """
     if row_masks is not None:
         mask_i2t, mask_t2i = row_masks
-        return (F.cross_entropy(logits_per_image, soft_targets(mask_i2t))
-                + F.cross_entropy(logits_per_text, soft_targets(mask_t2i))) / 2
+        return (multi_positive_ce(logits_per_image, mask_i2t) + multi_positive_ce(logits_per_text, mask_t2i)) / 2
     if labels is None:
         labels = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
