@@ -1,0 +1,249 @@
+"""Map-style datasets over cn_clip's LMDB layout (ours or the official pre-built MUGE / Flickr30K-CN).
+
+    ds = LMDBDataset("runs/course/data/toy/lmdb/train", resolution=32)
+    image, tokens = ds[0]                       # FloatTensor (3, R, R), LongTensor (L,)
+    image_id, text_id, text = ds.pair(0)        # what record 0 is
+    ds.gold_image_ids(text_id)                  # every image that text matches (known positives)
+
+Worker- and DDP-safe: a dataset holds paths only (it pickles cheaply for spawned workers); each
+process (DataLoader worker, torchrun rank) opens its own read-only environment on first access,
+and a forked worker drops the handles it inherited instead of using them (LMDB forbids that). Pickled pairs are read with a restricted unpickler (tuples of
+int/str only), and a corrupt record raises an error naming its key, never a silent blank image.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import lmdb
+import torch
+from torch.utils.data import Dataset
+
+from . import formats
+from .transforms import image_transform
+
+
+def preprocess_text(text: str) -> str:
+    """cn_clip's text normalisation before tokenizing: lower case, curly double quotes -> '"'."""
+    return text.lower().replace("\u201c", '"').replace("\u201d", '"')
+
+
+def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
+    """Our tokenizer (imported lazily: worker processes pay for the vocabulary only if they need it)."""
+    from cnclip_edu.tokenizer import tokenize as _tok
+
+    return _tok(texts, context_length=context_length)
+
+
+# One read-only environment per LMDB file per process, shared by every dataset that reads it:
+# py-lmdb refuses to open the same files twice in one process. The key includes the inode of
+# data.mdb, so an LMDB rebuilt in place is opened afresh.
+_ENVS: dict[tuple, tuple[lmdb.Environment, lmdb.Transaction]] = {}
+_ENVS_PID = os.getpid()
+
+
+def _forget_inherited_envs() -> None:
+    """In a forked child (DataLoader worker), drop the parent's handles and open our own: LMDB
+    handles must not cross fork(). Closing our copy is harmless to the parent (read-only, no locks)."""
+    global _ENVS_PID
+    if _ENVS_PID == os.getpid():
+        return
+    for env, _ in _ENVS.values():
+        try:
+            env.close()
+        except lmdb.Error:
+            pass
+    _ENVS.clear()
+    _ENVS_PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_envs)
+
+
+def shared_txn(path: str | os.PathLike) -> lmdb.Transaction:
+    """A long-lived read transaction on the LMDB folder `path`, opened lazily in this process."""
+    _forget_inherited_envs()
+    path = Path(path)
+    data = path / "data.mdb"
+    try:
+        st = data.stat()
+    except OSError:
+        raise FileNotFoundError(f"{path} is not an LMDB folder (no data.mdb); "
+                                "build it with `cnclip-edu build-lmdb`") from None
+    key = (str(path.resolve()), st.st_dev, st.st_ino)
+    if key not in _ENVS:
+        try:
+            env = lmdb.open(str(path), readonly=True, create=False, lock=False, readahead=False,
+                            meminit=False, max_readers=256)
+        except lmdb.Error as e:
+            raise RuntimeError(f"cannot open LMDB {path}: {e} (another library in this process, e.g. "
+                               "cn_clip's LMDBDataset, holds it open: delete that object first)") from None
+        _ENVS[key] = (env, env.begin(buffers=False))
+    return _ENVS[key][1]
+
+
+def _read_count(path: Path, key: bytes) -> int:
+    raw = shared_txn(path).get(key)
+    if raw is None:
+        raise ValueError(f"{path}: key {key.decode()!r} is missing (not a cn_clip LMDB?)")
+    return int(raw.decode("utf-8"))
+
+
+class _LazyEnvs:
+    """The LMDB folders a dataset reads; transactions come from the per-process `shared_txn`."""
+
+    def __init__(self, paths: dict[str, Path]):
+        self.paths = paths
+
+    def txn(self, name: str) -> lmdb.Transaction:
+        return shared_txn(self.paths[name])
+
+
+def _load_image_record(txn: lmdb.Transaction, image_id: int, where: str):
+    key = str(image_id)
+    b64 = txn.get(key.encode("utf-8"))
+    if b64 is None:
+        raise KeyError(f"{where}: image {key!r} is missing from the imgs LMDB")
+    try:
+        return formats.decode_image(b64)
+    except ValueError as e:
+        raise ValueError(f"{where}: image {key!r} is corrupt: {e}") from None
+
+
+class LMDBDataset(Dataset):
+    """cn_clip's training dataset: record i -> (image (3, R, R), tokens (L,)).
+
+    `use_augment=True` applies `augment.train_transform(R)` (random resized crop, no colour
+    changes: colour is a label in the toy world) instead of the eval transform.
+    """
+
+    def __init__(self, lmdb_split_dir: str | os.PathLike, resolution: int, context_length: int = 52,
+                 use_augment: bool = False, transform: Callable | None = None):
+        self.root = Path(lmdb_split_dir)
+        paths = {"imgs": self.root / "imgs", "pairs": self.root / "pairs"}
+        self.num_samples = _read_count(paths["pairs"], formats.NUM_SAMPLES_KEY)
+        self.num_images = _read_count(paths["imgs"], formats.NUM_IMAGES_KEY)
+        self.resolution, self.context_length, self.use_augment = resolution, context_length, use_augment
+        if transform is None:
+            if use_augment:
+                from .augment import train_transform
+
+                transform = train_transform(resolution)
+            else:
+                transform = image_transform(resolution)
+        self.transform = transform
+        self._envs = _LazyEnvs(paths)
+        self._gold: dict[int, frozenset[int]] | None = None
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def pair(self, index: int) -> tuple[int, int, str]:
+        """(image_id, text_id, text) of record `index`."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} pairs in {self.root}")
+        key = str(index)
+        raw = self._envs.txn("pairs").get(key.encode("utf-8"))
+        if raw is None:
+            raise KeyError(f"{self.root}/pairs: record {key!r} is missing (num_samples says {self.num_samples})")
+        return formats.load_pair(raw, key=f"{self.root}/pairs:{key}")
+
+    def load_image(self, image_id: int):
+        """The PIL image stored under `image_id` (before any transform)."""
+        return _load_image_record(self._envs.txn("imgs"), image_id, f"{self.root}/imgs")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_id, _, text = self.pair(index)
+        image = self.transform(self.load_image(image_id))                             # (3, R, R)
+        tokens = tokenize([preprocess_text(text)], self.context_length)[0]            # (L,)
+        return image, tokens
+
+    # ------------------------------------------------------------------ known positives
+    def gold_image_ids(self, text_id: int) -> frozenset[int]:
+        """All image ids paired with `text_id` in this split (its gold matches)."""
+        if self._gold is None:
+            gold: dict[int, set[int]] = {}
+            with self._envs.txn("pairs").cursor() as cur:
+                for key, raw in cur:
+                    if key != formats.NUM_SAMPLES_KEY:
+                        iid, tid, _ = formats.load_pair(raw, key=key.decode("utf-8", "replace"))
+                        gold.setdefault(tid, set()).add(iid)
+            self._gold = {t: frozenset(s) for t, s in gold.items()}
+        return self._gold.get(text_id, frozenset())
+
+    def ids(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """image ids and text ids of records `indices`: LongTensor (B,), LongTensor (B,)."""
+        pairs = [self.pair(int(i)) for i in indices]
+        return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+
+    def positive_mask(self, image_ids, text_ids) -> torch.Tensor:
+        """BoolTensor (B_img, B_txt): True where image i is a gold match of text j (incl. the diagonal
+        of a batch of pairs) - the in-batch false negatives a contrastive loss may want to mask."""
+        img = [int(i) for i in image_ids]
+        return torch.tensor([[i in self.gold_image_ids(int(t)) for t in text_ids] for i in img], dtype=torch.bool)
+
+
+class EvalImageDataset(Dataset):
+    """Images for feature extraction: index -> (image_id, FloatTensor (3, R, R)).
+
+    Takes an `imgs` LMDB folder (cn_clip's `--image-data`) or a `{split}_imgs.tsv` file. Ids come in
+    key order for an LMDB (like cn_clip's cursor), in file order for a TSV.
+    """
+
+    def __init__(self, lmdb_imgs_dir_or_tsv: str | os.PathLike, resolution: int):
+        self.path = Path(lmdb_imgs_dir_or_tsv)
+        self.transform = image_transform(resolution)
+        self._tsv: list[str] | None = None
+        if self.path.is_file():
+            self._tsv, ids = [], []
+            for iid, b64 in formats.iter_imgs_tsv(self.path):
+                ids.append(iid)
+                self._tsv.append(b64)
+            self.image_ids = ids
+        else:
+            with shared_txn(self.path).cursor() as cur:
+                self.image_ids = [int(k) for k in cur.iternext(keys=True, values=False)
+                                  if k != formats.NUM_IMAGES_KEY]
+            self._envs = _LazyEnvs({"imgs": self.path})
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        iid = self.image_ids[index]
+        if self._tsv is not None:
+            try:
+                img = formats.decode_image(self._tsv[index])
+            except ValueError as e:
+                raise ValueError(f"{self.path}: image {iid} is corrupt: {e}") from None
+        else:
+            img = _load_image_record(self._envs.txn("imgs"), iid, str(self.path))
+        return iid, self.transform(img)                                              # (3, R, R)
+
+
+class EvalTextDataset(Dataset):
+    """Texts for feature extraction: index -> (text_id, LongTensor (L,)), from `{split}_texts.jsonl`."""
+
+    def __init__(self, jsonl_path: str | os.PathLike, context_length: int = 52):
+        self.path = Path(jsonl_path)
+        self.context_length = context_length
+        self.items: list[tuple[int, str]] = []
+        with open(self.path, encoding="utf-8-sig") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    self.items.append((int(obj["text_id"]), str(obj["text"])))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ValueError(f"{self.path}:{n}: bad text record ({type(e).__name__}: {e})") from None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        text_id, text = self.items[index]
+        return text_id, tokenize([preprocess_text(text)], self.context_length)[0]   # (L,)

@@ -1,0 +1,83 @@
+"""Toy-world drawing: scenes (lists of `toy_text.Shape`) -> PNG bytes, in parallel processes.
+
+Shapes are drawn at 2x and downsampled (anti-aliased edges, like a photo, not jagged pixels),
+filled with saturated colours on a plain light background, and slightly rotated, so that the
+bicubic 64 -> 32 px resize of the eval transform keeps them recognisable.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+_SS = 2  # supersampling factor
+
+
+def _unit_polygon(shape: str) -> list[tuple[float, float]] | None:
+    """Outline in units of the half-height (y down), or None for the circle."""
+    if shape == "圆形":
+        return None
+    if shape == "正方形":
+        r = 0.8
+        return [(-r, -r), (r, -r), (r, r), (-r, r)]
+    if shape == "三角形":
+        return [(math.cos(a) * 1.05, math.sin(a) * 1.05 + 0.15) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+    if shape == "五角星":
+        return [(math.cos(-math.pi / 2 + k * math.pi / 5) * (1.0 if k % 2 == 0 else 0.45),
+                 math.sin(-math.pi / 2 + k * math.pi / 5) * (1.0 if k % 2 == 0 else 0.45) + 0.05) for k in range(10)]
+    if shape == "十字":
+        a, w = 0.95, 0.32
+        return [(-w, -a), (w, -a), (w, -w), (a, -w), (a, w), (w, w), (w, a), (-w, a), (-w, w), (-a, w), (-a, -w), (-w, -w)]
+    if shape == "菱形":
+        return [(0, -1.0), (0.78, 0), (0, 1.0), (-0.78, 0)]
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render_scene(scene: dict, size: int) -> bytes:
+    """One scene -> PNG bytes of a `size` x `size` RGB image."""
+    from .toy import COLORS  # local import: toy imports this module
+
+    big = size * _SS
+    g = scene["background"]
+    img = Image.new("RGB", (big, big), (g, g, g))
+    draw = ImageDraw.Draw(img)
+    rot = math.radians(scene.get("angle", 0.0))
+    cos, sin = math.cos(rot), math.sin(rot)
+    for p in scene["shapes"]:
+        cx, cy, r = p.x * big, p.y * big, p.scale * big / 2
+        fill = COLORS[p.color]
+        pts = _unit_polygon(p.shape)
+        if pts is None:
+            rr = 0.9 * r
+            draw.ellipse([cx - rr, cy - rr, cx + rr, cy + rr], fill=fill)
+        else:
+            draw.polygon([(cx + r * (x * cos - y * sin), cy + r * (x * sin + y * cos)) for x, y in pts], fill=fill)
+    img = img.resize((size, size), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _render_chunk(args: tuple[list[dict], int]) -> list[bytes]:
+    scenes, size = args
+    return [render_scene(s, size) for s in scenes]
+
+
+def render_batch(scenes: list[dict], size: int, workers: int = 1) -> list[bytes]:
+    """Render many scenes, in `workers` processes when it pays off (output order = input order)."""
+    if workers <= 1 or len(scenes) < 400:
+        return _render_chunk((scenes, size))
+    n = math.ceil(len(scenes) / (workers * 4))
+    chunks = [(scenes[i:i + n], size) for i in range(0, len(scenes), n)]
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        return [png for part in ex.map(_render_chunk, chunks) for png in part]
+
+
+def save_png_files(pngs: list[bytes], paths: list[Path]) -> None:
+    for png, path in zip(pngs, paths):
+        os.makedirs(path.parent, exist_ok=True)
+        path.write_bytes(png)

@@ -1,0 +1,7 @@
+"""Thin wrapper: `python data_scripts/make_toy_dataset.py ...` == `cnclip-edu toy-data ...` (see cnclip_edu/data/toy.py)."""
+import sys
+
+from cnclip_edu.data.toy import main
+
+if __name__ == "__main__":
+    sys.exit(main())
