@@ -8,9 +8,9 @@ sentences share, the class. `{}` marks where the class name goes.
 
 - `GENERAL`: photos of everyday things, for any dataset without a domain set;
 - per-domain sets (`DOMAIN_TEMPLATES`) add what the domain's captions would say ("……，一种花");
-- `TOY`: the course's toy world. Its training captions read like "一个红色的圆形", so its
-  templates read the same way; a template unlike the training captions ("一张……的照片")
-  would be out of distribution for a model trained only on them.
+- `TOY`, `TOY_SHAPE`, `TOY_COLOR`: the course's toy world. Its training captions read like
+  "一个红色的圆形", so its templates read the same way; a template unlike the training captions
+  ("一张……的照片") would be out of distribution for a model trained only on them.
 """
 from __future__ import annotations
 
@@ -45,20 +45,31 @@ GENERAL: list[str] = [
     "一张{}的插图",
 ]
 
-# The toy world: captions are short statements about coloured shapes ("一个红色的圆形",
-# "图中有一个红色的圆形", "蓝色的正方形在左边" ...); class names are a shape ("圆形"), a colour
-# ("红色") or both ("红色的圆形").
+# The toy world. Its captions are short statements about coloured shapes: "一个红色的圆形",
+# "图中只有一个红色圆形", "画面里有一个红色的圆形", "浅色背景上画着一个红色的圆形" ... Class names
+# are a colour + shape ("红色的圆形"), a shape ("圆形") or a colour ("红色").
+TOY_COLORS = ("红色", "橙色", "黄色", "绿色", "蓝色", "紫色", "粉色", "黑色")
+TOY_SHAPES = ("圆形", "正方形", "三角形", "五角星", "十字", "菱形")
+
 TOY: list[str] = [
     "一个{}",
     "{}",
-    "图中有一个{}",
-    "画面里有{}",
-    "这是一个{}",
+    "图中只有一个{}",
+    "画面里有一个{}",
+    "浅色背景上画着一个{}",
 ]
+# A shape alone never occurs in a training caption: every caption names a colour too. So a shape
+# class is described in every colour ("一个红色的{}", "一个蓝色的{}", ...) and the ensemble
+# averages the colour out - the nuisance attribute is marginalized by the prompts themselves.
+TOY_SHAPE: list[str] = [f"一个{c}的{{}}" for c in TOY_COLORS]
+# ... and a colour class in every shape ("一个{}的圆形", "一颗{}的五角星", ...).
+TOY_COLOR: list[str] = [f"{'一颗' if s == '五角星' else '一个'}{{}}的{s}" for s in TOY_SHAPES]
 
 DOMAIN_TEMPLATES: dict[str, list[str]] = {
     "general": GENERAL,
     "toy": TOY,
+    "toy-shape": TOY_SHAPE,
+    "toy-color": TOY_COLOR,
     "flowers": ["{}，一种花", "一朵{}", "一张{}的照片，一种花", "盛开的{}", "一束{}", "花园里的{}"],
     "food": ["{}，一种食物", "一盘{}", "一张{}的照片，一道菜", "美味的{}", "餐桌上的{}", "刚做好的{}"],
     "pets": ["{}，一种宠物", "一只{}", "一张{}的照片，一种宠物", "可爱的{}", "家里养的{}"],
@@ -86,13 +97,14 @@ DATASET_DOMAINS: dict[str, str] = {
 def get_templates(name: str | None = None) -> list[str]:
     """Templates for a domain ("toy", "food", ...) or an ELEVATER dataset name; `GENERAL` otherwise.
 
-    Names starting with "toy" (e.g. the toy tasks "toy-shape") get the toy set.
+    The toy tasks: "toy-shape" and "toy-color" get their marginalizing sets, any other "toy..."
+    name (e.g. "toy-combo_seen") the colour + shape set `TOY`.
     """
     if not name:
         return list(GENERAL)
     key = name.lower()
     if key.startswith("toy"):
-        return list(TOY)
+        return list(DOMAIN_TEMPLATES.get(key, TOY))
     key = DATASET_DOMAINS.get(key, key)
     return list(DOMAIN_TEMPLATES.get(key, GENERAL))
 

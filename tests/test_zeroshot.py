@@ -152,7 +152,9 @@ def test_folder_errors(tmp_path):
 
 
 def test_prompts():
-    assert prompts.get_templates("toy-shape") == prompts.TOY
+    assert prompts.get_templates("toy-combo_seen") == prompts.TOY
+    assert prompts.get_templates("toy-shape") == prompts.TOY_SHAPE and "一个红色的{}" in prompts.TOY_SHAPE
+    assert prompts.get_templates("toy-color") == prompts.TOY_COLOR and "一颗{}的五角星" in prompts.TOY_COLOR
     assert prompts.get_templates("food-101") == prompts.DOMAIN_TEMPLATES["food"]
     assert prompts.get_templates("cifar-100") == prompts.GENERAL == prompts.get_templates(None)
     assert prompts.build_prompts(["红色的圆形"], ["一个{}", lambda c: c + "。"]) == [["一个红色的圆形", "红色的圆形。"]]
@@ -160,6 +162,12 @@ def test_prompts():
         assert len(set(templates)) == len(templates) and all("{}" in t for t in templates), name
     with pytest.raises(ValueError, match="has no"):
         prompts.fill("一张照片", "猫")
+
+
+def test_toy_prompts_follow_the_toy_generator():
+    from cnclip_edu.data import toy
+
+    assert prompts.TOY_COLORS == tuple(toy.COLORS) and prompts.TOY_SHAPES == tuple(toy.SHAPES)
 
 
 def test_cli_round_trip(tmp_path, capsys):
