@@ -1,0 +1,75 @@
+"""Zero-shot plots: confusion matrix, accuracy vs number of prompt templates, class probabilities.
+
+Call `cnclip_edu.viz.setup_cjk_font()` first so that Chinese class names render.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], normalize: bool = True,
+                          title: str = "混淆矩阵 (confusion matrix)", ax=None):
+    """Rows = true class, columns = predicted class; normalized per row (recall per class) by default."""
+    import matplotlib.pyplot as plt
+
+    m = confusion.astype(float)
+    if normalize:
+        m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(classnames)
+    if ax is None:
+        size = max(4.0, 0.45 * n + 2)
+        _, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), classnames, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classnames, fontsize=8)
+    ax.set_xlabel("预测 (predicted)")
+    ax.set_ylabel("真实 (true)")
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                if m[i, j] > 0:
+                    ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
+                            fontsize=7, color="white" if m[i, j] > 0.6 * m.max() else "black")
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_accuracy_vs_templates(curves: Mapping[str, Sequence[float]], title: str = "准确率 vs 模板数量"):
+    """curves[task] = accuracy using the first 1, 2, ..., T templates."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, accs in curves.items():
+        ax.plot(range(1, len(accs) + 1), accs, marker="o", label=name)
+    ax.set_xlabel("模板数量 (number of templates)")
+    ax.set_ylabel("top-1 准确率 (accuracy)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = ""):
+    """The image on the left, a horizontal bar per label (its probability) on the right."""
+    import matplotlib.pyplot as plt
+
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, max(2.2, 0.35 * len(labels) + 0.8)),
+                                 gridspec_kw={"width_ratios": [1, 2]})
+    a0.imshow(image)
+    a0.axis("off")
+    order = np.argsort(probs)
+    a1.barh([labels[i] for i in order], [probs[i] for i in order], color="#4575b4")
+    a1.set_xlim(0, 1)
+    a1.set_xlabel("概率 (probability)")
+    for y, i in enumerate(order):
+        a1.text(min(probs[i] + 0.02, 0.9), y, f"{probs[i]:.2f}", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,99 @@
+"""Retrieval / zero-shot plots and the notebook widgets: they build, mark hits correctly, and their
+search / classify functions return what the features say."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnclip_edu import widgets
+from cnclip_edu.model import create_model
+from cnclip_edu.viz import retrieval, setup_cjk_font, zeroshot as viz_zs
+
+setup_cjk_font()
+
+
+def _images(n=6):
+    return {1000 + i: Image.new("RGB", (16, 16), (40 * i, 20, 200 - 30 * i)) for i in range(n)}
+
+
+def test_retrieval_grid_marks_hits():
+    import matplotlib.pyplot as plt
+
+    imgs = _images()
+    fig = retrieval.plot_retrieval_grid(["一个红色的圆形", "蓝色的方块"], [[1000, 1001, 1002], [1003, 1004, 1005]],
+                                        imgs, gold=[{1001}, set()], scores=[[0.9, 0.8, 0.7], [0.5, 0.4, 0.3]], k=3)
+    axes = np.array(fig.axes).reshape(2, 4)
+    assert axes[0, 0].texts[0].get_text() == "一个红色的圆形"
+    assert axes[0, 2].get_xlabel() == "#2 0.80 ✓" and axes[0, 2].spines["top"].get_edgecolor()[:3] == \
+        matplotlib.colors.to_rgb(retrieval.HIT)
+    assert axes[1, 1].spines["top"].get_edgecolor()[:3] == matplotlib.colors.to_rgb(retrieval.MISS)
+    plt.close(fig)
+    fig = retrieval.plot_recall_bars({"t2i": {"r1": 0.5, "r5": 0.8, "r10": 0.9, "mean_recall": 0.73}})
+    plt.close(fig)
+
+
+def test_zeroshot_plots():
+    import matplotlib.pyplot as plt
+
+    cm = np.array([[3, 1], [0, 4]])
+    fig = viz_zs.plot_confusion_matrix(cm, ["红色", "蓝色"])
+    assert fig.axes[0].images[0].get_array()[0, 0] == pytest.approx(0.75)
+    plt.close(fig)
+    plt.close(viz_zs.plot_accuracy_vs_templates({"combo": [0.5, 0.6, 0.7]}))
+    plt.close(viz_zs.plot_class_probs(_images()[1000], ["a", "b"], [0.3, 0.7]))
+
+
+def test_tsv_images(tmp_path):
+    from cnclip_edu.data import formats
+
+    img = Image.new("RGB", (8, 8), (255, 0, 0))
+    formats.write_imgs_tsv(tmp_path / "test_imgs.tsv", [(7, formats.encode_image(img))])
+    store = retrieval.TsvImages(tmp_path / "test_imgs.tsv")
+    assert list(store) == [7] and store[7].getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(KeyError, match="image 8 is not in"):
+        store[8]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("course").eval()
+
+
+def test_search_box_returns_top_images(model):
+    from cnclip_edu.tokenizer import tokenize
+
+    imgs = _images(8)
+    feats = np.random.default_rng(0).standard_normal((8, 128)).astype(np.float32)
+    with torch.no_grad():
+        q = torch.nn.functional.normalize(model.encode_text(tokenize(["一个红色的圆形"])), dim=-1).numpy()
+    feats[5] = q[0]                                    # plant the query's own direction at image 1005
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    s = widgets.RetrievalSearch(model, list(imgs), feats, imgs, k=3)
+    hits = s.search("一个红色的圆形")
+    assert hits[0][0] == 1005 and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 3 and hits[0][1] >= hits[1][1] >= hits[2][1]
+    box = s.widget()
+    assert box.children[0].children[0].value == "一个红色的圆形"
+    with pytest.raises(ValueError, match="empty query"):
+        s.search("  ")
+
+
+def test_zeroshot_demo(model):
+    from cnclip_edu.data.transforms import image_transform
+
+    imgs = {f"img{i}": im for i, im in enumerate(_images(3).values())}
+    demo = widgets.ZeroShotDemo(model, image_transform(32), imgs)
+    probs = demo.classify("img1", "红色的圆形，蓝色的正方形、绿色三角形")
+    assert list(probs) == ["红色的圆形", "蓝色的正方形", "绿色三角形"]
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert widgets.parse_labels(" a, b；c  d ") == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="at least one label"):
+        demo.classify("img1", " ，")
+    demo.widget()
