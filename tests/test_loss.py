@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_loss_stand_in import load_open_clip_loss
+from test_loss_stand_in import TinyClip, load_open_clip_loss, make_batch
 
 from cnclip_edu.loss import (ClipLoss, clip_accuracy, contrastive_loss, positive_mask_from_ids,
                              positive_mask_from_matches, positive_mask_from_tokens, replace_local_chunk,
@@ -103,6 +103,25 @@ def test_false_negatives_hold_the_loss_up_and_the_mask_removes_that():
     assert masked.item() < 1e-3  # KL form: a perfect model scores 0
     acc = ClipLoss()(img_dup, txt, 100.0, positive_mask=mask, return_metrics=True)[1]
     assert acc["i2t_acc"].item() == acc["t2i_acc"].item() == 1.0
+
+
+def test_identical_captions_mask_shifts_the_loss_by_a_constant():
+    """A deterministic text tower gives identical captions identical features, so the columns (and
+    t2i rows) of duplicates are equal as functions of the weights: spreading the target over them
+    changes nothing but the loss floor. The training signal only changes when the positives differ
+    (gold matches with different captions; dropout)."""
+    images, tokens = make_batch(8, seed=1, duplicate_pairs=((0, 5), (2, 3)))
+    mask = positive_mask_from_tokens(tokens)
+    runs = []
+    for m in (None, mask):
+        model = TinyClip(seed=3)
+        loss = ClipLoss()(*model(images, tokens), positive_mask=m)
+        loss.backward()
+        runs.append((loss.item(), [p.grad for p in model.parameters()]))
+    # 4 of 8 rows have 2 positives, in both directions: the floor is mean(log k) = log(2) / 2
+    assert runs[0][0] - runs[1][0] == pytest.approx(math.log(2) / 2, rel=1e-4)
+    for g_plain, g_mask in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(g_plain, g_mask)
 
 
 def test_mask_helpers():
