@@ -184,6 +184,28 @@ class ImageFileDataset:
             raise OSError(f"cannot read image {self.paths[i]}: {e}") from None
 
 
+@dataclass
+class FolderFeatures:
+    classnames: list[str]
+    feats: np.ndarray               # (N, D) L2-normalized image features
+    targets: np.ndarray             # (N,) label ids
+    paths: list[str]
+
+
+def folder_features(model, datapath: str | Path, label_file: str | Path | None = None, batch_size: int = 64,
+                    device: str = "cpu", precision: str = "fp32") -> FolderFeatures:
+    """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers)."""
+    from cnclip_edu.data.transforms import image_transform
+    from cnclip_edu.eval.features import extract_image_features, image_resolution
+
+    test_dir, label_path = resolve_paths(datapath, label_file)
+    classnames = read_labels(label_path)
+    paths, targets = list_images(test_dir, len(classnames))
+    ds = ImageFileDataset(paths, image_transform(image_resolution(model)))
+    _, feats = extract_image_features(model, ds, batch_size, device, precision)
+    return FolderFeatures(classnames, feats, np.asarray(targets, dtype=np.int64), [str(p) for p in paths])
+
+
 def evaluate_folder(model, datapath: str | Path, label_file: str | Path | None = None,
                     templates: Sequence[Template] | None = None, dataset: str | None = None,
                     batch_size: int = 64, device: str = "cpu", precision: str = "fp32",
@@ -192,18 +214,19 @@ def evaluate_folder(model, datapath: str | Path, label_file: str | Path | None =
 
     templates default to `prompts.get_templates(dataset)`; pass `classifier` (D, C) to reuse one.
     """
-    from cnclip_edu.data.transforms import image_transform
-    from cnclip_edu.eval.features import extract_image_features, image_resolution
-
-    test_dir, label_path = resolve_paths(datapath, label_file)
-    classnames = read_labels(label_path)
-    paths, targets = list_images(test_dir, len(classnames))
+    ff = folder_features(model, datapath, label_file, batch_size, device, precision)
     if classifier is None:
         templates = templates if templates is not None else get_templates(dataset)
-        classifier = zero_shot_classifier(model, classnames, templates, device, context_length)
-    ds = ImageFileDataset(paths, image_transform(image_resolution(model)))
-    _, feats = extract_image_features(model, ds, batch_size, device, precision)
-    return classify_features(feats, classifier, targets, classnames, [str(p) for p in paths])
+        classifier = zero_shot_classifier(model, ff.classnames, templates, device, context_length)
+    return classify_features(ff.feats, classifier, ff.targets, ff.classnames, ff.paths)
+
+
+def accuracy_vs_templates(model, ff: FolderFeatures, templates: Sequence[Template], device: str = "cpu",
+                          context_length: int = 52) -> list[float]:
+    """Top-1 accuracy with the first 1, 2, ..., T templates ensembled (prompt features encoded once)."""
+    feats = template_text_features(model, ff.classnames, templates, device, context_length)    # (C, T, D)
+    return [classify_features(ff.feats, classifier_from_text_features(feats[:, :n]), ff.targets,
+                              ff.classnames).top1 for n in range(1, len(templates) + 1)]
 
 
 # ----------------------------------------------------------------------------- ELEVATER output

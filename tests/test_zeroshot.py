@@ -112,6 +112,9 @@ def test_evaluate_folder_known_answer(tmp_path, digits):
         r = zeroshot.evaluate_folder(model, datapath, dataset="toy-color", batch_size=4)
         assert r.classnames == ["红色", "绿色", "蓝色"] and r.targets.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
         assert r.top1 == 1.0 and r.paths[0].endswith("image_0000.png")
+    ff = zeroshot.folder_features(model, root)
+    assert ff.feats.shape == (9, 4)
+    assert zeroshot.accuracy_vs_templates(model, ff, prompts.TOY_COLOR[:3]) == [1.0, 1.0, 1.0]
 
 
 def test_elevater_json_and_index(tmp_path):
