@@ -85,6 +85,16 @@ def shared_txn(path: str | os.PathLike) -> lmdb.Transaction:
     return _ENVS[key][1]
 
 
+def close_shared_envs(path: str | os.PathLike | None = None) -> None:
+    """Close this process's handles on `path` (all if None), e.g. before handing the LMDB to another
+    reader in the same process (cn_clip's LMDBDataset opens it eagerly and py-lmdb allows one)."""
+    root = None if path is None else str(Path(path).resolve())
+    for key in [k for k in _ENVS if root is None or k[0] == root or k[0].startswith(root + os.sep)]:
+        env, txn = _ENVS.pop(key)
+        txn.abort()
+        env.close()
+
+
 def _read_count(path: Path, key: bytes) -> int:
     raw = shared_txn(path).get(key)
     if raw is None:

@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -65,7 +66,11 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, verify: bool = T
     """Open image bytes with PIL, refusing decompression bombs; with `verify`, decode every pixel
     (PIL's `verify()` misses truncated JPEGs, a full `load()` does not). Raises ValueError."""
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"decompression bomb refused by PIL ({e})") from None
     except Exception as e:  # PIL raises UnidentifiedImageError, SyntaxError, OSError, ...
         raise ValueError(f"not an image PIL can open ({type(e).__name__}: {e})") from None
     w, h = img.size
