@@ -7,7 +7,7 @@
 
 A notebook cannot run `torchrun` in its own kernel (the workers are separate processes, and a
 crashed worker must not take the kernel down), so we start
-`python -m torch.distributed.run --standalone --nproc_per_node=N -m cnclip_edu.train ...` as a child
+`python -m torch.distributed.run --standalone --nproc_per_node=N -m -- cnclip_edu.train ...` as a child
 process, stream each of its lines into the notebook as it arrives (and into a log file), redraw a
 loss / accuracy plot from `metrics.jsonl` every few seconds, and raise `TrainingFailed` with the
 log's tail if it exits non-zero. Several machines: pass nnodes / node_rank / master_addr /
@@ -76,7 +76,9 @@ def torchrun_command(train_args: list[str], nproc_per_node: int = 2, nnodes: int
     else:
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}",
                 f"--master_addr={master_addr or '127.0.0.1'}", f"--master_port={master_port or 29500}"]
-    cmd += [f"--nproc_per_node={nproc_per_node}", "-m", module]
+    # `--` stops torchrun's own parser there: it would otherwise read `--logs` as an ambiguous
+    # abbreviation of its `--logs-specs` and refuse to start.
+    cmd += [f"--nproc_per_node={nproc_per_node}", "-m", "--", module]
     return cmd + [str(a) for a in train_args]
 
 

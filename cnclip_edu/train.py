@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from .accumulate import accumulated_step
 from .checkpoint import load_state_dict_any, load_weights
@@ -413,6 +414,7 @@ def _train(args, info: DistInfo, run_dir: Path, ckpt_dir: Path, log: logging.Log
     return 0
 
 
+@record  # under torchrun: a failing rank's traceback appears in torchrun's "Root Cause" summary
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `cnclip-edu train` / `python -m cnclip_edu.train`; returns the exit code."""
     return run(parse_args(argv))
