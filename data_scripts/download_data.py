@@ -1,0 +1,7 @@
+"""Thin wrapper: `python data_scripts/download_data.py ...` == `cnclip-edu download ...` (see cnclip_edu/data/download.py)."""
+import sys
+
+from cnclip_edu.data.download import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Converters (captions -> MUGE, class folders -> zero-shot) and the download helpers, on files the
+tests make: EXIF rotation, odd modes, resizing, merging, clear errors, offline fail-fast, safe unzip."""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import pytest
+from PIL import Image
+
+from cnclip_edu.cli import main as cli
+from cnclip_edu.data import convert, download, formats
+from cnclip_edu.data.lmdb_build import build_lmdb
+from cnclip_edu.hub import DownloadError
+
+
+def _save(path, img, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kw)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "photos"
+    # 40 x 20 landscape pixels stored with EXIF orientation 6 ("rotate 90 to display"): shows 20 x 40
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _save(d / "rotated.jpg", Image.new("RGB", (40, 20), (200, 30, 30)), exif=exif.tobytes())
+    _save(d / "sub" / "rgba.png", Image.new("RGBA", (30, 30), (0, 0, 255, 0)))
+    _save(d / "cmyk.tif", Image.new("CMYK", (1000, 500), (0, 255, 255, 0)))
+    _save(d / "grey16.png", Image.new("I;16", (10, 10)))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return d
+
+
+def test_convert_captions_csv(tmp_path, photos):
+    caps = tmp_path / "caps.csv"
+    caps.write_text("image,caption\nrotated.jpg,一辆红色的车\nsub/rgba.png,透明的图\ncmyk.tif,一辆红色的车\n"
+                    "grey16.png,灰色\nrotated.jpg,横着拍的照片\n", encoding="utf-8")
+    r = convert.convert_captions(photos, caps, tmp_path / "out", "train", max_side=200, quality=90, progress=False)
+    assert r == {"images": 4, "texts": 4, "pairs": 5, "skipped": 0}
+    imgs = dict(formats.iter_imgs_tsv(tmp_path / "out" / "train_imgs.tsv"))
+    decoded = {i: formats.decode_image(b) for i, b in imgs.items()}
+    assert all(im.format == "JPEG" and im.mode == "RGB" for im in decoded.values())
+    assert decoded[1].size == (20, 40)                      # EXIF rotation applied
+    assert decoded[2].getpixel((15, 15)) == (255, 255, 255)  # transparent -> white
+    assert decoded[3].size == (200, 100)                    # max side
+    texts = list(formats.iter_texts_jsonl(tmp_path / "out" / "train_texts.jsonl"))
+    assert texts[0] == {"text_id": 1, "text": "一辆红色的车", "image_ids": [1, 3]}  # identical captions merged
+    id_map = (tmp_path / "out" / "train_id_map.tsv").read_text(encoding="utf-8").splitlines()
+    assert id_map[:2] == ["1\trotated.jpg", "2\tsub/rgba.png"]
+    report = build_lmdb(tmp_path / "out", "train", progress=False, verbose=False)  # valid input for the builder
+    assert report["train"]["pairs"] == 5
+
+
+def test_convert_captions_jsonl_and_errors(tmp_path, photos):
+    caps = tmp_path / "caps.jsonl"
+    caps.write_text(json.dumps({"image": "grey16.png", "captions": ["一", "二"]}, ensure_ascii=False) + "\n\n"
+                    + json.dumps({"image": "broken.jpg", "caption": "坏的"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match=r"caps.jsonl:3: image 'broken.jpg'"):
+        convert.convert_captions(photos, caps, tmp_path / "o", progress=False)
+    r = convert.convert_captions(photos, caps, tmp_path / "o", on_error="skip", start_image_id=100,
+                                 start_text_id=500, progress=False)
+    assert r == {"images": 1, "texts": 2, "pairs": 2, "skipped": 1}
+    assert [t["text_id"] for t in formats.iter_texts_jsonl(tmp_path / "o" / "train_texts.jsonl")] == [500, 501]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,caption\na.jpg,x\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="bad.csv:1: the CSV header"):
+        convert.read_captions(bad)
+    bad.write_text("image,caption\na.jpg,\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="bad.csv:2: empty caption"):
+        convert.read_captions(bad)
+    caps.write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="caps.jsonl:1: not valid JSON"):
+        convert.read_captions(caps)
+
+
+def test_convert_class_folders(tmp_path):
+    src = tmp_path / "classes"
+    for name, color in (("cat", (200, 100, 0)), ("dog", (0, 0, 0)), ("bird", (0, 200, 0))):
+        for k in range(2):
+            _save(src / name / f"{k}.png", Image.new("RGB", (8, 8), color))
+    (src / "cat" / "notes.txt").write_text("ignored")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dog\t狗\ncat\t猫\nbird\t鸟\n", encoding="utf-8")
+    r = convert.convert_class_folders(src, tmp_path / "zs", labels)
+    assert r == {"classes": 3, "images": 6}
+    assert (tmp_path / "zs" / "label_cn.txt").read_text(encoding="utf-8") == "狗\n猫\n鸟\n"
+    assert sorted(p.name for p in (tmp_path / "zs" / "test").iterdir()) == ["000", "001", "002"]
+    assert Image.open(tmp_path / "zs" / "test" / "001" / "0.png").getpixel((0, 0)) == (200, 100, 0)
+    with pytest.raises(convert.ConvertError, match="already exists"):
+        convert.convert_class_folders(src, tmp_path / "zs", labels)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    labels.write_text("fish\t鱼\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="fish"):
+        convert.convert_class_folders(src, tmp_path / "zs2", labels)
+    assert cli(["convert", "folders", "--src", str(src), "--out", str(tmp_path / "zs3")]) == 0
+    assert (tmp_path / "zs3" / "label_cn.txt").read_text(encoding="utf-8").split() == ["bird", "cat", "dog"]
+    # torchvision's ImageFolder (what cn_clip's zero-shot eval uses) sees the same classes
+    from torchvision.datasets import ImageFolder
+
+    assert ImageFolder(str(tmp_path / "zs3" / "test")).class_to_idx == {"000": 0, "001": 1, "002": 2}
+
+
+def test_convert_cli(tmp_path, photos, capsys):
+    caps = tmp_path / "c.csv"
+    caps.write_text("image,text\ngrey16.png,灰\n", encoding="utf-8")
+    assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o"),
+                "--split", "valid", "--max_side", "64", "--quality", "80"]) == 0
+    assert "images: 1" in capsys.readouterr().out and (tmp_path / "o" / "valid_imgs.tsv").exists()
+    caps.write_text("image,text\nbroken.jpg,坏\n", encoding="utf-8")
+    assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o")]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def _zip(path, entries: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_download_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match=r"HF_HUB_OFFLINE.*chinese-clip-eval/resolve/main/MUGE.zip.*--from-zip"):
+        download.download("muge", tmp_path)
+    assert time.perf_counter() - t0 < 5
+    assert cli(["download", "cifar-100", "--out", str(tmp_path)]) == 1
+    with pytest.raises(ValueError, match="unknown dataset"):
+        download.zip_name("imagenet-42")
+    assert download.zip_name("Flickr30K-CN") == "Flickr30k-CN.zip" and len(download.ELEVATER) == 20
+
+
+def test_download_without_network_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub
+
+    def no_network(*a, **k):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    with pytest.raises(DownloadError, match="could not download Flickr30k-CN.zip.*Network is unreachable"):
+        download.download("flickr30k-cn", tmp_path)
+
+
+def test_unpack_local_zip_safely(tmp_path, capsys):
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    z = _zip(tmp_path / "cifar-100.zip", {"cifar-100/label_cn.txt": "苹果\n".encode(),
+                                          "cifar-100/test/000/a.png": buf.getvalue(), "__MACOSX/junk": b""})
+    assert cli(["download", "cifar-100", "--from-zip", str(z), "--out", str(tmp_path / "ds")]) == 0
+    assert (tmp_path / "ds" / "cifar-100" / "test" / "000" / "a.png").exists()
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["cifar-100"]
+    with pytest.raises(DownloadError, match="already exists"):
+        download.download("cifar-100", tmp_path / "ds", from_zip=z)
+    evil = _zip(tmp_path / "evil.zip", {"../../escaped.txt": b"x"})
+    with pytest.raises(DownloadError, match="outside"):
+        download.extract_zip(evil, tmp_path / "ds2")
+    assert not (tmp_path / "escaped.txt").exists() and not list((tmp_path / "ds2").iterdir())
