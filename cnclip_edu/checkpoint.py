@@ -42,10 +42,13 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+        if "GLOBAL" not in detail:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail or e})") from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
             f"plain containers, and we never unpickle arbitrary objects (torch.load weights_only=True). "
-            f"Re-save it as a plain state dict or safetensors. Details: {str(e).splitlines()[0]}") from None
+            f"Re-save it as a plain state dict or safetensors. ({detail})") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
@@ -289,7 +292,8 @@ def save_hf(model: CLIP, out_dir: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    hf_cfg = hf_convert.ours_to_hf_config(model.config, logit_scale=model.logit_scale.item())
+    hf_cfg = hf_convert.ours_to_hf_config(model.config)  # raises first for RN50
+    hf_cfg["logit_scale_init_value"] = model.logit_scale.item()
     hf_sd = hf_convert.ours_to_hf(_plain_state_dict(model))
     _atomic_write(out / "model.safetensors", lambda tmp: save_file(hf_sd, tmp, metadata={"format": "pt"}))
     _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(
