@@ -40,9 +40,9 @@ class IndexConfig:
     hnsw_m: int = 32               # graph degree: more = better recall, more memory
     ef_construction: int = 64      # build-time beam width
     ef_search: int = 128           # query-time beam width (raised to >= k)
-    nlist: int | None = None       # IVF cells; default ~ 4 * sqrt(N)
+    nlist: int | None = None       # IVF cells; default ~ sqrt(N) (cheap to train on a CPU)
     nprobe: int = 32               # IVF cells visited per query
-    train_size: int = 100_000      # IVF k-means sample size
+    train_per_list: int = 64       # IVF k-means sample = train_per_list * nlist points
 
 
 # ----------------------------------------------------------------------------- exact torch top-k
@@ -72,10 +72,10 @@ def _block_topk(scores, k: int):
     """Top-k of each row of `scores` (Q, n), ties -> lower column first. Returns (vals, idx) (Q, k)."""
     import torch
 
-    vals, idx = scores.topk(k, dim=1)                       # (Q, k), order among ties unspecified
-    n_ge = (scores >= vals[:, -1:]).sum(dim=1)               # (Q,)  > k means a tie at the boundary
-    vals, idx = _sort_desc_then_index(vals, idx)
-    tied = torch.nonzero(n_ge > k).flatten()
+    n = scores.shape[1]
+    vals, idx = scores.topk(min(k + 1, n), dim=1)            # one extra: is there a tie across place k?
+    tied = torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten() if n > k else vals.new_empty(0, dtype=torch.long)
+    vals, idx = _sort_desc_then_index(vals[:, :k], idx[:, :k])  # order among ties is unspecified: fix it
     if len(tied):                                           # rare: a stable full sort of those rows
         v, i = scores[tied].sort(dim=1, descending=True, stable=True)
         vals[tied], idx[tied] = v[:, :k], i[:, :k]
@@ -134,11 +134,11 @@ def build_faiss_index(gallery: np.ndarray, backend: str = "faiss", cfg: IndexCon
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
     elif backend == "faiss-ivf":
-        nlist = cfg.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 pts/cell
+        nlist = cfg.nlist or max(1, min(int(math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per cell
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(n, size=min(n, max(cfg.train_size, 39 * nlist)), replace=False))
+        sample = np.sort(rng.choice(n, size=min(n, max(cfg.train_per_list, 39) * nlist), replace=False))
         index.train(np.ascontiguousarray(gallery[sample], dtype=np.float32))
         index.nprobe = min(cfg.nprobe, nlist)
     else:
