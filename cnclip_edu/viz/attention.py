@@ -1,0 +1,118 @@
+"""Looking inside the vision tower: patches as a picture, and where the [CLS] token attends.
+
+    from cnclip_edu.viz.attention import show_patches, vit_attention, plot_cls_attention
+    show_patches(image_tensor, patch_size=8)
+    attn = vit_attention(model.visual, images)          # (layers, B, heads, L, L)
+    plot_cls_attention(images, attn)
+
+The model computes attention with SDPA, which never materialises the attention matrix. To draw it
+we hook each block's attention module and recompute softmax(q kᵀ / √d) from its input: the model's
+forward pass is untouched, and the picture shows exactly the weights it used.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..data.transforms import CLIP_MEAN, CLIP_STD
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Undo the CLIP normalisation: (B, 3, H, W) or (3, H, W) -> values in [0, 1] for plotting."""
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    return (images.detach().cpu().float() * std + mean).clamp(0, 1)
+
+
+def patchify(image: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(3, H, W) -> (N, 3, P, P): the non-overlapping patches, row by row (the ViT's token order)."""
+    C, H, W = image.shape
+    p = image.unfold(1, patch_size, patch_size).unfold(2, patch_size, patch_size)  # (3, H/P, W/P, P, P)
+    return p.permute(1, 2, 0, 3, 4).reshape(-1, C, patch_size, patch_size)
+
+
+def show_patches(image: torch.Tensor, patch_size: int, max_patches: int = 64, cols: int = 8):
+    """Left: the image with its patch grid. Right: the patches as the token sequence the ViT reads."""
+    import matplotlib.pyplot as plt
+
+    img = denormalize(image)
+    patches = patchify(img, patch_size)[:max_patches]  # (N, 3, P, P)
+    n, P = len(patches), patch_size
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    gap = max(1, P // 4)
+    canvas = torch.ones(3, rows * (P + gap) - gap, cols * (P + gap) - gap)  # white gaps between tokens
+    for i, p in enumerate(patches):
+        r, c = divmod(i, cols)
+        canvas[:, r * (P + gap):r * (P + gap) + P, c * (P + gap):c * (P + gap) + P] = p
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    a.imshow(img.permute(1, 2, 0))
+    for k in range(0, img.shape[1] + 1, P):
+        a.axhline(k - 0.5, color="white", lw=1.5)
+        a.axvline(k - 0.5, color="white", lw=1.5)
+    a.set_title(f"{img.shape[1]}×{img.shape[2]} 图像, patch = {P}")
+    b.imshow(canvas.permute(1, 2, 0))
+    for i in range(n):
+        r, c = divmod(i, cols)
+        b.text(c * (P + gap), r * (P + gap), str(i), fontsize=7, color="black", va="top",
+               bbox=dict(facecolor="white", alpha=0.7, pad=0.5, lw=0))
+    b.set_title(f"{n} 个 patch → {n} 个 token (按行排列), 再加 1 个 [CLS]")
+    for ax in (a, b):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def vit_attention(visual: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Attention weights of every block of a VisionTransformer: (layers, B, heads, L, L)."""
+    if not hasattr(visual, "transformer"):
+        raise TypeError("attention maps are drawn for the ViT tower (RN50 pools with a single query)")
+    maps: list[torch.Tensor] = []
+
+    def hook(module, inputs, output):
+        q, k, _ = module.qkv(inputs[0])  # (B, H, L, Dh) each
+        maps.append(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1).float().cpu())
+
+    handles = [blk.attn.register_forward_hook(hook) for blk in visual.transformer.resblocks]
+    try:
+        visual(images.to(next(visual.parameters()).dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(maps)
+
+
+def cls_attention(attn: torch.Tensor, layer: int = -1) -> torch.Tensor:
+    """(layers, B, heads, L, L) -> (B, g, g): how much [CLS] attends to each patch, averaged over heads."""
+    row = attn[layer, :, :, 0, 1:].mean(dim=1)  # (B, N)
+    g = int(math.isqrt(row.shape[-1]))
+    return row.view(-1, g, g)
+
+
+def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[str] | None = None):
+    """One column per image: the image, then the [CLS] attention of the first and the last block."""
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+
+    B = images.shape[0]
+    imgs = denormalize(images)
+    fig, axes = plt.subplots(3, B, figsize=(2.2 * B, 6.6), squeeze=False)
+    for row, (layer, name) in enumerate([(None, "图像"), (0, "第 1 层 [CLS] 注意力"),
+                                         (-1, f"第 {attn.shape[0]} 层 [CLS] 注意力")]):
+        for b in range(B):
+            ax = axes[row, b]
+            ax.imshow(imgs[b].permute(1, 2, 0))
+            if layer is not None:
+                m = cls_attention(attn, layer)[b][None, None]
+                m = F.interpolate(m, size=imgs.shape[-2:], mode="nearest")[0, 0]
+                ax.imshow(m, cmap="inferno", alpha=0.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if b == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if row == 0 and titles:
+                ax.set_title(titles[b], fontsize=9)
+    fig.tight_layout()
+    return fig
