@@ -30,7 +30,7 @@ from . import formats
 from .toy_draw import render_batch, save_png_files
 from .toy_text import Shape, image_keys, render_caption, sample_captions
 
-GENERATOR_VERSION = 2  # bump when the output for a given config changes
+GENERATOR_VERSION = 3  # bump when the output for a given config changes
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "红色": (220, 30, 30), "橙色": (255, 135, 0), "黄色": (235, 195, 0), "绿色": (20, 150, 40),
@@ -86,7 +86,8 @@ def _sample_scene(rng: random.Random, combos: list[tuple[str, str]], probs) -> d
     if n == 1:
         col, row = rng.choice(_POS9)
         size = "大" if rng.random() < 0.5 else "小"
-        shapes = [Shape(*cs[0], size, (col, row), 0.2 + 0.3 * col + j(0.02), 0.2 + 0.3 * row + j(0.02), _SIZES[size])]
+        shapes = [Shape(*cs[0], size, (col, row), 0.24 + 0.26 * col + j(0.015), 0.24 + 0.26 * row + j(0.015),
+                        _SIZES[size])]
         layout = "one"
     elif n == 2:
         layout = "h" if rng.random() < 0.5 else "v"
