@@ -244,3 +244,17 @@ def test_cli_flags_and_exit_codes(tmp_path, capsys):
                  "--on-error", "skip", "--no-progress"]) == 0
     with pytest.raises(FileNotFoundError, match="valid_imgs|nope_imgs"):
         build_lmdb(d, "nope", progress=False)
+
+
+def test_parallel_validation_finds_the_same_issues(tmp_path):
+    imgs = [(i, _b64(_png())) for i in range(1, 700)]
+    imgs[10] = (11, "%%%")
+    imgs[300] = (301, _b64(b"not an image"))
+    imgs[650] = (5, _b64(_png()))  # duplicate of line 5
+    d = write_split(tmp_path / "d", imgs=imgs, texts=[{"text_id": 1, "text": "x", "image_ids": [1, 301]}])
+    serial = lmdb_build.validate_split(d, "train", progress=False, workers=1)
+    parallel = lmdb_build.validate_split(d, "train", progress=False, workers=2)
+    assert [str(i) for i in serial.issues] == [str(i) for i in parallel.issues]
+    assert [(i.kind, i.line) for i in serial.issues] == [("bad_base64", 11), ("bad_image", 301),
+                                                        ("duplicate_image_id", 651), ("missing_image", 1)]
+    assert serial.images == parallel.images == 696

@@ -71,7 +71,9 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, verify: bool = T
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ValueError(f"decompression bomb refused by PIL ({e})") from None
-    except Exception as e:  # PIL raises UnidentifiedImageError, SyntaxError, OSError, ...
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"not an image PIL can open (unknown format; data starts with {data[:12]!r})") from None
+    except Exception as e:  # SyntaxError, OSError, ... from a broken header
         raise ValueError(f"not an image PIL can open ({type(e).__name__}: {e})") from None
     w, h = img.size
     if w <= 0 or h <= 0 or w * h > max_pixels:

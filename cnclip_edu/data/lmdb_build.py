@@ -20,7 +20,8 @@ import os
 import re
 import shutil
 import sys
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,46 +85,88 @@ def _lines(path: Path):
             yield n, raw.rstrip(b"\r\n")
 
 
-def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool) -> set[int]:
-    ids: dict[int, int] = {}
+def _check_payload(b64: bytes, max_pixels: int) -> tuple[str, str] | None:
+    """(kind, message) if the base64 or the image inside is bad, else None."""
+    try:
+        data = formats.decode_b64(b64, strict=True)
+    except (binascii.Error, ValueError) as e:
+        return "bad_base64", f"invalid base64 ({e})"
+    try:
+        formats.open_image(data, max_pixels=max_pixels, verify=True)
+    except ValueError as e:
+        return "bad_image", str(e)
+    return None
+
+
+def _check_chunk(args: tuple[list[bytes], int]) -> list[tuple[str, str] | None]:
+    chunk, max_pixels = args
+    return [_check_payload(b, max_pixels) for b in chunk]
+
+
+def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool, workers: int) -> set[int]:
+    """Structure (line, id, duplicates) in order here; base64 + full image decode, the slow part,
+    in chunks, in `workers` processes for big files (a MUGE train TSV holds ~10 GB of JPEG)."""
+    first_line: dict[int, int] = {}
+    valid: set[int] = set()
     name = path.name
+    chunk: list[tuple[int, int, bytes]] = []
+    in_flight: deque = deque()
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+
+    def bad(n, kind, msg, id_=None):
+        plan.issues.append(Issue(kind, name, n, msg, id_))
+        plan.bad_img_lines.add(n)
+
+    def collect(block, results):
+        for (n, iid, _), res in zip(block, results):
+            if res is None:
+                valid.add(iid)
+            else:
+                bad(n, res[0], res[1], iid)
+
+    def submit():
+        nonlocal chunk
+        args = ([b for _, _, b in chunk], max_pixels)
+        in_flight.append((chunk, pool.submit(_check_chunk, args) if pool else _check_chunk(args)))
+        chunk = []
+        while in_flight and (not pool or len(in_flight) > 2 * workers):
+            block, fut = in_flight.popleft()
+            collect(block, fut.result() if pool else fut)
+
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"check {name}", disable=not progress)
-    for n, raw in _lines(path):
-        bar.update(len(raw) + 1)
-        if not raw.strip():
-            plan.blank_lines += 1
-            continue
-
-        def bad(kind, msg, id_=None):
-            plan.issues.append(Issue(kind, name, n, msg, id_))
-            plan.bad_img_lines.add(n)
-
-        parts = raw.split(b"\t")
-        if len(parts) != 2:
-            bad("bad_line", f"expected 'image_id<TAB>base64', found {len(parts)} tab-separated field(s)")
-            continue
-        sid = parts[0].strip().decode("utf-8", "replace")
-        if not _INT.match(sid):
-            bad("bad_id", f"image id {sid[:40]!r} is not an integer")
-            continue
-        iid = int(sid)
-        if iid in ids:
-            bad("duplicate_image_id", f"image id {iid} already on line {ids[iid]}", iid)
-            continue
-        try:
-            data = formats.decode_b64(parts[1], strict=True)
-        except (binascii.Error, ValueError) as e:
-            bad("bad_base64", f"invalid base64 ({e})", iid)
-            continue
-        try:
-            formats.open_image(data, max_pixels=max_pixels, verify=True)
-        except ValueError as e:
-            bad("bad_image", str(e), iid)
-            continue
-        ids[iid] = n
-    bar.close()
-    plan.images = len(ids)
-    return set(ids)
+    try:
+        for n, raw in _lines(path):
+            bar.update(len(raw) + 1)
+            if not raw.strip():
+                plan.blank_lines += 1
+                continue
+            parts = raw.split(b"\t")
+            if len(parts) != 2:
+                bad(n, "bad_line", f"expected 'image_id<TAB>base64', found {len(parts)} tab-separated field(s)")
+                continue
+            sid = parts[0].strip().decode("utf-8", "replace")
+            if not _INT.match(sid):
+                bad(n, "bad_id", f"image id {sid[:40]!r} is not an integer")
+                continue
+            iid = int(sid)
+            if iid in first_line:
+                bad(n, "duplicate_image_id", f"image id {iid} already on line {first_line[iid]}", iid)
+                continue
+            first_line[iid] = n
+            chunk.append((n, iid, parts[1]))
+            if len(chunk) >= 256:
+                submit()
+        submit()
+        while in_flight:
+            block, fut = in_flight.popleft()
+            collect(block, fut.result() if pool else fut)
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    plan.issues.sort(key=lambda i: i.line)
+    plan.images = len(valid)
+    return valid
 
 
 def _check_texts(path: Path, plan: SplitPlan, image_ids: set[int]) -> None:
@@ -177,14 +220,16 @@ def _check_texts(path: Path, plan: SplitPlan, image_ids: set[int]) -> None:
 
 
 def validate_split(data_dir: str | os.PathLike, split: str, max_pixels: int = formats.MAX_IMAGE_PIXELS,
-                   progress: bool = True) -> SplitPlan:
+                   progress: bool = True, workers: int = 0) -> SplitPlan:
     """Check one split's TSV and JSONL; every problem becomes an `Issue` in the returned plan."""
     plan = SplitPlan(split)
     tsv, jsonl = formats.imgs_tsv(data_dir, split), formats.texts_jsonl(data_dir, split)
     for p in (tsv, jsonl):
         if not p.is_file():
             raise FileNotFoundError(f"{p} does not exist (expected MUGE layout: {{split}}_imgs.tsv + {{split}}_texts.jsonl)")
-    image_ids = _check_images(tsv, plan, max_pixels, progress)
+    if workers <= 0:  # processes pay off only when there is a lot to decode
+        workers = min(4, os.cpu_count() or 1) if tsv.stat().st_size > 32 << 20 else 1
+    image_ids = _check_images(tsv, plan, max_pixels, progress, workers)
     _check_texts(jsonl, plan, image_ids)
     return plan
 
@@ -250,9 +295,10 @@ def _write_split(data_dir: Path, plan: SplitPlan, out: Path, progress: bool) -> 
 
 def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike | None = None,
                on_error: str = "fail", overwrite: bool = False, max_pixels: int = formats.MAX_IMAGE_PIXELS,
-               progress: bool = True, verbose: bool = True) -> dict[str, dict]:
+               progress: bool = True, verbose: bool = True, workers: int = 0) -> dict[str, dict]:
     """Validate every split, then build `lmdb_dir/{split}/{imgs,pairs}`. Returns per-split counts.
 
+    workers: processes decoding images during validation (0: up to 4 for TSVs over 32 MB, else 1).
     on_error="fail" raises DataValidationError (listing file, line and id of each problem) before
     anything is written; "skip" leaves bad records out and reports how many of each kind.
     """
@@ -268,7 +314,7 @@ def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike 
     if existing and not overwrite:
         raise FileExistsError(f"LMDB already exists: {', '.join(map(str, existing))}; "
                               "pass overwrite=True (--overwrite) to replace it")
-    plans = [validate_split(data_dir, s, max_pixels, progress) for s in splits]
+    plans = [validate_split(data_dir, s, max_pixels, progress, workers) for s in splits]
     issues = [i for p in plans for i in p.issues]
     if issues and on_error == "fail":
         raise DataValidationError(issues)
@@ -308,10 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--on-error", "--on_error", dest="on_error", choices=("fail", "skip"), default="fail")
     p.add_argument("--overwrite", action="store_true", help="replace an existing LMDB of the same split")
     p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=int, default=formats.MAX_IMAGE_PIXELS)
+    p.add_argument("--workers", type=int, default=0, help="processes checking images (0: auto)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     a = p.parse_args(argv)
     try:
-        build_lmdb(a.data_dir, a.splits, a.lmdb_dir, a.on_error, a.overwrite, a.max_pixels, a.progress)
+        build_lmdb(a.data_dir, a.splits, a.lmdb_dir, a.on_error, a.overwrite, a.max_pixels, a.progress,
+                   workers=a.workers)
     except (DataValidationError, FileExistsError, FileNotFoundError) as e:
         print(f"cnclip-edu build-lmdb: {e}", file=sys.stderr)
         return 1
