@@ -21,6 +21,7 @@ package, everything here raises `TrtUnavailable` with the reason (tests and note
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -31,7 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from cnclip_edu.export import check_image_input, check_text_input, convert_to_fp16, read_metadata
+from cnclip_edu.export import convert_to_fp16, read_metadata
+from cnclip_edu.onnx_runner import check_image_input, check_text_input
 
 
 class TrtUnavailable(RuntimeError):
@@ -59,7 +61,9 @@ def _trt():
     return trt
 
 
+@functools.lru_cache(maxsize=2)
 def _logger(verbose: bool = False):
+    """One logger per verbosity for the whole process (TensorRT warns when runtimes get different ones)."""
     trt = _trt()
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
 
