@@ -99,6 +99,8 @@ BAD_CASES = {
                        "bad_image", 2, "imgs.tsv"),
     "not_an_image": (dict(imgs=[(1, _b64(_png())), (2, _b64(_png())), (3, _b64(b"hello, I am text"))]), "bad_image", 3, "imgs.tsv"),
     "decompression_bomb": (dict(imgs=[(1, _b64(_bomb_png())), (2, _b64(_png())), (3, _b64(_png()))]), "bad_image", 1, "imgs.tsv"),
+    "bomb_under_pil_limit": (dict(imgs=[(1, _b64(_png())), (2, _b64(_bomb_png(9000, 9000))), (3, _b64(_png()))]),
+                             "bad_image", 2, "imgs.tsv"),
     "duplicate_image_id": (dict(imgs=[(1, _b64(_png())), (2, _b64(_png())), (3, _b64(_png())), (2, _b64(_png()))]),
                            "duplicate_image_id", 4, "imgs.tsv"),
     "non_int_image_id": (dict(raw_tsv=f"1\t{_b64(_png())}\nabc\t{_b64(_png())}\n2\t{_b64(_png())}\n3\t{_b64(_png())}\n".encode()),
@@ -132,7 +134,7 @@ def test_bad_input_fails_clearly_and_leaves_old_lmdb_intact(tmp_path, case):
     assert f"train_{suffix}:{line}" in msg and kind in msg and "nothing was written" in msg
     if kind in ("duplicate_image_id", "missing_image", "duplicate_text_id", "bad_base64", "bad_image"):
         assert "(id " in msg
-    if case == "decompression_bomb":
+    if case in ("decompression_bomb", "bomb_under_pil_limit"):
         assert "bomb" in msg
     after = {db: dump_lmdb(good / "lmdb" / "train" / db) for db in ("imgs", "pairs")}
     assert after == before
