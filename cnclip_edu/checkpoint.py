@@ -166,7 +166,10 @@ def infer_config(sd: StateDict, source: str | os.PathLike = "state dict") -> CLI
     except KeyError as e:
         raise CheckpointError(f"{source}: cannot infer the architecture: no tensor {e.args[0]!r} "
                               f"(is this a Chinese-CLIP checkpoint? first keys: {list(sd)[:5]})") from None
-    vision = _known(VisionConfig, vision_model_names(), tuple(v), v) or VisionConfig(name="custom", **v)
+    vision = _known(VisionConfig, vision_model_names(), tuple(v), v)
+    if vision is None:  # e.g. finetuned at another resolution: keep the family's head width (ViT-H: 80)
+        vision = _known(VisionConfig, vision_model_names(), tuple(k for k in v if k != "image_resolution"), v)
+        vision = VisionConfig(**{**(vision.__dict__ if vision else {"name": "custom"}), **v})
     text = (_known(TextConfig, text_model_names(), tuple(t), t)
             or TextConfig(name="custom", text_num_attention_heads=max(1, hidden // 64), **t))
     return CLIPConfig(vision, text)

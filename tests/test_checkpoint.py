@@ -140,6 +140,11 @@ def test_infer_config_unknown_size_and_garbage():
     with torch.device("meta"):
         got = ck.infer_config(cc.create_model(cfg).state_dict())
     assert got.vision.name == "custom" and got.vision.vision_layers == 3 and got.text.text_num_hidden_layers == 1
+    cfg = cc.model.CLIPConfig.from_name("ViT-H-14")
+    cfg.vision.image_resolution = 336  # finetuned at another resolution: still ViT-H's 80-wide heads
+    with torch.device("meta"):
+        got = ck.infer_config(cc.create_model(cfg).state_dict())
+    assert got.vision.image_resolution == 336 and got.vision.vision_head_width == 80 and got.vision.heads == 16
     with pytest.raises(ck.CheckpointError, match="cannot infer the architecture"):
         ck.infer_config({"foo": torch.zeros(1)}, source="x.pt")
 

@@ -243,3 +243,40 @@ def test_preprocess_matches_cn_clip_on_rgb():
 def test_preprocess_any_mode(mode):
     x = cc.image_transform(32)(_images()[mode])
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and torch.isfinite(x).all()
+
+
+# ----------------------------------------------------------------------------- attention pictures
+def test_patchify_order_is_the_token_order():
+    from cnclip_edu.viz.attention import patchify
+
+    model = cc.create_model("course").eval()
+    img = torch.randn(3, 32, 32)
+    patches = patchify(img, 8)  # (16, 3, 8, 8)
+    w = model.visual.conv1.weight  # (D, 3, 8, 8)
+    with torch.no_grad():
+        tokens = model.visual.conv1(img[None]).flatten(2).transpose(1, 2)[0]  # (16, D)
+        assert torch.allclose(patches.flatten(1) @ w.flatten(1).t(), tokens, atol=1e-4)
+
+
+def test_vit_attention_maps(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cnclip_edu.viz.attention import cls_attention, plot_cls_attention, show_patches, vit_attention
+
+    model = cc.create_model("course").eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model.encode_image(images)
+    att = vit_attention(model.visual, images)
+    assert att.shape == (4, 2, 2, 17, 17)
+    assert torch.allclose(att.sum(-1), torch.ones(4, 2, 2, 17), atol=1e-5)
+    assert cls_attention(att).shape == (2, 4, 4)
+    with torch.no_grad():  # hooks removed, model unchanged
+        assert torch.equal(model.encode_image(images), ref)
+    plot_cls_attention(images, att, titles=["一", "二"]).savefig(tmp_path / "a.png")
+    show_patches(images[0], 8).savefig(tmp_path / "p.png")
+    with torch.device("meta"):
+        rn = cc.create_model("RN50")
+    with pytest.raises(TypeError, match="ViT"):
+        vit_attention(rn.visual, images)

@@ -16,6 +16,7 @@ import math
 import torch
 
 from ..data.transforms import CLIP_MEAN, CLIP_STD
+from . import setup_cjk_font
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
@@ -36,6 +37,7 @@ def show_patches(image: torch.Tensor, patch_size: int, max_patches: int = 64, co
     """Left: the image with its patch grid. Right: the patches as the token sequence the ViT reads."""
     import matplotlib.pyplot as plt
 
+    setup_cjk_font()
     img = denormalize(image)
     patches = patchify(img, patch_size)[:max_patches]  # (N, 3, P, P)
     n, P = len(patches), patch_size
@@ -47,12 +49,12 @@ def show_patches(image: torch.Tensor, patch_size: int, max_patches: int = 64, co
         r, c = divmod(i, cols)
         canvas[:, r * (P + gap):r * (P + gap) + P, c * (P + gap):c * (P + gap) + P] = p
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 1.3]})
-    a.imshow(img.permute(1, 2, 0))
+    a.imshow(img.permute(1, 2, 0).numpy())
     for k in range(0, img.shape[1] + 1, P):
         a.axhline(k - 0.5, color="white", lw=1.5)
         a.axvline(k - 0.5, color="white", lw=1.5)
     a.set_title(f"{img.shape[1]}×{img.shape[2]} 图像, patch = {P}")
-    b.imshow(canvas.permute(1, 2, 0))
+    b.imshow(canvas.permute(1, 2, 0).numpy())
     for i in range(n):
         r, c = divmod(i, cols)
         b.text(c * (P + gap), r * (P + gap), str(i), fontsize=7, color="black", va="top",
@@ -96,6 +98,7 @@ def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[st
     import matplotlib.pyplot as plt
     import torch.nn.functional as F
 
+    setup_cjk_font()
     B = images.shape[0]
     imgs = denormalize(images)
     fig, axes = plt.subplots(3, B, figsize=(2.2 * B, 6.6), squeeze=False)
@@ -103,11 +106,11 @@ def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[st
                                          (-1, f"第 {attn.shape[0]} 层 [CLS] 注意力")]):
         for b in range(B):
             ax = axes[row, b]
-            ax.imshow(imgs[b].permute(1, 2, 0))
+            ax.imshow(imgs[b].permute(1, 2, 0).numpy())
             if layer is not None:
                 m = cls_attention(attn, layer)[b][None, None]
                 m = F.interpolate(m, size=imgs.shape[-2:], mode="nearest")[0, 0]
-                ax.imshow(m, cmap="inferno", alpha=0.6)
+                ax.imshow(m.numpy(), cmap="inferno", alpha=0.6)
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
