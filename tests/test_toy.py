@@ -174,7 +174,7 @@ def test_ensure_toy_data_is_cached_and_keyed_on_config(tmp_path):
     cfg2 = toy.ToyConfig(**{**cfg.__dict__, "n_train": 70})    # other config -> regenerated
     toy.ensure_toy_data(tmp_path, cfg2)
     assert len((d / "train_imgs.tsv").read_text().splitlines()) == 70
-    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not [p for p in d.parent.iterdir() if p.name.startswith((".toy.tmp", ".toy.old"))]  # no leftovers
 
 
 def test_cli(tmp_path, capsys):
@@ -185,3 +185,17 @@ def test_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train: 50 images" in out and "held out of train" in out
     assert (tmp_path / "t" / "lmdb" / "test" / "pairs" / "data.mdb").exists()
+
+
+def test_ensure_toy_data_from_two_processes_at_once(tmp_path):
+    import multiprocessing as mp
+
+    cfg = toy.ToyConfig(seed=9, n_train=80, n_valid=20, n_test=20, zeroshot_per_class=1, workers=1)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=toy.ensure_toy_data, args=(tmp_path, cfg)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert toy._is_complete(tmp_path / "data" / "toy", cfg)

@@ -15,6 +15,7 @@ survive that bicubic downscale.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -221,9 +222,28 @@ def ensure_toy_data(work_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -
         return data_dir
     from .lmdb_build import build_lmdb
 
-    generate(data_dir, cfg)
-    build_lmdb(data_dir, list(formats.SPLITS), overwrite=True, progress=False, verbose=False)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(data_dir.parent / ".toy.lock"):  # two notebooks / processes at once: one builds
+        if not _is_complete(data_dir, cfg):
+            generate(data_dir, cfg)
+            build_lmdb(data_dir, list(formats.SPLITS), overwrite=True, progress=False, verbose=False)
     return data_dir
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on `path` (POSIX); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- CLI
