@@ -9,8 +9,10 @@
 
 Like cn_clip's deploy scripts, each tower is its own graph, so a search service can load only the
 text side. Unlike them, the batch axis is dynamic: one file serves batch 1 and batch 1024. We use
-the dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which keeps the batch as a symbolic
-dimension; the legacy tracer bakes the example's batch into Reshape nodes.
+the dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which tracks the batch as a symbolic
+dimension; the legacy tracer records the example's shapes, and any shape the code turns into a
+Python int becomes a constant without a word (then another batch can give wrong results silently).
+We check that the exported input really has a symbolic batch axis.
 
 Files are self-contained: the normalization, resolution, context length, embed dim and precision
 travel in the ONNX `metadata_props`, so a runner needs nothing but the file. Weights are stored
@@ -203,6 +205,10 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
                 embed_dim = int(tower(example).shape[-1])
             program = _export_program(tower, kind, example, opset)
             proto = program.model_proto
+            dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+            if not dim0.dim_param:
+                raise RuntimeError(f"exporting the {kind} tower fixed the batch axis to {dim0.dim_value}: the model's "
+                                   f"code turns the batch size into a constant (e.g. int(x.shape[0]))")
             used_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
             if fp16:
                 proto = convert_to_fp16(proto)

@@ -227,6 +227,22 @@ def test_export_argument_errors_and_model_untouched(model, tmp_path):
     assert not model.training and next(model.parameters()).dtype == torch.float32
 
 
+class _BakesBatch(torch.nn.Module):
+    """A model whose code turns the batch size into a Python int: its export must be refused."""
+
+    image_resolution, context_length = 4, 8
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        b = int(x.shape[0])
+        return x.reshape(b, -1)[:, :4]  # (B, 4)
+
+
+def test_export_refuses_a_baked_batch_axis(tmp_path):
+    with pytest.raises(RuntimeError, match="fixed the batch axis to 2.*int\\(x.shape\\[0\\]\\)"):
+        E.export_onnx(_BakesBatch(), tmp_path, towers=("image",))
+    assert not list(tmp_path.glob("*.onnx"))  # nothing half-written left behind
+
+
 # ----------------------------------------------------------------------------- CLI
 def test_cli_round_trip(model, tmp_path):
     from cnclip_edu import checkpoint
