@@ -145,11 +145,14 @@ def log_train_line(log: logging.Logger, r: dict, max_steps: int, steps_per_epoch
 # ----------------------------------------------------------------------------- validation
 def recall_at_1(image_f: torch.Tensor, image_ids: torch.Tensor, text_f: torch.Tensor, text_ids: torch.Tensor,
                 gold: Callable[[int], frozenset[int]]) -> tuple[float, float]:
-    """Quick (t2i R@1, i2t R@1) over unique ids; a hit is any gold match (toy: any fitting image).
+    """(t2i R@1, i2t R@1) over unique ids, scored by `cnclip_edu.eval.recall.evaluate`; a hit is any
+    gold match (toy: any image that fits the caption).
 
     image_f (N, E) / text_f (N, E) normalised, one row per validation pair (duplicates allowed).
-    gold: text_id -> its set of gold image ids. The full evaluation (R@1/5/10, MR) is `cnclip_edu.eval.recall`.
+    gold: text_id -> its set of gold image ids.
     """
+    from .eval.recall import evaluate as recall
+
     def unique(ids: torch.Tensor, f: torch.Tensor) -> tuple[list[int], torch.Tensor]:
         first: dict[int, int] = {}
         for i, k in enumerate(ids.tolist()):
@@ -159,11 +162,16 @@ def recall_at_1(image_f: torch.Tensor, image_ids: torch.Tensor, text_f: torch.Te
     img_ids, img_f = unique(image_ids, image_f)
     txt_ids, txt_f = unique(text_ids, text_f)
     sim = txt_f.float() @ img_f.float().T  # (T, I)
-    best_img = sim.argmax(dim=1).tolist()
-    t2i = sum(img_ids[j] in gold(t) for t, j in zip(txt_ids, best_img)) / len(txt_ids)
-    best_txt = sim.argmax(dim=0).tolist()
-    i2t = sum(img_ids[i] in gold(txt_ids[j]) for i, j in enumerate(best_txt)) / len(img_ids)
-    return t2i, i2t
+    gold_t2i = {t: sorted(gold(t)) for t in txt_ids}
+    gold_i2t: dict[int, list[int]] = {i: [] for i in img_ids}
+    for t, images in gold_t2i.items():
+        for i in images:
+            if i in gold_i2t:
+                gold_i2t[i].append(t)
+    pred_t2i = {t: [img_ids[j]] for t, j in zip(txt_ids, sim.argmax(dim=1).tolist())}
+    pred_i2t = {i: [txt_ids[j]] for i, j in zip(img_ids, sim.argmax(dim=0).tolist())}
+    return (recall(gold_t2i, pred_t2i, ks=(1,))["r1"],
+            recall({i: g for i, g in gold_i2t.items()}, pred_i2t, ks=(1,))["r1"])
 
 
 @torch.no_grad()

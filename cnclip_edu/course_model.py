@@ -1,0 +1,106 @@
+"""The course checkpoint: the course-size model trained on the default toy world, shipped as package data.
+
+    make toy-checkpoint            # = python -m cnclip_edu.course_model --out cnclip_edu/assets/course_model
+
+`COURSE_RECIPE` is the recipe notebook 06 uses by default, so the shipped model and the one a student
+trains are the same thing: ViT-Course@RBT-Course (32-px input, 16 patches, width 128), 2 processes
+on CPU (gloo) with 64 pairs each (global batch 128), AdamW lr 5e-4, wd 0.1, betas (0.9, 0.98), 5 %
+warmup then cosine, known positives (duplicate captions are not negatives). Larger learning rates
+collapsed in calibration; 64-px input learned far slower per second on CPU.
+
+The weights are stored in fp16 (about 8 MB instead of 16 MB; `cc.load` casts back to fp32), next to
+`training.json` with the recipe, the wall time and the final validation metrics, which
+`tests/test_course_model.py` compares a short retraining against.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COURSE_RECIPE: dict[str, object] = {
+    "vision-model": "ViT-Course", "text-model": "RBT-Course", "batch-size": 64, "valid-batch-size": 128,
+    "lr": 5e-4, "wd": 0.1, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6, "max-steps": 360, "warmup-frac": 0.05,
+    "num-workers": 0, "log-interval": 5, "save-step-frequency": 60, "context-length": 52, "seed": 123,
+}
+COURSE_NPROC = 2
+
+
+def course_train_args(data_dir: str | os.PathLike, logs: str | os.PathLike, name: str = "course",
+                      max_steps: int | None = None, **overrides) -> list[str]:
+    """`cnclip-edu train` flags for the course recipe on a toy world (`data_dir` = .../data/toy)."""
+    r = {**COURSE_RECIPE, **{k.replace("_", "-"): v for k, v in overrides.items()}}
+    steps = int(max_steps or r.pop("max-steps"))
+    r.pop("max-steps", None)
+    warmup = max(1, round(float(r.pop("warmup-frac")) * steps))
+    lmdb = Path(data_dir) / "lmdb"
+    args = ["--train-data", str(lmdb / "train"), "--val-data", str(lmdb / "valid"), "--logs", str(logs),
+            "--name", name, "--max-steps", str(steps), "--warmup", str(warmup), "--known-positives",
+            "--valid-step-interval", str(max(1, steps // 4))]
+    for k, v in r.items():
+        args += [f"--{k}", str(v)]
+    return args
+
+
+def build(out: Path, work_dir: Path, max_steps: int | None = None, nproc: int = COURSE_NPROC) -> dict:
+    """Train the course model on the default toy world and save it (fp16) into `out`; -> training.json."""
+    import torch
+
+    from .checkpoint import load, save
+    from .data.toy import ensure_toy_data
+    from .launch import run_torchrun
+
+    data_dir = ensure_toy_data(work_dir)
+    run_dir = work_dir / "experiments" / "course_model"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh run, never a resumed one
+    args = course_train_args(data_dir, work_dir / "experiments", "course_model", max_steps)
+    t0 = time.time()
+    res = run_torchrun(args, nproc_per_node=nproc, live_plot=False)
+    wall = time.time() - t0
+    model, _ = load(str(run_dir / "final"))
+    half = copy.deepcopy(model).to(torch.float16)
+    valid = [m for m in res.metrics if m.get("type") == "valid"]
+    info = {
+        "recipe": {**COURSE_RECIPE, **({"max-steps": max_steps} if max_steps else {})}, "nproc_per_node": nproc,
+        "train_args": args[4:], "train_wall_s": round(wall, 1), "train_final_loss": res.final_loss,
+        "valid": valid[-1] if valid else None, "weights_dtype": "float16",
+        "regenerate": "make toy-checkpoint",
+    }
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        save(half, tmp)
+        (tmp / "training.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)  # the old checkpoint stays until the new one is complete
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cnclip_edu.course_model", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "assets" / "course_model"))
+    p.add_argument("--work-dir", "--work_dir", default="runs/course_model", help="toy data and the training run")
+    p.add_argument("--max-steps", "--max_steps", type=int, default=None)
+    p.add_argument("--nproc-per-node", "--nproc_per_node", type=int, default=COURSE_NPROC)
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = build(out, Path(a.work_dir), a.max_steps, a.nproc_per_node)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"course model -> {out} ({size:.1f} MB): {json.dumps(info['valid'], ensure_ascii=False)}; "
+          f"{info['train_wall_s']} s of training")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
