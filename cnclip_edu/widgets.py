@@ -60,7 +60,8 @@ class RetrievalSearch:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        box = w.Text(value=initial, description="查询", placeholder="输入中文描述，按回车")
+        box = w.Text(value=initial, description="查询", placeholder="输入中文描述，按回车",
+                     continuous_update=False)  # fires on Enter / leaving the box, not on every key
         out = w.Output()
 
         def run(_=None):
@@ -73,7 +74,7 @@ class RetrievalSearch:
                 except ValueError as e:
                     print(e)
 
-        box.on_submit(run)
+        box.observe(run, names="value")
         button = w.Button(description="搜索 (search)")
         button.on_click(run)
         return w.VBox([w.HBox([box, button]), out])
@@ -120,7 +121,7 @@ class ZeroShotDemo:
         from IPython.display import display
 
         pick = w.Dropdown(options=list(self.images), description="图片")
-        text = w.Text(value=labels, description="标签", layout=w.Layout(width="60%"))
+        text = w.Text(value=labels, description="标签", layout=w.Layout(width="60%"), continuous_update=False)
         out = w.Output()
 
         def run(_=None):
@@ -134,6 +135,6 @@ class ZeroShotDemo:
                     print(e)
 
         pick.observe(run, names="value")
-        text.on_submit(run)
+        text.observe(run, names="value")
         run()
         return w.VBox([w.HBox([pick, text]), out])
