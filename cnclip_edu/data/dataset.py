@@ -7,8 +7,9 @@
 
 Worker- and DDP-safe: a dataset holds paths only (it pickles cheaply for spawned workers); each
 process (DataLoader worker, torchrun rank) opens its own read-only environment on first access,
-and a forked worker drops the handles it inherited instead of using them (LMDB forbids that). Pickled pairs are read with a restricted unpickler (tuples of
-int/str only), and a corrupt record raises an error naming its key, never a silent blank image.
+and a forked worker drops the handles it inherited instead of using them (LMDB forbids that).
+Pickled pairs are read with a restricted unpickler (tuples of int/str only), and a corrupt record
+raises an error naming its key, never a silent blank image.
 """
 from __future__ import annotations
 
@@ -102,16 +103,6 @@ def _read_count(path: Path, key: bytes) -> int:
     return int(raw.decode("utf-8"))
 
 
-class _LazyEnvs:
-    """The LMDB folders a dataset reads; transactions come from the per-process `shared_txn`."""
-
-    def __init__(self, paths: dict[str, Path]):
-        self.paths = paths
-
-    def txn(self, name: str) -> lmdb.Transaction:
-        return shared_txn(self.paths[name])
-
-
 def _load_image_record(txn: lmdb.Transaction, image_id: int, where: str):
     key = str(image_id)
     b64 = txn.get(key.encode("utf-8"))
@@ -133,9 +124,8 @@ class LMDBDataset(Dataset):
     def __init__(self, lmdb_split_dir: str | os.PathLike, resolution: int, context_length: int = 52,
                  use_augment: bool = False, transform: Callable | None = None):
         self.root = Path(lmdb_split_dir)
-        paths = {"imgs": self.root / "imgs", "pairs": self.root / "pairs"}
-        self.num_samples = _read_count(paths["pairs"], formats.NUM_SAMPLES_KEY)
-        self.num_images = _read_count(paths["imgs"], formats.NUM_IMAGES_KEY)
+        self.num_samples = _read_count(self.root / "pairs", formats.NUM_SAMPLES_KEY)
+        self.num_images = _read_count(self.root / "imgs", formats.NUM_IMAGES_KEY)
         self.resolution, self.context_length, self.use_augment = resolution, context_length, use_augment
         if transform is None:
             if use_augment:
@@ -145,8 +135,10 @@ class LMDBDataset(Dataset):
             else:
                 transform = image_transform(resolution)
         self.transform = transform
-        self._envs = _LazyEnvs(paths)
-        self._gold: dict[int, frozenset[int]] | None = None
+        self._gold: dict[int, frozenset[int]] | None = None  # built on first use, never pickled
+
+    def __getstate__(self):
+        return {**self.__dict__, "_gold": None}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -156,14 +148,14 @@ class LMDBDataset(Dataset):
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} pairs in {self.root}")
         key = str(index)
-        raw = self._envs.txn("pairs").get(key.encode("utf-8"))
+        raw = shared_txn(self.root / "pairs").get(key.encode("utf-8"))
         if raw is None:
             raise KeyError(f"{self.root}/pairs: record {key!r} is missing (num_samples says {self.num_samples})")
         return formats.load_pair(raw, key=f"{self.root}/pairs:{key}")
 
     def load_image(self, image_id: int):
         """The PIL image stored under `image_id` (before any transform)."""
-        return _load_image_record(self._envs.txn("imgs"), image_id, f"{self.root}/imgs")
+        return _load_image_record(shared_txn(self.root / "imgs"), image_id, f"{self.root}/imgs")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_id, _, text = self.pair(index)
@@ -176,7 +168,7 @@ class LMDBDataset(Dataset):
         """All image ids paired with `text_id` in this split (its gold matches)."""
         if self._gold is None:
             gold: dict[int, set[int]] = {}
-            with self._envs.txn("pairs").cursor() as cur:
+            with shared_txn(self.root / "pairs").cursor() as cur:
                 for key, raw in cur:
                     if key != formats.NUM_SAMPLES_KEY:
                         iid, tid, _ = formats.load_pair(raw, key=key.decode("utf-8", "replace"))
@@ -217,7 +209,6 @@ class EvalImageDataset(Dataset):
             with shared_txn(self.path).cursor() as cur:
                 self.image_ids = [int(k) for k in cur.iternext(keys=True, values=False)
                                   if k != formats.NUM_IMAGES_KEY]
-            self._envs = _LazyEnvs({"imgs": self.path})
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -230,7 +221,7 @@ class EvalImageDataset(Dataset):
             except ValueError as e:
                 raise ValueError(f"{self.path}: image {iid} is corrupt: {e}") from None
         else:
-            img = _load_image_record(self._envs.txn("imgs"), iid, str(self.path))
+            img = _load_image_record(shared_txn(self.path), iid, str(self.path))
         return iid, self.transform(img)                                              # (3, R, R)
 
 
