@@ -199,3 +199,11 @@ def test_ensure_toy_data_from_two_processes_at_once(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert toy._is_complete(tmp_path / "data" / "toy", cfg)
+
+
+@pytest.mark.parametrize("bad", [dict(n_test=0), dict(n_heldout=9), dict(captions_per_image=(3, 2)),
+                                 dict(shape_count_probs=(0, 0, 0))])
+def test_invalid_config_is_refused(tmp_path, bad):
+    with pytest.raises(ValueError, match="invalid ToyConfig"):
+        toy.generate(tmp_path / "t", toy.ToyConfig(**bad))
+    assert not (tmp_path / "t").exists()

@@ -56,6 +56,18 @@ class ToyConfig:
     workers: int = 0                # drawing processes; 0 = min(4, cpu count)
     id_offsets: dict = field(default_factory=lambda: {"train": 1_000_000, "valid": 2_000_000, "test": 3_000_000})
 
+    def validate(self) -> None:
+        problems = [f"{n} must be >= 1" for n in ("n_train", "n_valid", "n_test", "image_size", "variants_per_key")
+                    if getattr(self, n) < 1]
+        if not 0 <= self.n_heldout <= len(COLORS):
+            problems.append(f"n_heldout must be in 0..{len(COLORS)} (one held-out shape per colour)")
+        if not 1 <= self.captions_per_image[0] <= self.captions_per_image[1]:
+            problems.append("captions_per_image must be (lo, hi) with 1 <= lo <= hi")
+        if len(self.shape_count_probs) != 3 or min(self.shape_count_probs) < 0 or sum(self.shape_count_probs) <= 0:
+            problems.append("shape_count_probs must be 3 non-negative weights for 1, 2, 3 shapes")
+        if problems:
+            raise ValueError("invalid ToyConfig: " + "; ".join(problems))
+
     def key(self) -> str:
         """A short hash of everything that changes the output (ensure_toy_data compares it)."""
         d = asdict(self)
@@ -124,13 +136,11 @@ def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed:
             # The phrasing comes from a small per-meaning pool, so a generic caption ("一个红色的圆形",
             # 60+ gold images) appears in a few phrasings, not dozens, each adding 60+ pairs.
             text = render_caption(random.Random(f"{seed}-{key}-{rng.randrange(cfg.variants_per_key)}"), key)
-            prev = texts.setdefault(text, key)
-            assert prev == key, f"one caption text, two meanings: {text!r}"
+            if texts.setdefault(text, key) != key:  # a template bug, never bad luck
+                raise RuntimeError(f"one caption text, two meanings: {text!r}")
     text_items = []
     for t, (text, key) in enumerate(texts.items()):
-        gold = index.get(key)
-        assert gold, f"caption {text!r} matches no image"  # its source image always fits it
-        text_items.append((base + t, text, sorted(gold)))
+        text_items.append((base + t, text, sorted(index[key])))  # its source image always fits it
     return image_ids, scenes, text_items
 
 
@@ -147,6 +157,7 @@ def _zeroshot_tasks(cfg: ToyConfig, seen, heldout) -> dict[str, list[tuple[str, 
 
 def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
     """Write the toy world into `out_dir` (replaced atomically: built aside, then renamed)."""
+    cfg.validate()
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     heldout = heldout_combos(cfg)
