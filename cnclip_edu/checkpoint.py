@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -39,8 +40,11 @@ class CheckpointError(ValueError):
 
 # ----------------------------------------------------------------------------- reading
 def _torch_load(path: Path) -> object:
+    # zip-format files (torch >= 1.6, all released ones) are memory-mapped: a 2 GB ViT-H file is not
+    # read into RAM twice; legacy-format files are read plainly
+    mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
         if "GLOBAL" not in detail:
@@ -196,7 +200,8 @@ def load_weights(model: CLIP, sd: StateDict, source: str | os.PathLike = "state 
                  f"{len(shapes)} shape mismatches: {lst(shapes)}" if shapes else ""]
         raise CheckpointError(f"{source} does not fit {model.config.name}: " + "; ".join(p for p in parts if p))
     dtype = model.dtype
-    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    # copy: the model must own its memory (files are memory-mapped, and may change on disk later)
+    sd = {k: v.to(dtype, copy=True) if v.is_floating_point() else v.clone() for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=next(model.parameters()).is_meta)
     return model
 
