@@ -89,7 +89,7 @@ def multi_positive_ce(logits: torch.Tensor, positive_mask: torch.Tensor) -> torc
     loss is) and exactly the plain cross-entropy when every row has one positive.
     """
     n_pos = positive_mask.sum(dim=1).float()  # (R,)
-    return F.cross_entropy(logits, soft_targets(positive_mask)) - n_pos.log().mean()
+    return F.cross_entropy(logits, soft_targets(positive_mask).to(logits.dtype)) - n_pos.log().mean()
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor,

@@ -205,3 +205,12 @@ def test_scale_grad():
     y.sum().backward()
     assert torch.equal(x.grad, torch.full((3,), 4.0))
     assert scale_grad(x, 1) is x
+
+
+def test_low_precision_features_with_mask():
+    """AMP gives half-precision features: the soft targets follow the logits' dtype."""
+    img, txt, scale = _features(6)
+    mask = positive_mask_from_ids([1, 2, 1, 3, 4, 5])
+    ref = ClipLoss()(img, txt, scale, positive_mask=mask)
+    low = ClipLoss()(img.bfloat16(), txt.bfloat16(), scale.bfloat16(), positive_mask=mask)
+    assert low.item() == pytest.approx(ref.item(), rel=2e-2)
