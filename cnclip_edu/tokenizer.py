@@ -308,7 +308,8 @@ class Tokenizer:
             if tok.startswith(PREFIX) and len(tok) > len(PREFIX):
                 out.append(tok[len(PREFIX):])
                 continue
-            wordlike = len(tok) > 1 or not (is_cjk(tok) or is_punctuation(tok))
+            special = tok.startswith("[") and tok.endswith("]") and len(tok) > 2  # [CLS], [UNK], ...
+            wordlike = not special and (len(tok) > 1 or not (is_cjk(tok) or is_punctuation(tok)))
             if out and prev_wordlike and wordlike:
                 out.append(" ")
             out.append(tok)
