@@ -207,3 +207,14 @@ def test_invalid_config_is_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="invalid ToyConfig"):
         toy.generate(tmp_path / "t", toy.ToyConfig(**bad))
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_default_course_set(tmp_path):
+    """The full default toy world (what the course uses): counts as documented in docs/formats.md."""
+    d = toy.ensure_toy_data(tmp_path)
+    card = json.loads((d / "dataset_card.json").read_text(encoding="utf-8"))
+    got = {s: (v["images"], v["texts"], v["pairs"]) for s, v in card["splits"].items()}
+    assert got == {"train": (10000, 18755, 58133), "valid": (500, 1190, 1448), "test": (500, 1177, 1544)}
+    assert card["zeroshot"]["combo_seen"] == {"classes": 40, "images": 1600}
+    assert card["splits"]["train"]["contains_heldout"] == 0
