@@ -146,12 +146,12 @@ def positive_mask_from_ids(ids: torch.Tensor | Sequence[Hashable]) -> torch.Tens
     if isinstance(ids, torch.Tensor):
         if ids.dim() not in (1, 2):
             raise ValueError(f"ids must be (N,) ids or (N, L) token rows, got shape {tuple(ids.shape)}")
-        rows = ids.reshape(ids.shape[0], -1)  # (N, L)
-        return (rows[:, None, :] == rows[None, :, :]).all(dim=-1)  # (N, N)
-    keys = list(ids)
-    index: dict[Hashable, int] = {}
-    codes = torch.tensor([index.setdefault(k, len(index)) for k in keys], dtype=torch.long)
-    return codes[:, None] == codes[None, :]
+        # one code per distinct row (not an (N, N, L) comparison: N = 32k, L = 52 would need 53 GB)
+        codes = torch.unique(ids.reshape(ids.shape[0], -1), dim=0, return_inverse=True)[1]  # (N,)
+    else:
+        index: dict[Hashable, int] = {}
+        codes = torch.tensor([index.setdefault(k, len(index)) for k in ids], dtype=torch.long)
+    return codes[:, None] == codes[None, :]  # (N, N)
 
 
 positive_mask_from_tokens = positive_mask_from_ids  # same rule, named for (N, L) token rows
