@@ -170,10 +170,14 @@ def positive_mask_from_matches(image_ids: Sequence[Hashable] | torch.Tensor,
     n = len(image_ids)
     if len(matching_image_ids) != n:
         raise ValueError(f"{n} image ids but {len(matching_image_ids)} match lists")
-    mask = torch.zeros(n, n, dtype=torch.bool)
+    code: dict[Hashable, int] = {}  # image id -> row of `fits`; ids outside the batch are skipped
+    for i_id in image_ids:
+        code.setdefault(i_id, len(code))
+    fits = torch.zeros(len(code), n, dtype=torch.bool)  # fits[c, j]: image code c is a gold image of text j
     for j, gold in enumerate(matching_image_ids):
-        gold = set(gold.tolist() if isinstance(gold, torch.Tensor) else gold)
-        mask[:, j] = torch.tensor([i_id in gold for i_id in image_ids], dtype=torch.bool)
+        gold = gold.tolist() if isinstance(gold, torch.Tensor) else gold
+        fits[[code[g] for g in gold if g in code], j] = True
+    mask = fits[torch.tensor([code[i_id] for i_id in image_ids], dtype=torch.long)]  # (N, N)
     mask.fill_diagonal_(True)
     return mask
 

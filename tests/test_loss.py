@@ -137,6 +137,9 @@ def test_mask_helpers():
     assert m.tolist() == [[True, False, False], [False, True, False], [True, False, True]]
     assert torch.equal(positive_mask_from_matches(torch.tensor([1, 2]), [torch.tensor([5]), []]),
                        torch.eye(2, dtype=torch.bool))  # own image always counts
+    # the same image twice in a batch (two captions of one image): each caption matches both rows
+    same = positive_mask_from_matches([7, 8, 7], [[7], [8], [7]])
+    assert same.tolist() == [[True, False, True], [False, True, False], [True, False, True]]
 
 
 def test_mask_helpers_bad_input():
