@@ -102,6 +102,11 @@ class OnnxEncoder:
         self.providers = list(providers) if providers else default_providers()
         self.image = _OrtTower(image_path, "image", self.providers, threads) if image_path else None
         self.text = _OrtTower(text_path, "text", self.providers, threads) if text_path else None
+        if self.image and self.text:
+            a, b = self.image.meta.get("model_name"), self.text.meta.get("model_name")
+            if a != b or self.image.meta.get("embed_dim") != self.text.meta.get("embed_dim"):
+                raise ValueError(f"{self.image.path} is from model {a!r} but {self.text.path} from {b!r}: "
+                                 f"their features do not share one embedding space")
         meta = (self.image or self.text).meta
         self.image_resolution = int(self.image.meta["image_resolution"]) if self.image else None
         self.context_length = int(self.text.meta["context_length"]) if self.text else None
@@ -123,11 +128,10 @@ class OnnxEncoder:
         tower = self.image or self.text
         return tower.session.get_providers()
 
-    def _run(self, tower: _OrtTower | None, kind: str, x: Any, dtype: type) -> Any:
-        if tower is None:
-            raise RuntimeError(f"this OnnxEncoder was created without a {kind} ONNX file")
-        out = np.zeros((0, self.embed_dim or 0), np.float32) if x.shape[0] == 0 else None
-        if out is None:
+    def _run(self, tower: _OrtTower, x: Any, dtype: type) -> Any:
+        if x.shape[0] == 0:
+            out = np.zeros((0, self.embed_dim or 0), np.float32)
+        else:
             out = tower.run(_to_numpy(x, dtype)).astype(np.float32, copy=False)  # (B, E)
         return torch.from_numpy(out).to(x.device) if isinstance(x, torch.Tensor) else out
 
@@ -135,12 +139,14 @@ class OnnxEncoder:
         """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
         if self.image is None:
             raise RuntimeError("this OnnxEncoder was created without an image ONNX file")
+        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
         check_image_input(images, self.image_resolution)
-        return self._run(self.image, "image", images, np.float32)
+        return self._run(self.image, images, np.float32)
 
     def encode_text(self, tokens: Any) -> Any:
         """(B, L) int token ids (cc.tokenize) -> (B, E) unnormalized features."""
         if self.text is None:
             raise RuntimeError("this OnnxEncoder was created without a text ONNX file")
+        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
         check_text_input(tokens, self.context_length, self.vocab_size)
-        return self._run(self.text, "text", tokens, np.int64)
+        return self._run(self.text, tokens, np.int64)

@@ -176,6 +176,7 @@ def test_returns_input_type_and_handles_empty_batch(model, fp32_files):
     assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
     np.testing.assert_allclose(out_np, out_t.numpy(), atol=1e-6)
     assert enc.encode_text(_tokens(model, 2).int()).shape == (2, enc.embed_dim)  # int32 ids accepted
+    assert isinstance(enc.encode_text(_tokens(model, 2).tolist()), np.ndarray)  # nested lists too
     assert enc.encode_image(x[:0]).shape == (0, enc.embed_dim)
     assert enc.encode_text(np.zeros((0, model.context_length), np.int64)).shape == (0, enc.embed_dim)
     assert enc.eval() is enc and "CPUExecutionProvider" in enc.active_providers()
@@ -206,6 +207,11 @@ def test_loading_errors_and_provider_choice(fp32_files, tmp_path, monkeypatch):
         E.OnnxEncoder(tmp_path / "nope.onnx", None)
     with pytest.raises(ValueError, match="at least one"):
         E.OnnxEncoder(None, None)
+    proto = onnx.load(image)  # an image tower from "another" model
+    next(p for p in proto.metadata_props if p.key == "model_name").value = "ViT-B-16@RoBERTa-wwm-ext-base-chinese"
+    onnx.save(proto, str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match="do not share one embedding space"):
+        E.OnnxEncoder(tmp_path / "other.onnx", text)
     with pytest.raises(RuntimeError, match="without a text ONNX file"):
         E.OnnxEncoder(image, None).encode_text(torch.zeros(1, 52, dtype=torch.long))
     import onnxruntime as ort
