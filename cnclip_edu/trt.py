@@ -82,11 +82,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | 
                  workspace_gib: float | None = None, tf32: bool = False, verbose: bool = False) -> str:
     """Build a TensorRT engine for one exported tower; returns the engine path.
 
-    TF32 (on by default in TensorRT, Ampere and newer GPUs) is switched off unless `tf32=True`:
-    it rounds fp32 matmuls to 10 mantissa bits, ~1e-3 error, and an fp32 engine should match fp32.
-
     The batch axis gets the profile (min_batch, opt_batch, max_batch); TensorRT tunes its kernels for
-    opt_batch (default: max_batch) and accepts any batch in [min_batch, max_batch] at run time.
+    opt_batch (default: max_batch) and accepts any batch in [min_batch, max_batch] at run time
+    (TrtEncoder splits bigger batches). TF32 (on by default in TensorRT on Ampere and newer GPUs) is
+    switched off unless `tf32=True`: it rounds fp32 matmul inputs to 10 mantissa bits (~1e-3 error),
+    and an fp32 engine should match the fp32 model.
     """
     trt = _trt()
     onnx_path = Path(onnx_path)
@@ -250,6 +250,7 @@ class TrtEncoder:
         """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
         if self.image is None:
             raise RuntimeError("this TrtEncoder was created without an image engine")
+        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
         check_image_input(images, self.image_resolution)
         return self._run(self.image, images)
 
@@ -257,6 +258,7 @@ class TrtEncoder:
         """(B, L) int token ids -> (B, E) unnormalized features."""
         if self.text is None:
             raise RuntimeError("this TrtEncoder was created without a text engine")
+        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
         check_text_input(tokens, self.context_length, self.vocab_size)
         return self._run(self.text, tokens)
 
