@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     n_hf = args.n if args.full else min(args.n, args.n_hf)
     L = args.context_length
 
+    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     texts = T.jieba_corpus(args.n, seed=0)
     chars = sum(map(len, texts))
     print(f"corpus: {len(texts)} sentences, {chars / len(texts):.1f} chars on average")
@@ -68,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     assert torch.equal(out, ours[:n_hf]), "transformers disagrees with cnclip_edu"
     print(f"transformers on {n_hf}: {t_hf:.2f} s")
 
+    hf._tokenizer.no_padding()  # the padded call above left padding/truncation on in the backend
+    hf._tokenizer.no_truncation()
+    t0 = time.perf_counter()  # the Rust core alone: no padding, no tensor, no Python wrapping
+    core = hf._tokenizer.encode_batch(texts[:n_hf], add_special_tokens=False)
+    t_core = time.perf_counter() - t0
+    for e, row in zip(core[:1000], ours):
+        ids = e.ids[:L - 2]
+        assert ids == row[1:1 + len(ids)].tolist(), "tokenizers core disagrees with cnclip_edu"
+    print(f"tokenizers core on {n_hf}: {t_core:.2f} s")
+
     from cn_clip.clip import tokenize as cn_tokenize
 
     t0 = time.perf_counter()
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "cnclip_edu `tokenize`, warm word cache": len(texts) / t_warm,
         "cnclip_edu `tokenize`, cold word cache": len(texts) / t_cold,
         f"transformers `BertTokenizerFast` (Rust, parallel; on {n_hf:,} of them)": n_hf / t_hf,
+        f"its Rust core `encode_batch` alone (no padding/tensor; on {n_hf:,})": n_hf / t_core,
         f"cn_clip `clip.tokenize` (on {n_cn:,} of them)": n_cn / t_cn,
     }
     cold_rate = rate["cnclip_edu `tokenize`, cold word cache"]
@@ -88,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         "## tokenizer",
         "",
         f"`{' '.join(['.venv/bin/python', 'bench/bench_tokenizer.py'] + (argv if argv is not None else sys.argv[1:]))}`"
-        f" — {machine_info()}",
+        f" — {machine_info()}; load average {load:.1f} at the start"
+        + (" (a busy machine: absolute numbers are low, the ratios come from the same run)" if load > (os.cpu_count() or 1) else ""),
         "",
         f"Corpus: {args.n:,} sentences built from jieba's dictionary words (`tokenizer.jieba_corpus`, "
-        f"{chars / len(texts):.1f} characters on average, like MUGE's ~250k captions), context length {L}. "
+        f"{chars / len(texts):.1f} characters on average, as many as MUGE's ~250k training captions), context length {L}. "
         "All three return the same tensor (checked in the run). cn_clip (pure Python) gets the first "
         f"{n_cn:,} sentences and transformers the first {n_hf:,} (`--full`: all of them); their time for the "
         f"whole {args.n:,} is extrapolated. "
