@@ -82,8 +82,9 @@ def torchrun_command(train_args: list[str], nproc_per_node: int = 2, nnodes: int
     return cmd + [str(a) for a in train_args]
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Records of a metrics.jsonl (a half-written last line is skipped)."""
+    path = Path(path)
     if not path.is_file():
         return []
     out = []
