@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import runpy
 import sys
 import tempfile
@@ -185,14 +186,15 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     cmd = ".venv/bin/python bench/bench_topk.py" + (" --full" if args.full else "")
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_topk_") as d:
         md, info = muge_size(args, Path(d))
         if args.full:
             md += "\n" + million(args, Path(d), info["per_query_s"], info["images"])
     md = (f"## topk: top-k retrieval (ours vs cn_clip's make_topk_predictions.py)\n\n"
           f"Command: `{cmd}` ({time.perf_counter() - t0:.0f} s). Machine: {machine_info()}.\n"
-          "Random unit-norm float32 features; the machine was shared with other jobs, so timings are noisy.\n\n"
+          f"Random unit-norm float32 features. Load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+          "end (the machine was shared with other jobs: timings are noisy, ratios more reliable than seconds).\n\n"
           + md)
     print(md)
     if not args.no_write:
