@@ -162,6 +162,8 @@ class Tokenizer:
         self.vocab = load_vocab(vocab_path)
         if len(self.vocab) > sys.maxunicode + 1 - _ID_BASE:
             raise ValueError(f"{vocab_path}: {len(self.vocab)} tokens is more than this tokenizer supports")
+        if "[UNK]" not in self.vocab:
+            raise ValueError(f"{vocab_path}: the vocab has no [UNK] token")
         self.inv_vocab = {i: t for t, i in self.vocab.items()}
         self.unk_id = self.vocab["[UNK]"]
         self.max_chars_per_word = max_chars_per_word
@@ -171,14 +173,13 @@ class Tokenizer:
         self._tables = t = _char_tables()
         # Fast path, step 1: one translate cleans the text AND turns every character that is always
         # a token of its own (CJK ideographs, most punctuation) into its id character.
-        self._fast_table = dict(t.clean)
+        table = {cp: _REMOVED if v is None else ord(v) for cp, v in t.clean.items()}
         cjk = chain.from_iterable(range(lo, hi + 1) for lo, hi in _CJK_RANGES)
         for cp in chain(cjk, t.punct):
             if _context_free(chr(cp)):
-                self._fast_table[cp] = _id_str(self._wordpiece(unicodedata.normalize("NFD", chr(cp))))
+                table[cp] = _ID_BASE + self._wordpiece(unicodedata.normalize("NFD", chr(cp)))[0]
         self._fast_lut = np.arange(sys.maxunicode + 1, dtype=np.uint32)  # code point -> code point
-        keys = np.fromiter(self._fast_table, dtype=np.int64, count=len(self._fast_table))
-        self._fast_lut[keys] = [_REMOVED if v is None else ord(v) for v in self._fast_table.values()]
+        self._fast_lut[list(table)] = list(table.values())
         # step 2: what is left between id chars and spaces (latin words, numbers, ...) is looked up
         # run by run in a cache; a run is cut into words only the first time it is seen.
         self._run_re = re.compile(f"([^ \n{chr(_ID_BASE)}-{chr(sys.maxunicode)}]+)")
@@ -243,21 +244,21 @@ class Tokenizer:
         return [_id_str(chain.from_iterable(map(self._wordpiece, self.basic_tokenize(t)))) for t in texts]
 
     def _translate_joined(self, texts: list[str]) -> str:
-        """'\n'.join(t.translate(self._fast_table) for t in texts), as one numpy gather.
+        r"""Join the texts with '\n' and map every code point through the lookup table at once.
 
-        (str.translate looks every character up in a dict; this is ~20x faster.) A '\n' inside a
-        text is whitespace and becomes ' ', so '\n' is free to separate the rows.
+        (A `str.translate` with a dict looks each character up in Python; a numpy gather is ~20x
+        faster.) A '\n' inside a text is whitespace and becomes ' ', so '\n' can separate the rows.
         """
         raw = "\n".join(texts)
-        cps = np.frombuffer(raw.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)                # (C,)
-        out = self._fast_lut[cps]                                                     # (C,)
+        cps = np.frombuffer(raw.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # (C,)
+        out = self._fast_lut[cps]                                                       # (C,)
         seps = np.cumsum([len(t) + 1 for t in texts[:-1]], dtype=np.int64) - 1
         out[seps] = ord("\n")
         out = out[out != _REMOVED]
         return out.tobytes().decode("utf-32-le", "surrogatepass")
 
     def _id_rows(self, texts: list[str]) -> list[str]:
-        """Ids of each text (no [CLS]/[SEP]), each row as an id str; texts contain no '\n' after cleaning."""
+        r"""Ids of each text (no [CLS]/[SEP]), each row as an id str; texts contain no '\n' after cleaning."""
         rows: list[str] = []
         for i in range(0, len(texts), _CHUNK):
             chunk = texts[i:i + _CHUNK]
@@ -268,14 +269,15 @@ class Tokenizer:
             if not big.isascii():
                 big = unicodedata.normalize("NFD", big)
             pieces = self._run_re.split(big)  # even items: id chars, ' ', '\n'; odd: runs to look up
-            missing = set(pieces[1::2]).difference(self._cache)
-            if len(self._cache) + len(missing) > self._max_cache:
-                self._cache.clear()
+            cache = self._cache  # a local reference: another thread may swap in a fresh dict
+            missing = set(pieces[1::2]).difference(cache)
+            if len(cache) + len(missing) > self._max_cache:
+                cache = self._cache = {}
                 missing = set(pieces[1::2])
             for run in missing:
-                self._cache[run] = _id_str(chain.from_iterable(map(self._wordpiece, self._tables.word_re.findall(run))))
+                cache[run] = _id_str(chain.from_iterable(map(self._wordpiece, self._tables.word_re.findall(run))))
             # cache.get(p, p): a run becomes its ids, an even item stays as it is
-            rows += "".join(map(self._cache.get, pieces, pieces)).replace(" ", "").split("\n")
+            rows += "".join(map(cache.get, pieces, pieces)).replace(" ", "").split("\n")
         return rows
 
     # -- public ----------------------------------------------------------------------------------
