@@ -161,3 +161,14 @@ def test_recall_at_1_counts_any_gold_image():
     t2i, i2t = recall_at_1(img_f, torch.tensor([0, 1, 2]), txt_f, torch.tensor([10, 11, 12]), gold)
     assert t2i == pytest.approx(2 / 3)  # text 12's best image (2) is not its gold image (1)
     assert i2t == pytest.approx(2 / 3)  # image 1 scores 0 with every text -> text 10, not a match
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_fused_adamw_grad_checkpointing(toy_lmdb, tmp_path):
+    """GPU path: bf16 autocast, fused AdamW, gradient checkpointing (skipped without CUDA)."""
+    rc = train.main(base_args(toy_lmdb, tmp_path, "gpu", "--max-steps", "3", "--device", "cuda", "--precision", "bf16",
+                              "--grad-checkpointing"))
+    assert rc == 0
+    ckpt = load_checkpoint(tmp_path / "gpu" / "checkpoints" / "epoch_latest.pt")
+    assert ckpt["step"] == 3 and ckpt["args"]["precision"] == "bf16"
+    assert all(g.get("fused") for g in ckpt["optimizer"]["param_groups"])
