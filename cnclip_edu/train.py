@@ -41,7 +41,8 @@ from .model import create_model
 from .optim import CosineSchedule, build_optimizer
 from .sampler import ResumableDistributedSampler
 from .train_loop import (MetricsLog, NonFiniteLossError, WithIndex, autocast_factory, check_finite, evaluate,
-                         known_positive_mask, log_train_line, make_loader, to_device)
+                         known_positive_mask, log_train_line, make_loader, to_device,
+                         trim_padding)
 from .train_state import (LATEST, atomic_torch_save, capture_rng_state, from_ddp_keys, is_training_checkpoint,
                           latest_checkpoint, load_checkpoint, make_checkpoint, plain_args, remove_stale_temporaries,
                           restore_rng_state, seed_everything)
@@ -372,7 +373,7 @@ def _train(args, info: DistInfo, run_dir: Path, ckpt_dir: Path, log: logging.Log
             if fail_at == step + 1 and fail_rank == info.rank:
                 raise RuntimeError(f"CNCLIP_DEBUG_FAIL_AT_STEP={fail_at}: simulated failure on rank {info.rank}")
             backward = (lambda l: scaler.scale(l * float("nan") if nan_at == step + 1 else l).backward())
-            loss, acc = accumulated_step(fwd, [(b[0], b[1]) for b in micro], loss_fn, mask, backward, amp, model_kwargs)
+            loss, acc = accumulated_step(fwd, [(b[0], trim_padding(b[1])) for b in micro], loss_fn, mask, backward, amp, model_kwargs)
             if nan_at == step + 1:
                 loss = float("nan")
             check_finite(loss, step + 1, ckpt_dir, info)

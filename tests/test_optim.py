@@ -52,7 +52,25 @@ def test_build_optimizer_is_adamw_with_two_groups():
     opt = build_optimizer(Tiny(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98), eps=1e-6)
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.05]
-    assert opt.defaults["betas"] == (0.9, 0.98) and not opt.defaults.get("fused")
+    assert opt.defaults["betas"] == (0.9, 0.98) and opt.defaults.get("fused")  # fused on CPU too
+    plain = build_optimizer(Tiny(), lr=1e-3, weight_decay=0.05, fused=False)
+    assert not plain.defaults.get("fused")
+
+
+def test_fused_adamw_matches_the_reference_update():
+    torch.manual_seed(0)
+    a, b = Tiny(), Tiny()
+    b.load_state_dict(a.state_dict())
+    oa, ob = build_optimizer(a, 1e-2, 0.1), build_optimizer(b, 1e-2, 0.1, fused=False)
+    for step in range(3):
+        for m, o in ((a, oa), (b, ob)):
+            o.zero_grad()
+            g = torch.Generator().manual_seed(step)
+            sum((p * torch.randn(p.shape, generator=g)).sum() + p.square().sum()
+                for p in m.parameters() if p.requires_grad).backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
 
 
 def test_cosine_schedule_matches_cn_clip():

@@ -172,3 +172,17 @@ def test_cuda_bf16_fused_adamw_grad_checkpointing(toy_lmdb, tmp_path):
     ckpt = load_checkpoint(tmp_path / "gpu" / "checkpoints" / "epoch_latest.pt")
     assert ckpt["step"] == 3 and ckpt["args"]["precision"] == "bf16"
     assert all(g.get("fused") for g in ckpt["optimizer"]["param_groups"])
+
+
+def test_trim_padding_keeps_text_features():
+    """Dropping all-padding columns before the text tower changes the work, not the features."""
+    import cnclip_edu as cc
+    from cnclip_edu.train_loop import trim_padding
+
+    torch.manual_seed(0)
+    model = cc.create_model("course").eval()
+    tokens = cc.tokenize(["红色的圆形", "左边是一个蓝色的三角形，右边是一块绿色的正方形"], context_length=52)
+    trimmed = trim_padding(tokens)
+    assert trimmed.shape[1] < tokens.shape[1] and (trimmed[:, -1] != 0).any()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(trimmed), model.encode_text(tokens), rtol=1e-5, atol=1e-6)
