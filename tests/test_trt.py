@@ -22,13 +22,7 @@ def _need_trt():
         pytest.skip(f"TensorRT test skipped: {reason}")
 
 
-def _course_model():
-    try:
-        model, _ = cc.load("course")
-    except FileNotFoundError:
-        torch.manual_seed(0)
-        model = cc.create_model("course")
-    return model.eval()
+from test_export import _course_model  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def _inputs(model, b: int, seed: int = 0):

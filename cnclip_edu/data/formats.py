@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -128,6 +129,23 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
     return tmp
+
+
+def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Put the finished folder `tmp` in place of `final` (which may exist).
+
+    The old folder is first renamed aside, then the new one renamed in, then the old one deleted:
+    at every moment `final` is either the complete old folder or the complete new one.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:

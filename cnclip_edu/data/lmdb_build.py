@@ -324,13 +324,7 @@ def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike 
         tmp = formats.make_temp_dir(lmdb_dir, f".{plan.split}.tmp-")
         try:
             _write_split(data_dir, plan, tmp, progress)
-            final, old = lmdb_dir / plan.split, None
-            if final.exists():
-                old = lmdb_dir / f".{plan.split}.old-{os.getpid()}"
-                os.replace(final, old)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            formats.replace_dir(tmp, lmdb_dir / plan.split)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -198,13 +198,7 @@ def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
         card["vocabulary_chars"] = "".join(sorted(vocab))
         card["generation_seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "dataset_card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        formats.replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
