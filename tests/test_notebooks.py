@@ -4,6 +4,7 @@ floors of DESIGN §6 and the training issue. Each notebook also runs on its own,
 not hide the others: we keep going and report every notebook."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -37,6 +38,9 @@ def test_notebook_executes_and_meets_floors(course_run, nb):
     work, results = course_run
     res = results[nb.name[:2]]
     assert res.status == "ok", f"{nb.name} failed: {res.error}\nexecuted notebook: {res.output_path}"
+    executed = json.loads(res.output_path.read_text(encoding="utf-8"))
+    figures = sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    assert figures >= 1, f"{nb.name}: the executed notebook shows no figure (plots must render inline)"
     metrics = course.load_metrics(work)
     for name, (lo, hi) in FLOORS.get(nb.name[:2], {}).items():
         assert name in res.metrics, f"{nb.name} did not record {name}"
