@@ -103,6 +103,18 @@ class ZeroShotResult:
         np.add.at(m, (self.targets, self.preds), 1)
         return m
 
+    def part_acc(self, sep: str = "的") -> list[float]:
+        """For compound class names ("红色的圆形"): how often each part of the prediction is right.
+
+        Splits predicted and true names on `sep` and scores each position separately, so a 48-way
+        colour+shape test tells whether the errors are in colour or in shape.
+        """
+        pred = [self.classnames[i].split(sep) for i in self.preds]
+        true = [self.classnames[i].split(sep) for i in self.targets]
+        n = max(len(t) for t in true)
+        return [float(np.mean([len(p) > j and len(t) > j and p[j] == t[j] for p, t in zip(pred, true)]))
+                for j in range(n)]
+
     def per_class_acc(self) -> dict[str, float]:
         m = self.confusion()
         n = m.sum(axis=1)

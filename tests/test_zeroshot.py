@@ -187,3 +187,13 @@ def test_cli_round_trip(tmp_path, capsys):
     obj = json.loads((tmp_path / "zs" / "toy-color.json").read_text(encoding="utf-8"))
     assert np.array(obj["predictions"]).shape == (1, 6, 3)
     assert zeroshot.main(["--datapath", str(tmp_path / "missing"), "--resume", str(ckpt)]) == 1
+
+
+def test_part_acc_splits_compound_errors_into_colour_and_shape():
+    from cnclip_edu.zeroshot import ZeroShotResult
+
+    names = ["红色的圆形", "红色的方块", "蓝色的圆形"]
+    probs = np.eye(3)[[1, 2, 0, 0]]            # predictions: 红方, 蓝圆, 红圆, 红圆
+    res = ZeroShotResult(names, np.array([0, 0, 0, 2]), probs)  # truths: 红圆 x3, 蓝圆
+    assert res.top1 == 0.25
+    assert res.part_acc() == [0.5, 0.75]        # colour right 2/4, shape right 3/4
