@@ -14,8 +14,10 @@ from cnclip_edu import course
 NOTEBOOKS = course.find_notebooks(course.REPO_NOTEBOOKS)
 
 # metric -> (lowest allowed, highest allowed); checked for the notebook that records it.
+# Wall times are recorded (and shown in the course summary) but never bounded here: how fast a shared
+# CI machine runs is not a property of the code. Speed is measured in bench/ (docs/benchmarks.md).
 FLOORS: dict[str, dict[str, tuple[float, float]]] = {
-    "06": {"train_wall_s": (0, 240), "train_final_loss": (0, 10)},
+    "06": {"train_wall_s": (0, math.inf), "train_final_loss": (0, 10)},
     "07": {"toy_t2i_r1": (0.40, 1), "toy_t2i_r5": (0.85, 1), "toy_i2t_r1": (0, 1), "toy_i2t_r5": (0, 1),
            "toy_t2i_mean_recall": (0, 1)},
     "08": {"toy_zs_shape_acc": (0, 1), "toy_zs_color_acc": (0.95, 1), "toy_zs_combo_seen_acc": (0.80, 1),
