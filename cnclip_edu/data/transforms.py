@@ -2,7 +2,10 @@
 
 cn_clip's eval transform is: bicubic resize to R x R (no centre crop: the image is squashed),
 convert to RGB, ToTensor, normalize with the OpenAI CLIP mean/std. We keep exactly that for RGB
-inputs, so features match cn_clip's. For other modes we convert to RGB *first* and do it properly:
+inputs, so features match cn_clip's (bit for bit: tested against cn_clip's torchvision pipeline).
+We do the same four steps with PIL and torch directly rather than through torchvision: importing
+torchvision costs ~3 s per process (it pulls in torch._dynamo), paid again by every training rank,
+DataLoader worker and notebook kernel. For other modes we convert to RGB *first* and do it properly:
 16-bit greyscale is scaled to 8 bits (PIL's plain convert would clip it to white), and
 transparent images are composited onto white (a plain convert turns transparent pixels into
 whatever colour happens to be stored under them, often black).
@@ -10,8 +13,8 @@ whatever colour happens to be stored under them, often black).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
-from torchvision.transforms import Compose, InterpolationMode, Normalize, Resize, ToTensor
 
 # OpenAI CLIP statistics, used by cn_clip for every model.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -40,11 +43,32 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     return img.convert("RGB")
 
 
-def image_transform(image_size: int = 224) -> Compose:
+class ImageTransform:
+    """cn_clip's eval preprocessing as one picklable callable: PIL image (any mode) -> (3, R, R) float.
+
+    The steps and their order are those of torchvision's Resize(BICUBIC) -> ToTensor -> Normalize,
+    so the floats are identical: PIL's bicubic resize, bytes / 255, then (x - mean) / std.
+    """
+
+    def __init__(self, image_size: int = 224):
+        self.image_size = int(image_size)
+        self.mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)  # (3, 1, 1)
+        self.std = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        r = self.image_size
+        img = to_rgb(img)
+        if img.size != (r, r):
+            img = img.resize((r, r), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.array(img, dtype=np.uint8))                          # (R, R, 3) uint8
+        x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)             # (3, R, R) in [0, 1]
+        return x.sub_(self.mean).div_(self.std)
+
+    def __repr__(self) -> str:
+        return (f"ImageTransform(to_rgb -> bicubic resize to {self.image_size}x{self.image_size} -> "
+                f"[0, 1] -> normalize(mean={CLIP_MEAN}, std={CLIP_STD}))")
+
+
+def image_transform(image_size: int = 224) -> ImageTransform:
     """cn_clip's eval preprocessing: PIL image (any mode) -> FloatTensor [3, image_size, image_size]."""
-    return Compose([
-        to_rgb,
-        Resize((image_size, image_size), interpolation=InterpolationMode.BICUBIC),
-        ToTensor(),
-        Normalize(CLIP_MEAN, CLIP_STD),
-    ])
+    return ImageTransform(image_size)
