@@ -295,7 +295,8 @@ def _train(args, info: DistInfo, run_dir: Path, ckpt_dir: Path, log: logging.Log
     fwd = torch.compile(model) if args.compile else model
     if info.distributed:
         fwd = torch.nn.parallel.DistributedDataParallel(
-            fwd, device_ids=[device.index] if device.type == "cuda" else None, static_graph=args.grad_checkpointing)
+            fwd, device_ids=[device.index] if device.type == "cuda" else None, static_graph=args.grad_checkpointing,
+            gradient_as_bucket_view=True)
     loss_fn = ClipLoss(args.local_loss, args.gather_with_grad or args.local_loss, info.rank, info.world_size)
 
     train_set = LMDBDataset(args.train_data, model.image_resolution, args.context_length, args.use_augment)
