@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print("\n" + md)
     if not a.no_write:
-        write_section("train", md)
+        # one section per (device, model, precision): a GPU run must not overwrite the CPU numbers
+        write_section("train" if a.device == "cpu" else f"train-{a.device.split(':')[0]}-{a.model}-{a.precision}", md)
     return 0
 
 
