@@ -30,7 +30,6 @@ tests/test_tokenizer.py checks both paths on every Unicode code point and on 100
 """
 from __future__ import annotations
 
-import random
 import re
 import sys
 import unicodedata
@@ -370,45 +369,5 @@ def decode(ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) 
     return get_tokenizer().decode(ids, skip_special_tokens=skip_special_tokens)
 
 
-# ----------------------------------------------------------------------------- a test corpus
-_ASCII_WORDS = ("iPhone", "iPad", "Nike", "adidas", "USB", "Type-C", "WiFi", "5G", "LED", "XL", "XXL",
-                "T-shirt", "OK", "DIY", "App", "vlog", "Hello", "world", "unaffable", "running", "shoes",
-                "MacBook", "PRO", "max", "mini", "HDMI", "Bluetooth", "NBA", "PM2.5", "H&M", "cos", "KTV")
-_PUNCT = ("，", "。", "、", "！", "？", "；", "：", "“", "”", "（", "）", "《", "》", "…", "—", ",", ".", "!",
-          "?", "(", ")", "-", "/", "&", "%", "~", "·")
-
-
-def jieba_corpus(n: int = 100_000, seed: int = 0) -> list[str]:
-    """`n` deterministic sentences built from the ~349k words of jieba's dictionary.
-
-    A real, large Chinese vocabulary of words (including traditional characters and a few
-    ASCII words), glued 2-20 words per sentence, with English words, numbers, punctuation and
-    spaces mixed in. Used by the parity tests, the benchmark and notebook 01. Needs `jieba`.
-    """
-    try:
-        import jieba
-    except ImportError as e:  # a dev dependency, not a runtime one
-        raise ImportError("jieba_corpus needs jieba: pip install jieba") from e
-    path = Path(jieba.__file__).resolve().parent / "dict.txt"
-    words = [line.split(" ", 1)[0] for line in path.read_text(encoding="utf-8").splitlines() if line]
-    rng = random.Random(seed)
-    rng.shuffle(words)
-    out, k = [], 0
-    for _ in range(n):
-        parts = []
-        for _ in range(rng.choice((2, 3, 4, 5, 6, 8, 10, 14, 20))):
-            r = rng.random()
-            if r < 0.06:
-                parts.append(rng.choice(_ASCII_WORDS))
-            elif r < 0.10:
-                parts.append(rng.choice((str(rng.randrange(10 ** rng.randrange(1, 7))),
-                                         f"{rng.random() * 100:.1f}", f"{rng.randrange(100)}%")))
-            elif r < 0.16:
-                parts.append(rng.choice(_PUNCT))
-            else:
-                parts.append(words[k % len(words)])  # walk the shuffled dict: every word gets used
-                k += 1
-            if rng.random() < 0.1:
-                parts.append(" ")
-        out.append("".join(parts))
-    return out
+# re-exported here: notebook 01, the tokenizer tests and bench_tokenizer.py call tokenizer.jieba_corpus
+from cnclip_edu.corpus import jieba_corpus  # noqa: E402,F401
