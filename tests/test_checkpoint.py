@@ -67,7 +67,7 @@ def test_official_checkpoint_loads_with_same_features(official):
     name, path, images, toks, (ref_img, ref_txt) = official
     model, preprocess = cc.load(str(path))  # no model name: the architecture is read from the shapes
     assert model.config.name == RELEASED[name] and not model.training
-    assert preprocess.transforms[1].size == (224, 224)
+    assert preprocess.image_size == 224
     with torch.no_grad():
         assert_close_features(model.encode_image(images), ref_img)
         assert_close_features(model.encode_text(toks), ref_txt)
@@ -159,7 +159,7 @@ def test_save_and_load_ours(tmp_path):
     assert cfg["vision_model"] == "ViT-Course" and cfg["text_model"] == "RBT-Course"
     for path in (out, out / "model.safetensors"):  # the folder, or the weights file alone (config in metadata)
         loaded, preprocess = cc.load(path)
-        assert loaded.config == model.config and preprocess.transforms[1].size == (32, 32)
+        assert loaded.config == model.config and preprocess.image_size == 32
         for k, v in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[k], v), k
     # what training writes: cn_clip layout + model_config
@@ -177,7 +177,7 @@ def test_load_at_another_resolution(tmp_path):
     assert big.image_resolution == 64 and big.visual.positional_embedding.shape == (1 + 64, 128)
     assert torch.equal(big.visual.positional_embedding[0], model.visual.positional_embedding[0])
     assert big.encode_image(torch.randn(1, 3, 64, 64)).shape == (1, 128)
-    assert preprocess.transforms[1].size == (64, 64)
+    assert preprocess.image_size == 64
 
 
 def test_load_course_missing_says_make_toy_checkpoint(tmp_path, monkeypatch):
