@@ -58,7 +58,8 @@ class _Tower(nn.Module):
         self.model, self.kind = model, kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(x) if self.kind == "image" else self.model.encode_text(x)
+        # the dense text path: the unpadded one has data-dependent shapes (nonzero) an ONNX graph cannot hold
+        return self.model.encode_image(x) if self.kind == "image" else self.model.encode_text(x, unpad=False)
 
 
 def _model_info(model: nn.Module) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .text import BertModel, TextConfig, text_model_names
+from .text_unpad import cls_hidden
 from .vision import VisionConfig, build_vision_tower, vision_model_names
 
 # released checkpoint name -> its vision@text pairing (as cn_clip's _MODEL_INFO)
@@ -116,10 +117,14 @@ class CLIP(nn.Module):
         """(B, 3, R, R) -> (B, E). `mask_ratio` > 0 drops patches (FLIP) in training mode, ViT only."""
         return self.visual(images.to(self.dtype), mask_ratio)
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, L) token ids (0 = padding) -> (B, E): the [CLS] hidden state, projected."""
-        hidden = self.bert(tokens)  # (B, L, H)
-        return hidden[:, 0] @ self.text_projection  # (B, E)
+    def encode_text(self, tokens: torch.Tensor, unpad: bool = True) -> torch.Tensor:
+        """(B, L) token ids (0 = padding) -> (B, E): the [CLS] hidden state, projected.
+
+        unpad: compute on the real tokens only (text_unpad.py: same result, about half the work for
+        typical captions); False runs the dense `self.bert(tokens)[:, 0]`, as the ONNX export does.
+        """
+        cls = cls_hidden(self.bert, tokens) if unpad else self.bert(tokens)[:, 0]  # (B, H)
+        return cls @ self.text_projection  # (B, E)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, mask_ratio: float = 0.0):
         """-> (image_features (B, E), text_features (B', E)) L2-normalized, and the scale exp(logit_scale)."""
