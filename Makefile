@@ -12,7 +12,7 @@ STAMP := $(VENV)/.cnclip-installed
 COURSE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install course test test-fast lab bench toy-checkpoint clean
+.PHONY: install course test test-fast lab bench bench-gpu toy-checkpoint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+## On a GPU machine: the GPU tests and GPU benchmarks in one go (skips, saying so, without CUDA).
+bench-gpu: $(STAMP)
+	PYTHON=$(PY) bash bench/run_gpu.sh
 
 ## Retrain the small course model that ships as package data (about 3 minutes on 2 CPU cores).
 toy-checkpoint: $(STAMP)
