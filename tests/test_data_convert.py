@@ -129,7 +129,9 @@ def test_download_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
     t0 = time.perf_counter()
     with pytest.raises(DownloadError, match=r"HF_HUB_OFFLINE.*chinese-clip-eval/resolve/main/MUGE.zip.*--from-zip"):
         download.download("muge", tmp_path)
-    assert time.perf_counter() - t0 < 5
+    # no network wait: a blocked connection would sit in huggingface_hub's 10 s timeouts and retries;
+    # the bound is loose so that a slow, shared CI machine importing huggingface_hub does not trip it
+    assert time.perf_counter() - t0 < 20
     assert cli(["download", "cifar-100", "--out", str(tmp_path)]) == 1
     with pytest.raises(ValueError, match="unknown dataset"):
         download.zip_name("imagenet-42")
