@@ -55,8 +55,9 @@ def test_gradients_equal_dense_forward_and_with_checkpointing():
     assert set(dense) == set(unpad) == set(ckpt)
     for name in dense:
         scale = dense[name].abs().max().item() + 1e-12
-        assert (unpad[name] - dense[name]).abs().max().item() <= 1e-4 * scale, name
-        torch.testing.assert_close(ckpt[name], unpad[name], rtol=0, atol=1e-6 * scale)
+        # + 1e-7: the key bias gets a gradient that is 0 in exact arithmetic (softmax ignores a shift), ~1e-9 here
+        assert (unpad[name] - dense[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name
+        torch.testing.assert_close(ckpt[name], unpad[name], rtol=0, atol=1e-6 * scale + 1e-9)
 
 
 def test_encode_text_uses_it_and_dense_remains_available():
