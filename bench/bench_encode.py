@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if not args.no_write:
         section = "encode" if args.device == "cpu" else f"encode-{args.device.split(':')[0]}-{args.precision}"
-        note = ("CPU timings on a shared 2-core machine are noisy (other jobs ran alongside); on CPU all three "
-                "spend their time in the same matmuls, so expect parity, not a win. The GPU variant "
+        note = ("CPU timings on a 2-core machine are noisy. The image towers spend their time in the same matmuls "
+                "(expect parity). Our text tower skips the padding (text_unpad.py: only the real tokens go "
+                "through the layers, and the last layer only for [CLS]), so it wins by about the padding "
+                "fraction; the features agree to float rounding (last column). The GPU variant "
                 "(`--device cuda --precision fp16`) is where SDPA's fused kernels matter."
                 if args.device == "cpu" else
                 "cn_clip runs nn.MultiheadAttention (ViT) and eager softmax attention (BERT); ours and "

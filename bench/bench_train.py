@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.precision}, device `{a.device}`.",
         "",
         f"Command: `.venv/bin/python bench/bench_train.py --model {a.model} --batch-size {a.batch_size} "
-        f"--precision {a.precision} --device {a.device}`",
+        f"--precision {a.precision} --device {a.device} --steps {a.steps} --rounds {a.rounds}` (best median of "
+        f"{a.rounds} alternating rounds of {a.steps} steps per implementation)",
         "",
         f"Machine: {machine_info()}",
         "",
