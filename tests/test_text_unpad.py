@@ -82,3 +82,21 @@ def test_dropout_applies_in_training_mode():
         c, d = cls_hidden(bert.eval(), ids), cls_hidden(bert, ids)
     assert not torch.allclose(a, b) and torch.isfinite(a).all()
     torch.testing.assert_close(c, d, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_autocast_and_half_weights(dtype):
+    """What the GPU paths do (autocast bf16/fp16, fp16 weights for export checks), exercised on CPU."""
+    torch.manual_seed(0)
+    model = cc.create_model("course")
+    ids = cc.tokenize(CAPTIONS, context_length=52)
+    with torch.autocast("cpu", dtype=dtype):
+        fast, dense = model.encode_text(ids), model.encode_text(ids, unpad=False)
+        fast.float().pow(2).sum().backward()
+    assert fast.dtype == dtype and torch.isfinite(fast).all()
+    torch.testing.assert_close(fast.float(), dense.float(), rtol=2e-2, atol=2e-2)
+    assert model.bert.encoder.layer[0].attention.self.query.weight.grad is not None
+    half = model.to(dtype).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(half.encode_text(ids).float(), half.encode_text(ids, unpad=False).float(),
+                                   rtol=2e-2, atol=2e-2)
