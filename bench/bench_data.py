@@ -153,7 +153,7 @@ def run(full: bool) -> str:
         "224 px dominate, so ours and cn_clip's are within noise of each other (same work per item; ours "
         "adds a restricted unpickler and a full decode check). The TSV baseline needs the index of line "
         "offsets (built at start-up) and a file handle per worker; LMDB gives both for free and is shared "
-        "through the page cache. Timings on a shared 2-core machine are noisy (other jobs ran alongside).",
+        "through the page cache. Timings on a 2-core machine vary from run to run by 10-20 %; compare within a row.",
     ])
     return md
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                             "ClipLoss + positive_mask ms"], rows)
           + "\n\nSame loss value as open_clip (tests/test_loss.py). In one process open_clip multiplies "
             "text @ image.T a second time where we transpose the (N, N) logits, hence the ratio > 1. The mask "
-            "column uses soft targets (N/2 distinct captions). Timings on a shared machine are noisy.\n")
+            "column uses soft targets (N/2 distinct captions). The load average above says how busy the machine was.\n")
     write_section(f"loss-{device.type}", md)
     return 0
 

@@ -194,7 +194,7 @@ def main() -> None:
     md = (f"## topk: top-k retrieval (ours vs cn_clip's make_topk_predictions.py)\n\n"
           f"Command: `{cmd}` ({time.perf_counter() - t0:.0f} s). Machine: {machine_info()}.\n"
           f"Random unit-norm float32 features. Load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
-          "end (the machine was shared with other jobs: timings are noisy, ratios more reliable than seconds).\n\n"
+          "end (the higher, the busier the machine: then trust the ratios more than the seconds).\n\n"
           + md)
     print(md)
     if not args.no_write:
