@@ -3,9 +3,9 @@
 cn_clip's eval transform is: bicubic resize to R x R (no centre crop: the image is squashed),
 convert to RGB, ToTensor, normalize with the OpenAI CLIP mean/std. We keep exactly that for RGB
 inputs, so features match cn_clip's (bit for bit: tested against cn_clip's torchvision pipeline).
-We do the same four steps with PIL and torch directly rather than through torchvision: importing
-torchvision costs ~3 s per process (it pulls in torch._dynamo), paid again by every training rank,
-DataLoader worker and notebook kernel. For other modes we convert to RGB *first* and do it properly:
+We do the same four steps with PIL and torch directly rather than through torchvision: one small
+picklable callable whose steps a reader can see (torchvision is still used for `--use-augment`).
+For other modes we convert to RGB *first* and do it properly:
 16-bit greyscale is scaled to 8 bits (PIL's plain convert would clip it to white), and
 transparent images are composited onto white (a plain convert turns transparent pixels into
 whatever colour happens to be stored under them, often black).
