@@ -134,7 +134,8 @@ def run_notebook(path: Path, work_dir: Path, parameters: dict, kernel_name: str 
 def format_summary(results: list[NotebookResult], total_s: float) -> str:
     rows = [("notebook", "status", "wall s", "metrics")]
     for r in results:
-        shown = {k: v for k, v in r.metrics.items() if not k.endswith("_wall_s")}
+        # the runner's own "<notebook>_wall_s" is the column before; a notebook's metrics (train_wall_s) stay
+        shown = {k: v for k, v in r.metrics.items() if k != f"{Path(r.name).stem}_wall_s"}
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())) or "-"
         rows.append((r.name, r.status, f"{r.wall_s:.1f}", metrics))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -53,6 +53,13 @@ def test_course_runs_passes_parameters_and_summarises(nb_dir, tmp_path, capsys):
     assert (work / "executed" / "01_a.ipynb").exists() and (work / "summary.md").exists()
 
 
+def test_summary_hides_only_the_runners_own_wall_time(tmp_path):
+    res = course.NotebookResult("06_train.ipynb", "ok", 12.0, tmp_path / "06_train.ipynb",
+                                {"06_train_wall_s": 12.0, "train_wall_s": 9.5, "train_final_loss": 0.36})
+    row = next(line for line in course.format_summary([res], 12.5).splitlines() if line.startswith("06_train"))
+    assert "train_wall_s=9.5" in row and "train_final_loss=0.36" in row and "06_train_wall_s" not in row
+
+
 def test_course_stops_at_failure_and_names_cell_and_file(nb_dir, tmp_path, capsys):
     work = tmp_path / "work"
     rc = course.main(["--notebooks-dir", str(nb_dir), "--work-dir", str(work)])
