@@ -41,15 +41,16 @@ def test_find_notebooks_by_prefix(nb_dir):
         course.find_notebooks(nb_dir, ["99"])
 
 
-def test_course_runs_passes_parameters_and_summarises(nb_dir, tmp_path, capsys):
+def test_course_runs_passes_parameters_and_summarises(nb_dir, tmp_path, capfd):
     work = tmp_path / "work"
     rc = course.main(["--notebooks-dir", str(nb_dir), "--notebooks", "01", "--work-dir", str(work), "-p", "scale", "3"])
     assert rc == 0
     metrics = json.loads((work / "metrics.json").read_text())
     assert metrics["toy_a"] == 1.5  # parameter reached the notebook
     assert "01_a_wall_s" in metrics and "course_wall_s" in metrics
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()  # capfd: the kernel's own stderr too
     assert "01_a.ipynb" in out and "toy_a=1.5" in out and "course_wall_s" in out
+    assert "without encryption" not in err  # ipykernel's per-start warning is kept out of the progress bar
     assert (work / "executed" / "01_a.ipynb").exists() and (work / "summary.md").exists()
 
 
