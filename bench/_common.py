@@ -63,6 +63,14 @@ def git_rev() -> str:
         return "unknown"
 
 
+def device_section(base: str, device: str, *qualifiers: object) -> str:
+    """Section name of a benchmark: `base` on CPU, `base-cuda-<qualifiers>` elsewhere, so that a GPU
+    run never overwrites the CPU numbers (and GPU runs of other sizes/precisions keep their own)."""
+    if device == "cpu":
+        return base
+    return "-".join([base, device.split(":")[0], *map(str, qualifiers)])
+
+
 def write_section(name: str, markdown: str, path: Path = BENCH_MD) -> None:
     """Replace (or append) the section `name` of docs/benchmarks.md with `markdown`."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"

@@ -9,7 +9,7 @@ under torchrun, exactly as notebook 06 does, and reports: the wall time of the t
 (process start-up, data, 4 validations and checkpoints included), the median step time, the
 validation Recall@1 at the end. The notebook tests record this wall time but never bound it: how
 fast a shared CI machine runs is not a property of the code, so the number lives here.
-Writes section `course-<device>` of docs/benchmarks.md.
+Writes section `course` (CPU) or `course-cuda` of docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import git_rev, machine_info, markdown_table, write_section  # noqa: E402
+from bench._common import device_section, git_rev, machine_info, markdown_table, write_section  # noqa: E402
 from cnclip_edu.course_model import COURSE_RECIPE, course_train_args  # noqa: E402
 from cnclip_edu.data.toy import ensure_toy_data  # noqa: E402
 from cnclip_edu.launch import run_torchrun  # noqa: E402
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
            round(r["final_loss"], 4), round(r["t2i_r1"], 3), round(r["i2t_r1"], 3)]
     md = "\n\n".join([
         f"## Course training run (notebook 06's default recipe), {a.device}",
-        f"Command: `python bench/bench_course.py {' '.join(argv)}` (git {git_rev()}). Machine: {machine_info()}. "
+        f"Command: `{' '.join(['python bench/bench_course.py', *argv])}` (git {git_rev()}). Machine: {machine_info()}. "
         f"Load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         markdown_table(["device", "processes", "steps", "wall s (torchrun call)", "s to last step",
                         "median ms / step", "final train loss", "valid t2i R@1", "valid i2t R@1"], [row]),
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(md)
     if not a.no_write:
-        write_section(f"course-{a.device.split(':')[0]}", md)
+        write_section(device_section("course", a.device), md)
     return 0
 
 

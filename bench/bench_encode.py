@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine_info, markdown_table, timeit, write_section  # noqa: E402
+from bench._common import device_section, machine_info, markdown_table, timeit, write_section  # noqa: E402
 import cnclip_edu as cc  # noqa: E402
 from cnclip_edu.checkpoint import save_hf  # noqa: E402
 from cnclip_edu.model import RELEASED  # noqa: E402
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                             "speed vs cn_clip", "max |Δ| / max |cn_clip|"], rows))
     print(md)
     if not args.no_write:
-        section = "encode" if args.device == "cpu" else f"encode-{args.device.split(':')[0]}-{args.precision}"
+        section = device_section("encode", args.device, args.precision)
         note = ("CPU timings on a 2-core machine are noisy. The image towers spend their time in the same matmuls "
                 "(expect parity). Our text tower skips the padding (text_unpad.py: only the real tokens go "
                 "through the layers, and the last layer only for [CLS]), so it wins by about the padding "

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import git_rev, machine_info, markdown_table, timeit, write_section  # noqa: E402
+from bench._common import device_section, git_rev, machine_info, markdown_table, timeit, write_section  # noqa: E402
 
 import cnclip_edu as cc  # noqa: E402
 from cnclip_edu import export as E  # noqa: E402
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print("\n" + md)
     if not args.no_write:
-        write_section("onnx" if args.device == "cpu" else f"onnx-{args.device.split(':')[0]}", md)
+        write_section(device_section("onnx", args.device), md)
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import machine_info, markdown_table, timeit, write_section  # noqa: E402
+from bench._common import device_section, machine_info, markdown_table, timeit, write_section  # noqa: E402
 
 
 def _inputs(cfg: dict, batch: int, device):
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print("\n" + md)
     if not a.no_write:
-        # one section per (device, model, precision): a GPU run must not overwrite the CPU numbers
-        write_section("train" if a.device == "cpu" else f"train-{a.device.split(':')[0]}-{a.model}-{a.precision}", md)
+        write_section(device_section("train", a.device, a.model, a.precision), md)
     return 0
 
 

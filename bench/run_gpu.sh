@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU-only check and benchmark of the project, in one go (about 10 minutes on one H100).
+# Every GPU-only check and benchmark of the project, in one go (not yet run on a GPU: no session had one).
 #
 #   bash bench/run_gpu.sh                 # after `pip install -e '.[dev]'`; add '.[gpu]' for ORT CUDA + TensorRT
 #   PYTHON=python3 bash bench/run_gpu.sh  # another interpreter
