@@ -11,7 +11,7 @@ samples: more updates, each one cheaper); lr 1e-3 collapsed to constant features
 far slower per second. The course text tower has no dropout (RBT-Course.json): with dropout 0.1
 the same 900 steps gave t2i R@1 0.35 / R@5 0.85, seen-combination zero-shot 0.73, 48-way held-out
 0.43 on the toy test split (notebooks 07/08); without it 0.51 / 0.93, 0.98, 0.84 — a model this small,
-trained this briefly, needs no regulariser. 800 steps (the default) take about 2.7 minutes on 2 cores
+trained this briefly, needs no regulariser. 800 steps (the default) take 2.7-3.3 minutes on 2 cores
 at about 0.18 s/step (fused AdamW, padding trimmed and then skipped inside the text tower: text_unpad.py);
 `bench/bench_course.py` measures it.
 
