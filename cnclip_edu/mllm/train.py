@@ -1,0 +1,115 @@
+"""Training in stages, as Mini-InternVL: what each stage trains, on what, with which loss.
+
+    0. text only: the decoder learns the language on captions and Q&A text, every token in the loss
+       (our stand-in for InternLM2-Chat-1.8B, which arrives pretrained);
+    1. alignment: decoder frozen, the projector (optionally the ViT too) learns to turn tile features
+       into "words" the frozen decoder already reads, on image -> caption, loss on the reply only;
+    2. instruction tuning: projector + decoder (optionally ViT) on questions, multi-round chats and
+       captions, loss on the replies only.
+
+`train_stage` is one plain loop: set what trains, then per step: sample a batch, forward, masked
+next-token loss, backward, clip, AdamW step with warmup + cosine learning rate.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .batches import ImageBank, train_batch
+from .chat import IGNORE_INDEX
+from .world import Sample
+
+PARTS = ("vit", "projector", "decoder")
+
+
+@dataclass
+class Stage:
+    name: str
+    steps: int
+    train: tuple[str, ...]          # which of PARTS learn; the rest is frozen
+    lr: float = 1e-3
+    batch_size: int = 64
+    with_image: bool = True         # False: the text-only stage 0
+    loss_on: str = "answers"        # "all" for language-model pre-training
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.01
+    vit_lr_scale: float = 0.1       # a pretrained ViT moves with a smaller learning rate
+    seed: int = 0
+
+
+@dataclass
+class StageResult:
+    name: str
+    losses: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    trainable: int = 0
+
+
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Position t predicts token t+1; positions whose next label is IGNORE_INDEX add nothing."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def set_trainable(model, parts: tuple[str, ...]) -> int:
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    modules = {"vit": model.vision, "projector": model.projector, "decoder": model.decoder}
+    for name, mod in modules.items():
+        for p in mod.parameters():
+            p.requires_grad_(name in parts)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lr_at(step: int, stage: Stage) -> float:
+    warm = max(1, round(stage.warmup_frac * stage.steps))
+    if step < warm:
+        return stage.lr * (step + 1) / warm
+    t = (step - warm) / max(1, stage.steps - warm)
+    return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine down to 10 %
+
+
+def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage) -> StageResult:
+    """Train `model` for `stage.steps` steps on `samples` (random batches, epoch after epoch)."""
+    res = StageResult(stage.name, trainable=set_trainable(model, stage.train))
+    vit_trains = "vit" in stage.train
+    if stage.with_image and not vit_trains and bank.features is None:
+        bank.cache_features(model)  # the ViT is frozen: its features never change in this stage
+    params = [p for p in model.parameters() if p.requires_grad]
+    vit_ids = {id(p) for p in model.vision.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in vit_ids], "scale": 1.0},
+              {"params": [p for p in params if id(p) in vit_ids], "scale": stage.vit_lr_scale}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=stage.lr, betas=(0.9, 0.98),
+                            weight_decay=stage.weight_decay)
+    gen = torch.Generator().manual_seed(stage.seed)
+    order = torch.randperm(len(samples), generator=gen).tolist()
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(stage.steps):
+        # the batch: the next samples of a shuffled epoch
+        if len(order) < stage.batch_size:
+            order += torch.randperm(len(samples), generator=gen).tolist()
+        chunk, order = order[: stage.batch_size], order[stage.batch_size:]
+        b = train_batch([samples[i] for i in chunk], bank, model.vocab, model.tokens_per_tile,
+                        stage.with_image, stage.loss_on)
+        # forward: image features (cached, or through the ViT when it trains), then the masked loss
+        feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
+        loss = next_token_loss(model(b.ids, b.valid, feats), b.labels)
+        # backward and update, with the learning rate of this step
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, stage) * g["scale"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        res.losses.append(loss.item())
+    res.wall_s = time.perf_counter() - t0
+    if vit_trains and bank is not None:
+        bank.features = None  # the ViT changed: cached features are stale
+    model.eval()
+    return res
