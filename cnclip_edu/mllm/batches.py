@@ -47,10 +47,11 @@ class ImageBank:
         was = model.training
         model.eval()
         out = []
+        dev = next(model.parameters()).device
         for s in range(0, len(self.uint8), batch_size):
             rows = torch.arange(s, min(s + batch_size, len(self.uint8)))
             x = (self.uint8[rows].permute(0, 3, 1, 2).float().div(255) - self.mean) / self.std
-            out.append(model.tile_features(x))
+            out.append(model.tile_features(x.to(dev)))
         self.features = torch.cat(out)  # (N, n, 4D)
         model.train(was)
 
@@ -61,7 +62,7 @@ class ImageBank:
         if self.features is not None and not grad:
             return self.features[self._rows(images)]
         with torch.set_grad_enabled(grad):
-            return model.tile_features(self.pixels(images))
+            return model.tile_features(self.pixels(images).to(next(model.parameters()).device))
 
 
 @dataclass
@@ -71,10 +72,14 @@ class Batch:
     labels: torch.Tensor       # (B, L), IGNORE_INDEX where no loss
     images: list[int]          # bank indices of the images in the batch, in order
 
+    def to(self, device) -> "Batch":
+        return Batch(self.ids.to(device), self.valid.to(device), self.labels.to(device), self.images)
 
-def encode_sample(turns, n_image_tokens: int, vocab, loss_on: str = "answers") -> tuple[list[int], list[int]]:
+
+def encode_sample(turns, n_image_tokens: int, vocab, loss_on: str = "answers",
+                  image_text: str | None = None) -> tuple[list[int], list[int]]:
     """Compact ids and labels of one chat. loss_on: "answers" (SFT) or "all" (language-model pre-training)."""
-    tok_ids = encode_chat(render_chat(turns, n_image_tokens))
+    tok_ids = encode_chat(render_chat(turns, n_image_tokens, image_text))
     ids = vocab.to_compact(tok_ids)
     if loss_on == "all":
         return ids, list(ids)
@@ -94,7 +99,8 @@ def train_batch(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens
     ids, labels, images = [], [], []
     for s in samples:
         n_img = bank.n_tiles[s.canvas] * tokens_per_tile if with_image else 0
-        i, lab = encode_sample(s.turns, n_img, vocab, loss_on)
+        # without an image, a text-only chat may describe the scene in words where the image would be
+        i, lab = encode_sample(s.turns, n_img, vocab, loss_on, None if with_image else s.meta.get("context"))
         ids.append(i)
         labels.append(lab)
         if n_img:

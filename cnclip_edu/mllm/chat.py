@@ -45,13 +45,18 @@ def image_placeholder(n_tokens: int) -> str:
     return IMG_START + IMG_CONTEXT * n_tokens + IMG_END
 
 
-def render_chat(turns: Sequence[tuple[str, str | None]], n_image_tokens: int = 0) -> str:
+def render_chat(turns: Sequence[tuple[str, str | None]], n_image_tokens: int = 0, image_text: str | None = None) -> str:
     """ChatML text of a conversation. The image goes into the first user turn (if n_image_tokens > 0);
-    a last answer of None leaves the prompt open after `<|im_start|>assistant` for generation."""
+    a last answer of None leaves the prompt open after `<|im_start|>assistant` for generation.
+    `image_text` puts words between `<img>` and `</img>` instead (the text-only stage's stand-in)."""
+    if image_text is not None and n_image_tokens:
+        raise ValueError("give either image tokens or an image text, not both")
+    image = image_placeholder(n_image_tokens) + "\n" if n_image_tokens > 0 else ""
+    if image_text is not None:
+        image = f"{IMG_START}{image_text}{IMG_END}\n"
     parts = []
     for k, (question, answer) in enumerate(turns):
-        image = image_placeholder(n_image_tokens) + "\n" if k == 0 and n_image_tokens > 0 else ""
-        parts.append(f"{IM_START}user\n{image}{question}{IM_END}\n{IM_START}assistant\n")
+        parts.append(f"{IM_START}user\n{image if k == 0 else ''}{question}{IM_END}\n{IM_START}assistant\n")
         if answer is not None:
             parts.append(f"{answer}{IM_END}\n")
         elif k != len(turns) - 1:

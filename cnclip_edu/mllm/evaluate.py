@@ -38,19 +38,18 @@ def answer_all(model, bank: ImageBank, prompts: Sequence[tuple[int | None, list]
                max_new_tokens: int = 8) -> list[str]:
     """Replies to prompts (bank index or None, turns ending with (question, None))."""
     model.eval()
+    device = next(model.parameters()).device
     if bank.features is None:
         bank.cache_features(model)
-    out: list[str] = []
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][1]))  # similar lengths together
     replies: dict[int, str] = {}
     for s in range(0, len(order), batch_size):
         idx = order[s: s + batch_size]
-        b = prompt_batch([prompts[i] for i in idx], bank, model.vocab, model.tokens_per_tile)
+        b = prompt_batch([prompts[i] for i in idx], bank, model.vocab, model.tokens_per_tile).to(device)
         feats = bank.feats(model, b.images) if b.images else None
         for i, r in zip(idx, model.generate(b.ids, b.valid, feats, max_new_tokens)):
             replies[i] = r
-    out = [replies[i] for i in range(len(prompts))]
-    return out
+    return [replies[i] for i in range(len(prompts))]
 
 
 def ask_single(model, bank: ImageBank, samples: Sequence[Sample], mode: str = "image", seed: int = 0,

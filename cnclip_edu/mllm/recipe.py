@@ -33,6 +33,7 @@ class RecipeConfig:
     n_train_canvases: int = 2000     # drawn canvases for stages 1-2
     chats_per_canvas: int = 4        # stage-2 chats per canvas (captions, questions, 2-3 rounds)
     n_text_chats: int = 6000         # stage-0 text, from canvases that are never drawn
+    text_context: float = 0.8        # share of stage-0 chats whose scene is described in words in <img>...</img>
     steps: tuple[int, int, int] = (200, 100, 300)   # stage 0, 1, 2
     lrs: tuple[float, float, float] = (2e-3, 1e-3, 1e-3)
     batch_size: int = 64
@@ -73,6 +74,9 @@ def make_world(cfg: RecipeConfig) -> World:
     trng = random.Random(f"mllm-{cfg.seed}-text")
     text_canvases = [sample_canvas(trng, seen, wc.cells_probs) for _ in range(cfg.n_text_chats // 3)]
     text = chat_samples(trng, text_canvases, seen, 3)
+    for s in text:  # reading comprehension: the scene in words where the image will later be
+        if trng.random() < cfg.text_context:
+            s.meta["context"] = caption(text_canvases[s.canvas])
     # test: fresh seen canvases, then canvases that each hold one held-out combination
     erng = random.Random(f"mllm-{cfg.seed}-test")
     test = [sample_canvas(erng, seen, wc.cells_probs) for _ in range(cfg.n_test_canvases)]
@@ -127,7 +131,7 @@ def stages(cfg: RecipeConfig) -> list[Stage]:
 
 
 def run_stages(model: MiniVLM, world: World, bank: ImageBank, cfg: RecipeConfig,
-               decoder_state: dict | None = None) -> list[StageResult]:
+               decoder_state: dict | None = None, hooks=None) -> list[StageResult]:
     """Run the recipe's stages. With `decoder_state` (a stage-0 decoder), stage 0 is loaded, not rerun."""
     data = {"0": world.text_chats, "1": world.caption_chats, "2": world.sft_chats}
     results = []
@@ -135,7 +139,7 @@ def run_stages(model: MiniVLM, world: World, bank: ImageBank, cfg: RecipeConfig,
         if st.name.startswith("0") and decoder_state is not None:
             model.decoder.load_state_dict(decoder_state)
             continue
-        results.append(train_stage(model, data[st.name[0]], bank, st))
+        results.append(train_stage(model, data[st.name[0]], bank, st, hooks))
     return results
 
 

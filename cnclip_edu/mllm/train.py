@@ -74,8 +74,9 @@ def lr_at(step: int, stage: Stage) -> float:
     return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine down to 10 %
 
 
-def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage) -> StageResult:
-    """Train `model` for `stage.steps` steps on `samples` (random batches, epoch after epoch)."""
+def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage, hooks=None) -> StageResult:
+    """Train `model` for `stage.steps` steps on `samples` (random batches, epoch after epoch).
+    `hooks.after_step(step, loss)`, if given, runs after every update (progress, probes, tests)."""
     res = StageResult(stage.name, trainable=set_trainable(model, stage.train))
     vit_trains = "vit" in stage.train
     if stage.with_image and not vit_trains and bank.features is None:
@@ -88,6 +89,7 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
                             weight_decay=stage.weight_decay)
     gen = torch.Generator().manual_seed(stage.seed)
     order = torch.randperm(len(samples), generator=gen).tolist()
+    device = next(model.parameters()).device
     model.train()
     t0 = time.perf_counter()
     for step in range(stage.steps):
@@ -96,7 +98,7 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
             order += torch.randperm(len(samples), generator=gen).tolist()
         chunk, order = order[: stage.batch_size], order[stage.batch_size:]
         b = train_batch([samples[i] for i in chunk], bank, model.vocab, model.tokens_per_tile,
-                        stage.with_image, stage.loss_on)
+                        stage.with_image, stage.loss_on).to(device)
         # forward: image features (cached, or through the ViT when it trains), then the masked loss
         feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
         loss = next_token_loss(model(b.ids, b.valid, feats), b.labels)
@@ -108,6 +110,8 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         res.losses.append(loss.item())
+        if hooks is not None:
+            hooks.after_step(step, res.losses[-1])
     res.wall_s = time.perf_counter() - t0
     if vit_trains and bank is not None:
         bank.features = None  # the ViT changed: cached features are stale
