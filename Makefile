@@ -52,7 +52,7 @@ bench-gpu: $(STAMP)
 
 ## Retrain the small course model that ships as package data (about 3 minutes on 2 CPU cores).
 toy-checkpoint: $(STAMP)
-	$(PY) -m cnclip_edu.course_model --out cnclip_edu/assets/course_model
+	$(PY) -m cnclip_edu.course.recipe --out cnclip_edu/assets/course_model
 
 clean:
 	rm -rf runs build dist *.egg-info .pytest_cache

@@ -14,13 +14,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-lmdb": ("cnclip_edu.data.lmdb_build", "validate a MUGE-format dataset and build its LMDB"),
     "convert": ("cnclip_edu.data.convert", "convert your images + captions (or class folders) into MUGE / zero-shot layout"),
     "download": ("cnclip_edu.data.download", "download MUGE / Flickr30K-CN / ELEVATER data (needs network)"),
-    "train": ("cnclip_edu.train", "contrastive training / finetuning (one process or under torchrun)"),
+    "train": ("cnclip_edu.train.trainer", "contrastive training / finetuning (one process or under torchrun)"),
     "extract-features": ("cnclip_edu.eval.features", "encode images / texts into feature files"),
     "topk": ("cnclip_edu.eval.topk", "top-k retrieval from feature files (torch or faiss)"),
     "recall": ("cnclip_edu.eval.recall", "Recall@1/5/10, mean recall and MR from predictions"),
-    "zeroshot": ("cnclip_edu.zeroshot", "zero-shot classification on a label_cn.txt + test/ folder"),
-    "export": ("cnclip_edu.export", "export the image and text towers to ONNX (dynamic batch)"),
-    "course": ("cnclip_edu.course", "run every notebook in order with papermill and print a summary"),
+    "zeroshot": ("cnclip_edu.eval.zeroshot", "zero-shot classification on a label_cn.txt + test/ folder"),
+    "export": ("cnclip_edu.deploy.export", "export the image and text towers to ONNX (dynamic batch)"),
+    "course": ("cnclip_edu.course.runner", "run every notebook in order with papermill and print a summary"),
 }
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import cnclip_edu as cc
-from cnclip_edu import checkpoint as ck
-from cnclip_edu import hf_convert, hub
+from cnclip_edu.model import checkpoint as ck
+from cnclip_edu.model import hf_convert, hub
 from cnclip_edu.model import RELEASED
 
 from test_model import _randomize, cn_clip_info, cn_model, tokens

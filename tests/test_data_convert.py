@@ -13,7 +13,7 @@ from PIL import Image
 from cnclip_edu.cli import main as cli
 from cnclip_edu.data import convert, download, formats
 from cnclip_edu.data.lmdb_build import build_lmdb
-from cnclip_edu.hub import DownloadError
+from cnclip_edu.model.hub import DownloadError
 
 
 def _save(path, img, **kw):

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import cn_clip.eval as cn_eval
-from cnclip_edu.eval import course, features, recall, topk
+from cnclip_edu.course import models as course
+from cnclip_edu.eval import features, recall, topk
 from cnclip_edu.model import create_model
 
 
@@ -135,7 +136,7 @@ def test_extraction_half_precision_on_gpu(model):
 
 
 def test_course_model_picker(tmp_path):
-    from cnclip_edu import checkpoint
+    from cnclip_edu.model import checkpoint
 
     assert course.course_model_path(tmp_path) is None
     m, preprocess, source = course.load_course_model(tmp_path) if _has_shipped() else _random_fallback(tmp_path)
@@ -163,7 +164,7 @@ def _random_fallback(tmp_path):
 
 
 def test_cli_round_trip_on_tiny_toy(tiny_toy, model, tmp_path, capsys):
-    from cnclip_edu import checkpoint
+    from cnclip_edu.model import checkpoint
     from cnclip_edu.cli import main as cli
 
     ckpt = checkpoint.save(model, tmp_path / "model")

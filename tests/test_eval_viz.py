@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnclip_edu import widgets
+from cnclip_edu.viz import widgets
 from cnclip_edu.model import create_model
 from cnclip_edu.viz import retrieval, setup_cjk_font, zeroshot as viz_zs
 

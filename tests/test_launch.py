@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnclip_edu.launch import TrainingFailed, read_metrics, run_dir_of, run_torchrun, torchrun_command
+from cnclip_edu.train.launch import TrainingFailed, read_metrics, run_dir_of, run_torchrun, torchrun_command
 
 
 @pytest.fixture(scope="module")

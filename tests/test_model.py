@@ -11,13 +11,13 @@ from PIL import Image
 
 import cnclip_edu as cc
 from cnclip_edu.model import RELEASED, CLIPConfig, count_parameters
-from cnclip_edu.vision import random_masking, resize_pos_embed
+from cnclip_edu.model.vision import random_masking, resize_pos_embed
 
 cn_model = pytest.importorskip("cn_clip.clip.model")
 import cn_clip  # noqa: E402
 
 CN_CONFIGS = Path(cn_clip.__file__).parent / "clip" / "model_configs"
-OUR_CONFIGS = Path(cc.__file__).parent / "configs"
+OUR_CONFIGS = Path(cc.__file__).parent / "model" / "configs"
 
 
 def cn_clip_info(vision: str, text: str, config_dir: Path = CN_CONFIGS) -> dict:

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from cnclip_edu import course
+from cnclip_edu.course import runner as course
 
 NOTEBOOKS = course.find_notebooks(course.REPO_NOTEBOOKS)
 

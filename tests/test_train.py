@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnclip_edu import train
-from cnclip_edu.train_state import capture_rng_state, load_checkpoint, restore_rng_state
+from cnclip_edu.train.state import capture_rng_state, load_checkpoint, restore_rng_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_checkpoint_format_is_cn_clip_style_and_weights_only(toy_lmdb, tmp_path)
     missing, unexpected = ref.load_state_dict(sd, strict=False)
     assert not unexpected and all(k.startswith("bert.pooler") for k in missing)
     # the final model loads with our loader
-    from cnclip_edu.checkpoint import load
+    from cnclip_edu.model.checkpoint import load
 
     model, _ = load(str(tmp_path / "fmt" / "final"))
     assert torch.equal(model.logit_scale.detach(), sd["logit_scale"])
@@ -153,7 +153,7 @@ def test_rng_state_roundtrip_is_weights_only_safe(tmp_path):
 
 
 def test_recall_at_1_counts_any_gold_image():
-    from cnclip_edu.train_loop import recall_at_1
+    from cnclip_edu.train.validate import recall_at_1
 
     img_f = torch.eye(3)
     txt_f = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 0, 1.0]])
@@ -177,7 +177,7 @@ def test_cuda_bf16_fused_adamw_grad_checkpointing(toy_lmdb, tmp_path):
 def test_trim_padding_keeps_text_features():
     """Dropping all-padding columns before the text tower changes the work, not the features."""
     import cnclip_edu as cc
-    from cnclip_edu.train_loop import trim_padding
+    from cnclip_edu.train.data import trim_padding
 
     torch.manual_seed(0)
     model = cc.create_model("course").eval()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cnclip_edu import train
-from cnclip_edu.course_model import COURSE_RECIPE, course_train_args
-from cnclip_edu.launch import read_metrics
+from cnclip_edu.course.recipe import COURSE_RECIPE, course_train_args
+from cnclip_edu.train.launch import read_metrics
 
 SHIPPED = Path(__file__).resolve().parents[1] / "cnclip_edu" / "assets" / "course_model"
 
@@ -51,7 +51,7 @@ def test_short_finetune_from_shipped_model_keeps_its_quality(toy, tmp_path):
 @pytest.mark.slow
 def test_full_retraining_reproduces_shipped_metrics(tmp_path):
     """The whole `make toy-checkpoint` recipe (minutes): validation R@1 within 0.1 of the recorded one."""
-    from cnclip_edu.course_model import build
+    from cnclip_edu.course.recipe import build
 
     info = build(tmp_path / "course_model", tmp_path / "work")
     recorded = json.loads((SHIPPED / "training.json").read_text(encoding="utf-8"))

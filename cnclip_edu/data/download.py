@@ -19,7 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ..hub import DownloadError, _offline
+from cnclip_edu.model.hub import DownloadError, _offline
 from . import formats
 
 REPO_ID = "OFA-Sys/chinese-clip-eval"

@@ -28,15 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
-from .toy_draw import render_batch, save_png_files
+from .toy_draw import COLORS, render_batch, save_png_files
 from .toy_text import Shape, image_keys, render_caption, sample_captions
 
 GENERATOR_VERSION = 3  # bump when the output for a given config changes
 
-COLORS: dict[str, tuple[int, int, int]] = {
-    "红色": (220, 30, 30), "橙色": (255, 135, 0), "黄色": (235, 195, 0), "绿色": (20, 150, 40),
-    "蓝色": (30, 70, 220), "紫色": (135, 45, 195), "粉色": (255, 110, 190), "黑色": (25, 25, 25),
-}
 SHAPES = ("圆形", "正方形", "三角形", "五角星", "十字", "菱形")
 
 

@@ -16,6 +16,13 @@ from PIL import Image, ImageDraw
 
 _SS = 2  # supersampling factor
 
+# The eight colours of the toy world (names as the captions say them); saturated, so that they stay
+# distinct after the bicubic 64 -> 32 px downscale.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "红色": (220, 30, 30), "橙色": (255, 135, 0), "黄色": (235, 195, 0), "绿色": (20, 150, 40),
+    "蓝色": (30, 70, 220), "紫色": (135, 45, 195), "粉色": (255, 110, 190), "黑色": (25, 25, 25),
+}
+
 
 def _unit_polygon(shape: str) -> list[tuple[float, float]] | None:
     """Outline in units of the half-height (y down), or None for the circle."""
@@ -39,8 +46,6 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]] | None:
 
 def render_scene(scene: dict, size: int) -> bytes:
     """One scene -> PNG bytes of a `size` x `size` RGB image."""
-    from .toy import COLORS  # local import: toy imports this module
-
     big = size * _SS
     g = scene["background"]
     img = Image.new("RGB", (big, big), (g, g, g))

@@ -196,6 +196,20 @@ def image_resolution(model) -> int:
     raise AttributeError("cannot tell the model's image resolution (no config.vision.image_size)")
 
 
+def load_model(resume: str | None, vision_model: str | None = None, text_model: str | None = None,
+               device: str = "cpu"):
+    """The command-line tools' model: `cc.load(resume)` (a checkpoint path or a model name), else a
+    random `vision_model@text_model` with a warning (only useful to test a pipeline)."""
+    import cnclip_edu as cc
+
+    if resume:
+        model, _ = cc.load(resume, device=device)
+        return model.eval()
+    warnings.warn(f"no --resume given: using a RANDOMLY initialized {vision_model}@{text_model}; "
+                  "its features are meaningless except for testing the pipeline", stacklevel=2)
+    return cc.create_model(f"{vision_model}@{text_model}").to(device).eval()
+
+
 # ----------------------------------------------------------------------------- output names
 def default_feature_path(data_path: str | os.PathLike, kind: str, fmt: str = "jsonl") -> Path:
     """cn_clip's names: `<dir>/test_texts.jsonl` -> `<dir>/test_texts.txt_feat.jsonl`, and the image
@@ -251,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cnclip_edu.data.dataset import EvalImageDataset, EvalTextDataset
-    from cnclip_edu.eval.course import load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.resume, args.vision_model, args.text_model, device)

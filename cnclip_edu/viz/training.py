@@ -1,6 +1,6 @@
 """Training curves from `metrics.jsonl` records: loss on the left, accuracy / recall on the right.
 
-    from cnclip_edu.launch import read_metrics
+    from cnclip_edu.train.launch import read_metrics
     from cnclip_edu.viz.training import plot_training_curves
     fig = plot_training_curves(read_metrics("runs/course/experiments/course/metrics.jsonl"))
 

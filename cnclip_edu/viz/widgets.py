@@ -49,7 +49,7 @@ class RetrievalSearch:
         return [(int(self.image_ids[i]), float(s)) for i, s in zip(idx[0], scores[0])]
 
     def show(self, query: str, k: int | None = None):
-        from cnclip_edu.viz.retrieval import plot_retrieval_grid
+        from .retrieval import plot_retrieval_grid
 
         hits = self.search(query, k)
         return plot_retrieval_grid([query], [[i for i, _ in hits]], self.images, scores=[[s for _, s in hits]],
@@ -85,7 +85,7 @@ class ZeroShotDemo:
 
     def __init__(self, model, preprocess, images: Mapping[str, object], templates: Sequence[str] | None = None,
                  device: str = "cpu"):
-        from cnclip_edu.prompts import TOY
+        from cnclip_edu.eval.prompts import TOY
 
         self.model, self.preprocess, self.images = model, preprocess, images
         self.templates = list(templates) if templates is not None else list(TOY)
@@ -95,7 +95,7 @@ class ZeroShotDemo:
         """{label: probability}: softmax(100 * cosine) over the labels' ensembled embeddings."""
         import torch
 
-        from cnclip_edu.zeroshot import LOGIT_SCALE, zero_shot_classifier
+        from cnclip_edu.eval.zeroshot import LOGIT_SCALE, zero_shot_classifier
 
         labels = parse_labels(labels) if isinstance(labels, str) else list(labels)
         if not labels:
@@ -110,7 +110,7 @@ class ZeroShotDemo:
         return dict(zip(labels, probs))
 
     def show(self, image_name: str, labels: Sequence[str] | str):
-        from cnclip_edu.viz.zeroshot import plot_class_probs
+        from .zeroshot import plot_class_probs
 
         probs = self.classify(image_name, labels)
         return plot_class_probs(self.images[image_name], list(probs), list(probs.values()), title=image_name)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from cnclip_edu.data.transforms import CLIP_MEAN, CLIP_STD
-from cnclip_edu.onnx_runner import OnnxEncoder, check_image_input, check_text_input, default_providers  # noqa: F401
+from .onnx_runner import OnnxEncoder, check_image_input, check_text_input, default_providers  # noqa: F401
 
 PRODUCER = "cnclip_edu"
 EXTERNAL_DATA_BYTES = 1_800_000_000  # keep well below protobuf's 2 GiB, the graph needs room too
@@ -78,7 +78,7 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
 
 def file_prefix(model_name: str) -> str:
     """'ViT-B-16@RoBERTa-wwm-ext-base-chinese' -> 'vit-b-16', 'ViT-Course@RBT-Course' -> 'course' (cn_clip's naming)."""
-    from cnclip_edu.model import ALIASES
+    from cnclip_edu.model.clip import ALIASES
 
     short = {full: alias for alias, full in ALIASES.items()}.get(model_name, model_name.split("@")[0])
     return short.replace("/", "-").lower() or "model"

@@ -32,8 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from cnclip_edu.export import convert_to_fp16, read_metadata
-from cnclip_edu.onnx_runner import check_image_input, check_text_input
+from .export import convert_to_fp16, read_metadata
+from .onnx_runner import check_image_input, check_text_input
 
 
 class TrtUnavailable(RuntimeError):

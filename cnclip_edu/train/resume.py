@@ -3,7 +3,7 @@
 cn_clip's `--resume` means two things: our own training checkpoint (continue the run exactly:
 optimizer, scaler, data position, RNG states) or an official `.pt` (a pretrained start: weights
 only, step 0). A rerun of the same command must continue where it stopped, so this run's
-`epoch_latest.pt` wins over both. The checkpoint *format* lives in `train_state.py`.
+`epoch_latest.pt` wins over both. The checkpoint *format* lives in `state.py`.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import load_state_dict_any, load_weights
-from .distributed import DistInfo
-from .train_state import (capture_rng_state, from_ddp_keys, is_training_checkpoint, latest_checkpoint,
+from cnclip_edu.model.checkpoint import load_state_dict_any, load_weights
+from cnclip_edu.distributed import DistInfo
+from .state import (capture_rng_state, from_ddp_keys, is_training_checkpoint, latest_checkpoint,
                           load_checkpoint, restore_rng_state, seed_everything)
 
 

@@ -12,49 +12,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-DEFAULT_WORK_DIR = "runs/course"
-METRICS_FILE = "metrics.json"
+from .metrics import DEFAULT_WORK_DIR, METRICS_FILE, load_metrics, record
 
-
-# ----------------------------------------------------------------------------- metrics
-def _metrics_path(work_dir: str | os.PathLike | None) -> Path:
-    work_dir = work_dir or os.environ.get("CNCLIP_WORK_DIR", DEFAULT_WORK_DIR)
-    return Path(work_dir) / METRICS_FILE
-
-
-def load_metrics(work_dir: str | os.PathLike | None = None) -> dict[str, float]:
-    """All metrics recorded so far in `work_dir` (empty if none)."""
-    path = _metrics_path(work_dir)
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def record(name: str, value: float, work_dir: str | os.PathLike | None = None) -> float:
-    """Record one course metric (e.g. `toy_t2i_r1`) into `<work_dir>/metrics.json`; returns value."""
-    value = float(value)
-    metrics = load_metrics(work_dir)
-    metrics[name] = value
-    _write_json_atomic(_metrics_path(work_dir), metrics)
-    return value
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 # ----------------------------------------------------------------------------- runner

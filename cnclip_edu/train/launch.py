@@ -1,6 +1,6 @@
 """Launch `cnclip_edu.train` under torchrun from a notebook (or any Python), and watch it live.
 
-    from cnclip_edu.launch import run_torchrun
+    from .launch import run_torchrun
     result = run_torchrun(["--train-data", ".../lmdb/train", "--max-steps", "300", "--logs", "runs/x", "--name", "course"],
                           nproc_per_node=2, log_file="runs/x/course/launch.log")
     result.metrics   # every record of <logs>/<name>/metrics.jsonl
@@ -58,7 +58,7 @@ def _arg_value(args: list[str], *names: str, default: str | None = None) -> str 
 
 
 def run_dir_of(train_args: list[str]) -> Path:
-    """`<logs>/<name>` as train.py will compute it from the same arguments."""
+    """`<logs>/<name>` as the trainer will compute it from the same arguments."""
     logs = _arg_value(train_args, "--logs", default="./logs/")
     name = _arg_value(train_args, "--name", default="train_clip")
     return Path(logs) / name
@@ -111,7 +111,7 @@ class _LivePlot:
     def __init__(self, metrics_path: Path, every: float = 5.0):
         from IPython.display import display
 
-        from .viz.training import plot_training_curves
+        from cnclip_edu.viz.training import plot_training_curves
 
         self.path, self.every, self.last = metrics_path, every, 0.0
         self._plot, self._handle = plot_training_curves, display("(waiting for the first metrics ...)", display_id=True)

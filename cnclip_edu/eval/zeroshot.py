@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cnclip_edu.prompts import Template, build_prompts, get_templates
+from .prompts import Template, build_prompts, get_templates
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm"}
 LOGIT_SCALE = 100.0  # cn_clip's zero-shot evaluation uses a fixed 100, not the model's learned scale
@@ -208,7 +208,7 @@ def folder_features(model, datapath: str | Path, label_file: str | Path | None =
                     device: str = "cpu", precision: str = "fp32") -> FolderFeatures:
     """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers)."""
     from cnclip_edu.data.transforms import image_transform
-    from cnclip_edu.eval.features import extract_image_features, image_resolution
+    from .features import extract_image_features, image_resolution
 
     test_dir, label_path = resolve_paths(datapath, label_file)
     classnames = read_labels(label_path)
@@ -261,7 +261,7 @@ def elevater_predictions(result: ZeroShotResult, model, vision_model: str, datas
 
 
 def save_elevater(obj: dict, save_dir: str | Path, dataset: str) -> Path:
-    from cnclip_edu.eval.features import atomic_write
+    from .features import atomic_write
 
     out = Path(save_dir) / f"{dataset}.json"
     with atomic_write(out) as f:
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cnclip_edu.eval.course import load_model
+    from .features import load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from .model import CLIPConfig
+from .clip import CLIPConfig
 from .text import TextConfig
 from .vision import VisionConfig
 

@@ -1,6 +1,6 @@
 """ONNX Runtime runner for the exported towers: `OnnxEncoder`, with the PyTorch model's interface.
 
-    from cnclip_edu.onnx_runner import OnnxEncoder     # also cc.export.OnnxEncoder
+    from .onnx_runner import OnnxEncoder     # also cc.export.OnnxEncoder
     enc = OnnxEncoder("deploy/course.img.fp32.onnx", "deploy/course.txt.fp32.onnx")
     enc.encode_image(images)   # (B, 3, R, R) float, numpy or torch -> (B, E), same type back
     enc.encode_text(tokens)    # (B, L) int ids -> (B, E)

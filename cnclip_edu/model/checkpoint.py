@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from . import hf_convert, hub
-from .model import CLIP, RELEASED, CLIPConfig, available_models, create_model
+from .clip import CLIP, RELEASED, CLIPConfig, available_models, create_model
 from .text import TextConfig, text_model_names
 from .vision import VisionConfig, resize_pos_embed, vision_model_names
 
-COURSE_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "course_model"
+COURSE_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "course_model"
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 StateDict = dict[str, torch.Tensor]
@@ -215,7 +215,7 @@ def load(name_or_path: str | os.PathLike = "course", device: str | torch.device 
     config (ours, or an HF config.json), the released pairing of an official name, the tensor shapes.
     `image_resolution` runs the model at another input size (positional embeddings are interpolated).
     """
-    from .data.transforms import image_transform
+    from cnclip_edu.data.transforms import image_transform
 
     name = str(name_or_path)
     if name == "course":

@@ -6,7 +6,7 @@ buys speed without changing the numbers: attention goes through
 `torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels on a GPU),
 and activations stay batch-first (B, L, D) instead of cn_clip's (L, B, D).
 
-    from cnclip_edu.vision import VisionConfig, build_vision_tower
+    from .vision import VisionConfig, build_vision_tower
     tower = build_vision_tower(VisionConfig.from_name("ViT-B-16"))
     tower(torch.randn(2, 3, 224, 224)).shape   # (2, 512)
 """

@@ -1,6 +1,6 @@
 """The course checkpoint: the course-size model trained on the default toy world, shipped as package data.
 
-    make toy-checkpoint            # = python -m cnclip_edu.course_model --out cnclip_edu/assets/course_model
+    make toy-checkpoint            # = python -m cnclip_edu.course.recipe --out cnclip_edu/assets/course_model
 
 `COURSE_RECIPE` is the recipe notebook 06 uses by default, so the shipped model and the one a student
 trains are the same thing: ViT-Course@RBT-Course (32-px input, 16 patches, width 128), 2 processes
@@ -59,9 +59,9 @@ def build(out: Path, work_dir: Path, max_steps: int | None = None, nproc: int = 
     """Train the course model on the default toy world and save it (fp16) into `out`; -> training.json."""
     import torch
 
-    from .checkpoint import load, save
-    from .data.toy import ensure_toy_data
-    from .launch import run_torchrun
+    from cnclip_edu.model.checkpoint import load, save
+    from cnclip_edu.data.toy import ensure_toy_data
+    from cnclip_edu.train.launch import run_torchrun
 
     data_dir = ensure_toy_data(work_dir)
     run_dir = work_dir / "experiments" / "course_model"
@@ -97,8 +97,8 @@ def build(out: Path, work_dir: Path, max_steps: int | None = None, nproc: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cnclip_edu.course_model", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "assets" / "course_model"))
+    p = argparse.ArgumentParser(prog="python -m cnclip_edu.course.recipe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "assets" / "course_model"))
     p.add_argument("--work-dir", "--work_dir", default="runs/course_model", help="toy data and the training run")
     p.add_argument("--max-steps", "--max_steps", type=int, default=None)
     p.add_argument("--nproc-per-node", "--nproc_per_node", type=int, default=COURSE_NPROC)

@@ -6,7 +6,7 @@ attention. CLIP reads the hidden state of the first token, `[CLS]`, and projects
 names are cn_clip's (`embeddings.word_embeddings`, `encoder.layer.{i}.attention.self.query`, ...).
 There is no pooler: cn_clip drops `bert.pooler.*`, so do we.
 
-    from cnclip_edu.text import TextConfig, BertModel
+    from .text import TextConfig, BertModel
     bert = BertModel(TextConfig.from_name("RBT3-chinese"))
     hidden = bert(tokens)            # (B, L, H); hidden[:, 0] is [CLS]
 """

@@ -4,7 +4,7 @@ Notebooks 07 and 08 call `load_course_model(work_dir)`: the model finetuned by n
 (`<work_dir>/experiments/course/final`) if it exists, else the course checkpoint shipped with the
 package (`cc.load("course")`), else a randomly initialized course-size model with a warning
 (metrics then sit near chance: the pipeline runs, the numbers mean nothing). The command-line
-tools call `load_model(resume, ...)`, which follows cn_clip's `--resume` meaning.
+tools use `eval.features.load_model(resume, ...)`, which follows cn_clip's `--resume` meaning.
 """
 from __future__ import annotations
 
@@ -49,16 +49,3 @@ def describe_source(source: str, work_dir: str | os.PathLike) -> str:
         "random": "model: RANDOM course-size model (no trained model found) - metrics are near chance",
     }[source]
 
-
-def load_model(resume: str | None, vision_model: str | None = None, text_model: str | None = None,
-               device: str = "cpu"):
-    """The CLI's model: `cc.load(resume)` (a checkpoint path or a model name), else a random
-    `vision_model@text_model` with a warning (only useful to test a pipeline)."""
-    import cnclip_edu as cc
-
-    if resume:
-        model, _ = cc.load(resume, device=device)
-        return model.eval()
-    warnings.warn(f"no --resume given: using a RANDOMLY initialized {vision_model}@{text_model}; "
-                  "its features are meaningless except for testing the pipeline", stacklevel=2)
-    return cc.create_model(f"{vision_model}@{text_model}").to(device).eval()
