@@ -5,5 +5,7 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     runner.py    `cnclip-edu course`: every notebook in order with papermill, then a summary
     models.py    which model notebooks 07-09 evaluate (finetuned > shipped > random)
     recipe.py    the course model's training recipe; `python -m cnclip_edu.course.recipe` retrains it
+    exercises/   the checked build-along exercises: `check("02.1", answer)`, one module per notebook
 """
+from .exercises import ExerciseFailed, ExerciseNotAttempted, check  # noqa: F401
 from .metrics import load_metrics, record  # noqa: F401
