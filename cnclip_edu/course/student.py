@@ -118,7 +118,7 @@ def _scan_code_cell(name: str, index: int, source: str, problems: list[str]) -> 
     return blocks, checks
 
 
-def _raises_at_top_level(source: str) -> bool:
+def raises_at_top_level(source: str) -> bool:
     """True if a `raise NotImplementedError("练习 …")` of this cell runs when the cell runs (not in a def)."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager  # %magics -> plain Python
@@ -209,7 +209,7 @@ def make_student_version(nb, name: str, known_ids: set[str] | None = None):
                     lines[b.begin - 1: b.end] = stub_lines(str(b.exercise_id), b.indent)
                 cell.source = "\n".join(lines)
                 report.stubs += [str(b.exercise_id) for b in blocks]
-                if _raises_at_top_level(cell.source):
+                if raises_at_top_level(cell.source):
                     report.top_level_stubs += [str(b.exercise_id) for b in blocks]
                     _tag(cell, RAISES_TAG)
             if i in check_cells:
