@@ -115,13 +115,14 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert any("still running" in o.get("text", "") for o in outputs), "cells after a failed check still run"
 
 
-def test_a_cell_error_is_reported_and_later_checks_still_count(tmp_path, fake_exercises):
+def test_a_cell_error_is_reported_an_unanswered_stub_is_not_and_later_checks_count(tmp_path, fake_exercises):
     course, subs = tmp_path / "course", tmp_path / "subs"
     write(course / "97_beta.ipynb", nb(*NEG))
-    write(subs / "ann" / "97_beta.ipynb", nb("undefined_name", *NEG))
+    stub = 'n = None\n# 在此作答 (YOUR CODE HERE)\nraise NotImplementedError("练习 97.q9")'  # not an error: unanswered
+    write(subs / "ann" / "97_beta.ipynb", nb(stub, "undefined_name", *NEG))
     grades = G.grade(subs, tmp_path / "g.csv", course, timeout_s=120, shared_data=False, progress=False)
     assert grades[0].passed == {"97.1"}
-    assert grades[0].errors == "97_beta.ipynb: cell 3: NameError: name 'undefined_name' is not defined"
+    assert grades[0].errors == "97_beta.ipynb: cell 4: NameError: name 'undefined_name' is not defined"
 
 
 def test_submission_lookup(tmp_path):

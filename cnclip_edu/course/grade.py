@@ -112,13 +112,16 @@ def _prepare(student_nb, teacher_nb, work_dir: Path):
 
 
 def _first_cell_error(nb) -> str:
-    """The first error of a cell other than a check's own (those are counted as points), numbered as
-    in the student's own notebook (the injected work_dir cell not counted)."""
+    """The first error of a cell other than an exercise's own (a check's verdict, an unanswered stub:
+    those show in the points), numbered as in the student's notebook (the injected cell not counted)."""
     cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for n, cell in enumerate(cells, 1):
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") not in ("ExerciseNotAttempted", "ExerciseFailed"):
-                return _short(f"cell {n}: {out.get('ename')}: {out.get('evalue')}")
+            if out.get("output_type") != "error" or out.get("ename") in ("ExerciseNotAttempted", "ExerciseFailed"):
+                continue
+            if out.get("ename") == "NotImplementedError" and str(out.get("evalue", "")).startswith("练习 "):
+                continue  # the student version's stub, left as handed out
+            return _short(f"cell {n}: {out.get('ename')}: {out.get('evalue')}")
     return ""
 
 
