@@ -115,14 +115,16 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert any("still running" in o.get("text", "") for o in outputs), "cells after a failed check still run"
 
 
-def test_a_cell_error_is_reported_an_unanswered_stub_is_not_and_later_checks_count(tmp_path, fake_exercises):
+def test_cell_errors_are_reported_a_slow_cell_interrupted_and_later_checks_count(tmp_path, fake_exercises):
     course, subs = tmp_path / "course", tmp_path / "subs"
     write(course / "97_beta.ipynb", nb(*NEG))
-    stub = 'n = None\n# 在此作答 (YOUR CODE HERE)\nraise NotImplementedError("练习 97.q9")'  # not an error: unanswered
-    write(subs / "ann" / "97_beta.ipynb", nb(stub, "undefined_name", *NEG))
-    grades = G.grade(subs, tmp_path / "g.csv", course, timeout_s=120, shared_data=False, progress=False)
+    stub = 'n = None\n# 在此作答 (YOUR CODE HERE)\nraise NotImplementedError("练习 97.q9")'  # unanswered: no error
+    write(subs / "ann" / "97_beta.ipynb", nb(stub, "import time\ntime.sleep(600)", "undefined_name", *NEG))
+    grades = G.grade(subs, tmp_path / "g.csv", course, timeout_s=120, cell_timeout_s=5, shared_data=False,
+                     progress=False)
     assert grades[0].passed == {"97.1"}
-    assert grades[0].errors == "97_beta.ipynb: cell 4: NameError: name 'undefined_name' is not defined"
+    assert grades[0].errors == ("97_beta.ipynb: cell 4: 超时被中断 (interrupted at the cell time limit) "
+                                "(+1 个单元格出错 / more cell errors)")
 
 
 def test_submission_lookup(tmp_path):

@@ -111,18 +111,25 @@ def _prepare(student_nb, teacher_nb, work_dir: Path):
     return student_nb
 
 
-def _first_cell_error(nb) -> str:
+def _cell_errors(nb) -> str:
     """The first error of a cell other than an exercise's own (a check's verdict, an unanswered stub:
-    those show in the points), numbered as in the student's notebook (the injected cell not counted)."""
+    those show in the points) and how many more, numbered as in the student's notebook (the injected
+    cell not counted)."""
     cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    found = []
     for n, cell in enumerate(cells, 1):
         for out in cell.get("outputs", []):
             if out.get("output_type") != "error" or out.get("ename") in ("ExerciseNotAttempted", "ExerciseFailed"):
                 continue
             if out.get("ename") == "NotImplementedError" and str(out.get("evalue", "")).startswith("练习 "):
                 continue  # the student version's stub, left as handed out
-            return _short(f"cell {n}: {out.get('ename')}: {out.get('evalue')}")
-    return ""
+            if out.get("ename") == "KeyboardInterrupt":  # nbclient interrupts a cell at its time limit
+                found.append(f"cell {n}: 超时被中断 (interrupted at the cell time limit)")
+            else:
+                found.append(f"cell {n}: {out.get('ename')}: {out.get('evalue')}")
+    if not found:
+        return ""
+    return _short(found[0]) + (f" (+{len(found) - 1} 个单元格出错 / more cell errors)" if len(found) > 1 else "")
 
 
 def _kill(client) -> None:
@@ -207,7 +214,7 @@ def grade_student(folder: Path, course: list[Path], scratch: Path, shared_data: 
             except Exception as exc:  # not a notebook
                 outcome.error = _short(f"无法读取 (unreadable): {type(exc).__name__}: {exc}")
                 continue
-            outcome.error = run_notebook(nb, nb_dir, env, timeout_s, cell_timeout_s, kernel_name) or _first_cell_error(nb)
+            outcome.error = run_notebook(nb, nb_dir, env, timeout_s, cell_timeout_s, kernel_name) or _cell_errors(nb)
             outcome.wall_s = time.perf_counter() - t0
             outcome.passed = _read_log(log)
             if executed_dir is not None:
