@@ -102,6 +102,7 @@ def test_stub_in_a_method_and_a_magic_cell_are_not_top_level():
     ([code("x = 2"), code("check('98.1', x)")], "t.ipynb:cell 2:line 1", "no solution block before it"),
     ([code("x = 2  ### BEGIN SOLUTION"), code("check('98.1', x)")], "t.ipynb:cell 1:line 1", "alone on its line"),
     ([md("<details><summary>参考答案</summary>42</details>")], "t.ipynb:cell 1", "not tagged 'solution'"),
+    ([md("提示：\nEND SOLUTION")], "t.ipynb:cell 1:line 2", "markdown cell"),
     ([code("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
       code("def g():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION"), code("check('98.1', f)")],
      "t.ipynb:cell 3:line 1", "one solution block per exercise"),
@@ -110,6 +111,13 @@ def test_refusals_name_notebook_cell_and_line(cells, where, what):
     with pytest.raises(S.SolutionMarkerError) as err:
         S.make_student_version(notebook(*cells), "t.ipynb")
     assert any(p.startswith(where + ":") and what in p for p in err.value.problems), err.value.problems
+
+
+def test_prose_may_name_the_markers_and_the_answer_notes():
+    nb = notebook(md("答案在 `### BEGIN SOLUTION` 与 `### END SOLUTION` 之间，练习末尾折叠的“参考答案”也是。"),
+                  code("x = None\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION"), code("check('98.1', x)"))
+    student, report = S.make_student_version(nb, "t.ipynb")
+    assert student.cells[0].source == nb.cells[0].source and report.stubs == ["98.1"]
 
 
 def test_unknown_exercise_id_is_refused():
@@ -163,8 +171,9 @@ def test_real_notebook_student_version(real_students, path):
     out, reports = real_students
     teacher = nbformat.read(str(path), as_version=4)
     student = nbformat.read(str(out / path.name), as_version=4)
-    text = json.dumps(student, ensure_ascii=False)
-    assert not _MARKER.search(text), f"{path.name}: a solution marker is left in the student version"
+    code_text = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    assert not _MARKER.search(code_text), f"{path.name}: a solution marker is left in a code cell"
+    assert not any(S._MARKDOWN_MARKER.search(c.source) for c in student.cells), f"{path.name}: a marker line is left"
     n_blocks = sum(c.source.count("BEGIN SOLUTION") for c in teacher.cells if c.cell_type == "code")
     stubs = re.findall(r'raise NotImplementedError\("练习 ([^"]+)"\)', "\n".join(c.source for c in student.cells))
     assert len(stubs) == n_blocks == len(reports[path.name].stubs), f"{path.name}: one stub per solution block"
@@ -172,6 +181,7 @@ def test_real_notebook_student_version(real_students, path):
     assert all(i.startswith(path.name[:2] + ".") for i in stubs), f"{path.name}: ids of another notebook {stubs}"
     assert all(not c.outputs and c.execution_count is None for c in student.cells if c.cell_type == "code")
     n_solution_md = sum(S.SOLUTION_TAG in c.metadata.get("tags", []) for c in teacher.cells if c.cell_type == "markdown")
-    assert "参考答案" not in text and reports[path.name].markdown_answers == n_solution_md
+    assert not any(S._ANSWER_NOTE.search(c.source) for c in student.cells), f"{path.name}: a 参考答案 note is left"
+    assert reports[path.name].markdown_answers == n_solution_md
     assert student.metadata["kernelspec"] == teacher.metadata["kernelspec"]
     assert len(student.cells) == len(teacher.cells)

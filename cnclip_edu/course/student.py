@@ -19,8 +19,8 @@ counts are cleared; the metadata (kernelspec, tags) is kept.
 
 Everything is checked before anything is written, because a half-stubbed notebook handed out to a
 class leaks answers: an unbalanced, nested or misplaced marker, a block no check follows (the stub
-could not be named), a check with no block before it (its answer would stay in), a markdown cell
-with a marker or an untagged 参考答案 — each refused as `notebook:cell N:line M: what`, 1-based as a
+could not be named), a check with no block before it (its answer would stay in), a marker line in
+a markdown cell or an untagged `<summary>参考答案</summary>` note — each refused as `notebook:cell N:line M: what`, 1-based as a
 reader counts cells in JupyterLab (markdown cells included).
 """
 from __future__ import annotations
@@ -45,6 +45,9 @@ SOLUTION_TAG = "solution"
 
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION[ \t]*$")
 _MARKER_TEXT = re.compile(r"(BEGIN|END)\s+SOLUTION")
+# in markdown a marker is a line of its own (prose may name the markers: `### BEGIN SOLUTION` in a sentence)
+_MARKDOWN_MARKER = re.compile(r"^\s*(#+\s*)?(BEGIN|END)\s+SOLUTION\s*$", re.M)
+_ANSWER_NOTE = re.compile(r"<summary>\s*参考答案")   # the collapsible note that holds a written answer
 _CHECK = re.compile(r"""(?<![\w.])check\(\s*(?P<q>["'])(?P<id>[^"']+)(?P=q)""")
 
 
@@ -162,13 +165,13 @@ def make_student_version(nb, name: str, known_ids: set[str] | None = None):
             events += [(i, b.end, "block", b) for b in blocks] + [(i, n, "check", cid) for n, cid in checks]
         elif cell.cell_type == "markdown":
             for n, line in enumerate(source.split("\n"), 1):
-                if _MARKER_TEXT.search(line):
+                if _MARKDOWN_MARKER.match(line):
                     problems.append(f"{_where(name, i, n)}: a solution marker in a markdown cell (markdown answers "
                                     f"go in a cell tagged '{SOLUTION_TAG}')")
             tags = cell.get("metadata", {}).get("tags", [])
-            if "参考答案" in source and SOLUTION_TAG not in tags:
-                problems.append(f"{_where(name, i)}: a markdown cell with 参考答案 is not tagged '{SOLUTION_TAG}' "
-                                f"(its answer would be handed out)")
+            if _ANSWER_NOTE.search(source) and SOLUTION_TAG not in tags:
+                problems.append(f"{_where(name, i)}: a markdown cell with a <summary>参考答案</summary> note is not "
+                                f"tagged '{SOLUTION_TAG}' (its answer would be handed out)")
     events.sort(key=lambda e: (e[0], e[1]))
 
     # each block is named by the first check after it; each check must close exactly one block
