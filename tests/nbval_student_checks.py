@@ -62,8 +62,26 @@ def pytest_runtest_call(item):
     return result
 
 
-def run_nbval(notebooks: list[Path], env: dict[str, str], cell_timeout_s: int = 600) -> tuple[int, str, list[dict]]:
-    """Run `pytest --nbval-lax` with this plugin on `notebooks` in a subprocess: (exit code, output, verdicts).
+_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Seconds per notebook (kernel start, every cell, shutdown), for the calling test to print."""
+    name = Path(report.nodeid.split("::")[0]).name
+    _SECONDS[name] = _SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    report = os.environ.get("NBVAL_EXERCISE_REPORT")
+    if report and _SECONDS:
+        with open(report, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"seconds": {k: round(v, 1) for k, v in _SECONDS.items()}}) + "\n")
+
+
+def run_nbval(notebooks: list[Path], env: dict[str, str],
+              cell_timeout_s: int = 600) -> tuple[int, str, list[dict], dict[str, float]]:
+    """Run `pytest --nbval-lax` with this plugin on `notebooks` in a subprocess:
+    (exit code, output, verdicts, seconds per notebook).
 
     The notebooks' kernels run in this Python (`--nbval-current-env`) with `env`; the run gets an
     empty pytest configuration of its own, so the project's options (and conftest) stay out of it.
@@ -79,5 +97,6 @@ def run_nbval(notebooks: list[Path], env: dict[str, str], cell_timeout_s: int = 
            "-p", "nbval_student_checks", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
            "--nbval-cell-timeout", str(cell_timeout_s), "-q", "-rf", *map(str, notebooks)]
     proc = subprocess.run(cmd, env=env, cwd=folder, capture_output=True, text=True)
-    verdicts = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()] if report.exists() else []
-    return proc.returncode, proc.stdout + proc.stderr, verdicts
+    rows = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()] if report.exists() else []
+    seconds = next((r["seconds"] for r in rows if "seconds" in r), {})
+    return proc.returncode, proc.stdout + proc.stderr, [r for r in rows if "seconds" not in r], seconds
