@@ -220,7 +220,7 @@ class Tokenizer:
         return tuple(ids)
 
     def wordpiece(self, word: str) -> list[str]:
-        """The WordPiece pieces of one word as BasicTokenizer outputs it: 'unaffable' -> ['u', '##na', '##ff', '##able']."""
+        """The pieces of one word (as BasicTokenizer outputs it): 'unaffable' -> ['u', '##na', '##ff', '##able']."""
         return [self.inv_vocab[i] for i in self._wordpiece(word)]
 
     def wordpiece_steps(self, word: str) -> list[tuple[int, str, str | None]]:

@@ -226,7 +226,8 @@ def test_toy_captions_are_the_written_captions_without_drawing(small, monkeypatc
 
     monkeypatch.setattr(toy, "render_batch", no_drawing)
     for split in formats.SPLITS:
-        written = [json.loads(x)["text"] for x in formats.texts_jsonl(small, split).read_text(encoding="utf-8").splitlines()]
+        lines = formats.texts_jsonl(small, split).read_text(encoding="utf-8").splitlines()
+        written = [json.loads(x)["text"] for x in lines]
         assert toy.toy_captions(split, SMALL) == written
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         toy.toy_captions("dev", SMALL)

@@ -122,7 +122,7 @@ def _split_combos(cfg: ToyConfig, split: str) -> list[tuple[str, str]]:
 
 
 def toy_captions(split: str = "train", cfg: ToyConfig = ToyConfig()) -> list[str]:
-    """The captions of one split, in file order, without drawing a single image (about 1 s for train).
+    """The captions of one split, in file order, without drawing a single image (1-2 s for train).
 
     The same texts as `<split>_texts.jsonl` written by `generate(..., cfg)`: notebook 01 measures
     caption lengths with them even before notebook 05 has generated the data set.
@@ -189,7 +189,8 @@ def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
                 "heldout_combos": [f"{c}的{s}" for c, s in heldout], "splits": {}, "zeroshot": {}}
         vocab: set[str] = set()
         for k, split in enumerate(formats.SPLITS):
-            image_ids, scenes, text_items = _make_split(cfg, split, _split_combos(cfg, split), seed=f"{cfg.seed}-{split}")
+            combos = _split_combos(cfg, split)
+            image_ids, scenes, text_items = _make_split(cfg, split, combos, seed=f"{cfg.seed}-{split}")
             pngs = render_batch(scenes, cfg.image_size, workers)
             formats.write_imgs_tsv(formats.imgs_tsv(tmp, split),
                                    zip(image_ids, (formats.base64.b64encode(p).decode() for p in pngs)))
