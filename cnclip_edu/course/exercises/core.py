@@ -23,6 +23,7 @@ import os
 import pkgutil
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .compare import default_compare, show
@@ -85,11 +86,10 @@ def _load_all() -> None:
     """Import every `nbNN` module of this package: each registers its notebook's exercises."""
     global _LOADED
     if not _LOADED:
-        from . import __path__ as here, __name__ as package
-
-        for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
+        here = str(Path(__file__).resolve().parent)
+        for info in sorted(pkgutil.iter_modules([here]), key=lambda m: m.name):
             if re.fullmatch(r"nb\d\d", info.name):
-                importlib.import_module(f"{package}.{info.name}")
+                importlib.import_module(f"{__package__}.{info.name}")
         _LOADED = True
 
 
