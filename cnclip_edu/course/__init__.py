@@ -9,5 +9,5 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     student.py   `cnclip-edu student`: the student versions of the notebooks (solutions stubbed out)
     grade.py     `cnclip-edu grade`: run handed-in notebooks, write each student's points to a CSV
 """
-from .exercises import ExerciseFailed, ExerciseNotAttempted, check  # noqa: F401
+from .exercises import ExerciseFailed, ExerciseNotAttempted, check, passes  # noqa: F401
 from .metrics import load_metrics, record  # noqa: F401
