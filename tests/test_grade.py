@@ -16,7 +16,7 @@ from cnclip_edu.course import grade as G
 
 TESTS = Path(__file__).resolve().parent
 
-TIMEOUT_S = 20   # per notebook; the sleeping student's kernel is killed after this
+TIMEOUT_S = 30   # per notebook (kernel start and imports take a few seconds on a busy machine); then killed
 
 
 def nb(*sources, params="work_dir = '../runs/course'\nmax_steps = 10 ** 9"):
@@ -120,7 +120,7 @@ def test_cell_errors_are_reported_a_slow_cell_interrupted_and_later_checks_count
     write(course / "97_beta.ipynb", nb(*NEG))
     stub = 'n = None\n# 在此作答 (YOUR CODE HERE)\nraise NotImplementedError("练习 97.q9")'  # unanswered: no error
     write(subs / "ann" / "97_beta.ipynb", nb(stub, "import time\ntime.sleep(600)", "undefined_name", *NEG))
-    grades = G.grade(subs, tmp_path / "g.csv", course, timeout_s=120, cell_timeout_s=5, shared_data=False,
+    grades = G.grade(subs, tmp_path / "g.csv", course, timeout_s=120, cell_timeout_s=20, shared_data=False,
                      progress=False)
     assert grades[0].passed == {"97.1"}
     assert grades[0].errors == ("97_beta.ipynb: cell 4: 超时被中断 (interrupted at the cell time limit) "
