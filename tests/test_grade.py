@@ -36,6 +36,12 @@ Q1 = ['check("96.q1", 196)']
 NEG = ["def neg(x):\n    return -x", 'check("97.1", neg)']
 
 
+# a process outside the kernel's process group, as notebook 06's torchrun (start_new_session=True)
+ORPHAN = ("import subprocess, sys\n"
+          "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+          "open({path!r}, 'w').write(str(child.pid))")
+
+
 def pid_file_cell(path):
     return f"open({str(path)!r}, 'w').write(str(os.getpid()))"
 
@@ -69,12 +75,13 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     write(course / "97_beta.ipynb", nb(*NEG, params=teacher_params))
     write(course / "95_no_exercises.ipynb", nb("1/0", params=teacher_params))  # never run: nothing to grade
     subs = tmp_path / "submissions"
-    crash_pid, sleep_pid = tmp_path / "crash.pid", tmp_path / "sleep.pid"
+    crash_pid, sleep_pid, orphan_pid = tmp_path / "crash.pid", tmp_path / "sleep.pid", tmp_path / "orphan.pid"
     students = {
         "张三": [nb(SETTINGS, *SQUARE, *Q1), nb(*NEG)],                               # all correct
         "bob": [nb(*SQUARE, 'check("96.q1", 195)', "print('still running')"), nb(*NEG)],   # one wrong
         "carol": [nb(*SQUARE, pid_file_cell(crash_pid), "os._exit(1)", *Q1), nb(*NEG)],  # crash mid-notebook
-        "dave": [nb(*SQUARE, pid_file_cell(sleep_pid), "import time\ntime.sleep(600)", *Q1), nb(*NEG)],  # timeout
+        "dave": [nb(*SQUARE, pid_file_cell(sleep_pid), ORPHAN.format(path=str(orphan_pid)),        # timeout, with a
+                    "import time\ntime.sleep(600)", *Q1), nb(*NEG)],                              # child of its own
         "erin": [nb(*SQUARE, *Q1), None],                                                 # 97 not handed in
         "frank": [nb(*SQUARE, *Q1), nb("from cnclip_edu.course.exercises import get",     # the reference itself
                                         'check("97.1", get("97.1").reference)')],
@@ -108,6 +115,7 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert errors["dave"] == f"96_alpha.ipynb: 超时 (timeout): 超过 {TIMEOUT_S} s，已中止"
     assert errors["erin"] == "97_beta.ipynb: 没有交 (missing)"
     assert not alive(int(sleep_pid.read_text())), "the timed-out kernel must be killed"
+    assert not alive(int(orphan_pid.read_text())), "and what it started in a session of its own (like torchrun)"
     assert not alive(int(crash_pid.read_text()))
     bob = nbformat.read(str(executed / "bob" / "96_alpha.ipynb"), as_version=4)
     outputs = [o for c in bob.cells for o in c.get("outputs", [])]

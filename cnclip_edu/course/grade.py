@@ -33,6 +33,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -132,6 +133,31 @@ def _cell_errors(nb) -> str:
     return _short(found[0]) + (f" (+{len(found) - 1} 个单元格出错 / more cell errors)" if len(found) > 1 else "")
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process started under `pid`, also in sessions of their own (torchrun's, notebook 06)."""
+    try:
+        import psutil
+
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except ImportError:
+        pass
+    except Exception:  # gone already
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):  # Linux without psutil
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _kill(client) -> None:
     km = getattr(client, "km", None)
     try:
@@ -142,39 +168,52 @@ def _kill(client) -> None:
 
 
 def run_notebook(nb, cwd: Path, env: dict[str, str], timeout_s: float, cell_timeout_s: float,
-                 kernel_name: str) -> str:
-    """Execute `nb` in place (errors allowed); '' or why it stopped early. The kernel never outlives it."""
+                 kernel_name: str, log: Path | None = None) -> tuple[str, int | None]:
+    """Execute `nb` in place (errors allowed) -> ('' or why it stopped early, the size of `log` when the
+    time ran out, else None). Neither the kernel nor anything it started outlives the time limit."""
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
     client = NotebookClient(nb, timeout=cell_timeout_s, allow_errors=True, interrupt_on_timeout=True,
                             kernel_name=kernel_name, shutdown_kernel="immediate", extra_arguments=KERNEL_ARGS)
+    log_at_deadline = None
 
     async def execute() -> bool:
-        """True if the notebook finished in time; else cancelled (nbclient then shuts the kernel down)."""
+        """True if the notebook finished in time; else its kernel and the kernel's children are killed."""
+        nonlocal log_at_deadline
         task = asyncio.ensure_future(client.async_execute(cwd=str(cwd), env=env))
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
         if task in done:
             task.result()  # raises what the run raised
             return True
-        task.cancel()
+        log_at_deadline = log.stat().st_size if log is not None and log.exists() else 0
+        kernel_pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+        orphans = _descendants(kernel_pid) if kernel_pid else []
+        task.cancel()  # nbclient shuts the kernel down (its process group)
         await asyncio.gather(task, return_exceptions=True)  # a cancelled run may end with DeadKernelError
+        for pid in orphans:  # what left the kernel's process group (start_new_session=True)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         return False
 
     try:
-        return "" if asyncio.run(execute()) else f"超时 (timeout): 超过 {timeout_s:g} s，已中止"
+        return ("", None) if asyncio.run(execute()) else (f"超时 (timeout): 超过 {timeout_s:g} s，已中止", log_at_deadline)
     except DeadKernelError as exc:
-        return _short(f"kernel 崩溃 (DeadKernelError): {exc}")
+        return _short(f"kernel 崩溃 (DeadKernelError): {exc}"), None
     except Exception as exc:  # a broken notebook file, a kernel that would not start, ...
-        return _short(f"{type(exc).__name__}: {exc}")
+        return _short(f"{type(exc).__name__}: {exc}"), None
     finally:
         _kill(client)
 
 
-def _read_log(path: Path) -> set[str]:
+def _read_log(path: Path, upto: int | None = None) -> set[str]:
+    """Ids of the checks that passed, from the first `upto` bytes of the log (all if None)."""
     passed = set()
     if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        data = path.read_bytes()[:upto]
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -214,9 +253,10 @@ def grade_student(folder: Path, course: list[Path], scratch: Path, shared_data: 
             except Exception as exc:  # not a notebook
                 outcome.error = _short(f"无法读取 (unreadable): {type(exc).__name__}: {exc}")
                 continue
-            outcome.error = run_notebook(nb, nb_dir, env, timeout_s, cell_timeout_s, kernel_name) or _cell_errors(nb)
+            stopped, upto = run_notebook(nb, nb_dir, env, timeout_s, cell_timeout_s, kernel_name, log)
+            outcome.error = stopped or _cell_errors(nb)
             outcome.wall_s = time.perf_counter() - t0
-            outcome.passed = _read_log(log)
+            outcome.passed = _read_log(log, upto)  # a timed-out notebook: what had passed by its deadline
             if executed_dir is not None:
                 (executed_dir / folder.name).mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, str(executed_dir / folder.name / teacher_path.name))
