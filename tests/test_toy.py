@@ -231,3 +231,22 @@ def test_toy_captions_are_the_written_captions_without_drawing(small, monkeypatc
         assert toy.toy_captions(split, SMALL) == written
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         toy.toy_captions("dev", SMALL)
+
+
+def test_split_meanings_explain_the_written_gold(small, monkeypatch):
+    """Without drawing: each caption's key picks exactly its written gold images, and the objects the key
+    asserts are exactly the coloured shapes of its gold images (sizes, places and order aside)."""
+    from cnclip_edu.data.toy_text import caption_objects
+
+    monkeypatch.setattr(toy, "render_batch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("drew images")))
+    scenes, keys = toy.split_meanings("valid", SMALL)
+    lines = [json.loads(x) for x in formats.texts_jsonl(small, "valid").read_text(encoding="utf-8").splitlines()]
+    assert sorted(keys) == [t["text_id"] for t in lines] and len(scenes) == 80
+    image_key_sets = {i: set(image_keys(s["layout"], s["shapes"])) for i, s in scenes.items()}
+    for t in lines:
+        key = keys[t["text_id"]]
+        assert [i for i in sorted(scenes) if key in image_key_sets[i]] == t["image_ids"], t["text"]
+        objects = tuple(sorted((p.color, p.shape) for p in scenes[t["image_ids"][0]]["shapes"]))
+        assert caption_objects(key) == objects, (key, objects)   # every caption names all shapes of its image
+    with pytest.raises(ValueError, match="unknown caption kind"):
+        caption_objects(("nope",))

@@ -64,6 +64,30 @@ def image_keys(layout: str, shapes: list[Shape]) -> list[tuple]:
     return keys
 
 
+def caption_objects(key: tuple) -> tuple[tuple[str, str], ...]:
+    """The (colour, shape) pairs a caption key asserts, sorted: sizes, places and order dropped.
+
+    Equal to an image's own ("set", ...) objects when the image holds exactly those shapes, so a
+    wrong retrieval can be told apart: right objects in the wrong place / size / order, or wrong objects.
+    """
+    kind = key[0]
+    if kind == "set":
+        items = key[1]
+    elif kind == "pos":
+        items = [key[1:3]]
+    elif kind in ("size", "full"):
+        items = [key[1][1:]]
+    elif kind in ("h", "v", "h3"):
+        items = key[1:]
+    elif kind in ("hs", "vs"):
+        items = [p[1:] for p in key[1:]]
+    elif kind == "sizeset":
+        items = [p[1:] for p in key[1]]
+    else:
+        raise ValueError(f"unknown caption kind {kind!r}")
+    return tuple(sorted(tuple(p) for p in items))
+
+
 _WEIGHTS = {  # caption kind -> weight, per layout
     "one": {"full": 0.4, "pos": 0.25, "size": 0.2, "set": 0.15},
     "h": {"h": 0.45, "hs": 0.25, "set": 0.15, "sizeset": 0.15},
