@@ -26,13 +26,15 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
     if normalize:
         m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n_rows, n_cols = m.shape
+    wide = n_cols > 16   # many classes to predict: narrow columns, cells stretched to fill the axes
     if ax is None:
-        cell = 0.45 if n_cols <= 16 else 0.26
-        _, ax = plt.subplots(figsize=(max(4.0, cell * n_cols + 2) + 1, max(2.5, 0.45 * n_rows + 1.8)))
-    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046 if n_rows >= n_cols / 3 else 0.015, pad=0.02)
-    ax.set_xticks(range(n_cols), classnames, rotation=60 if n_cols <= 16 else 90, ha="right" if n_cols <= 16 else "center",
-                  fontsize=8 if n_cols <= 16 else 7)
+        size = (0.28 * n_cols + 3, 0.32 * n_rows + 2.4) if wide else (max(4.0, 0.45 * n_cols + 2) + 1,
+                                                                      max(2.5, 0.45 * n_rows + 1.8))
+        _, ax = plt.subplots(figsize=size)
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto" if wide else "equal")
+    ax.figure.colorbar(im, ax=ax, fraction=0.02 if wide else 0.046, pad=0.01 if wide else 0.04)
+    ax.set_xticks(range(n_cols), classnames, rotation=90 if wide else 60, ha="center" if wide else "right",
+                  fontsize=7 if wide else 8)
     ax.set_yticks(range(n_rows), rows, fontsize=8)
     ax.set_xlabel("预测 (predicted)")
     ax.set_ylabel("真实 (true)")
@@ -41,7 +43,7 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
             for j in range(n_cols):
                 if m[i, j] > 0:
                     ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
-                            fontsize=7 if n_cols <= 16 else 5.5, color="white" if m[i, j] > 0.6 * m.max() else "black")
+                            fontsize=6 if wide else 7, color="white" if m[i, j] > 0.6 * m.max() else "black")
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax.figure
