@@ -250,3 +250,12 @@ def test_split_meanings_explain_the_written_gold(small, monkeypatch):
         assert caption_objects(key) == objects, (key, objects)   # every caption names all shapes of its image
     with pytest.raises(ValueError, match="unknown caption kind"):
         caption_objects(("nope",))
+
+
+def test_describe_scene_names_every_shape_in_place():
+    from cnclip_edu.data.toy_text import Shape, describe_scene
+
+    red, pink = Shape("红色", "正方形", "大", (0, 0), 0.24, 0.24, 0.42), Shape("粉色", "十字", "小", None, 0.5, 0.7, 0.3)
+    assert describe_scene("one", [red]) == "左上角：大的红色正方形"
+    assert describe_scene("v", [red, pink]) == "上：大的红色正方形；下：小的粉色十字"
+    assert describe_scene("h3", [Shape("黑色", "圆形", None, None, 0.2, 0.5, 0.3)] * 2) == "从左到右：黑色圆形、黑色圆形"

@@ -88,6 +88,19 @@ def caption_objects(key: tuple) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(tuple(p) for p in items))
 
 
+def describe_scene(layout: str, shapes: list[Shape]) -> str:
+    """Everything an image holds, in plain Chinese: "左上角：大的红色正方形", "左：…；右：…", "从左到右：…"."""
+    def name(p: Shape) -> str:
+        return f"{p.size + '的' if p.size else ''}{p.color}{p.shape}"
+
+    if layout == "one":
+        return f"{_CELL_NAMES[shapes[0].cell][0]}：{name(shapes[0])}"
+    if layout in ("h", "v"):
+        first, second = ("左", "右") if layout == "h" else ("上", "下")
+        return f"{first}：{name(shapes[0])}；{second}：{name(shapes[1])}"
+    return "从左到右：" + "、".join(name(p) for p in shapes)
+
+
 _WEIGHTS = {  # caption kind -> weight, per layout
     "one": {"full": 0.4, "pos": 0.25, "size": 0.2, "set": 0.15},
     "h": {"h": 0.45, "hs": 0.25, "set": 0.15, "sizeset": 0.15},
