@@ -259,3 +259,15 @@ def test_describe_scene_names_every_shape_in_place():
     assert describe_scene("one", [red]) == "左上角：大的红色正方形"
     assert describe_scene("v", [red, pink]) == "上：大的红色正方形；下：小的粉色十字"
     assert describe_scene("h3", [Shape("黑色", "圆形", None, None, 0.2, 0.5, 0.3)] * 2) == "从左到右：黑色圆形、黑色圆形"
+
+
+def test_draw_shapes_is_the_toy_worlds_drawing():
+    from cnclip_edu.data.toy_draw import draw_shapes, render_scene
+    from cnclip_edu.data.toy_text import Shape
+
+    shapes = [Shape("红色", "圆形", "大", (0, 0), 0.25, 0.25, 0.42)]
+    img = draw_shapes(shapes, size=32)
+    assert img.mode == "RGB" and img.size == (32, 32)
+    png = render_scene({"background": 245, "angle": 0.0, "shapes": shapes}, 32)
+    assert np.array_equal(np.asarray(img), np.asarray(Image.open(__import__("io").BytesIO(png)).convert("RGB")))
+    assert tuple(np.asarray(img)[8, 8]) == toy.COLORS["红色"] and tuple(np.asarray(img)[28, 28]) == (245, 245, 245)
