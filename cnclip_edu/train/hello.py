@@ -68,6 +68,9 @@ def run_forked(fn: Callable[..., Any], nproc: int = 2, timeout_s: float = 60.0, 
     for any other exception, TimeoutError if the ranks do not finish (a collective that not every
     rank joins waits forever).
     """
+    if "fork" not in mp.get_all_start_methods():
+        raise RuntimeError("run_forked needs the 'fork' start method (Linux, macOS); on Windows use WSL, "
+                           "or run the function under torchrun as `python -m cnclip_edu.train.hello` is run")
     ctx = mp.get_context("fork")  # the child inherits fn as it is: no pickling, no second import of torch
     queue = ctx.Queue()
     port = _free_port()

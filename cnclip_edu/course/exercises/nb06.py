@@ -87,7 +87,12 @@ def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True) -> dict:
                 "黄色的五角星", "蓝色的正方形", "紫色的十字", "一个红色的圆形"]
     tokens = tokenize(captions, context_length=16)  # (B, L)
     mask = positive_mask_from_ids(tokens) if with_mask else None  # (B, B): identical captions match
-    losses = [float(step_fn(model, optimizer, ClipLoss(), images, tokens, mask)) for _ in range(n_steps)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: threads only wait for each other, badly so on a busy machine
+    try:
+        losses = [float(step_fn(model, optimizer, ClipLoss(), images, tokens, mask)) for _ in range(n_steps)]
+    finally:
+        torch.set_num_threads(threads)
     return {"每步的损失": losses, "logit_scale": model.logit_scale.item(),
             "text_projection": model.text_projection.detach().clone()}
 
