@@ -1,6 +1,7 @@
 """The notebook launcher: torchrun command lines, a real 2-process gloo run, and a rank that fails."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def test_run_forked_reports_stubs_errors_and_hangs():
             time.sleep(120)
         return dist.get_rank()
 
+    def tensors():  # returned tensors arrive as tensors (by value), not as shared memory of a dead process
+        import torch
+
+        return {"t": torch.arange(3), "rank": int(os.environ["RANK"])}
+
+    got = run_forked(tensors, 2, timeout_s=30)
+    assert [g["rank"] for g in got] == [0, 1] and all(g["t"].tolist() == [0, 1, 2] for g in got)
     with pytest.raises(NotImplementedError):
         run_forked(stub, 2)
     with pytest.raises(RuntimeError, match="raised ValueError: bad rank"):

@@ -18,6 +18,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import pickle
 import socket
 import sys
 import traceback
@@ -56,7 +57,9 @@ def _child(fn: Callable, rank: int, world_size: int, port: int, kwargs: dict, qu
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     try:
-        queue.put((rank, "ok", fn(**kwargs)))
+        # pickled here, by value: the queue's own pickler would send tensors as shared memory that
+        # disappears when this process exits
+        queue.put((rank, "ok", pickle.dumps(fn(**kwargs))))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
         queue.put((rank, type(exc).__name__, f"{exc}\n{traceback.format_exc(limit=-3)}"))
 
@@ -90,7 +93,7 @@ def run_forked(fn: Callable[..., Any], nproc: int = 2, timeout_s: float = 60.0, 
                 raise NotImplementedError(value)
             if status != "ok":
                 raise RuntimeError(f"rank {rank} raised {status}: {value}")
-            results[rank] = value
+            results[rank] = pickle.loads(value)
         done = True
     finally:
         for p in procs:  # after a failure the other ranks may wait in a collective forever: no grace period
