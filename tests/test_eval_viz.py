@@ -131,3 +131,18 @@ def test_zeroshot_demo(model):
     with pytest.raises(ValueError, match="at least one label"):
         demo.classify("img1", " ，")
     demo.widget()
+
+
+def test_confusion_matrix_rows_subset():
+    """Held-out rows against every class: a (rows, classes) matrix, normalized per row; a wrong shape says so."""
+    import matplotlib.pyplot as plt
+
+    cm = np.array([[0, 3, 1], [2, 0, 2]])
+    fig = viz_zs.plot_confusion_matrix(cm, ["a", "b", "c"], row_names=["b", "c"])
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (2, 3)
+    assert ax.images[0].get_array()[0, 1] == pytest.approx(0.75)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "c"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"\(2, 3\) \(rows x classes\)"):
+        viz_zs.plot_confusion_matrix(cm.T, ["a", "b", "c"], row_names=["b", "c"])
