@@ -177,17 +177,23 @@ def make_temp_dir(final: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT / SIGTERM for the few microseconds between two renames (main thread, POSIX):
-    Ctrl-C then lands after the swap, never between its halves."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT / SIGTERM for the few microseconds between two renames: Ctrl-C then lands after
+    the swap, never between its halves. Python runs signal handlers in the main thread whichever
+    thread the signal reached (a thread's signal mask would not hold them), so the handlers are
+    swapped for a recorder, and what it caught is raised again once they are back."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in caught:
+            signal.raise_signal(s)
 
 
 def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:

@@ -154,7 +154,7 @@ def test_no_module_writes_through_tempfile_any_more():
     assert not offenders, offenders
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
+@posix_only
 def test_ctrl_c_during_a_folder_swap_lands_after_it(tmp_path, monkeypatch):
     """A Ctrl-C between the two renames would leave no `final` at all; it is held until the swap is done."""
     import signal
