@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"zeroshot: {e}", file=sys.stderr)
         return 1
-    out = save_elevater(elevater_predictions(result, model, args.vision_model, args.dataset, index),
+    # the name of the model actually loaded (a --resume checkpoint knows it), not the --vision-model default
+    out = save_elevater(elevater_predictions(result, model, model.config.vision.name, args.dataset, index),
                         args.save_dir or ".", args.dataset)
     print(f"Result:\nzeroshot-top1: {result.top1:.4f}, zeroshot-top5: {result.top5:.4f}  "
           f"({len(result.targets)} images, {len(result.classnames)} classes) -> {out}")
