@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .runner import KERNEL_ARGS, REPO_NOTEBOOKS, find_notebooks
 
 DEFAULT_TIMEOUT_S = 900        # per notebook: the longest course notebook takes ~1 min with CNCLIP_QUICK=1
@@ -273,18 +274,7 @@ def _write_csv(path: Path, grades: list[StudentGrade], points: dict[str, int]) -
     for g in grades:
         earned = [points[i] if i in g.passed else 0 for i in ids]
         writer.writerow([g.student, *earned, sum(earned), sum(points.values()), g.errors])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-        f.write(buf.getvalue())
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, buf.getvalue(), encoding="utf-8-sig")
 
 
 def _prepare_shared_data(scratch: Path) -> Path:

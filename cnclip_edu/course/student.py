@@ -30,12 +30,11 @@ import ast
 import copy
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .runner import REPO_NOTEBOOKS, find_notebooks
 
 STUB_COMMENT = "# 在此作答 (YOUR CODE HERE)"
@@ -231,8 +230,7 @@ def write_student_versions(notebooks: list[Path], out_dir: str | os.PathLike,
                            known_ids: set[str] | None = None) -> list[StudentReport]:
     """Check every notebook, then write all student versions into `out_dir` (same file names).
 
-    Nothing is written if any notebook is refused. The files are written into a temporary folder
-    next to `out_dir` and moved in one by one (`os.replace`), so a reader never sees half a file.
+    Nothing is written if any notebook is refused; each file is written atomically (`fileio`).
     """
     import nbformat
 
@@ -246,22 +244,9 @@ def write_student_versions(notebooks: list[Path], out_dir: str | os.PathLike,
     if problems:
         raise SolutionMarkerError(problems)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".student-", dir=out))
-    try:
-        for name, student, _ in results:
-            nbformat.write(student, str(staging / name))
-            os.chmod(staging / name, 0o666 & ~_umask())
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    for name, student, _ in results:
+        atomic_write(out / name, lambda tmp, nb=student: nbformat.write(nb, str(tmp)))
     return [report for _, _, report in results]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def main(argv: list[str] | None = None) -> int:
