@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import device_section, git_rev, machine_info, markdown_table, write_section  # noqa: E402
-from cnclip_edu.course_model import COURSE_RECIPE, course_train_args  # noqa: E402
+from cnclip_edu.course.recipe import COURSE_RECIPE, course_train_args  # noqa: E402
 from cnclip_edu.data.toy import ensure_toy_data  # noqa: E402
-from cnclip_edu.launch import run_torchrun  # noqa: E402
+from cnclip_edu.train.launch import run_torchrun  # noqa: E402
 
 
 def run_once(work: Path, device: str, nproc: int, steps: int) -> dict:

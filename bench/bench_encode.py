@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import device_section, machine_info, markdown_table, timeit, write_section  # noqa: E402
 import cnclip_edu as cc  # noqa: E402
-from cnclip_edu.checkpoint import save_hf  # noqa: E402
+from cnclip_edu.model.checkpoint import save_hf  # noqa: E402
 from cnclip_edu.model import RELEASED  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import device_section, git_rev, machine_info, markdown_table, timeit, write_section  # noqa: E402
 
 import cnclip_edu as cc  # noqa: E402
-from cnclip_edu import export as E  # noqa: E402
+from cnclip_edu.deploy import export as E  # noqa: E402
 
 # Chinese-CLIP's deployment table, ViT-B/16, batch 1, their T4 GPU (their fp16 ONNX / TensorRT).
 CN_CLIP_T4 = {"image": (11.12, 4.92, 3.58), "text": (12.47, 3.42, 1.54)}
@@ -58,7 +58,7 @@ def bench_model(name: str, batches: list[int], repeat: int, device: str, out_dir
             runners["ORT CUDA fp16"] = (ort.encode_image, ort.encode_text, False)
         else:  # ONNX Runtime falls back to the CPU silently: do not time that under a CUDA label
             print("ORT CUDA skipped: this onnxruntime has no working CUDAExecutionProvider (pip install '.[gpu]')")
-        from cnclip_edu import trt as T
+        from cnclip_edu.deploy import trt as T
 
         reason = T.unavailable_reason()
         if reason:

@@ -44,7 +44,7 @@ def worker(impl: str, model_name: str, batch: int, precision: str, device: str, 
     import torch.nn.functional as F
 
     from cnclip_edu.model import create_model
-    from cnclip_edu.optim import build_optimizer
+    from cnclip_edu.train.optim import build_optimizer
 
     torch.manual_seed(0)
     ours = create_model(model_name)

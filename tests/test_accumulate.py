@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_loss_stand_in import TinyClip, make_batch
 
-from cnclip_edu.accumulate import accumulated_step
+from cnclip_edu.train.accumulate import accumulated_step
 from cnclip_edu.loss import ClipLoss, positive_mask_from_tokens
 
 

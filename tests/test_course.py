@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from cnclip_edu import course
+from cnclip_edu.course import runner as course
 
 
 def _write_nb(path, body: str, params: str = "work_dir = 'x'\nscale = 1"):

@@ -66,7 +66,7 @@ def _worker(rank: int, port: int, out_dir: str, use_ddp: bool) -> None:
     import warnings
 
     from cnclip_edu import distributed as D
-    from cnclip_edu.accumulate import accumulated_step
+    from cnclip_edu.train.accumulate import accumulated_step
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # open_clip's deprecated torch.distributed.nn call
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import cnclip_edu as cc
-from cnclip_edu import export as E
+from cnclip_edu.deploy import export as E
 
 BATCHES = (1, 7, 32)
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_export_refuses_a_baked_batch_axis(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 def test_cli_round_trip(model, tmp_path):
-    from cnclip_edu import checkpoint
+    from cnclip_edu.model import checkpoint
 
     ckpt = checkpoint.save(model, tmp_path / "ckpt")
     assert E.main(["--resume", str(ckpt), "--save-dir", str(tmp_path / "out"), "--convert-text", "--fp16"]) == 0

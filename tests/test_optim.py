@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnclip_edu.optim import CosineSchedule, build_optimizer, no_decay, param_groups
-from cnclip_edu.sampler import ResumableDistributedSampler
+from cnclip_edu.train.optim import CosineSchedule, build_optimizer, no_decay, param_groups
+from cnclip_edu.train.sampler import ResumableDistributedSampler
 
 
 class Tiny(nn.Module):

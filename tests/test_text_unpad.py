@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import cnclip_edu as cc
-from cnclip_edu.text import BertModel, TextConfig
-from cnclip_edu.text_unpad import cls_hidden
+from cnclip_edu.model.text import BertModel, TextConfig
+from cnclip_edu.model.text_unpad import cls_hidden
 
 CAPTIONS = ["红色的圆形", "左边是一个蓝色的三角形，右边是一块绿色的正方形", "三角形", "iPhone 12 手机壳 黑色 防摔",
             "一只橘色的猫趴在红色的沙发上，旁边有一个蓝色的抱枕和一本打开的书"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cnclip_edu import train
-from cnclip_edu.course_model import COURSE_RECIPE, course_train_args
-from cnclip_edu.launch import read_metrics
+from cnclip_edu.course.recipe import COURSE_RECIPE, course_train_args
+from cnclip_edu.train.launch import read_metrics
 
 SHIPPED = Path(__file__).resolve().parents[1] / "cnclip_edu" / "assets" / "course_model"
 
@@ -29,6 +29,7 @@ def test_course_train_args_follow_the_recipe(toy, tmp_path):
     assert parsed.max_steps == 200 and parsed.warmup == 10 and parsed.lr == 1e-4  # 5 % warmup, override
     assert parsed.known_positives and parsed.batch_size == COURSE_RECIPE["batch-size"]
     assert parsed.train_data.endswith("lmdb/train") and parsed.val_data.endswith("lmdb/valid")
+    assert not train.parse_args(course_train_args(toy, tmp_path, "c", 200, known_positives=False)).known_positives
 
 
 needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(),
@@ -51,7 +52,7 @@ def test_short_finetune_from_shipped_model_keeps_its_quality(toy, tmp_path):
 @pytest.mark.slow
 def test_full_retraining_reproduces_shipped_metrics(tmp_path):
     """The whole `make toy-checkpoint` recipe (minutes): validation R@1 within 0.1 of the recorded one."""
-    from cnclip_edu.course_model import build
+    from cnclip_edu.course.recipe import build
 
     info = build(tmp_path / "course_model", tmp_path / "work")
     recorded = json.loads((SHIPPED / "training.json").read_text(encoding="utf-8"))

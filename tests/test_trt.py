@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import cnclip_edu as cc
-from cnclip_edu import export as E
-from cnclip_edu import trt as T
+from cnclip_edu.deploy import export as E
+from cnclip_edu.deploy import trt as T
 
 BATCHES = (1, 7, 32)
 

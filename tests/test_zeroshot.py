@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnclip_edu import prompts, zeroshot
+from cnclip_edu.eval import prompts, zeroshot
 from cnclip_edu.tokenizer import get_tokenizer
 
 COLOURS = {"红色": (230, 20, 20), "绿色": (20, 200, 40), "蓝色": (20, 40, 230)}
@@ -174,7 +174,7 @@ def test_toy_prompts_follow_the_toy_generator():
 
 
 def test_cli_round_trip(tmp_path, capsys):
-    from cnclip_edu import checkpoint
+    from cnclip_edu.model import checkpoint
     from cnclip_edu.model import create_model
 
     root = _folder(tmp_path, per_class=2)
@@ -186,11 +186,12 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "zeroshot-top1:" in capsys.readouterr().out
     obj = json.loads((tmp_path / "zs" / "toy-color.json").read_text(encoding="utf-8"))
     assert np.array(obj["predictions"]).shape == (1, 6, 3)
+    assert obj["model_name"] == "CN-CLIP-ViT-Course"  # the loaded checkpoint's, not the --vision-model default
     assert zeroshot.main(["--datapath", str(tmp_path / "missing"), "--resume", str(ckpt)]) == 1
 
 
 def test_part_acc_splits_compound_errors_into_colour_and_shape():
-    from cnclip_edu.zeroshot import ZeroShotResult
+    from cnclip_edu.eval.zeroshot import ZeroShotResult
 
     names = ["红色的圆形", "红色的方块", "蓝色的圆形"]
     probs = np.eye(3)[[1, 2, 0, 0]]            # predictions: 红方, 蓝圆, 红圆, 红圆

@@ -9,12 +9,20 @@ from __future__ import annotations
 import io
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .pool import worker_pool
+
 _SS = 2  # supersampling factor
+
+# The eight colours of the toy world (names as the captions say them); saturated, so that they stay
+# distinct after the bicubic 64 -> 32 px downscale.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "红色": (220, 30, 30), "橙色": (255, 135, 0), "黄色": (235, 195, 0), "绿色": (20, 150, 40),
+    "蓝色": (30, 70, 220), "紫色": (135, 45, 195), "粉色": (255, 110, 190), "黑色": (25, 25, 25),
+}
 
 
 def _unit_polygon(shape: str) -> list[tuple[float, float]] | None:
@@ -39,8 +47,6 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]] | None:
 
 def render_scene(scene: dict, size: int) -> bytes:
     """One scene -> PNG bytes of a `size` x `size` RGB image."""
-    from .toy import COLORS  # local import: toy imports this module
-
     big = size * _SS
     g = scene["background"]
     img = Image.new("RGB", (big, big), (g, g, g))
@@ -62,6 +68,15 @@ def render_scene(scene: dict, size: int) -> bytes:
     return buf.getvalue()
 
 
+def draw_shapes(shapes: list, size: int = 64, background: int = 245, angle: float = 0.0) -> Image.Image:
+    """A few `toy_text.Shape`s on a plain background -> a PIL image, as the toy world draws them.
+
+    For notebooks that draw their own examples: `draw_shapes([Shape("红色", "圆形", "大", (0, 0), .25, .25, .42)])`.
+    """
+    scene = {"background": background, "angle": angle, "shapes": list(shapes)}
+    return Image.open(io.BytesIO(render_scene(scene, size))).convert("RGB")
+
+
 def _render_chunk(args: tuple[list[dict], int]) -> list[bytes]:
     scenes, size = args
     return [render_scene(s, size) for s in scenes]
@@ -73,7 +88,7 @@ def render_batch(scenes: list[dict], size: int, workers: int = 1) -> list[bytes]
         return _render_chunk((scenes, size))
     n = math.ceil(len(scenes) / (workers * 4))
     chunks = [(scenes[i:i + n], size) for i in range(0, len(scenes), n)]
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    with worker_pool(workers) as ex:  # workers that die with us (a kernel restarted mid-draw)
         return [png for part in ex.map(_render_chunk, chunks) for png in part]
 
 

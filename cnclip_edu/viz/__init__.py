@@ -3,7 +3,8 @@
 matplotlib's default font (DejaVu Sans) has no CJK glyphs, so Chinese labels come out as empty
 boxes. We look for a real CJK font — the Noto Sans CJK SC that the `mplfonts` package ships (a
 dev dependency), else one installed on the system — register it and put it first in line.
-Topic-specific plots live in submodules (`viz.training`, `viz.retrieval`, ...).
+Topic-specific plots live in submodules (`viz.training`, `viz.retrieval`, ...); the notebooks'
+ipywidgets (search box, zero-shot demo) in `viz.widgets`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,13 @@
+"""The course around the library: metrics the notebooks record, the runner that executes them,
+the model they evaluate, the recipe of the shipped course model, and the exercises.
+
+    metrics.py   record / load_metrics (`<work_dir>/metrics.json`)
+    runner.py    `cnclip-edu course`: every notebook in order with papermill, then a summary
+    models.py    which model notebooks 07-09 evaluate (finetuned > shipped > random)
+    recipe.py    the course model's training recipe; `python -m cnclip_edu.course.recipe` retrains it
+    exercises/   the checked build-along exercises: `check("02.1", answer)`, one module per notebook
+    student.py   `cnclip-edu student`: the student versions of the notebooks (solutions stubbed out)
+    grade.py     `cnclip-edu grade`: run handed-in notebooks, write each student's points to a CSV
+"""
+from .exercises import ExerciseFailed, ExerciseNotAttempted, check, passes  # noqa: F401
+from .metrics import load_metrics, record  # noqa: F401

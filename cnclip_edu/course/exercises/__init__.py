@@ -1,0 +1,6 @@
+"""The course's checked exercises (classroom mode): `check(id, answer)`, the registry, the outcomes.
+
+`core.py` holds the mechanism; each `nbNN.py` registers the exercises of notebook NN.
+"""
+from .core import (Case, Exercise, ExerciseFailed, ExerciseNotAttempted, all_ids, check, get,  # noqa: F401
+                   passes, register)

@@ -1,0 +1,163 @@
+"""The CLIP model: a vision tower and a text tower projected into one embedding space.
+
+    import cnclip_edu as cc
+    model = cc.create_model("ViT-B-16@RoBERTa-wwm-ext-base-chinese")   # random init, official shapes
+    model = cc.create_model("course")                                   # ViT-Course@RBT-Course, tiny
+    img_f = model.encode_image(images)       # (B, E), unnormalized like cn_clip
+    txt_f = model.encode_text(tokens)        # (B, E)
+    logits_per_image, logits_per_text = model.get_similarity(images, tokens)
+
+Model names are cn_clip's `vision@text` pairs; configs are the JSON files in `configs/` with cn_clip's
+key names. State-dict keys are cn_clip's (`visual.*`, `bert.*`, `text_projection`, `logit_scale`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text import BertModel, TextConfig, text_model_names
+from .text_unpad import cls_hidden
+from .vision import VisionConfig, build_vision_tower, vision_model_names
+
+# released checkpoint name -> its vision@text pairing (as cn_clip's _MODEL_INFO)
+RELEASED = {
+    "ViT-B-16": "ViT-B-16@RoBERTa-wwm-ext-base-chinese",
+    "ViT-L-14": "ViT-L-14@RoBERTa-wwm-ext-base-chinese",
+    "ViT-L-14-336": "ViT-L-14-336@RoBERTa-wwm-ext-base-chinese",
+    "ViT-H-14": "ViT-H-14@RoBERTa-wwm-ext-large-chinese",
+    "RN50": "RN50@RBT3-chinese",
+}
+ALIASES = {**RELEASED, "course": "ViT-Course@RBT-Course"}
+DEFAULT_CONTEXT_LENGTH = 52  # cn_clip's default for every released model
+
+
+def available_models() -> list[str]:
+    """Names `create_model` / `load` accept as a shorthand: the released models, then the course size."""
+    return list(ALIASES)
+
+
+@dataclass
+class CLIPConfig:
+    vision: VisionConfig
+    text: TextConfig
+    context_length: int = DEFAULT_CONTEXT_LENGTH
+
+    @property
+    def vision_model(self) -> str:
+        return self.vision.name
+
+    @property
+    def text_model(self) -> str:
+        return self.text.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.vision.name}@{self.text.name}"
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vision.embed_dim
+
+    @classmethod
+    def from_name(cls, name: str) -> "CLIPConfig":
+        """'course', a released name ('ViT-B-16'), or 'VISION@TEXT' ('ViT-B-32@RBT3-chinese')."""
+        full = ALIASES.get(name, name)
+        if "@" not in full:
+            raise ValueError(f"unknown model {name!r}: use one of {available_models()} or 'VISION@TEXT' "
+                             f"with VISION in {vision_model_names()} and TEXT in {text_model_names()}")
+        vision, text = full.split("@", 1)
+        return cls(VisionConfig.from_name(vision), TextConfig.from_name(text))
+
+    def to_dict(self) -> dict:
+        """Flat dict with cn_clip's keys (what `cn_clip.clip.model.CLIP(**d)` takes) plus the model names."""
+        return {"vision_model": self.vision.name, "text_model": self.text.name,
+                **self.vision.to_dict(), **self.text.to_dict(), "context_length": self.context_length}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CLIPConfig":
+        try:
+            return cls(VisionConfig.from_dict(d), TextConfig.from_dict(d),
+                       int(d.get("context_length", DEFAULT_CONTEXT_LENGTH)))
+        except KeyError as e:
+            raise ValueError(f"model config is missing key {e.args[0]!r}: {sorted(d)}") from None
+
+
+class CLIP(nn.Module):
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = config
+        self.visual = build_vision_tower(config.vision)
+        self.bert = BertModel(config.text)
+        self.text_projection = nn.Parameter(
+            torch.randn(config.text.text_hidden_size, config.embed_dim) * config.text.text_hidden_size ** -0.5)
+        # temperature: logits = exp(logit_scale) * cos; CLIP starts at 1 / 0.07
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    @property
+    def image_resolution(self) -> int:
+        return self.config.vision.image_resolution
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @property
+    def max_context_length(self) -> int:
+        """The longest token sequence the text tower has position embeddings for."""
+        return self.config.text.text_max_position_embeddings
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_projection.dtype
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.visual.set_grad_checkpointing(enable)
+        self.bert.set_grad_checkpointing(enable)
+
+    def encode_image(self, images: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
+        """(B, 3, R, R) -> (B, E). `mask_ratio` > 0 drops patches (FLIP) in training mode, ViT only."""
+        return self.visual(images.to(self.dtype), mask_ratio)
+
+    def encode_text(self, tokens: torch.Tensor, unpad: bool = True) -> torch.Tensor:
+        """(B, L) token ids (0 = padding) -> (B, E): the [CLS] hidden state, projected.
+
+        unpad: compute on the real tokens only (text_unpad.py: same result, about half the work for
+        typical captions); False runs the dense `self.bert(tokens)[:, 0]`, as the ONNX export does.
+        """
+        cls = cls_hidden(self.bert, tokens) if unpad else self.bert(tokens)[:, 0]  # (B, H)
+        return cls @ self.text_projection  # (B, E)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, mask_ratio: float = 0.0):
+        """-> (image_features (B, E), text_features (B', E)) L2-normalized, and the scale exp(logit_scale)."""
+        image_features = F.normalize(self.encode_image(images, mask_ratio), dim=-1)
+        text_features = F.normalize(self.encode_text(tokens), dim=-1)
+        return image_features, text_features, self.logit_scale.exp()
+
+    def get_similarity(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> logits_per_image (B, B'), logits_per_text (B', B): scaled cosine similarities."""
+        image_features, text_features, scale = self(images, tokens)
+        logits_per_image = scale * image_features @ text_features.t()
+        return logits_per_image, logits_per_image.t()
+
+
+def create_model(name: str | CLIPConfig | dict = "course", device: str | torch.device | None = None) -> CLIP:
+    """A randomly initialised CLIP (cn_clip's initialisation) for a name, a CLIPConfig, or a config dict.
+
+    Build on the meta device to count parameters without allocating: `with torch.device("meta"): ...`.
+    """
+    if isinstance(name, CLIPConfig):
+        config = name
+    elif isinstance(name, dict):
+        config = CLIPConfig.from_dict(name)
+    else:
+        config = CLIPConfig.from_name(name)
+    model = CLIP(config)
+    return model.to(device) if device is not None else model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
