@@ -18,6 +18,11 @@ from .chat import IGNORE_INDEX, assistant_labels, encode_chat, render_chat
 from .world import Sample
 
 
+def model_device(model) -> torch.device:
+    """Where the model's parameters live (CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 class ImageBank:
     """The tiles of a list of images (uint8, `dynamic_preprocess` order) and, once cached, their features."""
 
@@ -47,7 +52,7 @@ class ImageBank:
         was = model.training
         model.eval()
         out = []
-        dev = next(model.parameters()).device
+        dev = model_device(model)
         for s in range(0, len(self.uint8), batch_size):
             rows = torch.arange(s, min(s + batch_size, len(self.uint8)))
             x = (self.uint8[rows].permute(0, 3, 1, 2).float().div(255) - self.mean) / self.std
@@ -62,7 +67,7 @@ class ImageBank:
         if self.features is not None and not grad:
             return self.features[self._rows(images)]
         with torch.set_grad_enabled(grad):
-            return model.tile_features(self.pixels(images).to(next(model.parameters()).device))
+            return model.tile_features(self.pixels(images).to(model_device(model)))
 
 
 @dataclass

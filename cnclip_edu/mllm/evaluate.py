@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from .batches import ImageBank, prompt_batch
+from .batches import ImageBank, model_device, prompt_batch
 from .world import CAPTION_PROMPT, Canvas, Sample
 
 MODES = ("image", "text_only", "mismatched")
@@ -38,7 +38,7 @@ def answer_all(model, bank: ImageBank, prompts: Sequence[tuple[int | None, list]
                max_new_tokens: int = 8) -> list[str]:
     """Replies to prompts (bank index or None, turns ending with (question, None))."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     if bank.features is None:
         bank.cache_features(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][1]))  # similar lengths together

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .batches import ImageBank, train_batch
+from .batches import ImageBank, model_device, train_batch
 from .chat import IGNORE_INDEX
 from .world import Sample
 
@@ -89,7 +89,7 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
                             weight_decay=stage.weight_decay)
     gen = torch.Generator().manual_seed(stage.seed)
     order = torch.randperm(len(samples), generator=gen).tolist()
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.train()
     t0 = time.perf_counter()
     for step in range(stage.steps):
