@@ -149,7 +149,7 @@ def _autocast(device: str, precision: str):
 
 
 def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_workers: int,
-             desc: str) -> tuple[np.ndarray, np.ndarray]:
+             desc: str, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -158,7 +158,7 @@ def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_
                         pin_memory=str(device).startswith("cuda"))
     ids, feats = [], []
     with torch.no_grad(), _autocast(device, precision):
-        for batch_ids, x in tqdm(loader, desc=desc, unit="batch"):
+        for batch_ids, x in tqdm(loader, desc=desc, unit="batch", disable=not progress):
             f = encode(x.to(device, non_blocking=True)).float()  # (B, D)
             f = f / f.norm(dim=-1, keepdim=True)
             ids.append(torch.as_tensor(batch_ids).reshape(-1).long().numpy())
@@ -169,17 +169,23 @@ def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_
 
 
 def extract_image_features(model, dataset, batch_size: int = 64, device: str = "cpu", precision: str = "fp32",
-                           num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Encode every `(image_id, image_tensor)` of `dataset` -> (ids (N,), L2-normalized feats (N, D))."""
+                           num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode every `(image_id, image_tensor)` of `dataset` -> (ids (N,), L2-normalized feats (N, D)).
+
+    progress: a tqdm bar (the CLI); notebooks pass False for work of a few seconds, whose bar would
+    stay frozen at 0 % in a saved notebook.
+    """
     model.eval()
-    return _extract(model.encode_image, dataset, batch_size, device, precision, num_workers, "image features")
+    return _extract(model.encode_image, dataset, batch_size, device, precision, num_workers, "image features",
+                    progress)
 
 
 def extract_text_features(model, dataset, batch_size: int = 64, device: str = "cpu", precision: str = "fp32",
-                          num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Encode every `(text_id, tokens)` of `dataset` -> (ids (N,), L2-normalized feats (N, D))."""
+                          num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode every `(text_id, tokens)` of `dataset` -> (ids (N,), L2-normalized feats (N, D)); progress as above."""
     model.eval()
-    return _extract(model.encode_text, dataset, batch_size, device, precision, num_workers, "text features")
+    return _extract(model.encode_text, dataset, batch_size, device, precision, num_workers, "text features",
+                    progress)
 
 
 def image_resolution(model) -> int:
