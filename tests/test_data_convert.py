@@ -74,6 +74,9 @@ def test_convert_captions_jsonl_and_errors(tmp_path, photos):
     bad.write_text("image,caption\na.jpg,\n", encoding="utf-8")
     with pytest.raises(convert.ConvertError, match="bad.csv:2: empty caption"):
         convert.read_captions(bad)
+    bad.write_text('image,caption\na.jpg,"红色, 圆形"\nb.jpg,红色, 圆形\n', encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match=r"bad.csv:3: 3 fields for a 2-column header .*quoted"):
+        convert.read_captions(bad)
     bad.write_text("image,caption\na.jpg,一杯咖啡\nb.jpg,一只猫\n", encoding="gbk")   # Excel's legacy save
     with pytest.raises(convert.ConvertError, match="bad.csv:2: not UTF-8 text"):
         convert.read_captions(bad)

@@ -83,8 +83,11 @@ def _read_captions(path: Path) -> list[CaptionRow]:
                 raise ConvertError(f"{path}:1: the CSV header must name an 'image' and a 'caption' (or 'text') "
                                    f"column, found {fields}")
             has_split = "split" in fields
-            rows = [CaptionRow(n, r["image"] or "", r[col], (r["split"] or "") if has_split else None)
-                    for n, r in enumerate(reader, 2)]
+            for n, r in enumerate(reader, 2):
+                if r.get(None):  # DictReader puts fields beyond the header under the key None
+                    raise ConvertError(f"{path}:{n}: {len(fields) + len(r[None])} fields for a {len(fields)}-column "
+                                       "header (a caption with a comma must be quoted: \"a, b\")")
+                rows.append(CaptionRow(n, r["image"] or "", r[col], (r["split"] or "") if has_split else None))
     for n, img, cap, split in rows:
         if not isinstance(cap, str) or not cap.strip():
             raise ConvertError(f"{path}:{n}: empty caption for image {img!r}")
