@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,15 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(toy_lmdb, tmp_path):
     # the data crossed an epoch boundary (steps per epoch < 9), so the offset logic was exercised
     assert ckpt["data_offset"]["epoch"] >= 1 or load_checkpoint(
         tmp_path / "run" / "checkpoints" / "epoch_latest.pt")["data_offset"]["epoch"] >= 1
+    # every log line numbers the epochs the same way (from 1, as cn_clip): the training line of a step,
+    # the checkpoint saved at that step, and the resume from it
+    train_epoch = {int(m[0]): int(m[1]) for m in re.findall(r"Global Steps: (\d+)/\d+ \| Train Epoch: (\d+)", ref.stdout)}
+    saved = re.findall(r"Saved checkpoint \S+ \(epoch (\d+) @ (\d+) steps\)", ref.stdout)
+    per_epoch = int(re.search(r"(\d+) steps per epoch", ref.stdout)[1])
+    assert saved and per_epoch < 9 and train_epoch[9] == (9 - 1) // per_epoch + 1
+    assert all(int(e) == train_epoch[int(step)] for e, step in saved), (saved, train_epoch)
+    loaded = re.search(r"=> loaded checkpoint \(epoch (\d+) @ 6 steps", resumed.stdout)
+    assert loaded and int(loaded[1]) == train_epoch[6], resumed.stdout
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(toy_lmdb, tmp_path, monkeypatch, capsys):

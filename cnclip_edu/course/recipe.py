@@ -40,16 +40,20 @@ COURSE_NPROC = 2
 
 
 def course_train_args(data_dir: str | os.PathLike, logs: str | os.PathLike, name: str = "course",
-                      max_steps: int | None = None, **overrides) -> list[str]:
-    """`cnclip-edu train` flags for the course recipe on a toy world (`data_dir` = .../data/toy)."""
+                      max_steps: int | None = None, known_positives: bool = True, **overrides) -> list[str]:
+    """`cnclip-edu train` flags for the course recipe on a toy world (`data_dir` = .../data/toy).
+
+    known_positives: pass --known-positives (the recipe's choice); False trains with plain InfoNCE.
+    overrides: recipe values by flag name with underscores (batch_size=16, lr=1e-3, ...).
+    """
     r = {**COURSE_RECIPE, **{k.replace("_", "-"): v for k, v in overrides.items()}}
     steps = int(max_steps or r.pop("max-steps"))
     r.pop("max-steps", None)
     warmup = max(1, round(float(r.pop("warmup-frac")) * steps))
     lmdb = Path(data_dir) / "lmdb"
     args = ["--train-data", str(lmdb / "train"), "--val-data", str(lmdb / "valid"), "--logs", str(logs),
-            "--name", name, "--max-steps", str(steps), "--warmup", str(warmup), "--known-positives",
-            "--valid-step-interval", str(max(1, steps // 4))]
+            "--name", name, "--max-steps", str(steps), "--warmup", str(warmup),
+            "--valid-step-interval", str(max(1, steps // 4))] + (["--known-positives"] if known_positives else [])
     for k, v in r.items():
         args += [f"--{k}", str(v)]
     return args

@@ -134,8 +134,8 @@ def toy_captions(split: str = "train", cfg: ToyConfig = ToyConfig()) -> list[str
     return [text for _, text, _ in text_items]
 
 
-def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed: str):
-    """Scenes, captions and gold matches of one split (no drawing)."""
+def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed: str, with_keys: bool = False):
+    """Scenes, captions and gold matches of one split (no drawing); with_keys: also each caption's key."""
     rng = random.Random(seed)
     n = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}[split]
     base = cfg.id_offsets[split]
@@ -157,7 +157,24 @@ def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed:
     text_items = []
     for t, (text, key) in enumerate(texts.items()):
         text_items.append((base + t, text, sorted(index[key])))  # its source image always fits it
+    if with_keys:
+        return image_ids, scenes, text_items, list(texts.values())
     return image_ids, scenes, text_items
+
+
+def split_meanings(split: str = "test", cfg: ToyConfig = ToyConfig()) -> tuple[dict[int, dict], dict[int, tuple]]:
+    """What the generator knows about a split, without drawing: {image_id: scene}, {text_id: caption key}.
+
+    A scene holds its layout and its `Shape`s (colour, shape, size, grid cell); a caption key says
+    what the caption asserts (see `toy_text`). Notebook 07 reads them to tell why a query failed:
+    the right coloured shapes in the wrong place, or the wrong shapes.
+    """
+    if split not in formats.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {formats.SPLITS}")
+    cfg.validate()
+    image_ids, scenes, text_items, keys = _make_split(cfg, split, _split_combos(cfg, split),
+                                                      seed=f"{cfg.seed}-{split}", with_keys=True)
+    return dict(zip(image_ids, scenes)), {tid: key for (tid, _, _), key in zip(text_items, keys)}
 
 
 # ----------------------------------------------------------------------------- writing

@@ -67,6 +67,15 @@ def render_scene(scene: dict, size: int) -> bytes:
     return buf.getvalue()
 
 
+def draw_shapes(shapes: list, size: int = 64, background: int = 245, angle: float = 0.0) -> Image.Image:
+    """A few `toy_text.Shape`s on a plain background -> a PIL image, as the toy world draws them.
+
+    For notebooks that draw their own examples: `draw_shapes([Shape("红色", "圆形", "大", (0, 0), .25, .25, .42)])`.
+    """
+    scene = {"background": background, "angle": angle, "shapes": list(shapes)}
+    return Image.open(io.BytesIO(render_scene(scene, size))).convert("RGB")
+
+
 def _render_chunk(args: tuple[list[dict], int]) -> list[bytes]:
     scenes, size = args
     return [render_scene(s, size) for s in scenes]

@@ -205,8 +205,11 @@ class FolderFeatures:
 
 
 def folder_features(model, datapath: str | Path, label_file: str | Path | None = None, batch_size: int = 64,
-                    device: str = "cpu", precision: str = "fp32") -> FolderFeatures:
-    """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers)."""
+                    device: str = "cpu", precision: str = "fp32", progress: bool = True) -> FolderFeatures:
+    """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers).
+
+    progress: a tqdm bar; notebooks pass False (a few seconds of work, a bar frozen at 0 % once saved).
+    """
     from cnclip_edu.data.transforms import image_transform
     from .features import extract_image_features, image_resolution
 
@@ -214,7 +217,7 @@ def folder_features(model, datapath: str | Path, label_file: str | Path | None =
     classnames = read_labels(label_path)
     paths, targets = list_images(test_dir, len(classnames))
     ds = ImageFileDataset(paths, image_transform(image_resolution(model)))
-    _, feats = extract_image_features(model, ds, batch_size, device, precision)
+    _, feats = extract_image_features(model, ds, batch_size, device, precision, progress=progress)
     return FolderFeatures(classnames, feats, np.asarray(targets, dtype=np.int64), [str(p) for p in paths])
 
 

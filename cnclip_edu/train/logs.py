@@ -55,6 +55,16 @@ class MetricsLog:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def epoch_number(data_epoch: int, data_batch: int) -> int:
+    """The 1-based epoch that the last completed step belongs to, as every log line shows it.
+
+    cn_clip counts epochs from 1 in its logs ("Train Epoch: 1", "epoch 1 @ 150 steps"), while the
+    position in the data is 0-based: (epoch e, next batch b). Mid-epoch (b > 0) the step just done
+    is in epoch e + 1; at b == 0 the epoch e (1-based) has just been finished.
+    """
+    return data_epoch + (data_batch > 0)
+
+
 def log_train_line(log: logging.Logger, r: dict, max_steps: int, steps_per_epoch: int, global_batch: int) -> None:
     """cn_clip's training log line."""
     in_epoch = (r["step"] - 1) % steps_per_epoch + 1

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from cnclip_edu.model.checkpoint import load_state_dict_any, load_weights
 from cnclip_edu.distributed import DistInfo
+from .logs import epoch_number
 from .state import (capture_rng_state, from_ddp_keys, is_training_checkpoint, latest_checkpoint,
                           load_checkpoint, restore_rng_state, seed_everything)
 
@@ -60,6 +61,7 @@ def restore_training_state(ckpt: dict, model, optimizer, scaler, args, info: Dis
     if args.reset_data_offset:
         return 0, 0, 0
     step, off = int(ckpt["step"]), ckpt["data_offset"]
+    epoch_done = epoch_number(int(off["epoch"]), int(off["batch"]))  # 1-based, as the save line said
     same_layout = ckpt.get("world_size") == info.world_size and ckpt.get("args", {}).get("batch_size") == args.batch_size
     rngs = ckpt.get("rng_states") or []
     if same_layout and len(rngs) == info.world_size:
@@ -69,7 +71,8 @@ def restore_training_state(ckpt: dict, model, optimizer, scaler, args, info: Dis
                     "epoch with fresh RNG states (--reset-data-offset starts the data from the beginning)")
         seed_everything(args.seed + info.rank + step)
         off = {"epoch": off["epoch"], "batch": 0}
-    log.info(f"=> loaded checkpoint (epoch {off['epoch']} @ {step} steps, next batch {off['batch']} of its epoch)")
+    log.info(f"=> loaded checkpoint (epoch {epoch_done} @ {step} steps; "
+             f"the data continues at batch {off['batch']} of epoch {int(off['epoch']) + 1})")
     return step, int(off["epoch"]), int(off["batch"])
 
 
