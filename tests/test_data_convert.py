@@ -212,3 +212,17 @@ def test_unpack_local_zip_safely(tmp_path, capsys):
     with pytest.raises(DownloadError, match="outside"):
         download.extract_zip(evil, tmp_path / "ds2")
     assert not (tmp_path / "escaped.txt").exists() and not list((tmp_path / "ds2").iterdir())
+
+
+def test_convert_refuses_ids_past_64_bits_and_an_empty_result(tmp_path, photos, capsys):
+    """Issue 16 items 3, 4: ids it makes must fit int64; skipping every image is a failure, not 0 images."""
+    caps = tmp_path / "caps.csv"
+    caps.write_text("image,caption\nrotated.jpg,红\nsub/rgba.png,蓝\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match=r"--start-image-id 9223372036854775807 with 2 images: "
+                                                   r"the last image id 9223372036854775808 does not fit in 64 bits"):
+        convert.convert_captions(photos, caps, tmp_path / "out", start_image_id=2**63 - 1, progress=False)
+    caps.write_text("image,caption\nbroken.jpg,坏\n", encoding="utf-8")
+    assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o"),
+                "--on-error", "skip"]) == 1
+    assert "none of the 1 images could be converted; nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "train_imgs.tsv").exists()

@@ -30,6 +30,9 @@ from typing import Iterable, Mapping, NamedTuple
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from cnclip_edu import fileio
+from cnclip_edu.cli import InRange
+
 from . import formats
 from .transforms import to_rgb
 
@@ -143,6 +146,11 @@ def convert_captions(images_dir: str | os.PathLike, captions: str | os.PathLike,
     ids: dict[str, int] = {}
     for r in rows:
         ids.setdefault(r.image, start_image_id + len(ids))
+    n_texts = len({(r.split, r.caption.strip()) for r in rows})  # text ids run on across splits
+    for start, n, what in ((start_image_id, len(ids), "image"), (start_text_id, n_texts, "text")):
+        problem = formats.id_problem(start + n - 1, f"the last {what} id")
+        if problem:
+            raise ConvertError(f"--start-{what}-id {start} with {n} {what}s: {problem}")
     encoded: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for img in tqdm(ids, desc="convert images", disable=not progress):
@@ -154,6 +162,8 @@ def convert_captions(images_dir: str | os.PathLike, captions: str | os.PathLike,
             if on_error != "skip":
                 raise ConvertError(msg) from None
             skipped[img] = msg
+    if not encoded:
+        raise ConvertError(f"{captions}: none of the {len(ids)} images could be converted; nothing was written")
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, dict[str, int]] = {}
     next_text_id = start_text_id
@@ -192,8 +202,7 @@ def convert_class_folders(src: str | os.PathLike, out_dir: str | os.PathLike, la
         order = [(f, f) for f in folders]
     if not order:
         raise ConvertError(f"{src} has no class sub-folders")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = formats.make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-")
+    tmp = fileio.make_temp_dir(out_dir)
     try:
         n_images = 0
         for k, (folder, _) in enumerate(order):
@@ -227,10 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", "--data-dir", "--data_dir", dest="out", required=True)
     c.add_argument("--split", default=None, help="only this split of a file with a 'split' column; "
                    "without that column, the split every row goes to (default: train)")
-    c.add_argument("--max-side", "--max_side", dest="max_side", type=int, default=None)
-    c.add_argument("--quality", type=int, default=95, help="JPEG quality of the re-encoded images")
-    c.add_argument("--start-image-id", "--start_image_id", dest="start_image_id", type=int, default=1)
-    c.add_argument("--start-text-id", "--start_text_id", dest="start_text_id", type=int, default=1)
+    c.add_argument("--max-side", "--max_side", dest="max_side", type=int, default=None, action=InRange, lo=1)
+    c.add_argument("--quality", type=int, default=95, action=InRange, lo=1, hi=100,
+                   help="JPEG quality of the re-encoded images")
+    ids = dict(type=int, default=1, action=InRange, lo=formats.ID_MIN, hi=formats.ID_MAX)
+    c.add_argument("--start-image-id", "--start_image_id", dest="start_image_id", **ids)
+    c.add_argument("--start-text-id", "--start_text_id", dest="start_text_id", **ids)
     c.add_argument("--on-error", "--on_error", dest="on_error", choices=("fail", "skip"), default="fail")
     f = sub.add_parser("folders", help="class folders -> zero-shot layout (label_cn.txt + test/000/...)")
     f.add_argument("--src", required=True)

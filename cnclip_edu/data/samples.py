@@ -28,7 +28,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import formats
+from cnclip_edu import fileio
 
 # photo -> captions; the last caption of each photo is the held-out `valid` one
 SAMPLE_CAPTIONS: dict[str, tuple[str, ...]] = {
@@ -89,7 +89,7 @@ def write_sample_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> 
     """Copy the photos into `out_dir` and write `out_dir/captions.csv` (image, caption, split).
 
     An existing complete folder is kept as it is (it may hold the user's own edits) unless `overwrite`.
-    Built in a temporary folder and renamed, so an interrupted copy never looks complete.
+    Built in a temporary folder and swapped in (`fileio.atomic_dir`): an interrupted copy never looks complete.
     """
     out_dir = Path(out_dir)
     if (out_dir / CAPTIONS_FILE).exists() and not overwrite:
@@ -98,9 +98,7 @@ def write_sample_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> 
     missing = [name for name in SAMPLE_CAPTIONS if not (src / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{src} lacks {missing}: this scikit-image wheel does not ship them")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = formats.make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-")
-    try:
+    with fileio.atomic_dir(out_dir) as tmp:
         for name in SAMPLE_CAPTIONS:
             shutil.copyfile(src / name, tmp / name)
         buf = io.StringIO()
@@ -108,8 +106,4 @@ def write_sample_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> 
         writer.writerow(["image", "caption", "split"])
         writer.writerows(caption_rows())
         (tmp / CAPTIONS_FILE).write_text(buf.getvalue(), encoding="utf-8")
-        formats.replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -9,10 +9,11 @@ from __future__ import annotations
 import io
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from .pool import worker_pool
 
 _SS = 2  # supersampling factor
 
@@ -87,7 +88,7 @@ def render_batch(scenes: list[dict], size: int, workers: int = 1) -> list[bytes]
         return _render_chunk((scenes, size))
     n = math.ceil(len(scenes) / (workers * 4))
     chunks = [(scenes[i:i + n], size) for i in range(0, len(scenes), n)]
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    with worker_pool(workers) as ex:  # workers that die with us (a kernel restarted mid-draw)
         return [png for part in ex.map(_render_chunk, chunks) for png in part]
 
 

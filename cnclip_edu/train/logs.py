@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from cnclip_edu.fileio import atomic_write
 
 
 def setup_logging(run_dir: Path, rank: int) -> logging.Logger:
@@ -44,10 +44,7 @@ class MetricsLog:
                         kept.append(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("".join(k + "\n" for k in kept))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
