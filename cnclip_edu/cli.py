@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "zeroshot": ("cnclip_edu.eval.zeroshot", "zero-shot classification on a label_cn.txt + test/ folder"),
     "export": ("cnclip_edu.deploy.export", "export the image and text towers to ONNX (dynamic batch)"),
     "course": ("cnclip_edu.course.runner", "run every notebook in order with papermill and print a summary"),
+    "student": ("cnclip_edu.course.student", "write the student versions of the notebooks (solutions stubbed out)"),
+    "grade": ("cnclip_edu.course.grade", "run each student's handed-in notebooks and write their points to a CSV"),
 }
 
 

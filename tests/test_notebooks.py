@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 
 import pytest
 
 from cnclip_edu.course import runner as course
+from cnclip_edu.course.exercises import all_ids
 
 NOTEBOOKS = course.find_notebooks(course.REPO_NOTEBOOKS)
 
@@ -53,3 +56,20 @@ def test_notebook_executes_and_meets_floors(course_run, nb):
         assert name in res.metrics, f"{nb.name} did not record {name}"
         value = metrics[name]
         assert math.isfinite(value) and lo <= value <= hi, f"{nb.name}: {name}={value} outside [{lo}, {hi}]"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_check_of_the_solution_notebook_passes_once(course_run, nb):
+    """The teacher's notebook passes each of its registered exercises exactly once (a notebook with no
+    exercises registered prints no ✅ at all)."""
+    work, results = course_run
+    res = results[nb.name[:2]]
+    assert res.status == "ok", f"{nb.name} failed: {res.error}"
+    executed = json.loads(res.output_path.read_text(encoding="utf-8"))
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+    passed = Counter(m.group(1) for m in re.finditer(r"^✅ 练习 (\S+) 通过 \((\d+)/(\d+)\)$", text, flags=re.M)
+                     if m.group(2) == m.group(3))
+    registered = Counter(i for i in all_ids() if i.split(".")[0] == nb.name[:2])
+    assert passed == registered, (f"{nb.name}: ✅ printed {dict(passed)}, registered {sorted(registered)} "
+                                  f"(each registered exercise must pass exactly once)")
