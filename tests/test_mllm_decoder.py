@@ -92,3 +92,20 @@ def test_batched_left_padded_generation_equals_one_by_one():
             cut = row[: row.index(eos) + 1] if eos in row else row
             assert cut == (alone[: alone.index(eos) + 1] if eos in alone else alone)
             assert all(t == eos for t in row[len(cut):])  # after eos a row only repeats eos
+
+
+def test_right_padded_batches_take_the_causal_kernel_with_the_same_result():
+    """Training batches are right-padded: the decoder then skips the (B, 1, L, L) mask and uses the
+    plain causal kernel. Real tokens must get the logits the explicit padding mask gives them."""
+    m = _model()
+    ids = torch.randint(1, V, (3, 8))
+    valid = torch.ones_like(ids, dtype=torch.bool)
+    valid[0, 5:] = False  # right padding of different lengths
+    valid[1, 7:] = False
+    with torch.no_grad():
+        fast = m(m.embed(ids), valid)
+        masked = m(m.embed(ids), valid, caches=[{} for _ in m.blocks])  # the cache path always builds the mask
+    torch.testing.assert_close(fast[valid], masked[valid], atol=1e-5, rtol=1e-5)
+    for row, n in ((0, 5), (1, 7), (2, 8)):  # and each row equals the row alone, unpadded
+        with torch.no_grad():
+            torch.testing.assert_close(fast[row, :n], _logits(m, ids[row:row + 1, :n])[0], atol=1e-5, rtol=1e-5)

@@ -82,3 +82,22 @@ def test_multi_round_reads_its_own_history(bank):
     # a model whose reply depends on how many rounds it has seen is inconsistent
     drift = multi_round(_Stub(lambda r: "红色" if r > 1 else "有"), bank, chats)
     assert drift.consistency == 0 and drift.acc_by_round == [0.0, 0.5, 0.0]
+
+
+def test_answer_text_reads_the_scene_from_words_only():
+    """The text probe puts the scene between <img> and </img> and asks, with no image tokens."""
+    from cnclip_edu.mllm.evaluate import answer_text
+
+    class Echo(torch.nn.Module):  # replies with the compact ids it was given, to see the prompt
+        def __init__(self):
+            super().__init__()
+            self.vocab = ChatVocab.from_texts(vocabulary_texts())
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def generate(self, ids, valid, feats, max_new_tokens):
+            assert feats is None and not (ids == self.vocab.index[3]).any()  # no <IMG_CONTEXT>
+            assert bool(valid[:, -1].all()) and not bool(valid[0, 0])  # left padding, shorter row first
+            return [self.vocab.decode(row[v].tolist()) for row, v in zip(ids, valid)]
+
+    out = answer_text(Echo(), ["红色圆形", "左边是一个大的红色圆形"], ["它是什么形状？", "红色的是什么形状？"])
+    assert "红色圆形" in out[0].replace(" ", "") and "左边是一个大的红色圆形" in out[1].replace(" ", "")

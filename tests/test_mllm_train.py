@@ -120,3 +120,22 @@ def test_three_stages_learn_and_generation_is_batch_invariant(setup):
     for p, reply in zip(prompts, together):
         b1 = prompt_batch([p], bank, model.vocab, model.tokens_per_tile)
         assert model.generate(b1.ids, b1.valid, bank.feats(model, b1.images), 12) == [reply]
+
+
+def test_length_batches_cover_every_sample_once_per_epoch_and_pad_less():
+    from cnclip_edu.mllm.train import length_batches
+
+    lengths = [5 + (i * 37) % 50 for i in range(64)]
+    encoded = [([1] * n, [1] * n, None) for n in lengths]
+    plain = length_batches(encoded, 8, 8, bucket=1, seed=3)
+    bucketed = length_batches(encoded, 8, 8, bucket=8, seed=3)
+    for batches in (plain, bucketed):
+        assert len(batches) == 8 and all(len(b) == 8 for b in batches)
+        assert sorted(i for b in batches for i in b) == list(range(64))  # 8 x 8 = one epoch exactly
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(bucketed) < padding(plain) / 3
+    assert length_batches(encoded, 8, 20, seed=3)[:8] != length_batches(encoded, 8, 20, seed=4)[:8]
+    assert len(length_batches(encoded, 8, 20, seed=3)) == 20  # more steps than one epoch: epoch after epoch

@@ -99,20 +99,28 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor([([value] * (L - len(r)) + r) if left else (r + [value] * (L - len(r))) for r in rows])
 
 
-def train_batch(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens_per_tile: int,
-                with_image: bool = True, loss_on: str = "answers") -> Batch:
-    ids, labels, images = [], [], []
+def encode_samples(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens_per_tile: int,
+                   with_image: bool = True, loss_on: str = "answers") -> list[tuple[list[int], list[int], int | None]]:
+    """(ids, labels, bank index or None) of each chat: tokenised once, batched many times."""
+    out = []
     for s in samples:
         n_img = bank.n_tiles[s.canvas] * tokens_per_tile if with_image else 0
         # without an image, a text-only chat may describe the scene in words where the image would be
-        i, lab = encode_sample(s.turns, n_img, vocab, loss_on, None if with_image else s.meta.get("context"))
-        ids.append(i)
-        labels.append(lab)
-        if n_img:
-            images.append(s.canvas)
-    ids_t = _pad(ids, 0, left=False)
-    return Batch(ids_t, _pad([[1] * len(i) for i in ids], 0, left=False).bool(),
-                 _pad(labels, IGNORE_INDEX, left=False), images)
+        ids, labels = encode_sample(s.turns, n_img, vocab, loss_on, None if with_image else s.meta.get("context"))
+        out.append((ids, labels, s.canvas if n_img else None))
+    return out
+
+
+def collate(encoded: Sequence[tuple[list[int], list[int], int | None]]) -> Batch:
+    """Right-padded batch of encoded chats, padded to its own longest row."""
+    ids = [e[0] for e in encoded]
+    return Batch(_pad(ids, 0, left=False), _pad([[1] * len(i) for i in ids], 0, left=False).bool(),
+                 _pad([e[1] for e in encoded], IGNORE_INDEX, left=False), [e[2] for e in encoded if e[2] is not None])
+
+
+def train_batch(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens_per_tile: int,
+                with_image: bool = True, loss_on: str = "answers") -> Batch:
+    return collate(encode_samples(samples, bank, vocab, tokens_per_tile, with_image, loss_on))
 
 
 def prompt_batch(prompts: Sequence[tuple[int | None, list]], bank: ImageBank | None, vocab,

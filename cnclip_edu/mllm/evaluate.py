@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 
 from .batches import ImageBank, model_device, prompt_batch
+from .chat import encode_chat, render_chat
 from .world import CAPTION_PROMPT, Canvas, Sample
 
 MODES = ("image", "text_only", "mismatched")
@@ -50,6 +51,18 @@ def answer_all(model, bank: ImageBank, prompts: Sequence[tuple[int | None, list]
         for i, r in zip(idx, model.generate(b.ids, b.valid, feats, max_new_tokens)):
             replies[i] = r
     return [replies[i] for i in range(len(prompts))]
+
+
+@torch.no_grad()
+def answer_text(model, scenes: Sequence[str], questions: Sequence[str], max_new_tokens: int = 8) -> list[str]:
+    """Replies to questions about scenes written in words between <img> and </img>, no image at all:
+    what the text-only stage-0 decoder learned (reading the answer from the context)."""
+    model.eval()
+    rows = [model.vocab.to_compact(encode_chat(render_chat([(q, None)], image_text=s))) for s, q in zip(scenes, questions)]
+    L = max(len(r) for r in rows)
+    device = model_device(model)
+    ids = torch.tensor([[0] * (L - len(r)) + r for r in rows], device=device)  # left padding
+    return model.generate(ids, ids != 0, None, max_new_tokens)
 
 
 def ask_single(model, bank: ImageBank, samples: Sequence[Sample], mode: str = "image", seed: int = 0,

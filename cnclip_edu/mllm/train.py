@@ -1,7 +1,8 @@
 """Training in stages, as Mini-InternVL: what each stage trains, on what, with which loss.
 
-    0. text only: the decoder learns the language on captions and Q&A text, every token in the loss
-       (our stand-in for InternLM2-Chat-1.8B, which arrives pretrained);
+    0. text only: the decoder learns the language on captions and Q&A text, the scene often written in
+       words where the image will go (our stand-in for InternLM2-Chat-1.8B, which arrives pretrained);
+       the recipe puts only the replies in the loss, as a chat model is tuned (`RecipeConfig.text_loss_on`);
     1. alignment: decoder frozen, the projector (optionally the ViT too) learns to turn tile features
        into "words" the frozen decoder already reads, on image -> caption, loss on the reply only;
     2. instruction tuning: projector + decoder (optionally ViT) on questions, multi-round chats and
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .batches import ImageBank, model_device, train_batch
+from .batches import ImageBank, collate, encode_samples, model_device
 from .chat import IGNORE_INDEX
 from .world import Sample
 
@@ -39,6 +40,7 @@ class Stage:
     weight_decay: float = 0.01
     vit_lr_scale: float = 0.1       # a pretrained ViT moves with a smaller learning rate
     seed: int = 0
+    bucket: int = 8                 # batches drawn together and cut by length (less padding); 1 = plain shuffle
 
 
 @dataclass
@@ -74,6 +76,24 @@ def lr_at(step: int, stage: Stage) -> float:
     return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine down to 10 %
 
 
+def length_batches(encoded: list, batch_size: int, steps: int, bucket: int = 8, seed: int = 0) -> list[list[int]]:
+    """`steps` batches of sample indices: epoch after epoch of a shuffled order; every `bucket`
+    consecutive batches are pooled, sorted by length and cut again, so that a batch holds chats of
+    similar length and pads little (padding is compute spent on nothing). The batches' order is
+    shuffled again, so that short and long chats alternate over the run."""
+    gen = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        order += torch.randperm(len(encoded), generator=gen).tolist()
+    out = []
+    pool = bucket * batch_size
+    for s in range(0, steps * batch_size, pool):
+        group = sorted(order[s: min(s + pool, steps * batch_size)], key=lambda i: len(encoded[i][0]))
+        chunks = [group[k: k + batch_size] for k in range(0, len(group), batch_size)]
+        out += [chunks[k] for k in torch.randperm(len(chunks), generator=gen).tolist()]
+    return out
+
+
 def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage, hooks=None) -> StageResult:
     """Train `model` for `stage.steps` steps on `samples` (random batches, epoch after epoch).
     `hooks.after_step(step, loss)`, if given, runs after every update (progress, probes, tests)."""
@@ -87,18 +107,13 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
               {"params": [p for p in params if id(p) in vit_ids], "scale": stage.vit_lr_scale}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=stage.lr, betas=(0.9, 0.98),
                             weight_decay=stage.weight_decay)
-    gen = torch.Generator().manual_seed(stage.seed)
-    order = torch.randperm(len(samples), generator=gen).tolist()
+    encoded = encode_samples(samples, bank, model.vocab, model.tokens_per_tile, stage.with_image, stage.loss_on)
+    batches = length_batches(encoded, stage.batch_size, stage.steps, stage.bucket, stage.seed)
     device = model_device(model)
     model.train()
     t0 = time.perf_counter()
-    for step in range(stage.steps):
-        # the batch: the next samples of a shuffled epoch
-        if len(order) < stage.batch_size:
-            order += torch.randperm(len(samples), generator=gen).tolist()
-        chunk, order = order[: stage.batch_size], order[stage.batch_size:]
-        b = train_batch([samples[i] for i in chunk], bank, model.vocab, model.tokens_per_tile,
-                        stage.with_image, stage.loss_on).to(device)
+    for step, chunk in enumerate(batches):
+        b = collate([encoded[i] for i in chunk]).to(device)
         # forward: image features (cached, or through the ViT when it trains), then the masked loss
         feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
         loss = next_token_loss(model(b.ids, b.valid, feats), b.labels)
