@@ -115,6 +115,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
+def run_session(session, x: np.ndarray) -> np.ndarray:
+    """One call of a one-input, one-output ONNX Runtime session: numpy in (named by the graph), first output out."""
+    return session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: x})[0]
+
+
 def default_providers() -> list[str]:
     """TensorRT EP, CUDA EP, CPU: those of them this onnxruntime build offers, in that order."""
     import onnxruntime as ort
@@ -151,7 +156,7 @@ class _OrtTower:
         self.dynamic_length = kind == "text" and not isinstance(self.input.shape[1], int)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output], {self.input.name: x})[0]
+        return run_session(self.session, x)
 
     def run_bound(self, x: torch.Tensor, out_dim: int) -> torch.Tensor:
         """IO binding: ONNX Runtime reads `x`'s memory and writes into a torch tensor on x's device."""

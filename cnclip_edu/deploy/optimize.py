@@ -34,6 +34,20 @@ from pathlib import Path
 from .onnx_runner import read_metadata, session_options
 
 
+def int8_roundtrip(w):
+    """What int8 weights do to one tensor: symmetric per-tensor quantisation, then back to float.
+
+    scale = max|w| / 127 (the largest weight lands on +-127, zero stays exactly zero); q = round(w / scale)
+    is the stored int8; q * scale is what the products effectively use. `w - int8_roundtrip(w)` is
+    the rounding error, at most scale / 2 per weight.
+    """
+    import torch
+
+    scale = w.abs().max().clamp_min(1e-12) / 127   # () one step of the int8 grid
+    q = torch.round(w / scale).clamp(-127, 127)      # same shape as w, integer values in [-127, 127]
+    return q * scale
+
+
 def _finish(tmp_file: Path, dst: Path, metadata: dict[str, str]) -> None:
     """Set `metadata` on the finished temporary file, check it loads, and move it to `dst` (atomically)."""
     import onnx

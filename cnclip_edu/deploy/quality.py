@@ -24,10 +24,10 @@ import torch
 ZEROSHOT_TASKS = ("shape", "color", "combo_seen", "combo_heldout")
 
 
-def _normalized(encode, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """L2-normalized features of `x`, encoded `batch_size` rows at a time -> (N, D) float32."""
+def _normalized(encode, x: torch.Tensor, batch_size: int, device: str = "cpu") -> torch.Tensor:
+    """L2-normalized features of `x`, encoded `batch_size` rows at a time on `device` -> (N, D) float32 CPU."""
     with torch.no_grad():
-        f = torch.cat([torch.as_tensor(encode(b)).float().cpu() for b in x.split(batch_size)])
+        f = torch.cat([torch.as_tensor(encode(b.to(device))).float().cpu() for b in x.split(batch_size)])
     return f / f.norm(dim=-1, keepdim=True)
 
 
@@ -62,17 +62,20 @@ class ToyEval:
             x = torch.stack([ds[i][1] for i in range(len(ds))])
             self.folders[task] = (classnames, prompts.get_templates(f"toy-{task}"), x, np.asarray(targets))
 
-    def scores(self, encoder) -> dict[str, float]:
-        """{"t2i_r1": text -> image R@1 on the split, "zs_<task>_acc": zero-shot top-1 per folder}, in [0, 1]."""
+    def scores(self, encoder, device: str = "cpu") -> dict[str, float]:
+        """{"t2i_r1": text -> image R@1 on the split, "zs_<task>_acc": zero-shot top-1 per folder}, in [0, 1].
+
+        `device`: where the inputs go (a PyTorch model on a GPU); ONNX Runtime / TensorRT encoders take CPU ones.
+        """
         from cnclip_edu.eval import recall, zeroshot
 
-        text_f = _normalized(encoder.encode_text, self.tokens, self.batch_size)    # (T, D)
-        image_f = _normalized(encoder.encode_image, self.images, self.batch_size)  # (N, D)
+        text_f = _normalized(encoder.encode_text, self.tokens, self.batch_size, device)    # (T, D)
+        image_f = _normalized(encoder.encode_image, self.images, self.batch_size, device)  # (N, D)
         best = (text_f @ image_f.T).argmax(dim=1).tolist()                         # (T,) index of the top image
         pred = {int(t): [int(self.image_ids[j])] for t, j in zip(self.text_ids, best)}
         out = {"t2i_r1": recall.evaluate(self.gold, pred, ks=(1,))["r1"]}
         for task, (classnames, templates, x, targets) in self.folders.items():
-            clf = zeroshot.zero_shot_classifier(encoder, classnames, templates, context_length=self.context_length)
-            feats = _normalized(encoder.encode_image, x, self.batch_size).numpy()
+            clf = zeroshot.zero_shot_classifier(encoder, classnames, templates, device, self.context_length)
+            feats = _normalized(encoder.encode_image, x, self.batch_size, device).numpy()
             out[f"zs_{task}_acc"] = float(zeroshot.classify_features(feats, clf, targets, classnames).top1)
         return out
