@@ -107,10 +107,9 @@ def _export_mutants() -> dict:
 
 register(Exercise(
     id="09.1", title="导出一个塔 (torch.onnx.export)", points=3,
-    hint="提示：torch.onnx.export(tower, (example,), path, dynamo=True, input_names=[\"image\"], "
-         "output_names=[\"image_features\"], dynamic_shapes={\"x\": {0: batch}})，其中 "
-         "batch = torch.export.Dim(\"batch\", min=1, max=4096)；\"x\" 是 forward 的参数名。"
-         "不声明 dynamic_shapes 时 batch 会被固定为示例的大小 2。",
+    hint="用 dynamo=True；input_names / output_names 都是列表；dynamic_shapes 的键是 forward 的参数名 \"x\"，"
+         "值是 {0: torch.export.Dim(\"batch\", min=1, max=4096)}。最常见的错误是忘了 dynamic_shapes："
+         "batch 维就被固定成示例的大小 2。",
     reference=_reference_export,
     cases=lambda: [Case("微型塔：读回输入输出名、batch 维，并用 batch 1 和 3 运行", _report_case)],
     mutants=_export_mutants,
@@ -142,7 +141,7 @@ def _reference_run(session, x):
 
 register(Exercise(
     id="09.2", title="用 ONNX Runtime 运行 (InferenceSession.run)", points=2,
-    hint="提示：输入名从 session.get_inputs()[0].name 读取；session.run(None, {名字: numpy 数组}) 返回一个列表，"
+    hint="输入名从 session.get_inputs()[0].name 读取；session.run(None, {名字: numpy 数组}) 返回一个列表，"
          "取第 0 个元素；ONNX Runtime 只收 numpy，不收 torch 张量。",
     reference=_reference_run,
     cases=lambda: [Case(f"微型塔的 session，batch {b}", lambda f, b=b: f(_tiny_session(), _images(b)))
@@ -187,7 +186,7 @@ def _reference_trim(tokens):
 
 register(Exercise(
     id="09.3", title="截掉多余的 padding (trim_padding)", points=2,
-    hint="提示：一批里最长的那一句决定保留几列：先找出每一列是否还有任何一句的真实 token（!= 0），"
+    hint="一批里最长的那一句决定保留几列：先找出每一列是否还有任何一句的真实 token（!= 0），"
          "保留到最后一个这样的列为止（含 [SEP]）。按最短的截会丢掉别人的字。",
     reference=_reference_trim,
     cases=lambda: [Case(label, lambda f, t=t: f(t.clone())) for label, t in _token_batches()],
@@ -236,8 +235,8 @@ def _reference_roundtrip(w):
 
 register(Exercise(
     id="09.4", title="int8 对称量化再还原 (quantize + dequantize)", points=2,
-    hint="提示：scale = w.abs().max() / 127；q = torch.round(w / scale).clamp(-127, 127)；返回 q * scale。"
-         "用绝对值的最大值，负数那一侧才不会溢出。",
+    hint="步长用绝对值的最大值除以 127（最大的权重是负数时，只看 max 会放不下它）；取整用 round 而不是 floor；"
+         "最后把整数乘回步长，返回浮点张量。",
     reference=_reference_roundtrip,
     cases=lambda: [Case(label, lambda f, w=w: f(w.clone())) for label, w in _weights()],
     mutants=_roundtrip_mutants,
@@ -269,7 +268,7 @@ def _padding_mutants() -> dict:
 
 register(Exercise(
     id="09.5", title="截完之后还剩多少 padding", points=2,
-    hint="提示：截完后一共计算 B × L' 个位置（L' = trimmed_length(tokens)），其中真实 token 有 (tokens != 0).sum() 个；"
+    hint="截完后一共计算 B × L' 个位置（L' = trimmed_length(tokens)），其中真实 token 有 (tokens != 0).sum() 个；"
          "剩下的是 padding。",
     reference=_reference_padding_fraction,
     cases=lambda: [Case(label, lambda f, t=t: f(t.clone())) for label, t in _token_batches()[:1]] + [
@@ -288,14 +287,14 @@ def _bench_batch():
 # ----------------------------------------------------------------------------- questions
 register(Exercise(
     id="09.q1", title="int8 的步长 (scale)", points=1,
-    hint="提示：对称 int8 把 [-max|w|, +max|w|] 映到 [-127, 127]，一步是 max|w| / 127。",
+    hint="对称 int8 把 [-max|w|, +max|w|] 均匀地映到整数 -127 … 127：从 0 到 max|w| 一共 127 步。",
     reference=2.54 / 127,
     mutants=lambda: {"除以 255": 2.54 / 255, "除以 128": 2.54 / 128, "用了 2 × max|w| / 255": 5.08 / 255},
 ))
 
 register(Exercise(
     id="09.q2", title="TensorRT 引擎被调用几次", points=1,
-    hint="提示：max_batch = 16 时，TrtEncoder 把 40 条切成每块至多 16 条，一块调用一次引擎：16 + 16 + 8。",
+    hint="超过 max_batch 的 batch 被切成每块至多 max_batch 条，每块调用一次引擎；最后一块可以不满，但也要调用一次。",
     reference=3,
     mutants=lambda: {"40 // 16": 2, "每条一次": 40, "40 / 16": 2.5},
 ))
