@@ -219,6 +219,10 @@ class Tokenizer:
             start = end
         return tuple(ids)
 
+    def wordpiece(self, word: str) -> list[str]:
+        """The pieces of one word (as BasicTokenizer outputs it): 'unaffable' -> ['u', '##na', '##ff', '##able']."""
+        return [self.inv_vocab[i] for i in self._wordpiece(word)]
+
     def wordpiece_steps(self, word: str) -> list[tuple[int, str, str | None]]:
         """Every candidate WordPiece tries for one word: (start, candidate, matched token or None).
 

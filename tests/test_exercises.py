@@ -109,6 +109,14 @@ def test_log_for_the_grader(toy_exercises, tmp_path, monkeypatch, capsys):
     assert [(r["id"], r["passed"], r["points"]) for r in rows] == [("99.q1", True, 1), ("99.1", False, 0)]
 
 
+def test_passes_is_quiet(toy_exercises, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNCLIP_EXERCISE_LOG", str(tmp_path / "checks.jsonl"))
+    assert X.passes("99.1", lambda x: x ** 2) and X.passes("99.q1", 196)
+    assert not X.passes("99.1", lambda x: 2 * x) and not X.passes("99.1", None)
+    assert not X.passes("99.1", lambda x: x @ "a")
+    assert capsys.readouterr().out == "" and not (tmp_path / "checks.jsonl").exists()
+
+
 def test_grading_refuses_the_reference_itself(toy_exercises, monkeypatch):
     monkeypatch.setenv("CNCLIP_GRADING", "1")
     with pytest.raises(X.ExerciseFailed, match="参考实现本身"):

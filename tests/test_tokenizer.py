@@ -251,6 +251,13 @@ def test_wordpiece_greedy_longest_match(ours):
     assert ours.wordpiece_steps("𠮷")[-1][2] == "[UNK]"
 
 
+def test_wordpiece_of_one_word_matches_cn_clip(ours, cn):
+    words = ["unaffable", "￥99", "1234567", "iphone15", "ａｂｃ１２３", "😀", "x😀", "a" * 200, "a" * 201, "杰"]
+    for w in words:
+        assert ours.wordpiece(w) == cn.wordpiece_tokenizer.tokenize(w), w
+    assert ours.wordpiece("x😀") == ["[UNK]"]  # one unknown part: the whole word is [UNK]
+
+
 # ----------------------------------------------------------------------------- tensors
 def test_shape_dtype_and_layout():
     out = T.tokenize(["杰尼龟", "皮卡丘", ""])

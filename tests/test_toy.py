@@ -218,3 +218,16 @@ def test_default_course_set(tmp_path):
     assert got == {"train": (10000, 18755, 58133), "valid": (500, 1190, 1448), "test": (500, 1177, 1544)}
     assert card["zeroshot"]["combo_seen"] == {"classes": 40, "images": 1600}
     assert card["splits"]["train"]["contains_heldout"] == 0
+
+
+def test_toy_captions_are_the_written_captions_without_drawing(small, monkeypatch):
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("toy_captions must not draw images")
+
+    monkeypatch.setattr(toy, "render_batch", no_drawing)
+    for split in formats.SPLITS:
+        lines = formats.texts_jsonl(small, split).read_text(encoding="utf-8").splitlines()
+        written = [json.loads(x)["text"] for x in lines]
+        assert toy.toy_captions(split, SMALL) == written
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        toy.toy_captions("dev", SMALL)

@@ -7,5 +7,5 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     recipe.py    the course model's training recipe; `python -m cnclip_edu.course.recipe` retrains it
     exercises/   the checked build-along exercises: `check("02.1", answer)`, one module per notebook
 """
-from .exercises import ExerciseFailed, ExerciseNotAttempted, check  # noqa: F401
+from .exercises import ExerciseFailed, ExerciseNotAttempted, check, passes  # noqa: F401
 from .metrics import load_metrics, record  # noqa: F401

@@ -114,6 +114,26 @@ def _sample_scene(rng: random.Random, combos: list[tuple[str, str]], probs) -> d
             "background": rng.randint(232, 255), "angle": rng.uniform(-12, 12)}
 
 
+def _split_combos(cfg: ToyConfig, split: str) -> list[tuple[str, str]]:
+    """The (colour, shape) combinations a split may draw: train never sees the held-out ones."""
+    heldout = heldout_combos(cfg)
+    all_combos = [(c, s) for c in COLORS for s in SHAPES]
+    return [c for c in all_combos if c not in heldout] if split == "train" or not cfg.heldout_in_eval else all_combos
+
+
+def toy_captions(split: str = "train", cfg: ToyConfig = ToyConfig()) -> list[str]:
+    """The captions of one split, in file order, without drawing a single image (1-2 s for train).
+
+    The same texts as `<split>_texts.jsonl` written by `generate(..., cfg)`: notebook 01 measures
+    caption lengths with them even before notebook 05 has generated the data set.
+    """
+    if split not in formats.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {formats.SPLITS}")
+    cfg.validate()
+    _, _, text_items = _make_split(cfg, split, _split_combos(cfg, split), seed=f"{cfg.seed}-{split}")
+    return [text for _, text, _ in text_items]
+
+
 def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed: str):
     """Scenes, captions and gold matches of one split (no drawing)."""
     rng = random.Random(seed)
@@ -169,7 +189,7 @@ def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
                 "heldout_combos": [f"{c}的{s}" for c, s in heldout], "splits": {}, "zeroshot": {}}
         vocab: set[str] = set()
         for k, split in enumerate(formats.SPLITS):
-            combos = seen if split == "train" or not cfg.heldout_in_eval else all_combos
+            combos = _split_combos(cfg, split)
             image_ids, scenes, text_items = _make_split(cfg, split, combos, seed=f"{cfg.seed}-{split}")
             pngs = render_batch(scenes, cfg.image_size, workers)
             formats.write_imgs_tsv(formats.imgs_tsv(tmp, split),

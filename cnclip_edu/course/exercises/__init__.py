@@ -3,4 +3,4 @@
 `core.py` holds the mechanism; each `nbNN.py` registers the exercises of notebook NN.
 """
 from .core import (Case, Exercise, ExerciseFailed, ExerciseNotAttempted, all_ids, check, get,  # noqa: F401
-                   register)
+                   passes, register)

@@ -23,6 +23,7 @@ import os
 import pkgutil
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .compare import default_compare, show
@@ -85,11 +86,10 @@ def _load_all() -> None:
     """Import every `nbNN` module of this package: each registers its notebook's exercises."""
     global _LOADED
     if not _LOADED:
-        from . import __path__ as here, __name__ as package
-
-        for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
+        here = str(Path(__file__).resolve().parent)
+        for info in sorted(pkgutil.iter_modules([here]), key=lambda m: m.name):
             if re.fullmatch(r"nb\d\d", info.name):
-                importlib.import_module(f"{package}.{info.name}")
+                importlib.import_module(f"{__package__}.{info.name}")
         _LOADED = True
 
 
@@ -123,19 +123,20 @@ def _log(exercise: Exercise, passed: bool, error: str = "") -> None:
 def _not_attempted(ex: Exercise) -> ExerciseNotAttempted:
     msg = (f"练习 {ex.id}「{ex.title}」还没有作答：删掉 raise NotImplementedError，写上你的代码后再运行这一格和检查格。"
            f"\n提示：{ex.hint}")
-    _log(ex, False, "not attempted")
-    return ExerciseNotAttempted(ex.id, msg)
+    err = ExerciseNotAttempted(ex.id, msg)
+    err.log_detail = "not attempted"
+    return err
 
 
 def _failed(ex: Exercise, index: int, total: int, case: Case, detail: str) -> ExerciseFailed:
     msg = f"练习 {ex.id}「{ex.title}」未通过：用例 {index}/{total}「{case.label}」\n{detail}\n提示：{ex.hint}"
-    _log(ex, False, f"case {index}/{total} ({case.label}): {detail}")
-    return ExerciseFailed(ex.id, msg)
+    err = ExerciseFailed(ex.id, msg)
+    err.log_detail = f"case {index}/{total} ({case.label}): {detail}"
+    return err
 
 
-def check(exercise_id: str, answer: Any) -> None:
-    """Run exercise `exercise_id` on `answer`: print ✅ or raise ExerciseNotAttempted / ExerciseFailed."""
-    ex = get(exercise_id)
+def _judge(ex: Exercise, answer: Any) -> int:
+    """Run every case; -> how many passed (all of them), or raise ExerciseNotAttempted / ExerciseFailed."""
     if answer is None or answer is Ellipsis:
         raise _not_attempted(ex)
     if os.environ.get("CNCLIP_GRADING") and ex.cases is not None and answer is ex.reference:
@@ -154,5 +155,26 @@ def check(exercise_id: str, answer: Any) -> None:
         if diff:
             detail = f"期望：{show(expected)}\n得到：{show(got)}\n差别：{diff}"
             raise _failed(ex, i, len(cases), case, detail)
+    return len(cases)
+
+
+def check(exercise_id: str, answer: Any) -> None:
+    """Run exercise `exercise_id` on `answer`: print ✅ or raise ExerciseNotAttempted / ExerciseFailed."""
+    ex = get(exercise_id)
+    try:
+        n = _judge(ex, answer)
+    except _ExerciseMessage as err:
+        _log(ex, False, getattr(err, "log_detail", str(err)))
+        raise
     _log(ex, True)
-    print(f"✅ 练习 {ex.id} 通过 ({len(cases)}/{len(cases)})")
+    print(f"✅ 练习 {ex.id} 通过 ({n}/{n})")
+
+
+def passes(exercise_id: str, answer: Any) -> bool:
+    """Whether `answer` passes, quietly (nothing printed or logged). A notebook uses it to go on with the
+    student's own result only when it is right, and with the library's otherwise."""
+    try:
+        _judge(get(exercise_id), answer)
+        return True
+    except _ExerciseMessage:
+        return False
