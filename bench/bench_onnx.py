@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(["model", "tower", "batch"] + runner_names[1:], ratios),
     ]
     if aims:
-        parts.append("The issue's aims at ViT-B-16 size, batch 1: " + "; ".join(aims) + ".")
+        parts.append("Targets at ViT-B-16 size, batch 1 (issue 15): " + "; ".join(aims) + ".")
     if acc_md:
         parts += ["**What int8 costs** (the trained course model on the toy world's test split and zero-shot "
                   "folders, `cnclip_edu.deploy.quality.ToyEval`; scores are fractions; the last row is fp32 minus "
