@@ -202,6 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         parts += ["**What int8 costs** (the trained course model on the toy world's test split and zero-shot "
                   "folders, `cnclip_edu.deploy.quality.ToyEval`; scores are fractions; the last row is fp32 minus "
                   "int8, so a positive number is a loss):", acc_md]
+    if not cuda:
+        parts.append(
+            "How to read it: ONNX Runtime gains most where PyTorch's per-operator overhead dominates (small models, "
+            "batch 1) and, for text, from the trimmed padding. The big matrix products of ViT-B-16's image tower run "
+            "on comparable fp32 kernels in both runtimes, so fp32 gains little there; int8 (VNNI int8 x int8 -> "
+            "int32 products) is what pays on a CPU. At text batch > 1 PyTorch skips the padding of every caption, "
+            "while the ONNX graph pads each batch to its longest caption: batching captions of similar length "
+            "(bucketing) closes that gap. On a shared machine pass `--threads 1`: with 2 threads, PyTorch's "
+            "timings swung by more than 10x while other processes competed for the cores (seen while writing this "
+            "benchmark); one thread gives both runtimes the same steady conditions.")
+        from cnclip_edu.deploy.timing import recorded_benchmark
+
+        gpu = ("see section `onnx-cuda` below" if recorded_benchmark(device_section("onnx", "cuda"))
+               else "**not yet measured**: no GPU run has been made")
+        parts.append(f"GPU (PyTorch fp16 vs ORT CUDA fp16 vs TensorRT fp16, written by `make bench-gpu` on a CUDA "
+                     f"machine; int8 is a CPU format and is not part of it): {gpu}.")
     parts += [
         "For reference, **Chinese-CLIP's own numbers on their hardware** (NVIDIA T4, ViT-B/16, batch 1, **fp16**: "
         "their ONNX and TensorRT models are fp16; from their deployment document, not measured here):",

@@ -49,7 +49,7 @@ def int8_roundtrip(w):
 
 
 def _finish(tmp_file: Path, dst: Path, metadata: dict[str, str]) -> None:
-    """Set `metadata` on the finished temporary file, check it loads, and move it to `dst` (atomically)."""
+    """Set `metadata` on the finished temporary file and move it to `dst` (a rename: never a half-written file)."""
     import onnx
 
     proto = onnx.load(str(tmp_file))
