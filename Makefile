@@ -10,9 +10,10 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 CN_CLIP_SPEC ?= cn-clip==1.6.0
 STAMP := $(VENV)/.cnclip-installed
 COURSE_ARGS ?=
+STUDENT_OUT ?= student
 PYTEST_ARGS ?=
 
-.PHONY: install course test test-fast lab bench bench-gpu toy-checkpoint clean
+.PHONY: install course student test test-fast lab bench bench-gpu toy-checkpoint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ install: $(STAMP)
 ## The main job: run every notebook in order into runs/course/ and print the summary.
 course: $(STAMP)
 	$(VENV)/bin/cnclip-edu course $(COURSE_ARGS)
+
+## Classroom: the student versions of the notebooks (solutions stubbed out) into $(STUDENT_OUT)/.
+student: $(STAMP)
+	$(VENV)/bin/cnclip-edu student --out $(STUDENT_OUT)
 
 ## The whole test suite, notebooks included (what CI runs).
 test: $(STAMP)

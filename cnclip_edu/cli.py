@@ -5,8 +5,14 @@ Flag names follow the cn_clip scripts, so their users can switch without relearn
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
+import math
+import signal
 import sys
+import threading
+from typing import Iterator
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,7 +27,68 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "zeroshot": ("cnclip_edu.eval.zeroshot", "zero-shot classification on a label_cn.txt + test/ folder"),
     "export": ("cnclip_edu.deploy.export", "export the image and text towers to ONNX (dynamic batch)"),
     "course": ("cnclip_edu.course.runner", "run every notebook in order with papermill and print a summary"),
+    "student": ("cnclip_edu.course.student", "write the student versions of the notebooks (solutions stubbed out)"),
+    "grade": ("cnclip_edu.course.grade", "run each student's handed-in notebooks and write their points to a CSV"),
 }
+
+
+class InRange(argparse.Action):
+    """A numeric flag checked as it is parsed, before anything is loaded or started:
+
+        p.add_argument("--lr", type=float, action=InRange, lo=0, lo_open=True)   # > 0
+        p.add_argument("--workers", type=int, action=InRange, lo=0)              # >= 0
+
+    Out of range (NaN and infinities included) exits like any argparse error, with code 2 and
+    one line naming the command and the flag as typed: `cnclip-edu train: --lr must be > 0, got -1.0`.
+    """
+
+    def __init__(self, option_strings, dest, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def rule(self) -> str:
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi}"
+        if lo and hi:
+            return f"in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+        return lo or hi or "a finite number"
+
+    def ok(self, v: float) -> bool:
+        return (math.isfinite(v)
+                and (self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
+                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not self.ok(values):
+            parser.exit(2, f"{parser.prog}: {option_string} must be {self.rule()}, got {values}\n")
+        setattr(namespace, self.dest, values)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception: the clean-up written for Ctrl-C (`finally`, `except BaseException`:
+    temporary files removed, worker processes stopped) runs for `kill` / a batch scheduler too."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 
 def _usage() -> str:
@@ -42,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnclip-edu: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[cmd][0])
-    rc = module.main(rest)
+    try:
+        with sigterm_raises():
+            rc = module.main(rest)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, after the command's own clean-up ran
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"cnclip-edu {cmd}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     return int(rc or 0)
 
 

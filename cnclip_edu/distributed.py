@@ -1,6 +1,6 @@
 """Distributed set-up and the feature all-gather that contrastive learning needs.
 
-    torchrun --nproc_per_node=2 -m cnclip_edu.train ...     # torchrun sets LOCAL_RANK / RANK / WORLD_SIZE
+    torchrun --nproc_per_node=2 -m -- cnclip_edu.train ...  # torchrun sets LOCAL_RANK / RANK / WORLD_SIZE
 
     info = init_distributed()          # DistInfo(rank, local_rank, world_size, backend, device)
     all_f = all_gather_with_grad(f)    # (W*B, D): every rank's features, gradients flow back

@@ -1,7 +1,7 @@
 """Thin wrapper: `python data_scripts/convert_dataset.py ...` == `cnclip-edu convert ...` (see cnclip_edu/data/convert.py)."""
 import sys
 
-from cnclip_edu.data.convert import main
+from cnclip_edu.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["convert", *sys.argv[1:]]))

@@ -332,6 +332,23 @@ def test_pickle_with_arbitrary_object_is_refused(tmp_path):
     assert not os.path.exists("/tmp/cnclip_pwned")
 
 
+def test_refusals_never_pass_on_the_advice_to_disable_weights_only(tmp_path):
+    """Issue 16 item 11: the trainer's error repeated torch's "Re-running torch.load with weights_only
+    set to False will likely succeed" for a file that would run code if we did."""
+    from cnclip_edu.train.state import load_checkpoint
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Evil()}, path)
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:200])
+    for read in (load_checkpoint, ck.read_checkpoint):
+        for bad, what in ((path, "refused to load"), (tmp_path / "cut.pt", "not a readable PyTorch checkpoint")):
+            with pytest.raises(ck.CheckpointError, match=f"{bad.name}: {what}") as e:
+                read(bad)
+            assert "weights_only` set to `False`" not in str(e.value) and "will likely succeed" not in str(e.value)
+    assert "GLOBAL" in str(pytest.raises(ck.CheckpointError, load_checkpoint, path).value)
+    assert not os.path.exists("/tmp/cnclip_pwned")
+
+
 def test_unreadable_and_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a model name"):
         cc.load(tmp_path / "nope.pt")

@@ -41,7 +41,7 @@ def test_convert_captions_csv(tmp_path, photos):
     caps.write_text("image,caption\nrotated.jpg,一辆红色的车\nsub/rgba.png,透明的图\ncmyk.tif,一辆红色的车\n"
                     "grey16.png,灰色\nrotated.jpg,横着拍的照片\n", encoding="utf-8")
     r = convert.convert_captions(photos, caps, tmp_path / "out", "train", max_side=200, quality=90, progress=False)
-    assert r == {"images": 4, "texts": 4, "pairs": 5, "skipped": 0}
+    assert r == {"train": {"images": 4, "texts": 4, "pairs": 5, "skipped": 0}}
     imgs = dict(formats.iter_imgs_tsv(tmp_path / "out" / "train_imgs.tsv"))
     decoded = {i: formats.decode_image(b) for i, b in imgs.items()}
     assert all(im.format == "JPEG" and im.mode == "RGB" for im in decoded.values())
@@ -65,7 +65,7 @@ def test_convert_captions_jsonl_and_errors(tmp_path, photos):
         convert.convert_captions(photos, caps, tmp_path / "o", progress=False)
     r = convert.convert_captions(photos, caps, tmp_path / "o", on_error="skip", start_image_id=100,
                                  start_text_id=500, progress=False)
-    assert r == {"images": 1, "texts": 2, "pairs": 2, "skipped": 1}
+    assert r == {"train": {"images": 1, "texts": 2, "pairs": 2, "skipped": 1}}
     assert [t["text_id"] for t in formats.iter_texts_jsonl(tmp_path / "o" / "train_texts.jsonl")] == [500, 501]
     bad = tmp_path / "bad.csv"
     bad.write_text("file,caption\na.jpg,x\n", encoding="utf-8")
@@ -74,9 +74,57 @@ def test_convert_captions_jsonl_and_errors(tmp_path, photos):
     bad.write_text("image,caption\na.jpg,\n", encoding="utf-8")
     with pytest.raises(convert.ConvertError, match="bad.csv:2: empty caption"):
         convert.read_captions(bad)
+    bad.write_text('image,caption\na.jpg,"红色, 圆形"\nb.jpg,红色, 圆形\n', encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match=r"bad.csv:3: 3 fields for a 2-column header .*quoted"):
+        convert.read_captions(bad)
+    bad.write_text("image,caption\na.jpg,一杯咖啡\nb.jpg,一只猫\n", encoding="gbk")   # Excel's legacy save
+    with pytest.raises(convert.ConvertError, match="bad.csv:2: not UTF-8 text"):
+        convert.read_captions(bad)
     caps.write_text("{not json\n", encoding="utf-8")
     with pytest.raises(convert.ConvertError, match="caps.jsonl:1: not valid JSON"):
         convert.read_captions(caps)
+
+
+def test_convert_captions_split_column(tmp_path, photos):
+    """One folder, one captions file with a split column -> every split at once; a photo used in two
+    splits keeps one id; text ids run on across splits; `split=` picks one split only."""
+    caps = tmp_path / "caps.csv"
+    caps.write_text("image,caption,split\nrotated.jpg,一辆红色的车,train\ngrey16.png,灰色的方块,train\n"
+                    "rotated.jpg,红色的车,valid\ncmyk.tif,青色,valid\ngrey16.png,灰色的方块,train\n", encoding="utf-8")
+    out = tmp_path / "out"
+    r = convert.convert_captions(photos, caps, out, progress=False)
+    assert r == {"train": {"images": 2, "texts": 2, "pairs": 2, "skipped": 0},
+                 "valid": {"images": 2, "texts": 2, "pairs": 2, "skipped": 0}}
+    assert [i for i, _ in formats.iter_imgs_tsv(out / "valid_imgs.tsv")] == [1, 3]   # rotated.jpg is 1 in both
+    assert list(formats.iter_texts_jsonl(out / "valid_texts.jsonl")) == [
+        {"text_id": 3, "text": "红色的车", "image_ids": [1]}, {"text_id": 4, "text": "青色", "image_ids": [3]}]
+    assert (out / "valid_id_map.tsv").read_text(encoding="utf-8") == "1\trotated.jpg\n3\tcmyk.tif\n"
+    report = build_lmdb(out, "train,valid", progress=False, verbose=False)
+    assert report["valid"]["pairs"] == 2 and report["train"]["pairs"] == 2
+    only = convert.convert_captions(photos, caps, tmp_path / "v", split="valid", progress=False)
+    assert list(only) == ["valid"] and not (tmp_path / "v" / "train_imgs.tsv").exists()
+    with pytest.raises(convert.ConvertError, match="no row has split 'test'"):
+        convert.convert_captions(photos, caps, tmp_path / "t", split="test", progress=False)
+    caps.write_text("image,caption,split\nrotated.jpg,车,train\ngrey16.png,灰,\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="caps.csv:3: bad split ''"):
+        convert.read_captions(caps)
+    jl = tmp_path / "caps.jsonl"
+    jl.write_text(json.dumps({"image": "grey16.png", "captions": ["灰"], "split": "test"}) + "\n"
+                  + json.dumps({"image": "cmyk.tif", "caption": "青"}) + "\n", encoding="utf-8")
+    r = convert.convert_captions(photos, jl, tmp_path / "j", progress=False)  # a row without a split: train
+    assert {k: v["images"] for k, v in r.items()} == {"test": 1, "train": 1}
+    jl.write_text(json.dumps({"image": "cmyk.tif", "caption": "青", "split": "../x"}) + "\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="caps.jsonl:1: bad split"):
+        convert.read_captions(jl)
+    jl.write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match="caps.jsonl:1: expected keys"):
+        convert.read_captions(jl)
+
+
+def test_caption_records_merge_identical_captions_in_first_seen_order():
+    rows = [("b.jpg", "一只猫"), ("a.jpg", " 一只猫 "), ("a.jpg", "狗"), ("b.jpg", "一只猫")]
+    assert convert.caption_records(rows, {"a.jpg": 7, "b.jpg": 5}, start_text_id=10) == [
+        {"text_id": 10, "text": "一只猫", "image_ids": [5, 7]}, {"text_id": 11, "text": "狗", "image_ids": [7]}]
 
 
 def test_convert_class_folders(tmp_path):
@@ -111,7 +159,7 @@ def test_convert_cli(tmp_path, photos, capsys):
     caps.write_text("image,text\ngrey16.png,灰\n", encoding="utf-8")
     assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o"),
                 "--split", "valid", "--max_side", "64", "--quality", "80"]) == 0
-    assert "images: 1" in capsys.readouterr().out and (tmp_path / "o" / "valid_imgs.tsv").exists()
+    assert "valid: images: 1" in capsys.readouterr().out and (tmp_path / "o" / "valid_imgs.tsv").exists()
     caps.write_text("image,text\nbroken.jpg,坏\n", encoding="utf-8")
     assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o")]) == 1
     assert "broken.jpg" in capsys.readouterr().err
@@ -164,3 +212,17 @@ def test_unpack_local_zip_safely(tmp_path, capsys):
     with pytest.raises(DownloadError, match="outside"):
         download.extract_zip(evil, tmp_path / "ds2")
     assert not (tmp_path / "escaped.txt").exists() and not list((tmp_path / "ds2").iterdir())
+
+
+def test_convert_refuses_ids_past_64_bits_and_an_empty_result(tmp_path, photos, capsys):
+    """Issue 16 items 3, 4: ids it makes must fit int64; skipping every image is a failure, not 0 images."""
+    caps = tmp_path / "caps.csv"
+    caps.write_text("image,caption\nrotated.jpg,红\nsub/rgba.png,蓝\n", encoding="utf-8")
+    with pytest.raises(convert.ConvertError, match=r"--start-image-id 9223372036854775807 with 2 images: "
+                                                   r"the last image id 9223372036854775808 does not fit in 64 bits"):
+        convert.convert_captions(photos, caps, tmp_path / "out", start_image_id=2**63 - 1, progress=False)
+    caps.write_text("image,caption\nbroken.jpg,坏\n", encoding="utf-8")
+    assert cli(["convert", "captions", "--images", str(photos), "--captions", str(caps), "--out", str(tmp_path / "o"),
+                "--on-error", "skip"]) == 1
+    assert "none of the 1 images could be converted; nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "train_imgs.tsv").exists()

@@ -16,6 +16,7 @@ import torch
 import cn_clip.eval as cn_eval
 from cnclip_edu.course import models as course
 from cnclip_edu.eval import features, recall, topk
+from cnclip_edu.fileio import atomic_open
 from cnclip_edu.model import create_model
 
 
@@ -80,7 +81,7 @@ def test_missing_ids_file_and_atomic_write(tmp_path):
     target = tmp_path / "keep.jsonl"
     target.write_text("old\n")
     with pytest.raises(RuntimeError):
-        with features.atomic_write(target) as f:
+        with atomic_open(target) as f:
             f.write("half")
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -198,3 +199,74 @@ def test_cli_round_trip_on_tiny_toy(tiny_toy, model, tmp_path, capsys):
     np.testing.assert_allclose(img2, img, atol=1e-6)
     assert features.main(["--image-data", "x"]) == 2
     assert features.main(["--extract-text-feats", "--text-data", str(tmp_path / "nope.jsonl")]) == 2
+
+
+# ----------------------------------------------------------------------------- ids where they enter
+@pytest.mark.parametrize("lines, message", [
+    (['{"image_id": 7, "feature": [0.6, 0.8]}', '{"image_id": 7, "feature": [0.8, 0.6]}'],
+     r"bad\.jsonl:2: image_id 7 is a duplicate \(already at .*bad\.jsonl:1\)"),
+    (['{"text_id": 9223372036854775808, "feature": [0.6, 0.8]}'], r"bad\.jsonl:1: text_id 9223372036854775808 does not fit"),
+    (['{"text_id": 1, "feature": [0.6, 0.8]}', '{"text_id": 5, "feature": [NaN, 0.8]}'],
+     r"bad\.jsonl:2: the feature of text_id 5 holds NaN or inf"),
+])
+def test_feature_file_ids_and_values_are_checked_on_load(tmp_path, lines, message):
+    """Issue 16 items 4, 5, 10: a gallery with an id twice gave predictions repeating it; an id past
+    int64 crashed with "Overflow when unpacking long long"; NaN was reported without file or id."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message):
+        features.load_features(path)
+
+
+def test_npy_feature_ids_are_checked_on_load(tmp_path):
+    feats = np.eye(3, dtype=np.float32)
+    np.save(tmp_path / "a.npy", feats)
+    np.save(tmp_path / "a.ids.npy", np.array([4, 5, 4]))
+    with pytest.raises(ValueError, match=r"a\.ids\.npy: rows 0 and 2 hold the same id 4"):
+        features.load_features(tmp_path / "a.npy")
+    np.save(tmp_path / "a.ids.npy", np.array([1, 2**63, 3], dtype=np.uint64))
+    with pytest.raises(ValueError, match=r"a\.ids\.npy: row 1: id 9223372036854775808 does not fit in 64 bits"):
+        features.load_features(tmp_path / "a.npy")
+    np.save(tmp_path / "a.ids.npy", np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"a\.ids\.npy: ids must be integers, not float64"):
+        features.load_features(tmp_path / "a.npy")
+
+
+def test_eval_datasets_refuse_duplicate_and_oversized_ids(tmp_path):
+    from cnclip_edu.data.dataset import EvalImageDataset, EvalTextDataset
+    from cnclip_edu.data.formats import encode_image
+    from PIL import Image
+
+    b64 = encode_image(Image.new("RGB", (8, 8)))
+    (tmp_path / "imgs.tsv").write_text(f"1\t{b64}\n2\t{b64}\n1\t{b64}\n")
+    with pytest.raises(ValueError, match=r"imgs\.tsv:3: image id 1 is a duplicate \(already at .*imgs\.tsv:1\)"):
+        EvalImageDataset(tmp_path / "imgs.tsv", 8)
+    (tmp_path / "imgs.tsv").write_text(f"1\t{b64}\n{2**64}\t{b64}\n")
+    with pytest.raises(ValueError, match=r"imgs\.tsv:2: image id 18446744073709551616 does not fit"):
+        EvalImageDataset(tmp_path / "imgs.tsv", 8)
+    (tmp_path / "t.jsonl").write_text('{"text_id": 3, "text": "a"}\n\n{"text_id": 3, "text": "b"}\n')
+    with pytest.raises(ValueError, match=r"t\.jsonl:3: text_id 3 is a duplicate"):
+        EvalTextDataset(tmp_path / "t.jsonl")
+    (tmp_path / "t.jsonl").write_text('{"text_id": -9223372036854775809, "text": "a"}\n')
+    with pytest.raises(ValueError, match=r"t\.jsonl:1: text_id -9223372036854775809 does not fit"):
+        EvalTextDataset(tmp_path / "t.jsonl")
+
+
+def test_extract_features_cli_names_a_duplicate_id(tmp_path, capsys):
+    """Issue 16 item 5: a TSV with an id twice passed extract-features."""
+    from cnclip_edu.cli import main as cli
+    from cnclip_edu.data.formats import encode_image
+    from PIL import Image
+
+    b64 = encode_image(Image.new("RGB", (8, 8)))
+    (tmp_path / "test_imgs.tsv").write_text(f"5\t{b64}\n6\t{b64}\n5\t{b64}\n")
+    with pytest.warns(UserWarning, match="RANDOMLY initialized"):
+        rc = cli(["extract-features", "--extract-image-feats", "--image-data", str(tmp_path / "test_imgs.tsv"),
+                  "--vision-model", "ViT-Course", "--text-model", "RBT-Course", "--device", "cpu"])
+    assert rc == 1
+    assert "test_imgs.tsv:3: image id 5 is a duplicate" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*feat*"))
+    for flag in ("--img-batch-size", "--text-batch-size", "--context-length", "--num-workers"):
+        with pytest.raises(SystemExit) as e:
+            cli(["extract-features", "--extract-image-feats", "--image-data", "x", flag, "-5"])
+        assert e.value.code == 2 and f"cnclip-edu extract-features: {flag} must be" in capsys.readouterr().err

@@ -38,6 +38,40 @@ def test_retrieval_grid_marks_hits():
     plt.close(fig)
 
 
+def test_similarity_matrix_aligns_images_with_rows_and_keeps_numbers_readable():
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox
+
+    imgs = list(_images(3).values())
+    probs = np.array([[0.98, 0.01, 0.01], [0.2, 0.7, 0.1], [0.0, 0.3, 0.7]])
+    fig = retrieval.plot_similarity_matrix(imgs, ["一个红色的圆形", "蓝色的方块", "绿色的三角形在画面的右上角"], probs)
+    ax = fig.axes[0]
+    boxes = [a for a in ax.artists if isinstance(a, AnnotationBbox)]
+    assert [b.xy for b in boxes] == [(-0.5, 0), (-0.5, 1), (-0.5, 2)]  # image r sits at the start of row r
+    colours = {t.get_text(): matplotlib.colors.to_rgb(t.get_color()) for t in ax.texts}
+    assert colours["0.98"] == (0, 0, 0) and colours["0.01"] == (1, 1, 1)  # dark text on yellow, light on purple
+    assert ax.get_xticklabels()[2].get_text().count("\n") >= 1  # long captions are wrapped, not rotated
+    plt.close(fig)
+    with pytest.raises(ValueError, match="3 images and 2 texts"):
+        retrieval.plot_similarity_matrix(imgs, ["a", "b"], probs)
+
+
+def test_training_curves_keep_the_two_losses_apart():
+    import matplotlib.pyplot as plt
+
+    from cnclip_edu.viz.training import plot_training_curves
+
+    records = [{"type": "train", "step": s, "loss": 4.0 / s, "t2i_acc": 0.1 * s, "global_batch": 64,
+                "known_positives": True} for s in range(1, 5)]
+    records.append({"type": "valid", "step": 4, "loss": 1.5, "t2i_r1": 0.2, "batch_size": 128})
+    fig = plot_training_curves(records, resumed_at=[2])
+    ax_train, ax_valid, ax_acc = fig.axes
+    assert "全局 batch 64" in ax_train.get_title() and "KL" in ax_train.get_title()
+    assert "batch 128" in ax_valid.get_title() and "InfoNCE" in ax_valid.get_title()
+    assert len(ax_train.lines) == 2 and len(ax_valid.lines) == 2  # the curve + the resume marker
+    plt.close(fig)
+
+
 def test_zeroshot_plots():
     import matplotlib.pyplot as plt
 
@@ -97,3 +131,18 @@ def test_zeroshot_demo(model):
     with pytest.raises(ValueError, match="at least one label"):
         demo.classify("img1", " ，")
     demo.widget()
+
+
+def test_confusion_matrix_rows_subset():
+    """Held-out rows against every class: a (rows, classes) matrix, normalized per row; a wrong shape says so."""
+    import matplotlib.pyplot as plt
+
+    cm = np.array([[0, 3, 1], [2, 0, 2]])
+    fig = viz_zs.plot_confusion_matrix(cm, ["a", "b", "c"], row_names=["b", "c"])
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (2, 3)
+    assert ax.images[0].get_array()[0, 1] == pytest.approx(0.75)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "c"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"\(2, 3\) \(rows x classes\)"):
+        viz_zs.plot_confusion_matrix(cm.T, ["a", "b", "c"], row_names=["b", "c"])

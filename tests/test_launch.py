@@ -1,12 +1,15 @@
 """The notebook launcher: torchrun command lines, a real 2-process gloo run, and a rank that fails."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
-from cnclip_edu.train.launch import TrainingFailed, read_metrics, run_dir_of, run_torchrun, torchrun_command
+from cnclip_edu.train.hello import hello_rank, run_forked
+from cnclip_edu.train.launch import (TrainingFailed, keep_line, read_metrics, run_dir_of, run_torchrun,
+                                   torchrun_command)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +68,60 @@ def test_failing_rank_makes_torchrun_exit_quickly(toy_lmdb, tmp_path):
     assert "exited with code" in msg and "simulated failure on rank 1" in msg
     # start-up of two workers dominates; a hang would last until the 240 s guard
     assert elapsed < 120, f"torchrun took {elapsed:.0f} s to give up"
+
+
+def test_compact_echo_keeps_every_nth_training_line_and_all_else():
+    line = "2026-01-01,10:00:00 | INFO | Rank 0 | Global Steps: {}/800 | Train Epoch: 1 [64/58176 (0%)] | Loss: 4.1"
+    kept = [s for s in range(1, 801) if keep_line(line.format(s), 100)]
+    assert kept == [100, 200, 300, 400, 500, 600, 700, 800]
+    assert keep_line("... | Global Steps: 803/803 | ...", 100)  # the last step is always shown
+    assert not keep_line("... | INFO | Rank 0 | Saved checkpoint /x/epoch_latest.pt (epoch 1 @ 120 steps)", 100)
+    for other in ("... | Validation Result (epoch 1 @ 200 steps) | Valid Loss: 1.5", "Traceback (most recent call last):",
+                  "... | WARNING | Rank 1 | world size changed", "... | => loaded checkpoint (epoch 1 @ 800 steps; ...)"):
+        assert keep_line(other, 100), other
+
+
+def test_hello_rank_shards_are_disjoint_and_all_reduce_sums():
+    for nproc in (2, 3):
+        ranks = run_forked(hello_rank, nproc, dataset_len=10, batch_size=2)
+        assert [r["rank"] for r in ranks] == list(range(nproc)) and {r["world_size"] for r in ranks} == {nproc}
+        seen = [i for r in ranks for b in r["batches"] for i in b]
+        total = sum(seen)  # 3 ranks: 10 -> 12 samples, the first two of the permutation read twice
+        assert sorted(set(seen)) == list(range(10)) and len(seen) == 10 + (-10) % nproc
+        assert all(r["global_sum"] == total for r in ranks) and sum(r["local_sum"] for r in ranks) == total
+
+
+def test_run_forked_reports_stubs_errors_and_hangs():
+    import torch.distributed as dist
+
+    def stub():
+        raise NotImplementedError("练习 06.3")
+
+    def broken():
+        raise ValueError("bad rank")
+
+    def half_collective():  # only rank 0 joins the all_reduce; rank 1 is busy elsewhere: rank 0 waits
+        import time
+
+        import torch
+
+        dist.init_process_group("gloo")
+        if dist.get_rank() == 0:
+            dist.all_reduce(torch.zeros(1))
+        else:
+            time.sleep(120)
+        return dist.get_rank()
+
+    def tensors():  # returned tensors arrive as tensors (by value), not as shared memory of a dead process
+        import torch
+
+        return {"t": torch.arange(3), "rank": int(os.environ["RANK"])}
+
+    got = run_forked(tensors, 2, timeout_s=30)
+    assert [g["rank"] for g in got] == [0, 1] and all(g["t"].tolist() == [0, 1, 2] for g in got)
+    with pytest.raises(NotImplementedError):
+        run_forked(stub, 2)
+    with pytest.raises(RuntimeError, match="raised ValueError: bad rank"):
+        run_forked(broken, 2)
+    with pytest.raises(TimeoutError, match="every rank call the same collectives"):
+        run_forked(half_collective, 2, timeout_s=5)

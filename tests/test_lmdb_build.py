@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image
 
 from cnclip_edu.data import formats, lmdb_build
 from cnclip_edu.data.dataset import LMDBDataset, close_shared_envs
-from cnclip_edu.data.lmdb_build import DataValidationError, build_lmdb
+from cnclip_edu.data.lmdb_build import DataValidationError, EmptyResultError, build_lmdb
 
 
 def _png(color=(200, 30, 30), mode="RGB", size=(16, 12), fmt="PNG") -> bytes:
@@ -119,6 +120,9 @@ BAD_CASES = {
 }
 
 
+EMPTY_WHEN_SKIPPED = {"bad_json", "empty_text", "string_text_id", "bool_text_id", "string_image_ids"}
+
+
 @pytest.mark.parametrize("case", list(BAD_CASES))
 def test_bad_input_fails_clearly_and_leaves_old_lmdb_intact(tmp_path, case):
     kwargs, kind, line, suffix = BAD_CASES[case]
@@ -138,6 +142,11 @@ def test_bad_input_fails_clearly_and_leaves_old_lmdb_intact(tmp_path, case):
         assert "bomb" in msg
     after = {db: dump_lmdb(good / "lmdb" / "train" / db) for db in ("imgs", "pairs")}
     assert after == before
+    if case in EMPTY_WHEN_SKIPPED:  # the only text is the bad record: skipping it leaves nothing to write
+        with pytest.raises(EmptyResultError, match=f"no valid text .*{kind}"):
+            build_lmdb(good, "train", overwrite=True, on_error="skip", progress=False, verbose=False)
+        assert {db: dump_lmdb(good / "lmdb" / "train" / db) for db in ("imgs", "pairs")} == before
+        return
     # skip mode: the bad record is left out, the rest is built, counts are reported
     report = build_lmdb(good, "train", overwrite=True, on_error="skip", progress=False, verbose=False)
     assert report["train"]["skipped"].get(kind, 0) >= 1
@@ -242,8 +251,10 @@ def test_cli_flags_and_exit_codes(tmp_path, capsys):
     assert main(["build-lmdb", "--data-dir", str(d), "--splits", "train", "--lmdb-dir", str(tmp_path / "L2")]) == 1
     err = capsys.readouterr().err
     assert "train_imgs.tsv:1 (id 1): bad_base64" in err
+    # skipping the only image leaves an empty split: refused (exit 1), nothing written
     assert main(["build-lmdb", "--data-dir", str(d), "--splits", "train", "--lmdb-dir", str(tmp_path / "L2"),
-                 "--on-error", "skip", "--no-progress"]) == 0
+                 "--on-error", "skip", "--no-progress"]) == 1
+    assert "train: no valid image" in capsys.readouterr().err and not (tmp_path / "L2" / "train").exists()
     with pytest.raises(FileNotFoundError, match="valid_imgs|nope_imgs"):
         build_lmdb(d, "nope", progress=False)
 
@@ -260,3 +271,204 @@ def test_parallel_validation_finds_the_same_issues(tmp_path):
     assert [(i.kind, i.line) for i in serial.issues] == [("bad_base64", 11), ("bad_image", 301),
                                                         ("duplicate_image_id", 651), ("missing_image", 1)]
     assert serial.images == parallel.images == 696
+
+
+
+def test_an_empty_result_is_refused_and_the_old_lmdb_stays(tmp_path, capsys):
+    """Issue 16 item 3: --on-error skip with every record bad wrote 0 pairs, exited 0, and replaced a
+    good LMDB with --overwrite."""
+    from cnclip_edu.cli import main
+
+    d = write_split(tmp_path / "d")
+    build_lmdb(d, "train", progress=False, verbose=False)
+    before = {db: dump_lmdb(d / "lmdb" / "train" / db) for db in ("imgs", "pairs")}
+    write_split(d, imgs=[(1, "%%%"), (2, _b64(b"no image"))])  # every image bad
+    assert main(["build-lmdb", "--data-dir", str(d), "--splits", "train", "--on-error", "skip", "--overwrite",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was written" in err and "train: no valid image" in err and str(d / "lmdb" / "train") in err
+    write_split(d, texts=[{"text_id": 10, "text": "红色", "image_ids": [7, 8]}])  # every pair dropped
+    with pytest.raises(EmptyResultError, match="no pair left"):
+        build_lmdb(d, "train", on_error="skip", overwrite=True, progress=False)
+    write_split(d, raw_tsv=b"", raw_jsonl=b"")  # nothing at all, even without errors
+    with pytest.raises(EmptyResultError, match="no valid image"):
+        build_lmdb(d, "train", overwrite=True, progress=False)
+    assert {db: dump_lmdb(d / "lmdb" / "train" / db) for db in ("imgs", "pairs")} == before
+    # a test split of images and texts without gold pairs (cn_clip's `"image_ids": []`) is not empty
+    write_split(d, texts=[{"text_id": 10, "text": "红色", "image_ids": []}])
+    r = build_lmdb(d, "train", overwrite=True, progress=False)["train"]
+    assert (r["images"], r["texts"], r["pairs"]) == (3, 1, 0)
+    assert "no gold pairs (fine for a test split, not for training)" in capsys.readouterr().out
+
+
+BIG = 2**63  # one past int64
+
+
+@pytest.mark.parametrize("kwargs, kind, line", [
+    (dict(raw_tsv=f"1\t{_b64(_png())}\n{BIG}\t{_b64(_png())}\n".encode()), "bad_id", 2),
+    (dict(raw_tsv=f"1\t{_b64(_png())}\n{-BIG - 1}\t{_b64(_png())}\n".encode()), "bad_id", 2),
+    (dict(texts=[{"text_id": 10, "text": "a", "image_ids": [1]}, {"text_id": BIG, "text": "b", "image_ids": [2]}]),
+     "bad_text_id", 2),
+    (dict(texts=[{"text_id": 10, "text": "a", "image_ids": [1, BIG]}]), "bad_image_ids", 1),
+])
+def test_ids_beyond_64_bits_are_refused_where_they_enter(tmp_path, kwargs, kind, line):
+    """Issue 16 item 4: they passed the build and crashed inside extract-features / train with
+    "Overflow when unpacking long long" and no id."""
+    d = write_split(tmp_path / "d", **kwargs)
+    with pytest.raises(DataValidationError) as e:
+        build_lmdb(d, "train", progress=False)
+    issue = e.value.issues[0]
+    assert (issue.kind, issue.line) == (kind, line) and "does not fit in 64 bits" in issue.message
+    assert str(BIG) in issue.message or str(-BIG - 1) in issue.message
+    # the largest id that fits is fine, end to end to the dataset's id tensors
+    top = 2**63 - 1
+    d = write_split(tmp_path / "ok", imgs=[(top, _b64(_png())), (1, _b64(_png()))],
+                    texts=[{"text_id": top, "text": "a", "image_ids": [top, 1]}])
+    build_lmdb(d, "train", progress=False, verbose=False)
+    ds = LMDBDataset(d / "lmdb" / "train", resolution=8)
+    assert ds.ids([0, 1])[0].tolist() == [top, 1] and ds.gold_image_ids(top) == {top, 1}
+    close_shared_envs(d)
+
+
+def test_load_pair_refuses_ids_beyond_64_bits_naming_the_record():
+    with pytest.raises(ValueError, match=r"pairs record 'x/pairs:4'.*image_id 9223372036854775808 does not fit"):
+        formats.load_pair(pickle.dumps((BIG, 1, "t")), key="x/pairs:4")
+
+
+def test_arguments_are_checked_up_front(tmp_path, capsys):
+    """Issue 16 item 10: --splits "" exited 0 with an empty folder; --max-pixels 0 was accepted."""
+    from cnclip_edu.cli import main
+
+    d = write_split(tmp_path / "d")
+    for args, msg in [(["--splits", ""], "--splits must name at least one split"),
+                      (["--splits", " , "], "--splits must name at least one split"),
+                      (["--splits", "train", "--max-pixels", "0"], "--max-pixels must be >= 1, got 0"),
+                      (["--splits", "train", "--workers", "-1"], "--workers must be >= 0, got -1")]:
+        with pytest.raises(SystemExit) as e:
+            main(["build-lmdb", "--data-dir", str(d), *args])
+        assert e.value.code == 2
+        assert f"cnclip-edu build-lmdb: {msg}" in capsys.readouterr().err
+    assert not (d / "lmdb").exists()
+
+# ----------------------------------------------------------------------------- interrupted builds (real processes)
+@pytest.fixture(scope="module")
+def slow_dataset(tmp_path_factory) -> Path:
+    """400 images of 2000 x 2000 px (~60 KB of JPEG each, ~20 ms to decode): a build that spends
+    seconds checking images in its worker processes, so that it can be killed in the middle."""
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 2000), (200, 30, 30)).save(buf, format="JPEG", quality=90)
+    n = 400
+    return write_split(tmp_path_factory.mktemp("slow") / "d", imgs=[(i, _b64(buf.getvalue())) for i in range(n)],
+                       texts=[{"text_id": i, "text": "红色", "image_ids": [i]} for i in range(n)])
+
+
+def _start_build(data: Path, lmdb_dir: Path, log: Path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "cnclip_edu", "build-lmdb", "--data-dir", str(data), "--splits", "train",
+           "--lmdb-dir", str(lmdb_dir), "--workers", "2", "--no-progress", "--overwrite"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def _wait_for(cond, what: str, timeout: float = 120.0):
+    import time
+
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def _alive(pids: list[int]) -> list[int]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _mid_check(proc) -> list[int]:
+    """Wait until the build's two workers are busy checking images; -> their pids."""
+    import time
+
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    _wait_for(lambda: len(parent.children()) >= 2, "the worker processes")
+    time.sleep(0.5)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    return [c.pid for c in parent.children()]
+
+
+def _temp_dirs(lmdb_dir: Path) -> list[Path]:
+    return sorted(lmdb_dir.glob(".train.tmp-*")) if lmdb_dir.exists() else []
+
+
+def _workers_gone(pids: list[int], seconds: float = 3.0) -> list[int]:
+    import time
+
+    t0 = time.monotonic()
+    while _alive(pids) and time.monotonic() - t0 < seconds:
+        time.sleep(0.05)
+    return _alive(pids)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills real processes; Linux")
+def test_sigkill_of_build_lmdb_leaves_no_worker_and_the_next_build_clears_its_temp(slow_dataset, tmp_path):
+    """Issue 16 items 1-2: the workers of a SIGKILLed build died with it (they stayed, re-parented to
+    init, ~100 MB each); the temporary LMDB a build killed while writing left is removed, and said so,
+    by the next build of the split."""
+    import signal
+
+    pytest.importorskip("psutil")
+    lmdb_dir = tmp_path / "L"
+    proc = _start_build(slow_dataset, lmdb_dir, tmp_path / "err1")
+    workers = _mid_check(proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert _workers_gone(workers) == [], "workers survived their SIGKILLed parent"
+    # killed while writing: the temporary folder stays behind ...
+    proc = _start_build(slow_dataset, lmdb_dir, tmp_path / "err2")
+    _wait_for(lambda: _temp_dirs(lmdb_dir) or proc.poll() is not None, "the temporary LMDB folder")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    stale = _temp_dirs(lmdb_dir)
+    assert len(stale) == 1 and not (lmdb_dir / "train").exists()
+    # ... and the next build of that split removes it and says so
+    small = write_split(tmp_path / "small")
+    result = __import__("subprocess").run(
+        [sys.executable, "-m", "cnclip_edu", "build-lmdb", "--data-dir", str(small), "--splits", "train",
+         "--lmdb-dir", str(lmdb_dir), "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 temporary folder(s) left by an interrupted build" in result.stderr and stale[0].name in result.stderr
+    assert _temp_dirs(lmdb_dir) == [] and dump_lmdb(lmdb_dir / "train" / "pairs")[b"num_samples"] == b"3"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills real processes; Linux")
+def test_sigterm_and_ctrl_c_stop_build_lmdb_cleanly(slow_dataset, tmp_path):
+    """Issue 16 items 1-2: SIGTERM while checking (workers stopped) and Ctrl-C while writing
+    (temporary folder removed, the old LMDB kept) end the command with 143 / 130 and a message."""
+    import signal
+
+    pytest.importorskip("psutil")
+    lmdb_dir = tmp_path / "L"
+    build_lmdb(write_split(tmp_path / "small"), "train", lmdb_dir=lmdb_dir, progress=False, verbose=False)
+    before = dump_lmdb(lmdb_dir / "train" / "pairs")
+    proc = _start_build(slow_dataset, lmdb_dir, tmp_path / "err1")
+    workers = _mid_check(proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    assert "cnclip-edu build-lmdb: interrupted (SIGTERM)" in (tmp_path / "err1").read_text()
+    assert _workers_gone(workers) == [] and _temp_dirs(lmdb_dir) == []
+    proc = _start_build(slow_dataset, lmdb_dir, tmp_path / "err2")
+    _wait_for(lambda: _temp_dirs(lmdb_dir) or proc.poll() is not None, "the temporary LMDB folder")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 128 + signal.SIGINT, (tmp_path / "err2").read_text()
+    assert "interrupted (SIGINT)" in (tmp_path / "err2").read_text()
+    assert _temp_dirs(lmdb_dir) == [] and dump_lmdb(lmdb_dir / "train" / "pairs") == before

@@ -254,8 +254,13 @@ def test_patchify_order_is_the_token_order():
     patches = patchify(img, 8)  # (16, 3, 8, 8)
     w = model.visual.conv1.weight  # (D, 3, 8, 8)
     with torch.no_grad():
-        tokens = model.visual.conv1(img[None]).flatten(2).transpose(1, 2)[0]  # (16, D)
+        tokens = model.visual.patch_tokens(img[None])[0]  # (16, D)
         assert torch.allclose(patches.flatten(1) @ w.flatten(1).t(), tokens, atol=1e-4)
+        # embed = [CLS] in front, then one learned position per slot
+        x = model.visual.embed(img[None])[0]  # (17, D)
+        pos = model.visual.positional_embedding
+        assert torch.allclose(x[0], model.visual.class_embedding + pos[0])
+        assert torch.allclose(x[1:], tokens + pos[1:])
 
 
 def test_vit_attention_maps(tmp_path):
@@ -274,7 +279,11 @@ def test_vit_attention_maps(tmp_path):
     assert cls_attention(att).shape == (2, 4, 4)
     with torch.no_grad():  # hooks removed, model unchanged
         assert torch.equal(model.encode_image(images), ref)
-    plot_cls_attention(images, att, titles=["一", "二"]).savefig(tmp_path / "a.png")
+    fig = plot_cls_attention(images, att, titles=["一", "二"])
+    fig.savefig(tmp_path / "a.png")
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2  # one colour bar per attention row, scaled 0 .. the row's largest weight
+    assert bars[1].get_ylim()[1] == pytest.approx(cls_attention(att, -1).max().item())
     show_patches(images[0], 8).savefig(tmp_path / "p.png")
     with torch.device("meta"):
         rn = cc.create_model("RN50")

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 
 import pytest
 
 from cnclip_edu.course import runner as course
+from cnclip_edu.course.exercises import all_ids
 
 NOTEBOOKS = course.find_notebooks(course.REPO_NOTEBOOKS)
 
@@ -23,9 +26,14 @@ FLOORS: dict[str, dict[str, tuple[float, float]]] = {
     "08": {"toy_zs_shape_acc": (0, 1), "toy_zs_color_acc": (0.95, 1), "toy_zs_combo_seen_acc": (0.80, 1),
            "toy_zs_combo_heldout_acc": (0.25, 1)},
     # int8 drops = fp32 minus int8 on the toy world (negative: int8 happened to score higher); the issue's aim is
-    # <= 0.01 absolute; measured on the shipped course model: R@1 0.0017, zero-shot 0 (notebook 09, 2 CPU cores).
+    # <= 0.01 absolute; measured on the shipped course model: R@1 0.0017, zero-shot 0 (notebook 09).
     "09": {"onnx_max_abs_diff": (0, 1e-4), "onnx_int8_t2i_r1_drop": (-0.05, 0.01),
            "onnx_int8_zs_acc_drop": (-0.05, 0.01)},
+    # your own data (18 sample photos, 80 steps from the shipped course model): measured valid R@1 0.41, R@5 0.82,
+    # train R@1 0.87 (one of 17 valid captions is 0.06 of R@1); before finetuning it sits at chance
+    # (1/17 = 0.059), as the notebook's prose says
+    "10": {"own_valid_t2i_r1_before": (0, 0.2), "own_valid_t2i_r1": (0.25, 1), "own_valid_t2i_r5": (0.6, 1),
+           "own_train_t2i_r1": (0.7, 1)},
 }
 
 pytestmark = pytest.mark.notebooks
@@ -51,3 +59,20 @@ def test_notebook_executes_and_meets_floors(course_run, nb):
         assert name in res.metrics, f"{nb.name} did not record {name}"
         value = metrics[name]
         assert math.isfinite(value) and lo <= value <= hi, f"{nb.name}: {name}={value} outside [{lo}, {hi}]"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_check_of_the_solution_notebook_passes_once(course_run, nb):
+    """The teacher's notebook passes each of its registered exercises exactly once (a notebook with no
+    exercises registered prints no ✅ at all)."""
+    work, results = course_run
+    res = results[nb.name[:2]]
+    assert res.status == "ok", f"{nb.name} failed: {res.error}"
+    executed = json.loads(res.output_path.read_text(encoding="utf-8"))
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+    passed = Counter(m.group(1) for m in re.finditer(r"^✅ 练习 (\S+) 通过 \((\d+)/(\d+)\)$", text, flags=re.M)
+                     if m.group(2) == m.group(3))
+    registered = Counter(i for i in all_ids() if i.split(".")[0] == nb.name[:2])
+    assert passed == registered, (f"{nb.name}: ✅ printed {dict(passed)}, registered {sorted(registered)} "
+                                  f"(each registered exercise must pass exactly once)")

@@ -53,7 +53,8 @@ def test_notebook_stored_without_outputs_and_with_parameters_cell(path):
 
 def test_cli_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "cnclip_edu", "--help"], capture_output=True, text=True, check=True)
-    for cmd in ["toy-data", "build-lmdb", "train", "extract-features", "topk", "recall", "zeroshot", "export", "course"]:
+    for cmd in ["toy-data", "build-lmdb", "train", "extract-features", "topk", "recall", "zeroshot", "export", "course",
+                "student", "grade"]:
         assert cmd in out.stdout
 
 

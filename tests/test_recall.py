@@ -98,6 +98,9 @@ BAD_LINES = {
     "not a list": ({"text_id": 2, "image_ids": 5}, "must be a list"),
     "no query key": ({"image_id": 2, "text_ids": list(range(10))}, "wrong --direction?"),
     "predicted twice": ({"text_id": 1, "image_ids": list(range(10))}, "text_id 1 is predicted twice"),
+    "query id past int64": ({"text_id": 2**63, "image_ids": list(range(10))}, "text_id 9223372036854775808 does not fit"),
+    "image id past int64": ({"text_id": 2, "image_ids": list(range(9)) + [2**64]},
+                            "an id that does not fit in 64 bits, 18446744073709551616 at rank 10"),
 }
 
 
@@ -132,3 +135,6 @@ def test_bad_gold_and_direction_mismatch(tmp_path):
         recall.read_gold(bad)
     with pytest.raises(recall.PredictionError, match="file not found"):
         recall.read_gold(tmp_path / "nope.jsonl")
+    big = _write_jsonl(tmp_path / "g.jsonl", [{"text_id": 1, "image_ids": [1]}, {"text_id": 2, "image_ids": [-2**63 - 1]}])
+    with pytest.raises(recall.PredictionError, match=r"g\.jsonl:2: an id in image_ids -9223372036854775809 does not fit"):
+        recall.read_gold(big)

@@ -149,3 +149,30 @@ def test_cli_npy_features_and_faiss_backends(tmp_path, capsys):
     assert "faiss-hnsw recall@5 vs exact search on 50 queries" in capsys.readouterr().out
     assert outs["torch"][0]["text_id"] == 3 and all(7 <= i < 507 for i in outs["torch"][0]["image_ids"])
     assert topk.main(base + ["--output", str(tmp_path / "x.jsonl"), "--text-feats", str(tmp_path / "none.npy")]) == 1
+
+
+def test_cli_refuses_a_gallery_with_an_id_twice_and_names_nan_rows(tmp_path, capsys):
+    """Issue 16 items 5, 10: a gallery with an id twice gave predictions repeating that id; the NaN
+    error named neither the file nor the id."""
+    feats = np.eye(12, 4, dtype=np.float32) + 0.5
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    save_features(tmp_path / "t.jsonl", np.arange(4), feats[:4], "text")
+    ids = np.arange(12) + 100
+    ids[9] = 102
+    save_features(tmp_path / "i.jsonl", ids, feats, "image")
+    base = ["--text-feats", str(tmp_path / "t.jsonl"), "--output", str(tmp_path / "p.jsonl")]
+    assert topk.main(base + ["--image-feats", str(tmp_path / "i.jsonl")]) == 1
+    assert "i.jsonl:10: image_id 102 is a duplicate (already at" in capsys.readouterr().err
+    save_features(tmp_path / "i.npy", ids, feats, "image")
+    assert topk.main(base + ["--image-feats", str(tmp_path / "i.npy")]) == 1
+    assert "i.ids.npy: rows 2 and 9 hold the same id 102" in capsys.readouterr().err
+    bad = feats.copy()
+    bad[7, 2] = np.nan
+    save_features(tmp_path / "n.npy", np.arange(12) + 100, bad, "image")
+    assert topk.main(base + ["--image-feats", str(tmp_path / "n.npy")]) == 1
+    assert "n.npy: row 7 (id 107) holds NaN or inf" in capsys.readouterr().err
+    assert not (tmp_path / "p.jsonl").exists()
+    for flag in ("--top-k", "--eval-batch-size", "--query-batch-size", "--nprobe", "--nlist", "--ef-search"):
+        with pytest.raises(SystemExit) as e:
+            topk.main(base + ["--image-feats", str(tmp_path / "i.npy"), flag, "0"])
+        assert e.value.code == 2 and f"cnclip-edu topk: {flag} must be >= " in capsys.readouterr().err

@@ -231,3 +231,43 @@ def test_toy_captions_are_the_written_captions_without_drawing(small, monkeypatc
         assert toy.toy_captions(split, SMALL) == written
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         toy.toy_captions("dev", SMALL)
+
+
+def test_split_meanings_explain_the_written_gold(small, monkeypatch):
+    """Without drawing: each caption's key picks exactly its written gold images, and the objects the key
+    asserts are exactly the coloured shapes of its gold images (sizes, places and order aside)."""
+    from cnclip_edu.data.toy_text import caption_objects
+
+    monkeypatch.setattr(toy, "render_batch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("drew images")))
+    scenes, keys = toy.split_meanings("valid", SMALL)
+    lines = [json.loads(x) for x in formats.texts_jsonl(small, "valid").read_text(encoding="utf-8").splitlines()]
+    assert sorted(keys) == [t["text_id"] for t in lines] and len(scenes) == 80
+    image_key_sets = {i: set(image_keys(s["layout"], s["shapes"])) for i, s in scenes.items()}
+    for t in lines:
+        key = keys[t["text_id"]]
+        assert [i for i in sorted(scenes) if key in image_key_sets[i]] == t["image_ids"], t["text"]
+        objects = tuple(sorted((p.color, p.shape) for p in scenes[t["image_ids"][0]]["shapes"]))
+        assert caption_objects(key) == objects, (key, objects)   # every caption names all shapes of its image
+    with pytest.raises(ValueError, match="unknown caption kind"):
+        caption_objects(("nope",))
+
+
+def test_describe_scene_names_every_shape_in_place():
+    from cnclip_edu.data.toy_text import Shape, describe_scene
+
+    red, pink = Shape("红色", "正方形", "大", (0, 0), 0.24, 0.24, 0.42), Shape("粉色", "十字", "小", None, 0.5, 0.7, 0.3)
+    assert describe_scene("one", [red]) == "左上角：大的红色正方形"
+    assert describe_scene("v", [red, pink]) == "上：大的红色正方形；下：小的粉色十字"
+    assert describe_scene("h3", [Shape("黑色", "圆形", None, None, 0.2, 0.5, 0.3)] * 2) == "从左到右：黑色圆形、黑色圆形"
+
+
+def test_draw_shapes_is_the_toy_worlds_drawing():
+    from cnclip_edu.data.toy_draw import draw_shapes, render_scene
+    from cnclip_edu.data.toy_text import Shape
+
+    shapes = [Shape("红色", "圆形", "大", (0, 0), 0.25, 0.25, 0.42)]
+    img = draw_shapes(shapes, size=32)
+    assert img.mode == "RGB" and img.size == (32, 32)
+    png = render_scene({"background": 245, "angle": 0.0, "shapes": shapes}, 32)
+    assert np.array_equal(np.asarray(img), np.asarray(Image.open(__import__("io").BytesIO(png)).convert("RGB")))
+    assert tuple(np.asarray(img)[8, 8]) == toy.COLORS["红色"] and tuple(np.asarray(img)[28, 28]) == (245, 245, 245)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,15 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(toy_lmdb, tmp_path):
     # the data crossed an epoch boundary (steps per epoch < 9), so the offset logic was exercised
     assert ckpt["data_offset"]["epoch"] >= 1 or load_checkpoint(
         tmp_path / "run" / "checkpoints" / "epoch_latest.pt")["data_offset"]["epoch"] >= 1
+    # every log line numbers the epochs the same way (from 1, as cn_clip): the training line of a step,
+    # the checkpoint saved at that step, and the resume from it
+    train_epoch = {int(m[0]): int(m[1]) for m in re.findall(r"Global Steps: (\d+)/\d+ \| Train Epoch: (\d+)", ref.stdout)}
+    saved = re.findall(r"Saved checkpoint \S+ \(epoch (\d+) @ (\d+) steps\)", ref.stdout)
+    per_epoch = int(re.search(r"(\d+) steps per epoch", ref.stdout)[1])
+    assert saved and per_epoch < 9 and train_epoch[9] == (9 - 1) // per_epoch + 1
+    assert all(int(e) == train_epoch[int(step)] for e, step in saved), (saved, train_epoch)
+    loaded = re.search(r"=> loaded checkpoint \(epoch (\d+) @ 6 steps", resumed.stdout)
+    assert loaded and int(loaded[1]) == train_epoch[6], resumed.stdout
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(toy_lmdb, tmp_path, monkeypatch, capsys):
@@ -186,3 +196,82 @@ def test_trim_padding_keeps_text_features():
     assert trimmed.shape[1] < tokens.shape[1] and (trimmed[:, -1] != 0).any()
     with torch.no_grad():
         torch.testing.assert_close(model.encode_text(trimmed), model.encode_text(tokens), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- refused up front (issue 16)
+def test_resume_of_another_model_names_the_file_and_both_models(toy_lmdb, tmp_path, caplog):
+    """Item 6: a full checkpoint of another size gave torch's raw "Error(s) in loading state_dict" and
+    ~40 size-mismatch lines without the file; a model folder gave a clear error. Now both say the same."""
+    assert train.main(base_args(toy_lmdb, tmp_path, "small", "--max-steps", "1")) == 0
+    full = tmp_path / "small" / "checkpoints" / "epoch_latest.pt"
+    for source in (full, tmp_path / "small" / "final"):
+        caplog.clear()
+        rc = train.main(base_args(toy_lmdb, tmp_path, f"other-{source.name}", "--max-steps", "1", "--resume",
+                                  str(source), "--text-model", "RBT3-chinese"))
+        assert rc == 1
+        msg = caplog.text + "".join(r.getMessage() for r in caplog.records)
+        log = (tmp_path / f"other-{source.name}" / "out.log").read_text()
+        assert f"{source} holds ViT-Course@RBT-Course; it does not fit ViT-Course@RBT3-chinese, the model asked for" in log
+        assert "Error(s) in loading state_dict" not in log + msg
+
+
+def test_a_batch_larger_than_the_data_and_an_empty_lmdb_are_refused(toy_lmdb, tmp_path):
+    """Item 7: each pair appeared ~7x per batch and the loss stayed at ln(batch), silently; item 3: an
+    empty LMDB did not name its path."""
+    import lmdb
+
+    from cnclip_edu.data.dataset import LMDBDataset
+
+    n = len(LMDBDataset(toy_lmdb / "train", 32))
+    with pytest.raises(SystemExit, match=rf"--train-data {toy_lmdb / 'train'} holds {n} pairs, fewer than one batch "
+                                         rf"of 256 \(batch 128 x 1 process\(es\) x accum 2\).*--batch-size <= {n // 2}"):
+        train.main(base_args(toy_lmdb, tmp_path, "big", "--batch-size", "128", "--accum-freq", "2"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for db, key in (("imgs", b"num_images"), ("pairs", b"num_samples")):  # as an older build-lmdb could write it
+        env = lmdb.open(str(empty / db), map_size=1 << 20)
+        with env.begin(write=True) as txn:
+            txn.put(key, b"0")
+        env.close()
+    with pytest.raises(SystemExit, match=rf"--train-data {empty} holds no pairs"):
+        train.main(base_args(toy_lmdb, tmp_path, "empty", "--train-data", str(empty)))
+    assert not (tmp_path / "big" / "checkpoints" / "epoch_latest.pt").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "-1", "> 0, got -1.0"), ("--lr", "nan", "> 0, got nan"), ("--wd", "-0.1", ">= 0, got -0.1"),
+    ("--beta2", "1", "in [0, 1), got 1.0"), ("--warmup", "-1", ">= 0, got -1"), ("--batch_size", "0", ">= 1, got 0"),
+    ("--context-length", "1", ">= 2, got 1"), ("--dist-timeout", "0", "> 0, got 0.0"),
+    ("--seed", "-3", "in [0, 4294967295], got -3")])
+def test_out_of_range_flags_exit_2_with_one_line(flag, value, message, capsys):
+    """Item 10: `--lr -1` was a torch traceback."""
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--train-data", "x", flag, value])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"cnclip-edu train: {flag} must be {message}\n"
+
+
+def test_context_length_beyond_the_text_tower_is_refused(toy_lmdb, tmp_path):
+    with pytest.raises(SystemExit, match=r"--context-length must be <= 512 .*got 600"):
+        train.main(base_args(toy_lmdb, tmp_path, "ctx", "--context-length", "600"))
+
+
+def test_the_torchrun_example_of_the_docstring_parses_as_written():
+    """Item 11: `torchrun ... -m cnclip_edu.train ... --logs X` fails: torchrun reads `--logs` as an
+    ambiguous abbreviation of its `--logs-specs`. The example must run as written."""
+    import shlex
+
+    from torch.distributed.run import parse_args as torchrun_args
+
+    from cnclip_edu.train import trainer
+
+    lines = iter(trainer.__doc__.splitlines())
+    command = next(ln for ln in lines if ln.strip().startswith("torchrun --"))
+    while command.endswith("\\"):  # continuation lines
+        command = command[:-1] + next(lines)
+    argv = shlex.split(command.replace("${DATAPATH}", "/data"))[1:]
+    assert "--logs" in argv, "the example should show where the run goes"
+    ns = torchrun_args(argv)
+    assert ns.module and ns.training_script == "cnclip_edu.train"
+    args = train.parse_args(ns.training_script_args)
+    assert args.logs == "/data/experiments" and args.train_data == "/data/datasets/MUGE/lmdb/train"

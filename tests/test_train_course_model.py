@@ -29,6 +29,7 @@ def test_course_train_args_follow_the_recipe(toy, tmp_path):
     assert parsed.max_steps == 200 and parsed.warmup == 10 and parsed.lr == 1e-4  # 5 % warmup, override
     assert parsed.known_positives and parsed.batch_size == COURSE_RECIPE["batch-size"]
     assert parsed.train_data.endswith("lmdb/train") and parsed.val_data.endswith("lmdb/valid")
+    assert not train.parse_args(course_train_args(toy, tmp_path, "c", 200, known_positives=False)).known_positives
 
 
 needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(),

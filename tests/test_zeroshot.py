@@ -186,6 +186,7 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "zeroshot-top1:" in capsys.readouterr().out
     obj = json.loads((tmp_path / "zs" / "toy-color.json").read_text(encoding="utf-8"))
     assert np.array(obj["predictions"]).shape == (1, 6, 3)
+    assert obj["model_name"] == "CN-CLIP-ViT-Course"  # the loaded checkpoint's, not the --vision-model default
     assert zeroshot.main(["--datapath", str(tmp_path / "missing"), "--resume", str(ckpt)]) == 1
 
 

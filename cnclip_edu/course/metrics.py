@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from cnclip_edu.fileio import atomic_write
 
 DEFAULT_WORK_DIR = "runs/course"
 METRICS_FILE = "metrics.json"
@@ -31,18 +32,10 @@ def load_metrics(work_dir: str | os.PathLike | None = None) -> dict[str, float]:
         return json.load(f)
 
 
-def _write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def record(name: str, value: float, work_dir: str | os.PathLike | None = None) -> float:
     """Record one course metric (e.g. `toy_t2i_r1`) into `<work_dir>/metrics.json`; returns value."""
     value = float(value)
     metrics = load_metrics(work_dir)
     metrics[name] = value
-    _write_json_atomic(_metrics_path(work_dir), metrics)
+    atomic_write(_metrics_path(work_dir), json.dumps(metrics, ensure_ascii=False, indent=2, sort_keys=True))
     return value

@@ -27,9 +27,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from cnclip_edu.cli import InRange
+from cnclip_edu.fileio import atomic_dir
 
 COURSE_RECIPE: dict[str, object] = {
     "vision-model": "ViT-Course", "text-model": "RBT-Course", "batch-size": 32, "valid-batch-size": 128,
@@ -40,16 +42,20 @@ COURSE_NPROC = 2
 
 
 def course_train_args(data_dir: str | os.PathLike, logs: str | os.PathLike, name: str = "course",
-                      max_steps: int | None = None, **overrides) -> list[str]:
-    """`cnclip-edu train` flags for the course recipe on a toy world (`data_dir` = .../data/toy)."""
+                      max_steps: int | None = None, known_positives: bool = True, **overrides) -> list[str]:
+    """`cnclip-edu train` flags for the course recipe on a toy world (`data_dir` = .../data/toy).
+
+    known_positives: pass --known-positives (the recipe's choice); False trains with plain InfoNCE.
+    overrides: recipe values by flag name with underscores (batch_size=16, lr=1e-3, ...).
+    """
     r = {**COURSE_RECIPE, **{k.replace("_", "-"): v for k, v in overrides.items()}}
     steps = int(max_steps or r.pop("max-steps"))
     r.pop("max-steps", None)
     warmup = max(1, round(float(r.pop("warmup-frac")) * steps))
     lmdb = Path(data_dir) / "lmdb"
     args = ["--train-data", str(lmdb / "train"), "--val-data", str(lmdb / "valid"), "--logs", str(logs),
-            "--name", name, "--max-steps", str(steps), "--warmup", str(warmup), "--known-positives",
-            "--valid-step-interval", str(max(1, steps // 4))]
+            "--name", name, "--max-steps", str(steps), "--warmup", str(warmup),
+            "--valid-step-interval", str(max(1, steps // 4))] + (["--known-positives"] if known_positives else [])
     for k, v in r.items():
         args += [f"--{k}", str(v)]
     return args
@@ -80,19 +86,9 @@ def build(out: Path, work_dir: Path, max_steps: int | None = None, nproc: int = 
         "valid": valid[-1] if valid else None, "weights_dtype": "float16",
         "regenerate": "make toy-checkpoint",
     }
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_dir(out) as tmp:  # the old checkpoint stays until the new one is complete
         save(half, tmp)
         (tmp / "training.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; package data is world-readable
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)  # the old checkpoint stays until the new one is complete
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return info
 
 
@@ -100,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cnclip_edu.course.recipe", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "assets" / "course_model"))
     p.add_argument("--work-dir", "--work_dir", default="runs/course_model", help="toy data and the training run")
-    p.add_argument("--max-steps", "--max_steps", type=int, default=None)
-    p.add_argument("--nproc-per-node", "--nproc_per_node", type=int, default=COURSE_NPROC)
+    p.add_argument("--max-steps", "--max_steps", type=int, default=None, action=InRange, lo=1)
+    p.add_argument("--nproc-per-node", "--nproc_per_node", type=int, default=COURSE_NPROC, action=InRange, lo=1)
     a = p.parse_args(argv)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

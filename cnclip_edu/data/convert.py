@@ -1,12 +1,14 @@
 """Bring your own data: image files + captions -> MUGE format; class folders -> zero-shot layout.
 
-    cnclip-edu convert captions --images DIR --captions caps.csv --out D --split train [--max-side 512] [--quality 95]
+    cnclip-edu convert captions --images DIR --captions caps.csv --out D [--split train] [--max-side 512] [--quality 95]
     cnclip-edu convert folders --src DIR --out D/zeroshot/mytask [--labels names.txt]
-    cnclip-edu build-lmdb --data-dir D --splits train            # then, as for MUGE
+    cnclip-edu build-lmdb --data-dir D --splits train,valid      # then, as for MUGE
 
 Captions: a CSV with a header holding `image` and `caption` (or `text`) columns, or a JSONL with
 `{"image": "a.jpg", "caption": "..."}` / `{"image": ..., "captions": [...]}`; one image may appear
-on several rows. Images are decoded, EXIF-rotated (phones store portrait photos sideways plus a
+on several rows. An optional `split` column (JSONL key) says which split each row belongs to, so one
+folder with one captions file gives train, valid and test at once; without it, `--split` (default
+train) takes every row. Images are decoded, EXIF-rotated (phones store portrait photos sideways plus a
 rotation tag that the LMDB readers would ignore), converted to 8-bit RGB with `to_rgb`, optionally
 shrunk so the longer side is at most `max_side`, and re-encoded as JPEG at `quality` (default 95).
 Identical caption texts are merged into one text with several `image_ids` (MUGE style).
@@ -19,16 +21,22 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Iterable, Mapping, NamedTuple
 
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from cnclip_edu import fileio
+from cnclip_edu.cli import InRange
+
 from . import formats
 from .transforms import to_rgb
 
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -36,10 +44,26 @@ class ConvertError(ValueError):
     pass
 
 
-def read_captions(path: str | os.PathLike) -> list[tuple[int, str, str]]:
-    """(line, image path, caption) rows from a CSV (header: image, caption|text) or a JSONL file."""
+class CaptionRow(NamedTuple):
+    line: int          # line in the captions file (for error messages)
+    image: str         # image path, relative to the images folder
+    caption: str
+    split: str | None  # from a `split` column / key; None when the file has none
+
+
+def read_captions(path: str | os.PathLike) -> list[CaptionRow]:
+    """Rows of a CSV (header: image, caption|text[, split]) or a JSONL file ({"image", "caption"|"captions"[, "split"]})."""
     path = Path(path)
-    rows: list[tuple[int, str, str]] = []
+    try:
+        return _read_captions(path)
+    except UnicodeDecodeError as e:  # e.g. a CSV saved by Excel in a legacy code page (GBK)
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ConvertError(f"{path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8 "
+                           "(Excel: 'CSV UTF-8')") from None
+
+
+def _read_captions(path: Path) -> list[CaptionRow]:
+    rows: list[CaptionRow] = []
     if path.suffix.lower() in (".jsonl", ".json"):
         with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
@@ -49,10 +73,10 @@ def read_captions(path: str | os.PathLike) -> list[tuple[int, str, str]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ConvertError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                caps = obj.get("captions", [obj.get("caption", obj.get("text"))])
-                if "image" not in obj or not isinstance(caps, list):
+                caps = obj.get("captions", [obj.get("caption", obj.get("text"))]) if isinstance(obj, dict) else None
+                if caps is None or "image" not in obj or not isinstance(caps, list):
                     raise ConvertError(f"{path}:{n}: expected keys 'image' and 'caption' (or 'captions': [...])")
-                rows += [(n, str(obj["image"]), c) for c in caps]
+                rows += [CaptionRow(n, str(obj["image"]), c, obj.get("split")) for c in caps]
     else:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
@@ -61,13 +85,35 @@ def read_captions(path: str | os.PathLike) -> list[tuple[int, str, str]]:
             if "image" not in fields or col is None:
                 raise ConvertError(f"{path}:1: the CSV header must name an 'image' and a 'caption' (or 'text') "
                                    f"column, found {fields}")
-            rows = [(n, r["image"] or "", r[col]) for n, r in enumerate(reader, 2)]
-    for n, img, cap in rows:
+            has_split = "split" in fields
+            for n, r in enumerate(reader, 2):
+                if r.get(None):  # DictReader puts fields beyond the header under the key None
+                    raise ConvertError(f"{path}:{n}: {len(fields) + len(r[None])} fields for a {len(fields)}-column "
+                                       "header (a caption with a comma must be quoted: \"a, b\")")
+                rows.append(CaptionRow(n, r["image"] or "", r[col], (r["split"] or "") if has_split else None))
+    for n, img, cap, split in rows:
         if not isinstance(cap, str) or not cap.strip():
             raise ConvertError(f"{path}:{n}: empty caption for image {img!r}")
         if not img:
             raise ConvertError(f"{path}:{n}: empty image path")
+        if split is not None and not (isinstance(split, str) and _SPLIT_NAME.fullmatch(split)):
+            raise ConvertError(f"{path}:{n}: bad split {split!r} (letters, digits, '_' or '-', e.g. train / valid)")
     return rows
+
+
+def caption_records(rows: Iterable[tuple[str, str]], image_ids: Mapping[str, int],
+                    start_text_id: int = 1) -> list[dict]:
+    """(image, caption) rows in file order -> MUGE text records `{"text_id", "text", "image_ids"}`.
+
+    Identical captions (after stripping spaces) become one text listing every image they describe,
+    in the order first seen, each image once; text ids count up from `start_text_id` in that order.
+    """
+    texts: dict[str, list[int]] = {}
+    for img, cap in rows:
+        iids = texts.setdefault(cap.strip(), [])
+        if image_ids[img] not in iids:
+            iids.append(image_ids[img])
+    return [{"text_id": start_text_id + k, "text": t, "image_ids": iids} for k, (t, iids) in enumerate(texts.items())]
 
 
 def prepare_image(path: str | os.PathLike, max_side: int | None = None, quality: int = 95) -> str:
@@ -82,41 +128,59 @@ def prepare_image(path: str | os.PathLike, max_side: int | None = None, quality:
 
 
 def convert_captions(images_dir: str | os.PathLike, captions: str | os.PathLike, out_dir: str | os.PathLike,
-                     split: str = "train", max_side: int | None = None, quality: int = 95, start_image_id: int = 1,
-                     start_text_id: int = 1, on_error: str = "fail", progress: bool = True) -> dict[str, int]:
-    """Write `{split}_imgs.tsv`, `{split}_texts.jsonl` and `{split}_id_map.tsv` into `out_dir`."""
+                     split: str | None = None, max_side: int | None = None, quality: int = 95,
+                     start_image_id: int = 1, start_text_id: int = 1, on_error: str = "fail",
+                     progress: bool = True) -> dict[str, dict[str, int]]:
+    """Write `{split}_imgs.tsv`, `{split}_texts.jsonl` and `{split}_id_map.tsv` into `out_dir`; -> counts per split.
+
+    Splits: a `split` column in the captions file routes each row (all splits are written, or only
+    `split` if given); without that column every row goes to `split` (default "train"). Ids are
+    numbered over the whole file in the order first seen, so a photo used in two splits keeps one id.
+    """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    rows = read_captions(captions)
+    rows = [r if r.split is not None else r._replace(split=split or "train") for r in read_captions(captions)]
+    if split is not None:
+        rows = [r for r in rows if r.split == split]
+        if not rows:
+            raise ConvertError(f"{captions}: no row has split {split!r}")
     ids: dict[str, int] = {}
-    for _, img, _ in rows:
-        ids.setdefault(img, start_image_id + len(ids))
-    encoded: dict[int, str] = {}
+    for r in rows:
+        ids.setdefault(r.image, start_image_id + len(ids))
+    n_texts = len({(r.split, r.caption.strip()) for r in rows})  # text ids run on across splits
+    for start, n, what in ((start_image_id, len(ids), "image"), (start_text_id, n_texts, "text")):
+        problem = formats.id_problem(start + n - 1, f"the last {what} id")
+        if problem:
+            raise ConvertError(f"--start-{what}-id {start} with {n} {what}s: {problem}")
+    encoded: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    for img, iid in tqdm(ids.items(), desc=f"convert {split} images", disable=not progress):
+    for img in tqdm(ids, desc="convert images", disable=not progress):
         try:
-            encoded[iid] = prepare_image(images_dir / img, max_side, quality)
+            encoded[img] = prepare_image(images_dir / img, max_side, quality)
         except (OSError, ValueError) as e:
-            line = next(n for n, i, _ in rows if i == img)
+            line = next(r.line for r in rows if r.image == img)
             msg = f"{captions}:{line}: image {img!r}: {e}"
             if on_error != "skip":
                 raise ConvertError(msg) from None
             skipped[img] = msg
-    texts: dict[str, list[int]] = {}
-    for _, img, cap in rows:
-        if img not in skipped:
-            lst = texts.setdefault(cap.strip(), [])
-            if ids[img] not in lst:
-                lst.append(ids[img])
+    if not encoded:
+        raise ConvertError(f"{captions}: none of the {len(ids)} images could be converted; nothing was written")
     out_dir.mkdir(parents=True, exist_ok=True)
-    formats.write_imgs_tsv(formats.imgs_tsv(out_dir, split), encoded.items())
-    formats.write_texts_jsonl(formats.texts_jsonl(out_dir, split),
-                              ((start_text_id + k, t, iids) for k, (t, iids) in enumerate(texts.items())))
-    formats.write_lines_atomic(out_dir / f"{split}_id_map.tsv",
-                               (f"{iid}\t{img}" for img, iid in ids.items() if img not in skipped))
+    report: dict[str, dict[str, int]] = {}
+    next_text_id = start_text_id
+    for name in dict.fromkeys(r.split for r in rows):  # splits in the order first seen
+        kept = [(r.image, r.caption) for r in rows if r.split == name and r.image not in skipped]
+        images = list(dict.fromkeys(img for img, _ in kept))
+        texts = caption_records(kept, ids, next_text_id)
+        next_text_id += len(texts)
+        formats.write_imgs_tsv(formats.imgs_tsv(out_dir, name), ((ids[img], encoded[img]) for img in images))
+        formats.write_texts_jsonl(formats.texts_jsonl(out_dir, name),
+                                  ((t["text_id"], t["text"], t["image_ids"]) for t in texts))
+        formats.write_lines_atomic(out_dir / f"{name}_id_map.tsv", (f"{ids[img]}\t{img}" for img in images))
+        report[name] = {"images": len(images), "texts": len(texts), "pairs": sum(len(t["image_ids"]) for t in texts),
+                        "skipped": len({r.image for r in rows if r.split == name and r.image in skipped})}
     for msg in skipped.values():
         print(f"skipped: {msg}", file=sys.stderr)
-    return {"images": len(encoded), "texts": len(texts), "pairs": sum(map(len, texts.values())),
-            "skipped": len(skipped)}
+    return report
 
 
 def convert_class_folders(src: str | os.PathLike, out_dir: str | os.PathLike, labels: str | os.PathLike | None = None,
@@ -138,8 +202,7 @@ def convert_class_folders(src: str | os.PathLike, out_dir: str | os.PathLike, la
         order = [(f, f) for f in folders]
     if not order:
         raise ConvertError(f"{src} has no class sub-folders")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = formats.make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-")
+    tmp = fileio.make_temp_dir(out_dir)
     try:
         n_images = 0
         for k, (folder, _) in enumerate(order):
@@ -171,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--images", required=True, help="folder the image paths are relative to")
     c.add_argument("--captions", required=True, help="CSV (image,caption) or JSONL")
     c.add_argument("--out", "--data-dir", "--data_dir", dest="out", required=True)
-    c.add_argument("--split", default="train")
-    c.add_argument("--max-side", "--max_side", dest="max_side", type=int, default=None)
-    c.add_argument("--quality", type=int, default=95, help="JPEG quality of the re-encoded images")
-    c.add_argument("--start-image-id", "--start_image_id", dest="start_image_id", type=int, default=1)
-    c.add_argument("--start-text-id", "--start_text_id", dest="start_text_id", type=int, default=1)
+    c.add_argument("--split", default=None, help="only this split of a file with a 'split' column; "
+                   "without that column, the split every row goes to (default: train)")
+    c.add_argument("--max-side", "--max_side", dest="max_side", type=int, default=None, action=InRange, lo=1)
+    c.add_argument("--quality", type=int, default=95, action=InRange, lo=1, hi=100,
+                   help="JPEG quality of the re-encoded images")
+    ids = dict(type=int, default=1, action=InRange, lo=formats.ID_MIN, hi=formats.ID_MAX)
+    c.add_argument("--start-image-id", "--start_image_id", dest="start_image_id", **ids)
+    c.add_argument("--start-text-id", "--start_text_id", dest="start_text_id", **ids)
     c.add_argument("--on-error", "--on_error", dest="on_error", choices=("fail", "skip"), default="fail")
     f = sub.add_parser("folders", help="class folders -> zero-shot layout (label_cn.txt + test/000/...)")
     f.add_argument("--src", required=True)
@@ -192,5 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConvertError, FileNotFoundError) as e:
         print(f"cnclip-edu convert: {e}", file=sys.stderr)
         return 1
-    print(", ".join(f"{k}: {v}" for k, v in r.items()) + f" -> {a.out}")
+    for name, counts in (r.items() if a.what == "captions" else [(None, r)]):
+        print((f"{name}: " if name else "") + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f" -> {a.out}")
     return 0

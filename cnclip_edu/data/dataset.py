@@ -205,10 +205,10 @@ class EvalImageDataset(Dataset):
                 ids.append(iid)
                 self._tsv.append(b64)
             self.image_ids = ids
-        else:
+        else:  # keys are unique in an LMDB; an official or foreign one may still hold any bytes
             with shared_txn(self.path).cursor() as cur:
-                self.image_ids = [int(k) for k in cur.iternext(keys=True, values=False)
-                                  if k != formats.NUM_IMAGES_KEY]
+                self.image_ids = [formats.check_id(k, f"{self.path}: key {k[:40]!r}", "image id", text=True)
+                                  for k in cur.iternext(keys=True, values=False) if k != formats.NUM_IMAGES_KEY]
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -232,15 +232,19 @@ class EvalTextDataset(Dataset):
         self.path = Path(jsonl_path)
         self.context_length = context_length
         self.items: list[tuple[int, str]] = []
+        seen = formats.UniqueIds("text_id")
         with open(self.path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
                     obj = json.loads(line)
-                    self.items.append((int(obj["text_id"]), str(obj["text"])))
+                    text_id, text = obj["text_id"], obj["text"]
                 except (ValueError, KeyError, TypeError) as e:
                     raise ValueError(f"{self.path}:{n}: bad text record ({type(e).__name__}: {e})") from None
+                if not isinstance(text, str):
+                    raise ValueError(f"{self.path}:{n}: text of text_id {text_id!r:.40} must be a string")
+                self.items.append((seen.add(text_id, f"{self.path}:{n}"), text))
 
     def __len__(self) -> int:
         return len(self.items)

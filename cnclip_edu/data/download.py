@@ -19,8 +19,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from cnclip_edu import fileio
 from cnclip_edu.model.hub import DownloadError, _offline
-from . import formats
 
 REPO_ID = "OFA-Sys/chinese-clip-eval"
 RETRIEVAL = {"muge": "MUGE.zip", "flickr30k-cn": "Flickr30k-CN.zip"}
@@ -51,7 +51,7 @@ def extract_zip(zip_path: str | os.PathLike, out_dir: str | os.PathLike) -> list
     Returns the top-level entries created."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = formats.make_temp_dir(out_dir, ".unzip-")
+    tmp = fileio.make_temp_dir(out_dir / "unzip")
     try:
         with zipfile.ZipFile(zip_path) as zf:
             root = tmp.resolve()

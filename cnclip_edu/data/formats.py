@@ -17,13 +17,14 @@ import io
 import json
 import os
 import pickle
-import shutil
-import tempfile
+import re
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from PIL import Image
+
+from cnclip_edu.fileio import atomic_open
 
 SPLITS = ("train", "valid", "test")
 NUM_IMAGES_KEY = b"num_images"
@@ -33,6 +34,11 @@ PICKLE_PROTOCOL = 4  # what cn_clip's Python 3.8+ writes by default; readable by
 # pixels; we refuse earlier, before decoding anything.
 MAX_IMAGE_PIXELS = 64_000_000
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
+# Ids are 64-bit signed integers: cn_clip (and we) hold them in LongTensors (features, known
+# positives), so a larger id would pass a build and crash much later with "Overflow when
+# unpacking long long" and no id. They are checked where they enter, with file and line.
+ID_MIN, ID_MAX = -(2**63), 2**63 - 1
+_INT_TEXT = re.compile(r"^-?\d+$")
 
 
 def imgs_tsv(data_dir: str | os.PathLike, split: str) -> Path:
@@ -97,6 +103,44 @@ def decode_image(b64: str | bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.
     return open_image(raw, max_pixels=max_pixels, verify=True)
 
 
+# ----------------------------------------------------------------------------- ids
+def id_problem(value: object, what: str = "id", text: bool = False) -> str | None:
+    """Why `value` is not a valid id, or None. An id is a JSON int (not a bool, a float or a quoted
+    number) or, with `text`, decimal text (a TSV field, an LMDB key), within int64."""
+    if text and isinstance(value, (str, bytes)):
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if not _INT_TEXT.match(value.strip()):
+            return f"{what} {value[:40]!r} is not an integer"
+        value = int(value)
+    elif type(value) is not int:  # noqa: E721 (bool is an int subclass: refuse it too)
+        return f"{what} must be an integer, got {value!r:.40}"
+    if not ID_MIN <= value <= ID_MAX:
+        return f"{what} {value} does not fit in 64 bits (ids must lie in [-2**63, 2**63 - 1])"
+    return None
+
+
+def check_id(value: object, where: str, what: str = "id", text: bool = False) -> int:
+    """`value` as an int id, else ValueError `"<where>: <what> ..."` (where: file:line, or a key)."""
+    problem = id_problem(value, what, text)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    return int(value)
+
+
+class UniqueIds:
+    """The ids met so far in one file: `add` refuses the second occurrence, naming both places."""
+
+    def __init__(self, what: str = "id", text: bool = False):
+        self.what, self.text, self.first = what, text, {}
+
+    def add(self, value: object, where: str) -> int:
+        i = check_id(value, where, self.what, self.text)
+        if i in self.first:
+            raise ValueError(f"{where}: {self.what} {i} is a duplicate (already at {self.first[i]})")
+        self.first[i] = where
+        return i
+
+
 # ----------------------------------------------------------------------------- pickled pairs
 class _TupleOnlyUnpickler(pickle.Unpickler):
     """Unpickles plain data only: any class or function reference is refused (no code runs)."""
@@ -118,54 +162,19 @@ def load_pair(data: bytes, key: str = "?") -> tuple[int, int, str]:
     if (not isinstance(obj, tuple) or len(obj) != 3 or not all(isinstance(v, int) for v in obj[:2])
             or not isinstance(obj[2], str)):
         raise ValueError(f"pairs record {key!r}: expected (int image_id, int text_id, str text), got {obj!r:.80}")
+    for value, what in zip(obj[:2], ("image_id", "text_id")):
+        check_id(value, f"pairs record {key!r}", what)
     return obj
 
 
 # ----------------------------------------------------------------------------- writing files atomically
-def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A fresh folder in `parent` for an atomic build, with normal permissions (mkdtemp gives 0700)."""
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    return tmp
-
-
-def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
-    """Put the finished folder `tmp` in place of `final` (which may exist).
-
-    The old folder is first renamed aside, then the new one renamed in, then the old one deleted:
-    at every moment `final` is either the complete old folder or the complete new one.
-    """
-    tmp, final = Path(tmp), Path(final)
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
 def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:
     """Write `lines` (each without its newline) to `path` via a temporary file; returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+            n += 1
     return n
 
 
@@ -191,9 +200,15 @@ def iter_texts_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 
 
 def iter_imgs_tsv(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(image_id, base64) per line; a malformed line, a bad or repeated id raises ValueError naming
+    file, line and id (the full validation with every image decoded is `cnclip-edu build-lmdb`)."""
+    seen = UniqueIds("image id", text=True)
     with open(path, encoding="utf-8-sig") as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             line = line.strip()
             if line:
+                where = f"{path}:{n}"
+                if "\t" not in line:
+                    raise ValueError(f"{where}: expected 'image_id<TAB>base64'")
                 image_id, b64 = line.split("\t", 1)
-                yield int(image_id), b64
+                yield seen.add(image_id, where), b64

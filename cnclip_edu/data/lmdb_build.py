@@ -8,29 +8,35 @@ Layout (identical to cn_clip's `preprocess/build_lmdb_dataset.py`, so either sid
 b"0".."N-1" -> pickle((image_id, text_id, text)), one record per gold image of each text, in file
 order, plus b"num_samples". What we do better: everything is validated before anything is
 written (errors name file, line and id); the build goes to a temporary folder renamed into place
-at the end (an interrupted or failed build leaves the old LMDB untouched); an existing LMDB is
-only replaced with `overwrite=True`; and the map grows on demand instead of reserving 1 TiB.
+at the end (an interrupted or failed build leaves the old LMDB untouched, and the next build
+removes what a killed one left behind); an existing LMDB is only replaced with `overwrite=True`,
+and never by an empty one; and the map grows on demand instead of reserving 1 TiB.
+
+Interruptions: the processes that decode images die with the build, even when it is SIGKILLed
+(`pool.py`); Ctrl-C or SIGTERM (`cnclip-edu` turns it into the same exception) stop it cleanly:
+workers stopped, temporary folder removed, exit code 130 / 143.
 """
 from __future__ import annotations
 
 import argparse
 import binascii
+import contextlib
 import json
 import os
-import re
-import shutil
 import sys
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
 from tqdm.auto import tqdm
 
-from . import formats
+from cnclip_edu import fileio
+from cnclip_edu.cli import InRange
 
-_INT = re.compile(r"^-?\d+$")
+from . import formats
+from .pool import worker_pool
+
 _BOM = b"\xef\xbb\xbf"
 MAX_SHOWN_ERRORS = 20
 
@@ -46,6 +52,10 @@ class DataValidationError(ValueError):
         summary = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items()))
         super().__init__(f"{len(issues)} bad record(s) ({summary}); nothing was written.\n{shown}{more}\n"
                          "Fix them, or pass on_error='skip' (--on-error skip) to leave them out.")
+
+
+class EmptyResultError(ValueError):
+    """A split would come out with nothing to train or search on; nothing was written."""
 
 
 @dataclass
@@ -111,7 +121,6 @@ def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool, 
     name = path.name
     chunk: list[tuple[int, int, bytes]] = []
     in_flight: deque = deque()
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
 
     def bad(n, kind, msg, id_=None):
         plan.issues.append(Issue(kind, name, n, msg, id_))
@@ -134,7 +143,7 @@ def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool, 
             collect(block, fut.result() if pool else fut)
 
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"check {name}", disable=not progress)
-    try:
+    with bar, worker_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for n, raw in _lines(path):
             bar.update(len(raw) + 1)
             if not raw.strip():
@@ -144,11 +153,11 @@ def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool, 
             if len(parts) != 2:
                 bad(n, "bad_line", f"expected 'image_id<TAB>base64', found {len(parts)} tab-separated field(s)")
                 continue
-            sid = parts[0].strip().decode("utf-8", "replace")
-            if not _INT.match(sid):
-                bad(n, "bad_id", f"image id {sid[:40]!r} is not an integer")
+            problem = formats.id_problem(parts[0], "image id", text=True)
+            if problem:
+                bad(n, "bad_id", problem)
                 continue
-            iid = int(sid)
+            iid = int(parts[0])
             if iid in first_line:
                 bad(n, "duplicate_image_id", f"image id {iid} already on line {first_line[iid]}", iid)
                 continue
@@ -160,10 +169,6 @@ def _check_images(path: Path, plan: SplitPlan, max_pixels: int, progress: bool, 
         while in_flight:
             block, fut = in_flight.popleft()
             collect(block, fut.result() if pool else fut)
-    finally:
-        bar.close()
-        if pool:
-            pool.shutdown(cancel_futures=True)
     plan.issues.sort(key=lambda i: i.line)
     plan.images = len(valid)
     return valid
@@ -193,8 +198,9 @@ def _check_texts(path: Path, plan: SplitPlan, image_ids: set[int]) -> None:
             bad("bad_json", f"expected a JSON object, got {type(obj).__name__}")
             continue
         tid = obj.get("text_id")
-        if type(tid) is not int:  # noqa: E721 (bool is an int subclass: refuse it too)
-            bad("bad_text_id", f"text_id must be an integer, got {tid!r:.40}")
+        problem = formats.id_problem(tid, "text_id")
+        if problem:
+            bad("bad_text_id", problem)
             continue
         if tid in seen:
             bad("duplicate_text_id", f"text_id {tid} already on line {seen[tid]}", tid)
@@ -204,8 +210,12 @@ def _check_texts(path: Path, plan: SplitPlan, image_ids: set[int]) -> None:
             bad("empty_text", f"text must be a non-empty string, got {text!r:.40}", tid)
             continue
         ids = obj.get("image_ids")
-        if not isinstance(ids, list) or any(type(i) is not int for i in ids):  # noqa: E721
+        if not isinstance(ids, list):
             bad("bad_image_ids", f"image_ids must be a list of integers, got {ids!r:.60}", tid)
+            continue
+        problem = next((p for p in (formats.id_problem(i, "image id") for i in ids) if p), None)
+        if problem:
+            bad("bad_image_ids", f"image_ids: {problem}", tid)
             continue
         missing = [i for i in ids if i not in image_ids]
         for i in missing:
@@ -293,6 +303,31 @@ def _write_split(data_dir: Path, plan: SplitPlan, out: Path, progress: bool) -> 
     assert (n_img, n_pair) == (plan.images, plan.pairs), "files changed during the build"
 
 
+def _empty_reason(plan: SplitPlan) -> str | None:
+    """Why `plan` would give an LMDB nobody can use, or None. A split of images and texts without
+    gold pairs is fine (cn_clip's test split: `"image_ids": []`); no images, no texts, or pairs
+    that all had to be dropped, is not."""
+    if plan.images == 0:
+        return "no valid image"
+    if plan.texts == 0:
+        return "no valid text"
+    if plan.pairs == 0 and plan.drop_ids:
+        return "no pair left (every image the texts refer to is missing or bad)"
+    return None
+
+
+def _clear_stale_temporaries(lmdb_dir: Path, split: str, verbose: bool) -> None:
+    """Remove the temporary folders a killed build of `split` left (its process is gone); name the
+    ones that may still be in use."""
+    removed, kept = fileio.remove_stale_temporaries(lmdb_dir, split)
+    if verbose and removed:
+        print(f"removed {len(removed)} temporary folder(s) left by an interrupted build: "
+              f"{', '.join(map(str, removed))}", file=sys.stderr)
+    for p in kept:
+        print(f"warning: {p} looks like the temporary folder of another build of {split!r} (still running, or "
+              "left by an older version): left alone; delete it if no build is running", file=sys.stderr)
+
+
 def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike | None = None,
                on_error: str = "fail", overwrite: bool = False, max_pixels: int = formats.MAX_IMAGE_PIXELS,
                progress: bool = True, verbose: bool = True, workers: int = 0) -> dict[str, dict]:
@@ -300,40 +335,48 @@ def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike 
 
     workers: processes decoding images during validation (0: up to 4 for TSVs over 32 MB, else 1).
     on_error="fail" raises DataValidationError (listing file, line and id of each problem) before
-    anything is written; "skip" leaves bad records out and reports how many of each kind.
+    anything is written; "skip" leaves bad records out and reports how many of each kind. A split
+    left empty raises EmptyResultError, also before anything is written.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir {data_dir} does not exist")
     splits = [s for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()]
     splits = list(dict.fromkeys(s.strip() for s in splits))
+    if not splits:
+        raise ValueError("no split given (e.g. splits='train,valid,test')")
     lmdb_dir = Path(lmdb_dir) if lmdb_dir else data_dir / "lmdb"
     existing = [lmdb_dir / s for s in splits if (lmdb_dir / s).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"LMDB already exists: {', '.join(map(str, existing))}; "
                               "pass overwrite=True (--overwrite) to replace it")
+    for split in splits:
+        _clear_stale_temporaries(lmdb_dir, split, verbose)
     plans = [validate_split(data_dir, s, max_pixels, progress, workers) for s in splits]
     issues = [i for p in plans for i in p.issues]
     if issues and on_error == "fail":
         raise DataValidationError(issues)
-    lmdb_dir.mkdir(parents=True, exist_ok=True)
+    empty = [(p, r) for p in plans if (r := _empty_reason(p))]
+    if empty:
+        lines = [f"  {p.split}: {r} ({p.images} images, {p.texts} texts, {p.pairs} pairs; skipped "
+                 f"{dict(Counter(i.kind for i in p.issues)) or 'nothing'})" for p, r in empty]
+        kept = f"; {', '.join(map(str, existing))} left as it was" if existing else ""
+        raise EmptyResultError("nothing usable to write, so nothing was written" + kept + ":\n" + "\n".join(lines))
     report = {}
     for plan in plans:
-        tmp = formats.make_temp_dir(lmdb_dir, f".{plan.split}.tmp-")
-        try:
+        with fileio.atomic_dir(lmdb_dir / plan.split) as tmp:
             _write_split(data_dir, plan, tmp, progress)
-            formats.replace_dir(tmp, lmdb_dir / plan.split)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         skipped = dict(Counter(i.kind for i in plan.issues))
         report[plan.split] = {"images": plan.images, "texts": plan.texts, "pairs": plan.pairs,
                               "skipped": skipped, "blank_lines": plan.blank_lines, "path": str(lmdb_dir / plan.split)}
         if verbose:
             extra = f"; skipped {skipped}" if skipped else ""
             extra += f"; {plan.long_texts} text(s) over 50 characters (the tokenizer truncates)" if plan.long_texts else ""
+            extra += "; no gold pairs (fine for a test split, not for training)" if not plan.pairs else ""
             print(f"{plan.split}: {plan.images} images, {plan.texts} texts, {plan.pairs} pairs -> "
                   f"{lmdb_dir / plan.split}{extra}")
     return report
@@ -347,14 +390,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lmdb-dir", "--lmdb_dir", dest="lmdb_dir", default=None, help="default: DATA_DIR/lmdb")
     p.add_argument("--on-error", "--on_error", dest="on_error", choices=("fail", "skip"), default="fail")
     p.add_argument("--overwrite", action="store_true", help="replace an existing LMDB of the same split")
-    p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=int, default=formats.MAX_IMAGE_PIXELS)
-    p.add_argument("--workers", type=int, default=0, help="processes checking images (0: auto)")
+    p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=int, default=formats.MAX_IMAGE_PIXELS,
+                   action=InRange, lo=1)
+    p.add_argument("--workers", type=int, default=0, action=InRange, lo=0, help="processes checking images (0: auto)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     a = p.parse_args(argv)
+    if not any(s.strip() for s in a.splits.split(",")):
+        p.exit(2, f"{p.prog}: --splits must name at least one split, e.g. train,valid,test\n")
     try:
         build_lmdb(a.data_dir, a.splits, a.lmdb_dir, a.on_error, a.overwrite, a.max_pixels, a.progress,
                    workers=a.workers)
-    except (DataValidationError, FileExistsError, FileNotFoundError) as e:
-        print(f"cnclip-edu build-lmdb: {e}", file=sys.stderr)
+    except (DataValidationError, EmptyResultError, FileExistsError, FileNotFoundError) as e:
+        print(f"{p.prog}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -20,12 +20,14 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from cnclip_edu import fileio
+from cnclip_edu.cli import InRange
 
 from . import formats
 from .toy_draw import COLORS, render_batch, save_png_files
@@ -134,8 +136,8 @@ def toy_captions(split: str = "train", cfg: ToyConfig = ToyConfig()) -> list[str
     return [text for _, text, _ in text_items]
 
 
-def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed: str):
-    """Scenes, captions and gold matches of one split (no drawing)."""
+def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed: str, with_keys: bool = False):
+    """Scenes, captions and gold matches of one split (no drawing); with_keys: also each caption's key."""
     rng = random.Random(seed)
     n = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}[split]
     base = cfg.id_offsets[split]
@@ -157,7 +159,24 @@ def _make_split(cfg: ToyConfig, split: str, combos: list[tuple[str, str]], seed:
     text_items = []
     for t, (text, key) in enumerate(texts.items()):
         text_items.append((base + t, text, sorted(index[key])))  # its source image always fits it
+    if with_keys:
+        return image_ids, scenes, text_items, list(texts.values())
     return image_ids, scenes, text_items
+
+
+def split_meanings(split: str = "test", cfg: ToyConfig = ToyConfig()) -> tuple[dict[int, dict], dict[int, tuple]]:
+    """What the generator knows about a split, without drawing: {image_id: scene}, {text_id: caption key}.
+
+    A scene holds its layout and its `Shape`s (colour, shape, size, grid cell); a caption key says
+    what the caption asserts (see `toy_text`). Notebook 07 reads them to tell why a query failed:
+    the right coloured shapes in the wrong place, or the wrong shapes.
+    """
+    if split not in formats.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {formats.SPLITS}")
+    cfg.validate()
+    image_ids, scenes, text_items, keys = _make_split(cfg, split, _split_combos(cfg, split),
+                                                      seed=f"{cfg.seed}-{split}", with_keys=True)
+    return dict(zip(image_ids, scenes)), {tid: key for (tid, _, _), key in zip(text_items, keys)}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -180,9 +199,8 @@ def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
     all_combos = [(c, s) for c in COLORS for s in SHAPES]
     seen = [c for c in all_combos if c not in heldout]
     workers = cfg.workers or min(4, os.cpu_count() or 1)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = formats.make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-")
-    try:
+    fileio.remove_stale_temporaries(out_dir.parent, out_dir.name)  # a generation killed earlier
+    with fileio.atomic_dir(out_dir) as tmp:
         card = {"name": "cnclip-edu toy world", "seed": cfg.seed, "config": asdict(cfg), "config_key": cfg.key(),
                 "generator_version": GENERATOR_VERSION, "image_size": cfg.image_size, "image_format": "PNG",
                 "colors": {k: list(v) for k, v in COLORS.items()}, "shapes": list(SHAPES),
@@ -214,10 +232,6 @@ def generate(out_dir: str | os.PathLike, cfg: ToyConfig = ToyConfig()) -> Path:
         card["vocabulary_chars"] = "".join(sorted(vocab))
         card["generation_seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "dataset_card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
-        formats.replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -272,13 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cnclip-edu toy-data", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", "--data-dir", "--data_dir", dest="out", required=True, help="output folder")
     d = ToyConfig()
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--n-train", "--n_train", type=int, default=d.n_train)
-    p.add_argument("--n-valid", "--n_valid", type=int, default=d.n_valid)
-    p.add_argument("--n-test", "--n_test", type=int, default=d.n_test)
-    p.add_argument("--image-size", "--image_size", type=int, default=d.image_size)
-    p.add_argument("--zeroshot-per-class", "--zeroshot_per_class", type=int, default=d.zeroshot_per_class)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed, action=InRange, lo=0)
+    p.add_argument("--n-train", "--n_train", type=int, default=d.n_train, action=InRange, lo=1)
+    p.add_argument("--n-valid", "--n_valid", type=int, default=d.n_valid, action=InRange, lo=1)
+    p.add_argument("--n-test", "--n_test", type=int, default=d.n_test, action=InRange, lo=1)
+    p.add_argument("--image-size", "--image_size", type=int, default=d.image_size, action=InRange, lo=1)
+    p.add_argument("--zeroshot-per-class", "--zeroshot_per_class", type=int, default=d.zeroshot_per_class,
+                   action=InRange, lo=1)
+    p.add_argument("--workers", type=int, default=0, action=InRange, lo=0)
     p.add_argument("--build-lmdb", "--build_lmdb", action="store_true", help="also build lmdb/{train,valid,test}")
     a = p.parse_args(argv)
     cfg = ToyConfig(seed=a.seed, n_train=a.n_train, n_valid=a.n_valid, n_test=a.n_test, image_size=a.image_size,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import io
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from .pool import worker_pool
 
 _SS = 2  # supersampling factor
 
@@ -67,6 +68,15 @@ def render_scene(scene: dict, size: int) -> bytes:
     return buf.getvalue()
 
 
+def draw_shapes(shapes: list, size: int = 64, background: int = 245, angle: float = 0.0) -> Image.Image:
+    """A few `toy_text.Shape`s on a plain background -> a PIL image, as the toy world draws them.
+
+    For notebooks that draw their own examples: `draw_shapes([Shape("红色", "圆形", "大", (0, 0), .25, .25, .42)])`.
+    """
+    scene = {"background": background, "angle": angle, "shapes": list(shapes)}
+    return Image.open(io.BytesIO(render_scene(scene, size))).convert("RGB")
+
+
 def _render_chunk(args: tuple[list[dict], int]) -> list[bytes]:
     scenes, size = args
     return [render_scene(s, size) for s in scenes]
@@ -78,7 +88,7 @@ def render_batch(scenes: list[dict], size: int, workers: int = 1) -> list[bytes]
         return _render_chunk((scenes, size))
     n = math.ceil(len(scenes) / (workers * 4))
     chunks = [(scenes[i:i + n], size) for i in range(0, len(scenes), n)]
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    with worker_pool(workers) as ex:  # workers that die with us (a kernel restarted mid-draw)
         return [png for part in ex.map(_render_chunk, chunks) for png in part]
 
 

@@ -64,6 +64,43 @@ def image_keys(layout: str, shapes: list[Shape]) -> list[tuple]:
     return keys
 
 
+def caption_objects(key: tuple) -> tuple[tuple[str, str], ...]:
+    """The (colour, shape) pairs a caption key asserts, sorted: sizes, places and order dropped.
+
+    Equal to an image's own ("set", ...) objects when the image holds exactly those shapes, so a
+    wrong retrieval can be told apart: right objects in the wrong place / size / order, or wrong objects.
+    """
+    kind = key[0]
+    if kind == "set":
+        items = key[1]
+    elif kind == "pos":
+        items = [key[1:3]]
+    elif kind in ("size", "full"):
+        items = [key[1][1:]]
+    elif kind in ("h", "v", "h3"):
+        items = key[1:]
+    elif kind in ("hs", "vs"):
+        items = [p[1:] for p in key[1:]]
+    elif kind == "sizeset":
+        items = [p[1:] for p in key[1]]
+    else:
+        raise ValueError(f"unknown caption kind {kind!r}")
+    return tuple(sorted(tuple(p) for p in items))
+
+
+def describe_scene(layout: str, shapes: list[Shape]) -> str:
+    """Everything an image holds, in plain Chinese: "左上角：大的红色正方形", "左：…；右：…", "从左到右：…"."""
+    def name(p: Shape) -> str:
+        return f"{p.size + '的' if p.size else ''}{p.color}{p.shape}"
+
+    if layout == "one":
+        return f"{_CELL_NAMES[shapes[0].cell][0]}：{name(shapes[0])}"
+    if layout in ("h", "v"):
+        first, second = ("左", "右") if layout == "h" else ("上", "下")
+        return f"{first}：{name(shapes[0])}；{second}：{name(shapes[1])}"
+    return "从左到右：" + "、".join(name(p) for p in shapes)
+
+
 _WEIGHTS = {  # caption kind -> weight, per layout
     "one": {"full": 0.4, "pos": 0.25, "size": 0.2, "set": 0.15},
     "h": {"h": 0.45, "hs": 0.25, "set": 0.15, "sizeset": 0.15},

@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnclip_edu import fileio
 from cnclip_edu.data.transforms import CLIP_MEAN, CLIP_STD
 from .onnx_runner import (OnnxEncoder, check_image_input, check_text_input, default_providers,  # noqa: F401
                           read_metadata, trim_padding, trimmed_length)
@@ -219,7 +219,7 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
     precision = "fp16" if fp16 else "fp32"
     prefix = prefix or file_prefix(info["model_name"])
     paths: dict[str, str | None] = {"image": None, "text": None}
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    tmp = fileio.make_temp_dir(out / "export")
     try:
         for kind in ("image", "text"):
             if kind not in towers:
@@ -279,7 +279,7 @@ def to_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike | None = N
     if dst.resolve() == src.resolve():
         raise ValueError(f"{src}: give an out_path (the name has no '.fp32.onnx' to replace)")
     proto = convert_to_fp16(onnx.load(str(src)))
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".export-"))
+    tmp = fileio.make_temp_dir(dst.parent / "export")
     try:
         _save_proto(proto, tmp / dst.name, {**meta, "precision": "fp16"})
         onnx.checker.check_model(str(tmp / dst.name), full_check=True)

@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from cnclip_edu import fileio
 
 from .onnx_runner import read_metadata, session_options
 
@@ -48,16 +49,15 @@ def int8_roundtrip(w):
     return q * scale
 
 
-def _finish(tmp_file: Path, dst: Path, metadata: dict[str, str]) -> None:
-    """Set `metadata` on the finished temporary file and move it to `dst` (a rename: never a half-written file)."""
+def _finish(work_file: Path, dst: Path, metadata: dict[str, str]) -> None:
+    """Write the finished graph in `work_file` with `metadata` to `dst` (atomically: never a half-written file)."""
     import onnx
 
-    proto = onnx.load(str(tmp_file))
+    proto = onnx.load(str(work_file))
     del proto.metadata_props[:]
     for k, v in metadata.items():
         proto.metadata_props.add(key=k, value=v)
-    onnx.save_model(proto, str(tmp_file))
-    os.replace(tmp_file, dst)
+    fileio.atomic_write(dst, lambda tmp: onnx.save_model(proto, str(tmp)))
 
 
 def _out_path(src: Path, dst: str | os.PathLike | None, name: str) -> Path:
@@ -95,7 +95,7 @@ def ort_optimize(src: str | os.PathLike, dst: str | os.PathLike | None = None, l
     if level not in ("basic", "extended"):
         raise ValueError(f"save at level 'basic' or 'extended' (portable across CPUs), got {level!r}")
     out = _out_path(src, dst, src.name.removesuffix(".onnx") + ".ort.onnx")
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".ort-"))
+    tmp = fileio.make_temp_dir(out)  # ONNX Runtime writes its optimised graph here first
     try:
         ort.InferenceSession(str(src), session_options(1, level, str(tmp / out.name)),
                              providers=["CPUExecutionProvider"])
@@ -119,7 +119,7 @@ def to_int8(src: str | os.PathLike, dst: str | os.PathLike | None = None, per_ch
     _check_source(src, "to_int8")
     name = src.name.replace(".fp32.onnx", ".int8.onnx") if ".fp32.onnx" in src.name else src.stem + ".int8.onnx"
     out = _out_path(src, dst, name)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".int8-"))
+    tmp = fileio.make_temp_dir(out)  # the optimised graph and the quantiser's output, before the final write
     quant_log = logging.getLogger()  # the quantizer warns on the root logger about an optional pre-processing pass
     level = quant_log.level
     try:

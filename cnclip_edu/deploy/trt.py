@@ -32,12 +32,13 @@ import functools
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from cnclip_edu.fileio import atomic_write
 
 from .export import convert_to_fp16, read_metadata
 from .onnx_runner import check_image_input, check_text_input, trim_padding
@@ -73,14 +74,6 @@ def _logger(verbose: bool = False):
     """One logger per verbosity for the whole process (TensorRT warns when runtimes get different ones)."""
     trt = _trt()
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- the profile (no GPU needed)
@@ -205,12 +198,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    _write_atomic(engine_path, bytes(plan))
+    atomic_write(engine_path, bytes(plan))
     sidecar = {**meta, "precision": precision, "min_batch": min_batch, "opt_batch": opt_batch,
                "max_batch": max_batch, "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
                "tensorrt_version": trt.__version__, "onnx_file": onnx_path.name,
                "gpu": torch.cuda.get_device_name(0)}
-    _write_atomic(Path(str(engine_path) + ".json"), json.dumps(sidecar, indent=2, ensure_ascii=False).encode())
+    atomic_write(Path(str(engine_path) + ".json"), json.dumps(sidecar, indent=2, ensure_ascii=False).encode())
     return str(engine_path)
 
 

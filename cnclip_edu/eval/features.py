@@ -19,36 +19,17 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from cnclip_edu.cli import InRange
+from cnclip_edu.data.formats import UniqueIds, check_id
+from cnclip_edu.fileio import atomic_open
+
 ID_KEYS = ("image_id", "text_id")
 PRECISIONS = ("amp", "fp16", "bf16", "fp32")
-
-
-# ----------------------------------------------------------------------------- atomic files
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
-    """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds.
-
-    A crash or an error half-way leaves the old file (if any) untouched and no partial file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        kwargs = {"encoding": "utf-8"} if "b" not in mode else {}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -71,35 +52,69 @@ def save_features(path: str | os.PathLike, ids, feats, kind: str = "image", dtyp
     if path.suffix == ".npy":
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
-        with atomic_write(_npy_ids_path(path), "wb") as f:
+        with atomic_open(_npy_ids_path(path), "wb") as f:
             np.save(f, ids)
-        with atomic_write(path, "wb") as f:
+        with atomic_open(path, "wb") as f:
             np.save(f, feats.astype(dtype, copy=False))
         return path
     if path.suffix != ".jsonl":
         raise ValueError(f"{path}: feature files end in .jsonl or .npy")
     key = f"{kind}_id"
-    with atomic_write(path) as f:
+    with atomic_open(path) as f:
         for i, row in zip(ids.tolist(), feats.astype(np.float32, copy=False).tolist()):
             f.write(json.dumps({key: i, "feature": row}) + "\n")
     return path
 
 
+def _duplicate_rows(ids: np.ndarray) -> tuple[int, int] | None:
+    """Two rows holding the same id (the first such pair in id order), or None."""
+    order = np.argsort(ids, kind="stable")
+    same = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    return (int(order[same[0]]), int(order[same[0] + 1])) if len(same) else None
+
+
+def first_nonfinite_row(feats: np.ndarray, chunk: int = 65536) -> int | None:
+    """Index of the first row holding NaN or inf (read chunk by chunk: `feats` may be a memmap)."""
+    for start in range(0, len(feats), chunk):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(feats[start:start + chunk])).all(axis=1))
+        if len(bad):
+            return start + int(bad[0])
+    return None
+
+
+def _load_npy(path: Path, mmap: bool) -> tuple[np.ndarray, np.ndarray]:
+    ids_path = _npy_ids_path(path)
+    if not ids_path.exists():
+        raise FileNotFoundError(f"{path}: its ids file {ids_path.name} is missing")
+    feats = np.load(path, mmap_mode="r" if mmap else None)
+    ids = np.load(ids_path)
+    if feats.ndim != 2 or ids.shape != (len(feats),):
+        raise ValueError(f"{path}: feats {feats.shape} and ids {ids.shape} ({ids_path.name}) do not match")
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{ids_path}: ids must be integers, not {ids.dtype}")
+    if ids.dtype.kind == "u" and len(ids) and ids.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(ids > np.iinfo(np.int64).max))
+        check_id(int(ids[row]), f"{ids_path}: row {row}")  # raises: the id does not fit in 64 bits
+    ids = ids.astype(np.int64, copy=False)
+    dup = _duplicate_rows(ids)
+    if dup:
+        raise ValueError(f"{ids_path}: rows {dup[0]} and {dup[1]} hold the same id {ids[dup[0]]}")
+    return ids, feats
+
+
 def load_features(path: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Read a feature file -> (ids int64 (N,), feats (N, D)). `.npy` is memory-mapped (read-only)."""
+    """Read a feature file -> (ids int64 (N,), feats (N, D)). `.npy` is memory-mapped (read-only).
+
+    Ids are checked as they enter (integers within int64, each once), naming file and line (row for
+    `.npy`); a JSONL feature holding NaN or inf is refused here too (for a memory-mapped `.npy`,
+    `topk` names the row when it meets one: checking here would read the whole gallery twice).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"feature file not found: {path}")
     if path.suffix == ".npy":
-        ids_path = _npy_ids_path(path)
-        if not ids_path.exists():
-            raise FileNotFoundError(f"{path}: its ids file {ids_path.name} is missing")
-        feats = np.load(path, mmap_mode="r" if mmap else None)
-        ids = np.load(ids_path)
-        if feats.ndim != 2 or ids.shape != (len(feats),):
-            raise ValueError(f"{path}: feats {feats.shape} and ids {ids.shape} ({ids_path.name}) do not match")
-        return ids.astype(np.int64, copy=False), feats
-    ids, rows, key, dim = [], [], None, None
+        return _load_npy(path, mmap)
+    ids, rows, lines, key, dim, seen = [], [], [], None, None, None
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -113,22 +128,26 @@ def load_features(path: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarra
                 key = next((k for k in ID_KEYS if k in obj), None)
                 if key is None:
                     raise ValueError(f"{where}: expected an 'image_id' or 'text_id' field")
+                seen = UniqueIds(key)
             if key not in obj or "feature" not in obj:
                 raise ValueError(f"{where}: expected fields {key!r} and 'feature'")
-            if type(obj[key]) is not int:
-                raise ValueError(f"{where}: {key} must be an integer, got {obj[key]!r}")
+            ids.append(seen.add(obj[key], where))
             feat = obj["feature"]
             if not isinstance(feat, list) or (dim is not None and len(feat) != dim):
                 raise ValueError(f"{where}: feature must be a list of {dim or 'D'} numbers")
             dim = len(feat)
-            ids.append(obj[key])
             rows.append(feat)
+            lines.append(lineno)
     if not ids:
         raise ValueError(f"{path}: no features in file")
     try:
         feats = np.asarray(rows, dtype=np.float32)
     except (TypeError, ValueError):
         raise ValueError(f"{path}: a feature holds something that is not a number") from None
+    bad = first_nonfinite_row(feats)
+    if bad is not None:
+        raise ValueError(f"{path}:{lines[bad]}: the feature of {key} {ids[bad]} holds NaN or inf "
+                         "(re-extract it: a zero-norm feature gives NaN)")
     return np.asarray(ids, dtype=np.int64), feats
 
 
@@ -149,7 +168,7 @@ def _autocast(device: str, precision: str):
 
 
 def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_workers: int,
-             desc: str) -> tuple[np.ndarray, np.ndarray]:
+             desc: str, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -158,7 +177,7 @@ def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_
                         pin_memory=str(device).startswith("cuda"))
     ids, feats = [], []
     with torch.no_grad(), _autocast(device, precision):
-        for batch_ids, x in tqdm(loader, desc=desc, unit="batch"):
+        for batch_ids, x in tqdm(loader, desc=desc, unit="batch", disable=not progress):
             f = encode(x.to(device, non_blocking=True)).float()  # (B, D)
             f = f / f.norm(dim=-1, keepdim=True)
             ids.append(torch.as_tensor(batch_ids).reshape(-1).long().numpy())
@@ -169,17 +188,23 @@ def _extract(encode, dataset, batch_size: int, device: str, precision: str, num_
 
 
 def extract_image_features(model, dataset, batch_size: int = 64, device: str = "cpu", precision: str = "fp32",
-                           num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Encode every `(image_id, image_tensor)` of `dataset` -> (ids (N,), L2-normalized feats (N, D))."""
+                           num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode every `(image_id, image_tensor)` of `dataset` -> (ids (N,), L2-normalized feats (N, D)).
+
+    progress: a tqdm bar (the CLI); notebooks pass False for work of a few seconds, whose bar would
+    stay frozen at 0 % in a saved notebook.
+    """
     model.eval()
-    return _extract(model.encode_image, dataset, batch_size, device, precision, num_workers, "image features")
+    return _extract(model.encode_image, dataset, batch_size, device, precision, num_workers, "image features",
+                    progress)
 
 
 def extract_text_features(model, dataset, batch_size: int = 64, device: str = "cpu", precision: str = "fp32",
-                          num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Encode every `(text_id, tokens)` of `dataset` -> (ids (N,), L2-normalized feats (N, D))."""
+                          num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode every `(text_id, tokens)` of `dataset` -> (ids (N,), L2-normalized feats (N, D)); progress as above."""
     model.eval()
-    return _extract(model.encode_text, dataset, batch_size, device, precision, num_workers, "text features")
+    return _extract(model.encode_text, dataset, batch_size, device, precision, num_workers, "text features",
+                    progress)
 
 
 def image_resolution(model) -> int:
@@ -238,9 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--text-data", "--text_data", help="<split>_texts.jsonl")
     ap.add_argument("--image-feat-output-path", "--image_feat_output_path", default=None)
     ap.add_argument("--text-feat-output-path", "--text_feat_output_path", default=None)
-    ap.add_argument("--img-batch-size", "--img_batch_size", type=int, default=64)
-    ap.add_argument("--text-batch-size", "--text_batch_size", type=int, default=64)
-    ap.add_argument("--context-length", "--context_length", type=int, default=52)
+    ap.add_argument("--img-batch-size", "--img_batch_size", type=int, default=64, action=InRange, lo=1)
+    ap.add_argument("--text-batch-size", "--text_batch_size", type=int, default=64, action=InRange, lo=1)
+    ap.add_argument("--context-length", "--context_length", type=int, default=52, action=InRange, lo=2)
     ap.add_argument("--resume", default=None,
                     help="checkpoint to load (cn_clip .pt, HF folder, ours, or a model name for cc.load)")
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
@@ -252,12 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--format", choices=("jsonl", "npy"), default="jsonl")
     ap.add_argument("--npy-dtype", choices=("float16", "float32"), default="float16",
                     help="on-disk dtype of the npy form")
-    ap.add_argument("--num-workers", "--num_workers", type=int, default=0)
+    ap.add_argument("--num-workers", "--num_workers", type=int, default=0, action=InRange, lo=0)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
     if not (args.extract_image_feats or args.extract_text_feats):
         print("extract-features: give --extract-image-feats and/or --extract-text-feats", file=sys.stderr)
         return 2
@@ -271,17 +297,25 @@ def main(argv: list[str] | None = None) -> int:
     from cnclip_edu.data.dataset import EvalImageDataset, EvalTextDataset
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.resume, args.vision_model, args.text_model, device)
+    try:  # the input files first (ids checked: integers within int64, each once), then the model
+        texts = EvalTextDataset(args.text_data, args.context_length) if args.extract_text_feats else None
+        model = load_model(args.resume, args.vision_model, args.text_model, device)
+        images = EvalImageDataset(args.image_data, image_resolution(model)) if args.extract_image_feats else None
+    except ValueError as e:
+        print(f"extract-features: {e}", file=sys.stderr)
+        return 1
+    if texts is not None and args.context_length > model.max_context_length:
+        ap.exit(2, f"{ap.prog}: --context-length must be <= {model.max_context_length} (the positions of the "
+                   f"model's text tower), got {args.context_length}\n")
     dtype = args.npy_dtype if args.format == "npy" else "float32"
-    if args.extract_text_feats:
-        ds = EvalTextDataset(args.text_data, context_length=args.context_length)
-        ids, feats = extract_text_features(model, ds, args.text_batch_size, device, args.precision, args.num_workers)
+    if texts is not None:
+        ids, feats = extract_text_features(model, texts, args.text_batch_size, device, args.precision, args.num_workers)
         out = args.text_feat_output_path or default_feature_path(args.text_data, "text", args.format)
         save_features(out, ids, feats, "text", dtype)
         print(f"{len(ids)} text features ({feats.shape[1]}-d) -> {out}")
-    if args.extract_image_feats:
-        ds = EvalImageDataset(args.image_data, image_resolution(model))
-        ids, feats = extract_image_features(model, ds, args.img_batch_size, device, args.precision, args.num_workers)
+    if images is not None:
+        ids, feats = extract_image_features(model, images, args.img_batch_size, device, args.precision,
+                                            args.num_workers)
         out = args.image_feat_output_path or default_feature_path(
             args.image_data if not args.text_data else args.text_data.replace("_texts.jsonl", "_imgs.tsv"),
             "image", args.format)

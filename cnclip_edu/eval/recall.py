@@ -21,16 +21,15 @@ import json
 import sys
 from pathlib import Path
 
+from cnclip_edu.data.formats import id_problem
+from cnclip_edu.fileio import atomic_open, atomic_write
+
 NUM_K = 10
 KEYS = {"t2i": ("text_id", "image_ids"), "i2t": ("image_id", "text_ids")}
 
 
 class PredictionError(ValueError):
     """A malformed prediction or gold file; the message names the file and line."""
-
-
-def _is_int(x) -> bool:
-    return type(x) is int  # bool is an int subclass, and not an id
 
 
 def _read_jsonl(path: str | Path):
@@ -72,9 +71,12 @@ def read_gold(path: str | Path, direction: str = "t2i") -> dict[int, list[int]]:
             if layout is None:
                 raise PredictionError(f"{path}:{lineno}: gold lines need text_id + image_ids (or image_id + text_ids)")
         qkey, gkey = KEYS[layout]
-        if not _is_int(obj.get(qkey)) or not isinstance(obj.get(gkey), list) \
-                or not all(_is_int(i) for i in obj[gkey]):
+        if not isinstance(obj.get(gkey), list):
             raise PredictionError(f"{path}:{lineno}: need integer {qkey} and a list of integer {gkey}")
+        problem = id_problem(obj.get(qkey), qkey) or next(
+            (p for p in (id_problem(i, f"an id in {gkey}") for i in obj[gkey]) if p), None)
+        if problem:
+            raise PredictionError(f"{path}:{lineno}: {problem}")
         if obj[qkey] in gold:
             raise PredictionError(f"{path}:{lineno}: {qkey} {obj[qkey]} appears twice")
         gold[obj[qkey]] = obj[gkey]
@@ -89,11 +91,9 @@ def read_gold(path: str | Path, direction: str = "t2i") -> dict[int, list[int]]:
 
 def write_tr_annotation(input_path: str | Path, output_path: str | Path | None = None) -> Path:
     """cn_clip's transform: `test_texts.jsonl` -> `test_texts.tr.jsonl` with `{"image_id", "text_ids"}`."""
-    from cnclip_edu.eval.features import atomic_write
-
     input_path = Path(input_path)
     out = Path(output_path) if output_path else input_path.with_name(input_path.name.replace(".jsonl", "") + ".tr.jsonl")
-    with atomic_write(out) as f:
+    with atomic_open(out) as f:
         for image_id, text_ids in read_gold(input_path, "i2t").items():
             f.write(json.dumps({"image_id": image_id, "text_ids": text_ids}) + "\n")
     return out
@@ -116,8 +116,9 @@ def read_predictions(path: str | Path, gold: dict[int, list[int]], direction: st
             hint = f" (it has {other!r}: wrong --direction?)" if other in obj else ""
             raise PredictionError(f"{where}: no {qkey!r} field{hint}")
         qid = obj[qkey]
-        if not _is_int(qid):
-            raise PredictionError(f"{where}: {qkey} must be an integer, got {qid!r}")
+        problem = id_problem(qid, qkey)
+        if problem:
+            raise PredictionError(f"{where}: {problem}")
         if qid not in gold:
             raise PredictionError(f"{where}: {qkey} {qid} is not in the gold annotation")
         if qid in preds:
@@ -127,9 +128,10 @@ def read_predictions(path: str | Path, gold: dict[int, list[int]], direction: st
             raise PredictionError(f"{where}: {pkey} of {qkey} {qid} must be a list, got {ids!r}")
         if len(ids) < k:
             raise PredictionError(f"{where}: {qkey} {qid} has {len(ids)} {pkey}, need at least {k}")
-        bad = next((r for r, i in enumerate(ids) if not _is_int(i)), None)
+        bad = next((r for r, i in enumerate(ids) if id_problem(i)), None)
         if bad is not None:
-            raise PredictionError(f"{where}: {qkey} {qid} has a non-integer id {ids[bad]!r} at rank {bad + 1}")
+            kind = "a non-integer id" if type(ids[bad]) is not int else "an id that does not fit in 64 bits,"
+            raise PredictionError(f"{where}: {qkey} {qid} has {kind} {ids[bad]!r} at rank {bad + 1}")
         if len(set(ids)) != len(ids):
             raise PredictionError(f"{where}: {qkey} {qid} lists the same id twice")
         preds[qid] = ids[:k]
@@ -176,8 +178,6 @@ def evaluate_files(gold_path: str | Path, pred_path: str | Path, direction: str 
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    from cnclip_edu.eval.features import atomic_write
-
     ap = argparse.ArgumentParser(prog="cnclip-edu recall", description=__doc__.split("\n\n")[0])
     ap.add_argument("gold", help="<split>_texts.jsonl (or its .tr.jsonl for i2t)")
     ap.add_argument("pred", help="top-k predictions JSONL")
@@ -188,12 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_files(args.gold, args.pred, args.direction)
     except PredictionError as e:
         # like cn_clip, still write a result file that says what failed
-        with atomic_write(args.out) as f:
-            json.dump({"errorDetail": str(e), "errorMsg": str(e), "score": 0, "scoreJson": {}, "success": False}, f)
+        atomic_write(args.out, json.dumps({"errorDetail": str(e), "errorMsg": str(e), "score": 0, "scoreJson": {},
+                                          "success": False}))
         print(f"recall: {e}", file=sys.stderr)
         return 1
-    with atomic_write(args.out) as f:
-        json.dump(result, f)
+    atomic_write(args.out, json.dumps(result))
     s = result["scoreJson"]
     print(f"{args.direction}: R@1 {s['r1']:.2f}  R@5 {s['r5']:.2f}  R@10 {s['r10']:.2f}  MR {s['mean_recall']:.2f}"
           f" -> {args.out}")

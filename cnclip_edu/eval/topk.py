@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnclip_edu.cli import InRange
+
 BACKENDS = ("torch", "faiss", "faiss-hnsw", "faiss-ivf")
 DIRECTIONS = ("t2i", "i2t")
 
@@ -217,13 +219,13 @@ def write_predictions(path: str | Path, query_ids, gallery_ids, indices: np.ndar
     """cn_clip's prediction JSONL: t2i `{"text_id", "image_ids"}`, i2t `{"image_id", "text_ids"}`."""
     import json
 
-    from cnclip_edu.eval.features import atomic_write
+    from cnclip_edu.fileio import atomic_open
 
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
     qkey, gkey = ("text_id", "image_ids") if direction == "t2i" else ("image_id", "text_ids")
     gallery_ids = np.asarray(gallery_ids)
-    with atomic_write(path) as f:
+    with atomic_open(path) as f:
         for qid, row in zip(np.asarray(query_ids).tolist(), gallery_ids[indices].tolist()):
             f.write(json.dumps({qkey: qid, gkey: row}) + "\n")
     return Path(path)
@@ -234,25 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cnclip-edu topk", description=__doc__.split("\n\n")[0])
     ap.add_argument("--image-feats", "--image_feats", required=True, help=".jsonl or .npy image features")
     ap.add_argument("--text-feats", "--text_feats", required=True, help=".jsonl or .npy text features")
-    ap.add_argument("--top-k", "--top_k", type=int, default=10)
-    ap.add_argument("--eval-batch-size", "--eval_batch_size", type=int, default=32768,
+    ap.add_argument("--top-k", "--top_k", type=int, default=10, action=InRange, lo=1)
+    ap.add_argument("--eval-batch-size", "--eval_batch_size", type=int, default=32768, action=InRange, lo=1,
                     help="gallery-side chunk size (as cn_clip)")
-    ap.add_argument("--query-batch-size", "--query_batch_size", type=int, default=1024, help="query-side chunk size")
+    ap.add_argument("--query-batch-size", "--query_batch_size", type=int, default=1024, action=InRange, lo=1,
+                    help="query-side chunk size")
     ap.add_argument("--output", required=True)
     ap.add_argument("--direction", choices=DIRECTIONS, default="t2i")
     ap.add_argument("--backend", choices=BACKENDS, default="torch")
     ap.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda)")
-    ap.add_argument("--nprobe", type=int, default=IndexConfig.nprobe)
-    ap.add_argument("--nlist", type=int, default=None)
-    ap.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
-    ap.add_argument("--ef-search", type=int, default=IndexConfig.ef_search)
-    ap.add_argument("--check-recall", type=int, default=1000,
+    ap.add_argument("--nprobe", type=int, default=IndexConfig.nprobe, action=InRange, lo=1)
+    ap.add_argument("--nlist", type=int, default=None, action=InRange, lo=1)
+    ap.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m, action=InRange, lo=2)
+    ap.add_argument("--ef-search", type=int, default=IndexConfig.ef_search, action=InRange, lo=1)
+    ap.add_argument("--check-recall", type=int, default=1000, action=InRange, lo=0,
                     help="approximate backends: queries checked against exact search (0 = skip)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cnclip_edu.eval.features import load_features
+    from cnclip_edu.eval.features import first_nonfinite_row, load_features
 
     args = build_parser().parse_args(argv)
     try:
@@ -261,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"topk: {e}", file=sys.stderr)
         return 1
+    for path, ids, feats in ((args.image_feats, image_ids, image_feats), (args.text_feats, text_ids, text_feats)):
+        row = first_nonfinite_row(feats)  # one pass over a memmapped .npy (a JSONL was checked on load)
+        if row is not None:
+            print(f"topk: {path}: row {row} (id {ids[row]}) holds NaN or inf; re-extract the features "
+                  "(a zero-norm feature gives NaN)", file=sys.stderr)
+            return 1
     if args.direction == "t2i":
         q_ids, q, g_ids, g = text_ids, text_feats, image_ids, image_feats
     else:

@@ -24,6 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
+from cnclip_edu.cli import InRange
+from cnclip_edu.fileio import atomic_write
+
 from .prompts import Template, build_prompts, get_templates
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm"}
@@ -205,8 +208,11 @@ class FolderFeatures:
 
 
 def folder_features(model, datapath: str | Path, label_file: str | Path | None = None, batch_size: int = 64,
-                    device: str = "cpu", precision: str = "fp32") -> FolderFeatures:
-    """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers)."""
+                    device: str = "cpu", precision: str = "fp32", progress: bool = True) -> FolderFeatures:
+    """Encode every image of a `label_cn.txt` + `test/<id>/` folder once (reuse it for many classifiers).
+
+    progress: a tqdm bar; notebooks pass False (a few seconds of work, a bar frozen at 0 % once saved).
+    """
     from cnclip_edu.data.transforms import image_transform
     from .features import extract_image_features, image_resolution
 
@@ -214,7 +220,7 @@ def folder_features(model, datapath: str | Path, label_file: str | Path | None =
     classnames = read_labels(label_path)
     paths, targets = list_images(test_dir, len(classnames))
     ds = ImageFileDataset(paths, image_transform(image_resolution(model)))
-    _, feats = extract_image_features(model, ds, batch_size, device, precision)
+    _, feats = extract_image_features(model, ds, batch_size, device, precision, progress=progress)
     return FolderFeatures(classnames, feats, np.asarray(targets, dtype=np.int64), [str(p) for p in paths])
 
 
@@ -261,12 +267,7 @@ def elevater_predictions(result: ZeroShotResult, model, vision_model: str, datas
 
 
 def save_elevater(obj: dict, save_dir: str | Path, dataset: str) -> Path:
-    from .features import atomic_write
-
-    out = Path(save_dir) / f"{dataset}.json"
-    with atomic_write(out) as f:
-        json.dump(obj, f, ensure_ascii=False)
-    return out
+    return atomic_write(Path(save_dir) / f"{dataset}.json", json.dumps(obj, ensure_ascii=False))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -277,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="toy", help="dataset name: output file name and template domain")
     ap.add_argument("--index", default="", help="JSON list reordering the predictions (ELEVATER submissions)")
     ap.add_argument("--save-dir", "--save_dir", default="", help="where <dataset>.json goes")
-    ap.add_argument("--img-batch-size", "--img_batch_size", type=int, default=64)
-    ap.add_argument("--context-length", "--context_length", type=int, default=52)
+    ap.add_argument("--img-batch-size", "--img_batch_size", type=int, default=64, action=InRange, lo=1)
+    ap.add_argument("--context-length", "--context_length", type=int, default=52, action=InRange, lo=2)
     ap.add_argument("--resume", default=None, help="checkpoint to load (anything cc.load reads)")
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
     ap.add_argument("--text-model", "--text_model", default=None,
@@ -295,13 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = load_model(args.resume, args.vision_model, args.text_model, device)
+        if args.context_length > model.max_context_length:
+            ap.exit(2, f"{ap.prog}: --context-length must be <= {model.max_context_length} (the positions of the "
+                       f"model's text tower), got {args.context_length}\n")
         result = evaluate_folder(model, args.datapath, args.label_file, get_templates(args.templates or args.dataset),
                                  args.dataset, args.img_batch_size, device, args.precision, args.context_length)
         index = json.loads(Path(args.index).read_text(encoding="utf-8")) if args.index else None
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"zeroshot: {e}", file=sys.stderr)
         return 1
-    out = save_elevater(elevater_predictions(result, model, args.vision_model, args.dataset, index),
+    # the name of the model actually loaded (a --resume checkpoint knows it), not the --vision-model default
+    out = save_elevater(elevater_predictions(result, model, model.config.vision.name, args.dataset, index),
                         args.save_dir or ".", args.dataset)
     print(f"Result:\nzeroshot-top1: {result.top1:.4f}, zeroshot-top5: {result.top5:.4f}  "
           f"({len(result.targets)} images, {len(result.classnames)} classes) -> {out}")

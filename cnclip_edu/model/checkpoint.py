@@ -17,11 +17,12 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+
+from cnclip_edu.fileio import atomic_write
 
 from . import hf_convert, hub
 from .clip import CLIP, RELEASED, CLIPConfig, available_models, create_model
@@ -39,22 +40,34 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- reading
-def _torch_load(path: Path) -> object:
-    # zip-format files (torch >= 1.6, all released ones) are memory-mapped: a 2 GB ViT-H file is not
-    # read into RAM twice; legacy-format files are read plainly
-    mmap = zipfile.is_zipfile(path)
+def _torch_detail(e: BaseException) -> str:
+    """torch.load's message without its advice to retry with `weights_only=False`: that would run
+    whatever code the file holds, and a refused file is exactly the one not to trust."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return " ".join(ln for ln in lines if "weights_only" not in ln and not ln.startswith("Check the documentation"))
+
+
+def torch_load(path: str | os.PathLike, mmap: bool | None = None) -> object:
+    """`torch.load(path, weights_only=True)` on CPU; CheckpointError naming the file otherwise.
+
+    mmap: memory-map the file (default: for zip-format files, i.e. every file torch >= 1.6 writes: a
+    2 GB ViT-H file is not read into RAM twice; legacy-format files are read plainly).
+    """
+    path = Path(path)
+    if mmap is None:
+        mmap = zipfile.is_zipfile(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+        detail = _torch_detail(e)
         if "GLOBAL" not in detail:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail or e})") from None
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
             f"plain containers, and we never unpickle arbitrary objects (torch.load weights_only=True). "
             f"Re-save it as a plain state dict or safetensors. ({detail})") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_torch_detail(e)})") from None
 
 
 def _read_safetensors(path: Path) -> tuple[StateDict, dict | None]:
@@ -114,14 +127,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, dict | None]:
         weights = next((path / w for w in HF_WEIGHTS if (path / w).is_file()), None)
         if weights is None:
             raise CheckpointError(f"{path}: no weights file ({' or '.join(HF_WEIGHTS)})")
-        sd, _ = _read_safetensors(weights) if weights.suffix == ".safetensors" else _from_pt_object(_torch_load(weights), weights)
+        sd, _ = _read_safetensors(weights) if weights.suffix == ".safetensors" else _from_pt_object(torch_load(weights), weights)
         if hf_convert.is_hf_config(meta):
             return hf_convert.hf_to_ours(sd, source=weights), hf_convert.hf_config_to_ours(meta, source=cfg_file)
         return normalize_keys(sd), meta.get("model_config", meta)
     if path.suffix == ".safetensors":
         sd, cfg = _read_safetensors(path)
     else:
-        sd, cfg = _from_pt_object(_torch_load(path), path)
+        sd, cfg = _from_pt_object(torch_load(path), path)
     if hf_convert.is_hf_state_dict(sd):
         return hf_convert.hf_to_ours(sd, source=path), cfg
     return normalize_keys(sd), cfg
@@ -180,13 +193,18 @@ def infer_config(sd: StateDict, source: str | os.PathLike = "state dict") -> CLI
 
 
 # ----------------------------------------------------------------------------- loading into a model
-def load_weights(model: CLIP, sd: StateDict, source: str | os.PathLike = "state dict") -> CLIP:
-    """Strictly load `sd` into `model` (positional embeddings resized to the model's resolution)."""
-    sd = dict(sd)
-    for key, grid in (("visual.positional_embedding", getattr(model.visual, "grid_size", None)),
-                      ("visual.attnpool.positional_embedding", model.image_resolution // 32)):
-        if key in sd and grid and key in model.state_dict() and sd[key].shape != model.state_dict()[key].shape:
-            sd[key] = resize_pos_embed(sd[key], grid)
+def _held_model(sd: StateDict, cfg: dict | None) -> str:
+    """The model a state dict holds, for error messages: its saved config's name, else from shapes."""
+    try:
+        return (CLIPConfig.from_dict(cfg) if cfg else infer_config(sd)).name
+    except (CheckpointError, ValueError, TypeError):
+        return "an unknown model"
+
+
+def check_fits(model: CLIP, sd: StateDict, source: str | os.PathLike = "state dict",
+               config: dict | None = None) -> None:
+    """CheckpointError naming the file, the model it holds and the model asked for, unless every key
+    and shape of `sd` (our keys) matches `model`. `config`: the checkpoint's saved model config."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -198,7 +216,19 @@ def load_weights(model: CLIP, sd: StateDict, source: str | os.PathLike = "state 
         parts = [f"{len(missing)} missing keys: {lst(missing)}" if missing else "",
                  f"{len(unexpected)} unexpected keys: {lst(unexpected)}" if unexpected else "",
                  f"{len(shapes)} shape mismatches: {lst(shapes)}" if shapes else ""]
-        raise CheckpointError(f"{source} does not fit {model.config.name}: " + "; ".join(p for p in parts if p))
+        raise CheckpointError(f"{source} holds {_held_model(sd, config)}; it does not fit {model.config.name}, "
+                              "the model asked for: " + "; ".join(p for p in parts if p))
+
+
+def load_weights(model: CLIP, sd: StateDict, source: str | os.PathLike = "state dict",
+                 config: dict | None = None) -> CLIP:
+    """Strictly load `sd` into `model` (positional embeddings resized to the model's resolution)."""
+    sd = dict(sd)
+    for key, grid in (("visual.positional_embedding", getattr(model.visual, "grid_size", None)),
+                      ("visual.attnpool.positional_embedding", model.image_resolution // 32)):
+        if key in sd and grid and key in model.state_dict() and sd[key].shape != model.state_dict()[key].shape:
+            sd[key] = resize_pos_embed(sd[key], grid)
+    check_fits(model, sd, source, config)
     dtype = model.dtype
     # copy: the model must own its memory (files are memory-mapped, and may change on disk later)
     sd = {k: v.to(dtype, copy=True) if v.is_floating_point() else v.clone() for k, v in sd.items()}
@@ -254,19 +284,6 @@ def load(name_or_path: str | os.PathLike = "course", device: str | torch.device 
 
 
 # ----------------------------------------------------------------------------- writing
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _plain_state_dict(model_or_sd) -> StateDict:
     sd = model_or_sd.state_dict() if isinstance(model_or_sd, torch.nn.Module) else model_or_sd
     return {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
@@ -279,9 +296,8 @@ def save(model: CLIP, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     cfg = model.config.to_dict()
     meta = {"format": "pt", "model_config": json.dumps(cfg, ensure_ascii=False)}
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(_plain_state_dict(model), tmp, metadata=meta))
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(
-        json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(_plain_state_dict(model), tmp, metadata=meta))
+    atomic_write(out / CONFIG_NAME, json.dumps(cfg, ensure_ascii=False, indent=2) + "\n")
     return out
 
 
@@ -291,7 +307,7 @@ def save_pt(model: CLIP, path: str | os.PathLike, epoch: int = 0, step: int = 0,
     obj = {"epoch": epoch, "step": step, "name": name,
            "state_dict": {f"module.{k}": v for k, v in _plain_state_dict(model).items()},
            "model_config": model.config.to_dict()}
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
     return path
 
 
@@ -303,7 +319,6 @@ def save_hf(model: CLIP, out_dir: str | os.PathLike) -> Path:
     hf_cfg = hf_convert.ours_to_hf_config(model.config)  # raises first for RN50
     hf_cfg["logit_scale_init_value"] = model.logit_scale.item()
     hf_sd = hf_convert.ours_to_hf(_plain_state_dict(model))
-    _atomic_write(out / "model.safetensors", lambda tmp: save_file(hf_sd, tmp, metadata={"format": "pt"}))
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(
-        json.dumps(hf_cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(hf_sd, tmp, metadata={"format": "pt"}))
+    atomic_write(out / CONFIG_NAME, json.dumps(hf_cfg, ensure_ascii=False, indent=2) + "\n")
     return out

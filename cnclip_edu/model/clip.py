@@ -134,6 +134,11 @@ class CLIP(nn.Module):
         return self.config.context_length
 
     @property
+    def max_context_length(self) -> int:
+        """The longest token sequence the text tower has position embeddings for."""
+        return self.config.text.text_max_position_embeddings
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.text_projection.dtype
 

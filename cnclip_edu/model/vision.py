@@ -204,13 +204,23 @@ class VisionTransformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.transformer.grad_checkpointing = enable
 
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) -> (B, N, D): one linear map per non-overlapping P x P patch, in row order.
+
+        A convolution with kernel = stride = P is exactly "cut into patches, flatten, multiply by W".
+        """
+        x = self.conv1(x)  # (B, D, g, g)
+        return x.flatten(2).transpose(1, 2)  # (B, D, N) -> (B, N, D): a transpose, not a reshape
+
+    def add_class_and_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, 1 + N, D): the learned [CLS] token in front, then a learned position per slot."""
+        cls_tok = self.class_embedding.to(tokens.dtype).expand(tokens.shape[0], 1, -1)  # (B, 1, D)
+        x = torch.cat([cls_tok, tokens], dim=1)  # (B, 1 + N, D)
+        return x + self.positional_embedding.to(x.dtype)  # (1 + N, D) broadcasts over the batch
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, R, R) -> tokens (B, 1 + N, D) with positions added (before ln_pre)."""
-        x = self.conv1(x)  # (B, D, g, g): one linear map per non-overlapping patch
-        x = x.flatten(2).transpose(1, 2)  # (B, N, D)
-        cls_tok = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B, 1, D)
-        x = torch.cat([cls_tok, x], dim=1)  # (B, 1 + N, D)
-        return x + self.positional_embedding.to(x.dtype)
+        return self.add_class_and_positions(self.patch_tokens(x))
 
     def forward(self, x: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
         x = self.embed(x)

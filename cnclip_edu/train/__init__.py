@@ -10,6 +10,7 @@ Reading order:
     validate.py    validation loss, accuracy and Recall@1; logs.py: out.log and metrics.jsonl
     state.py       the checkpoint format and RNG states; resume.py: where a run starts from
     hooks.py       failure injection for the tests; launch.py: torchrun from a notebook
+    hello.py       the smallest DDP program (process group, DistributedSampler, all_reduce), notebook 06
 """
 from __future__ import annotations
 

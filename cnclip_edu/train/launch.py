@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def torchrun_command(train_args: list[str], nproc_per_node: int = 2, nnodes: int
     return cmd + [str(a) for a in train_args]
 
 
+_TRAIN_LINE = re.compile(r"\| Global Steps: (\d+)/(\d+) \|")
+
+
+def keep_line(line: str, every: int) -> bool:
+    """Whether the compact echo shows this log line: a training line only every `every` steps (and the
+    last one); no routine "Saved checkpoint" lines; everything else (set-up, validation, resume,
+    warnings, errors, tracebacks) always. The full log is in out.log either way."""
+    m = _TRAIN_LINE.search(line)
+    if m:
+        step, last = int(m.group(1)), int(m.group(2))
+        return step % every == 0 or step == last
+    return "| Saved checkpoint " not in line
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Records of a metrics.jsonl (a half-written last line is skipped)."""
     path = Path(path)
@@ -133,12 +148,15 @@ class _LivePlot:
 def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str | os.PathLike | None = None,
                  live_plot: bool = True, nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None,
                  master_port: int | None = None, env: dict[str, str] | None = None, tail_lines: int = 40,
-                 echo: bool = True, timeout_s: float | None = None) -> LaunchResult:
+                 echo: bool | int = True, timeout_s: float | None = None) -> LaunchResult:
     """Run training under torchrun, streaming its output; raise TrainingFailed on a non-zero exit.
 
     train_args: flags of `cnclip-edu train` (strings). log_file: default `<logs>/<name>/launch.log`.
     live_plot: in a notebook, a loss/accuracy figure redrawn from metrics.jsonl while it runs
         (ignored in plain Python, where the lines are simply printed).
+    echo: True prints every line as it arrives, False none; an int N prints a compact log: training
+        lines every N steps, validation, resume and error lines, no routine checkpoint lines
+        (`keep_line`). The log file always gets every line.
     env: extra environment variables for the workers. timeout_s: kill the run after this long.
     """
     train_args = [str(a) for a in train_args]
@@ -160,7 +178,7 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
                 log.write(line)
                 log.flush()
                 tail.append(line.rstrip("\n"))
-                if echo:
+                if echo is True or (echo and keep_line(line, int(echo))):
                     print(line, end="", flush=True)
                 if plot is not None:
                     plot.update()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from cnclip_edu.fileio import atomic_write
 
 
 def setup_logging(run_dir: Path, rank: int) -> logging.Logger:
@@ -44,15 +44,22 @@ class MetricsLog:
                         kept.append(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("".join(k + "\n" for k in kept))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def epoch_number(data_epoch: int, data_batch: int) -> int:
+    """The 1-based epoch that the last completed step belongs to, as every log line shows it.
+
+    cn_clip counts epochs from 1 in its logs ("Train Epoch: 1", "epoch 1 @ 150 steps"), while the
+    position in the data is 0-based: (epoch e, next batch b). Mid-epoch (b > 0) the step just done
+    is in epoch e + 1; at b == 0 the epoch e (1-based) has just been finished.
+    """
+    return data_epoch + (data_batch > 0)
 
 
 def log_train_line(log: logging.Logger, r: dict, max_steps: int, steps_per_epoch: int, global_batch: int) -> None:

@@ -27,7 +27,7 @@ from cnclip_edu.loss import ClipLoss
 from .accumulate import accumulated_step
 from .data import WithIndex, known_positive_mask, make_loader, to_device, trim_padding
 from .hooks import DebugHooks
-from .logs import MetricsLog, log_train_line
+from .logs import MetricsLog, epoch_number, log_train_line
 from .optim import CosineSchedule
 from .resume import gather_rng_states
 from .sampler import ResumableDistributedSampler
@@ -84,6 +84,11 @@ class TrainState:
             self.epoch, self.batch_offset = self.epoch + 1, 0
 
     @property
+    def epoch_number(self) -> int:
+        """1-based epoch of the last completed step, the number the log lines show (logs.epoch_number)."""
+        return epoch_number(self.epoch, self.batch_offset)
+
+    @property
     def at_epoch_start(self) -> bool:
         return self.batch_offset == 0
 
@@ -111,8 +116,7 @@ def train(r: TrainRun, s: TrainState, hooks: DebugHooks = DebugHooks()) -> float
             r.scaler.step(r.optimizer)
             r.scaler.update()
             # clamp the temperature to 4.6052 = ln(100), as in the CLIP paper and cn_clip
-            with torch.no_grad():
-                r.model.logit_scale.clamp_(0, math.log(100))
+            clamp_logit_scale(r.model)
             s.advance(a.accum_freq, r.steps_per_epoch)
             batch_time, end = time.time() - end, time.time()
             # log, validate and save on their intervals
@@ -135,6 +139,29 @@ def train(r: TrainRun, s: TrainState, hooks: DebugHooks = DebugHooks()) -> float
     validate(r, s)
     save(r, s)
     return time.time() - t_start
+
+
+def clamp_logit_scale(model: nn.Module) -> None:
+    """Keep log(1/temperature) in [0, 4.6052 = ln(100)], as in the CLIP paper and cn_clip: a scale
+    above 100 makes the softmax so sharp that a few hard negatives take over and training turns
+    unstable. In place and outside autograd (a leaf that requires grad cannot be changed otherwise)."""
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+
+
+def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: ClipLoss, images: torch.Tensor,
+               tokens: torch.Tensor, positive_mask: torch.Tensor | None = None) -> float:
+    """One optimiser step on one batch in one process (fp32, no accumulation, no DDP): zero the
+    gradients, forward, loss, backward, step, clamp. `train` does the same per step, plus the
+    schedule, mixed precision, accumulation and the NaN check; notebook 06 writes this by hand.
+
+    images (B, 3, R, R), tokens (B, L); positive_mask (B, B) bool or None; -> the loss as a float.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss, _ = accumulated_step(model, [(images, tokens)], loss_fn, positive_mask)  # one batch: a plain step
+    optimizer.step()
+    clamp_logit_scale(model)
+    return loss
 
 
 def train_step(r: TrainRun, s: TrainState, micro: list[list], hooks: DebugHooks) -> tuple[float, dict]:
@@ -177,10 +204,13 @@ def train_mode(r: TrainRun) -> None:
 def log_step(r: TrainRun, s: TrainState, loss: float, acc: dict, lr: float, data_time: float,
              batch_time: float, elapsed_s: float) -> None:
     """One training record: cn_clip's log line and a metrics.jsonl line."""
-    rec = {"type": "train", "step": s.step, "epoch": s.epoch, "loss": loss, "i2t_acc": acc["i2t_acc"],
+    rec = {"type": "train", "step": s.step, "epoch": s.epoch_number, "loss": loss, "i2t_acc": acc["i2t_acc"],
            "t2i_acc": acc["t2i_acc"], "lr": lr, "logit_scale": r.model.logit_scale.item(),
            "data_time": data_time, "batch_time": batch_time,
-           "samples_per_s": r.global_batch / max(batch_time, 1e-9), "elapsed_s": elapsed_s}
+           "samples_per_s": r.global_batch / max(batch_time, 1e-9), "elapsed_s": elapsed_s,
+           # what the loss above is, so that a plot can say so: over the global batch, with or without
+           # known positives (multi-positive KL) -- not the same quantity as the validation loss
+           "global_batch": r.global_batch, "known_positives": bool(r.args.known_positives)}
     log_train_line(r.log, rec, r.max_steps, r.steps_per_epoch, r.global_batch)
     r.metrics.write(rec)
 
@@ -189,8 +219,10 @@ def validate(r: TrainRun, s: TrainState) -> None:
     """Validate once per step (a step that hits two intervals validates once); back to train mode."""
     if r.val_loader is not None and s.last_valid_step != s.step:
         s.last_valid_step = s.step
-        res = evaluate(r.model, r.val_loader, r.device, r.amp, r.info, r.log, s.epoch + (s.batch_offset > 0), s.step)
-        r.metrics.write({"type": "valid", "step": s.step, "epoch": s.epoch, **res})
+        res = evaluate(r.model, r.val_loader, r.device, r.amp, r.info, r.log, s.epoch_number, s.step)
+        # the validation loss is plain InfoNCE within batches of this size per rank (cn_clip's)
+        r.metrics.write({"type": "valid", "step": s.step, "epoch": s.epoch_number,
+                         "batch_size": r.args.valid_batch_size, **res})
     train_mode(r)
 
 
@@ -211,5 +243,5 @@ def save(r: TrainRun, s: TrainState, extra_name: str | None = None) -> None:
     for name in ([extra_name] if extra_name else []) + [LATEST]:
         t0 = time.time()
         atomic_torch_save(state, r.ckpt_dir / name)
-        r.log.info(f"Saved checkpoint {r.ckpt_dir / name} (epoch {s.epoch} @ {s.step} steps) "
+        r.log.info(f"Saved checkpoint {r.ckpt_dir / name} (epoch {s.epoch_number} @ {s.step} steps) "
                    f"(writing took {time.time() - t0:.3f} seconds)")

@@ -14,20 +14,23 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from cnclip_edu.model.checkpoint import load_state_dict_any, load_weights
+from cnclip_edu.model.checkpoint import check_fits, load_weights, read_checkpoint
 from cnclip_edu.distributed import DistInfo
+from .logs import epoch_number
 from .state import (capture_rng_state, from_ddp_keys, is_training_checkpoint, latest_checkpoint,
                           load_checkpoint, restore_rng_state, seed_everything)
 
 
 def load_weights_only(model: torch.nn.Module, path: str, log: logging.Logger) -> None:
     """Official cn_clip .pt, HF folder or our model folder: weights into `model` (pretrained start)."""
-    load_weights(model, load_state_dict_any(path), source=path)  # strict; names what does not fit
+    sd, config = read_checkpoint(path)
+    load_weights(model, sd, source=path, config=config)  # strict; names what does not fit
     log.info(f"=> loaded pretrained weights from '{path}' (weights only: fresh optimizer, step 0)")
 
 
 def resume_source(args: argparse.Namespace, ckpt_dir: Path, log: logging.Logger) -> tuple[dict | None, str | None]:
-    """(our training checkpoint to resume fully, or None; path of weights to load only, or None).
+    """(our training checkpoint to resume fully, or None; its path, else the path of weights to load
+    only, or None).
 
     Priority: an explicit --resume that is our checkpoint; else this run's epoch_latest.pt (a rerun
     of the same command continues, even when --resume names the pretrained start); else --resume
@@ -37,20 +40,23 @@ def resume_source(args: argparse.Namespace, ckpt_dir: Path, log: logging.Logger)
     if explicit and Path(explicit).is_file() and explicit.endswith((".pt", ".pth", ".bin")):
         ckpt = load_checkpoint(explicit)
         if is_training_checkpoint(ckpt):
-            return ckpt, None
+            return ckpt, explicit
     latest = latest_checkpoint(ckpt_dir)
     if latest is not None:
         if explicit:
             log.info(f"=> {latest} exists: continuing this run (--resume {explicit} was its starting point)")
-        return load_checkpoint(latest), None
+        return load_checkpoint(latest), str(latest)
     if explicit and not Path(explicit).exists():
         raise FileNotFoundError(f"--resume {explicit}: no such file or folder")
     return None, explicit
 
 
-def restore_training_state(ckpt: dict, model, optimizer, scaler, args, info: DistInfo, log) -> tuple[int, int, int]:
-    """Load a full checkpoint; returns (step, data epoch, data batch) to continue from."""
+def restore_training_state(ckpt: dict, path: str, model, optimizer, scaler, args, info: DistInfo,
+                           log) -> tuple[int, int, int]:
+    """Load the full checkpoint `ckpt` (read from `path`); returns (step, data epoch, data batch) to
+    continue from. A checkpoint of another model raises CheckpointError (file, its model, ours)."""
     sd = from_ddp_keys(ckpt["state_dict"])
+    check_fits(model, sd, path, ckpt.get("model_config"))  # strict: no resizing when resuming a run
     model.load_state_dict(sd)
     if not args.reset_optimizer and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -60,6 +66,7 @@ def restore_training_state(ckpt: dict, model, optimizer, scaler, args, info: Dis
     if args.reset_data_offset:
         return 0, 0, 0
     step, off = int(ckpt["step"]), ckpt["data_offset"]
+    epoch_done = epoch_number(int(off["epoch"]), int(off["batch"]))  # 1-based, as the save line said
     same_layout = ckpt.get("world_size") == info.world_size and ckpt.get("args", {}).get("batch_size") == args.batch_size
     rngs = ckpt.get("rng_states") or []
     if same_layout and len(rngs) == info.world_size:
@@ -69,7 +76,8 @@ def restore_training_state(ckpt: dict, model, optimizer, scaler, args, info: Dis
                     "epoch with fresh RNG states (--reset-data-offset starts the data from the beginning)")
         seed_everything(args.seed + info.rank + step)
         off = {"epoch": off["epoch"], "batch": 0}
-    log.info(f"=> loaded checkpoint (epoch {off['epoch']} @ {step} steps, next batch {off['batch']} of its epoch)")
+    log.info(f"=> loaded checkpoint (epoch {epoch_done} @ {step} steps; "
+             f"the data continues at batch {off['batch']} of epoch {int(off['epoch']) + 1})")
     return step, int(off["epoch"]), int(off["batch"])
 
 

@@ -11,9 +11,9 @@ A checkpoint is a cn_clip-style dict (cn_clip's own `main.py` can resume its `st
      "model_config": {...}, "args": {...}, "world_size": n}
 
 Everything is tensors, numbers, strings, lists and dicts, so `torch.load(weights_only=True)`
-reads it without unpickling code. Files are written atomically (temporary name in the same
-folder, fsync, then `os.replace`): a SIGKILL during the write leaves the previous checkpoint
-intact, never a truncated one.
+reads it without unpickling code. Files are written atomically (`cnclip_edu.fileio`: temporary
+name in the same folder, fsync, then `os.replace`): a SIGKILL during the write leaves the previous
+checkpoint intact, never a truncated one, and the next run removes the temporary file.
 """
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cnclip_edu.fileio import atomic_write
+from cnclip_edu.model.checkpoint import CheckpointError, torch_load
 
 FORMAT = "cnclip_edu.train/1"
 LATEST = "epoch_latest.pt"
@@ -82,28 +85,8 @@ def from_ddp_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 # ----------------------------------------------------------------------------- files
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Delete `.*.tmp-*` files left behind by a process killed in the middle of a save."""
-    folder = Path(folder)
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp-*"):
-            p.unlink(missing_ok=True)
+    """torch.save through `fileio.atomic_write`: temporary file, fsync, rename over `path`."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def make_checkpoint(*, name: str, model_state: dict[str, torch.Tensor], optimizer: dict | None,
@@ -121,16 +104,13 @@ def make_checkpoint(*, name: str, model_state: dict[str, torch.Tensor], optimize
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint with `weights_only=True`; clear errors for missing or unsafe files."""
+    """Read a checkpoint with `weights_only=True`; CheckpointError for unreadable or unsafe files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, or a pickle with objects weights_only refuses
-        raise RuntimeError(f"cannot read checkpoint {path} with torch.load(weights_only=True): {exc}") from exc
+    ckpt = torch_load(path, mmap=False)  # read into memory: the optimizer state is updated in place
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt
 
 

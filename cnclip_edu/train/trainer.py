@@ -4,10 +4,13 @@
     python -m cnclip_edu.train --train-data runs/course/data/toy/lmdb/train --val-data runs/course/data/toy/lmdb/valid \
         --vision-model ViT-Course --text-model RBT-Course --batch-size 64 --max-steps 300 --lr 5e-4 --wd 0.1 \
         --logs runs/course/experiments --name course
-    # several processes: gloo on CPU, nccl on GPU (chosen automatically, --backend overrides)
-    torchrun --standalone --nproc_per_node=8 -m cnclip_edu.train --train-data ${DATAPATH}/datasets/MUGE/lmdb/train \
+    # several processes: gloo on CPU, nccl on GPU (chosen automatically, --backend overrides). The `--`
+    # ends torchrun's own flags: without it, torchrun reads our `--logs` as an ambiguous abbreviation
+    # of its `--logs-specs` and refuses to start
+    torchrun --standalone --nproc_per_node=8 -m -- cnclip_edu.train --train-data ${DATAPATH}/datasets/MUGE/lmdb/train \
         --vision-model ViT-B-16 --text-model RoBERTa-wwm-ext-base-chinese --resume clip_cn_vit-b-16.pt \
-        --reset-data-offset --reset-optimizer --batch-size 128 --lr 5e-5 --wd 0.001 --warmup 100 --max-epochs 3
+        --reset-data-offset --reset-optimizer --batch-size 128 --lr 5e-5 --wd 0.001 --warmup 100 --max-epochs 3 \
+        --logs ${DATAPATH}/experiments --name muge_finetune
 
 Flags are cn_clip's (`cn_clip/training/params.py`; underscore spellings accepted too). Output goes to
 `<logs>/<name>/`: `out.log` (cn_clip's log lines), `metrics.jsonl` (one JSON object per log line),
@@ -31,7 +34,9 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from cnclip_edu.data.dataset import LMDBDataset
 from cnclip_edu.distributed import DistInfo, cleanup, init_distributed, world_info_from_env
+from cnclip_edu.fileio import remove_stale_temporaries
 from cnclip_edu.loss import ClipLoss
+from cnclip_edu.model.checkpoint import CheckpointError
 from cnclip_edu.model.checkpoint import save as save_model
 from cnclip_edu.model.clip import create_model
 
@@ -44,7 +49,7 @@ from .params import build_parser, parse_args  # noqa: F401  (build_parser: for -
 from .precision import autocast_factory, grad_scaler, precision_of
 from .resume import load_weights_only, restore_training_state, resume_source
 from .sampler import ResumableDistributedSampler
-from .state import remove_stale_temporaries, seed_everything
+from .state import seed_everything
 
 
 def setup_device(args: argparse.Namespace) -> DistInfo:
@@ -72,6 +77,29 @@ def set_kernels(deterministic: bool, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
 
 
+def check_data_size(n: int, path: str, batch: int, world_size: int, accum: int = 1, what: str = "--train-data") -> str | None:
+    """Refuse an empty LMDB or one smaller than a contrastive batch; -> a warning for validation.
+
+    The sampler pads an epoch to whole global batches by repeating pairs (cn_clip's `pad_dataset`):
+    harmless for a few pairs, but a batch larger than the dataset holds each pair several times,
+    as its own negative, and the loss cannot fall below ln(copies per batch).
+    """
+    per_batch = batch * world_size * accum
+    if n == 0:
+        raise SystemExit(f"cnclip-edu train: {what} {path} holds no pairs (was every record skipped when it "
+                         "was built?); rebuild it with `cnclip-edu build-lmdb`")
+    if n >= per_batch:
+        return None
+    why = (f"{what} {path} holds {n} pairs, fewer than one batch of {per_batch} (batch {batch} x {world_size} "
+           f"process(es){f' x accum {accum}' if accum > 1 else ''}): each pair would appear about "
+           f"{per_batch / n:.1f} times in every batch")
+    if what == "--val-data":
+        return why + "; validation loss and accuracy are computed on those repeated pairs"
+    raise SystemExit(f"cnclip-edu train: {why}, as its own negative (the loss stays near ln(copies)). "
+                     f"Use --batch-size <= {max(1, n // (world_size * accum))}"
+                     + (" and fewer processes" if n < world_size * accum else ""))
+
+
 def build(args: argparse.Namespace, info: DistInfo, ckpt_dir: Path, run_dir: Path,
           log: logging.Logger) -> tuple[TrainRun, TrainState]:
     """Model (fresh, pretrained or resumed), optimiser, loss, data and logs for `loop.train`."""
@@ -80,10 +108,20 @@ def build(args: argparse.Namespace, info: DistInfo, ckpt_dir: Path, run_dir: Pat
     # the model: the same initial weights on every rank, then pretrained weights or our checkpoint
     seed_everything(args.seed)
     model = create_model(f"{args.vision_model}@{args.text_model}")
+    if args.context_length > model.max_context_length:
+        raise SystemExit(f"cnclip-edu train: --context-length must be <= {model.max_context_length} (the positions "
+                         f"of the {args.text_model} text tower), got {args.context_length}")
     model.config.context_length = args.context_length
-    ckpt, weights_path = resume_source(args, ckpt_dir, log)
-    if ckpt is None and weights_path:
-        load_weights_only(model, weights_path, log)
+    # the data's size, before any weights are read: an empty or too small LMDB fails in a second
+    train_set = LMDBDataset(args.train_data, model.image_resolution, args.context_length, args.use_augment)
+    check_data_size(len(train_set), args.train_data, args.batch_size, info.world_size, args.accum_freq)
+    val_set = LMDBDataset(args.val_data, model.image_resolution, args.context_length, False) if args.val_data else None
+    if val_set is not None and (warning := check_data_size(len(val_set), args.val_data, args.valid_batch_size,
+                                                           info.world_size, what="--val-data")):
+        log.warning(warning)
+    ckpt, source = resume_source(args, ckpt_dir, log)
+    if ckpt is None and source:
+        load_weights_only(model, source, log)
     model.to(device)
     if args.freeze_vision:
         model.visual.requires_grad_(False)
@@ -96,7 +134,7 @@ def build(args: argparse.Namespace, info: DistInfo, ckpt_dir: Path, run_dir: Pat
     state = TrainState()
     if ckpt is not None:
         state.step, state.epoch, state.batch_offset = restore_training_state(
-            ckpt, model, optimizer, scaler, args, info, log)
+            ckpt, source, model, optimizer, scaler, args, info, log)
     else:
         seed_everything(args.seed + info.rank)  # different dropout masks per rank
     del ckpt
@@ -107,16 +145,11 @@ def build(args: argparse.Namespace, info: DistInfo, ckpt_dir: Path, run_dir: Pat
             gradient_as_bucket_view=True)
     loss_fn = ClipLoss(args.local_loss, args.gather_with_grad or args.local_loss, info.rank, info.world_size)
     # data: each rank reads its own share of every global batch
-    train_set = LMDBDataset(args.train_data, model.image_resolution, args.context_length, args.use_augment)
     sampler = ResumableDistributedSampler(len(train_set), args.batch_size, info.rank, info.world_size, args.seed)
-    steps_per_epoch = sampler.num_batches // args.accum_freq
-    if steps_per_epoch == 0:
-        raise SystemExit(f"{args.train_data}: {len(train_set)} samples are fewer than one step "
-                         f"(batch {args.batch_size} x {info.world_size} ranks x accum {args.accum_freq})")
+    steps_per_epoch = sampler.num_batches // args.accum_freq  # >= 1: one global batch fits (checked above)
     max_steps = args.max_steps or steps_per_epoch * args.max_epochs
     val_loader = None
-    if args.val_data:
-        val_set = LMDBDataset(args.val_data, model.image_resolution, args.context_length, False)
+    if val_set is not None:
         val_loader = make_loader(WithIndex(val_set), ResumableDistributedSampler(
             len(val_set), args.valid_batch_size, info.rank, info.world_size, args.seed), args.valid_num_workers, args.seed, 0)
     run = TrainRun(
@@ -154,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as exc:
         log.error(str(exc))
         return 3
+    except CheckpointError as exc:  # --resume of another model, or an unreadable / unsafe file: the file says it
+        log.error(str(exc))
+        return 1
     finally:
         cleanup()
 

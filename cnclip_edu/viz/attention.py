@@ -94,28 +94,36 @@ def cls_attention(attn: torch.Tensor, layer: int = -1) -> torch.Tensor:
 
 
 def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[str] | None = None):
-    """One column per image: the image, then the [CLS] attention of the first and the last block."""
+    """One column per image: the image, then the [CLS] attention of the first and the last block.
+
+    Each attention row shares one colour scale (0 to the row's largest weight), shown by its colour bar,
+    so the images of a row can be compared; the white line on the bar is uniform attention, 1 / L.
+    """
     import matplotlib.pyplot as plt
     import torch.nn.functional as F
 
     setup_cjk_font()
     B = images.shape[0]
     imgs = denormalize(images)
-    fig, axes = plt.subplots(3, B, figsize=(2.2 * B, 6.6), squeeze=False)
+    fig, axes = plt.subplots(3, B, figsize=(2.2 * B + 0.9, 6.6), squeeze=False, layout="constrained")
     for row, (layer, name) in enumerate([(None, "图像"), (0, "第 1 层 [CLS] 注意力"),
                                          (-1, f"第 {attn.shape[0]} 层 [CLS] 注意力")]):
+        maps = cls_attention(attn, layer) if layer is not None else None  # (B, g, g)
         for b in range(B):
             ax = axes[row, b]
             ax.imshow(imgs[b].permute(1, 2, 0).numpy())
-            if layer is not None:
-                m = cls_attention(attn, layer)[b][None, None]
-                m = F.interpolate(m, size=imgs.shape[-2:], mode="nearest")[0, 0]
-                ax.imshow(m.numpy(), cmap="inferno", alpha=0.6)
+            if maps is not None:
+                m = F.interpolate(maps[b][None, None], size=imgs.shape[-2:], mode="nearest")[0, 0]
+                im = ax.imshow(m.numpy(), cmap="inferno", alpha=0.6, vmin=0.0, vmax=float(maps.max()))
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
                 ax.set_ylabel(name, fontsize=9)
             if row == 0 and titles:
                 ax.set_title(titles[b], fontsize=9)
-    fig.tight_layout()
+        if maps is not None:
+            bar = fig.colorbar(im, ax=axes[row, :].tolist(), shrink=0.9, pad=0.02)
+            bar.set_label("注意力权重", fontsize=8)
+            bar.ax.axhline(1 / (maps[0].numel() + 1), color="white", lw=1.5)  # uniform: 1 / L, L = 1 + N
+            bar.ax.tick_params(labelsize=7)
     return fig

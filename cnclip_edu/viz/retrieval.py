@@ -101,3 +101,55 @@ def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "R
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_similarity_matrix(images: Sequence[object], texts: Sequence[str], values, title: str | None = None,
+                           value_label: str = "概率", wrap: int = 7, cell: float = 1.1, cmap: str = "viridis"):
+    """A heatmap of images (rows) x texts (columns), each image drawn at the start of its own row.
+
+    images: PIL images or (H, W, 3) arrays, one per row; texts: one per column, wrapped every `wrap`
+    characters under the matrix; values: (rows, columns) array-like in [0, 1] (e.g. softmax
+    probabilities). The number in each cell is black on light colours and white on dark ones, so it
+    stays readable over the whole colour scale. The layout is fixed in inches (no tight_layout), so
+    that a thumbnail is exactly one row high.
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    vals = np.asarray(values, dtype=float)
+    n_rows, n_cols = vals.shape
+    if len(images) != n_rows or len(texts) != n_cols:
+        raise ValueError(f"values are {vals.shape} but there are {len(images)} images and {len(texts)} texts")
+    labels = ["\n".join(textwrap.wrap(t, wrap)) or t for t in texts]
+    n_lines = max(label.count("\n") + 1 for label in labels)
+    thumb = 0.9 * cell                                             # inches
+    left, right, top = thumb + 0.75, 1.2, 0.55 if title else 0.2
+    bottom = 0.2 + 0.19 * n_lines
+    width, height = left + cell * n_cols + right, bottom + cell * n_rows + top
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes([left / width, bottom / height, cell * n_cols / width, cell * n_rows / height])
+    cax = fig.add_axes([(left + cell * n_cols + 0.15) / width, bottom / height, 0.18 / width, cell * n_rows / height])
+    im = ax.imshow(vals, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    colormap = plt.get_cmap(cmap)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            red, green, blue, _ = colormap(float(np.clip(vals[r, c], 0, 1)))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5  # perceived brightness of the cell
+            ax.text(c, r, f"{vals[r, c]:.2f}", ha="center", va="center", fontsize=10,
+                    color="black" if light else "white")
+    for r, img in enumerate(images):  # at (-0.5, r): the left edge of row r, in the heatmap's own coordinates
+        arr = np.asarray(img)
+        box = OffsetImage(arr, zoom=0.92 * thumb * 72 / arr.shape[0])  # zoom is per point: dpi-independent
+        ax.add_artist(AnnotationBbox(box, (-0.5, r), xybox=(-4, 0), boxcoords="offset points",
+                                     box_alignment=(1.0, 0.5), frameon=False, annotation_clip=False))
+    ax.set_yticks(range(n_rows), [f"图 {i}" for i in range(n_rows)])
+    ax.tick_params(axis="y", length=0, pad=thumb * 72 + 8)  # points: past the thumbnails
+    ax.set_xticks(range(n_cols), labels, fontsize=9)
+    ax.tick_params(axis="x", length=0)
+    fig.colorbar(im, cax=cax, label=value_label)
+    if title:
+        ax.set_title(title)
+    return fig

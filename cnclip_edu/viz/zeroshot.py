@@ -10,29 +10,40 @@ import numpy as np
 
 
 def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], normalize: bool = True,
-                          title: str = "混淆矩阵 (confusion matrix)", ax=None):
-    """Rows = true class, columns = predicted class; normalized per row (recall per class) by default."""
+                          title: str = "混淆矩阵 (confusion matrix)", ax=None, row_names: Sequence[str] | None = None):
+    """Rows = true class, columns = predicted class; normalized per row (recall per class) by default.
+
+    row_names: when only some classes have test images (the held-out images of a 48-way test), the
+    matrix is (len(row_names), len(classnames)): those rows against every class that can be predicted.
+    Non-zero cells get their value written in when there are at most 12 rows.
+    """
     import matplotlib.pyplot as plt
 
     m = confusion.astype(float)
+    rows = list(row_names) if row_names is not None else list(classnames)
+    if m.shape != (len(rows), len(classnames)):
+        raise ValueError(f"confusion is {m.shape}, expected ({len(rows)}, {len(classnames)}) (rows x classes)")
     if normalize:
         m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    n = len(classnames)
+    n_rows, n_cols = m.shape
+    wide = n_cols > 16   # many classes to predict: narrow columns, cells stretched to fill the axes
     if ax is None:
-        size = max(4.0, 0.45 * n + 2)
-        _, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n), classnames, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classnames, fontsize=8)
+        size = (0.28 * n_cols + 3, 0.32 * n_rows + 2.4) if wide else (max(4.0, 0.45 * n_cols + 2) + 1,
+                                                                      max(2.5, 0.45 * n_rows + 1.8))
+        _, ax = plt.subplots(figsize=size)
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto" if wide else "equal")
+    ax.figure.colorbar(im, ax=ax, fraction=0.02 if wide else 0.046, pad=0.01 if wide else 0.04)
+    ax.set_xticks(range(n_cols), classnames, rotation=90 if wide else 60, ha="center" if wide else "right",
+                  fontsize=7 if wide else 8)
+    ax.set_yticks(range(n_rows), rows, fontsize=8)
     ax.set_xlabel("预测 (predicted)")
     ax.set_ylabel("真实 (true)")
-    if n <= 12:
-        for i in range(n):
-            for j in range(n):
+    if n_rows <= 12:
+        for i in range(n_rows):
+            for j in range(n_cols):
                 if m[i, j] > 0:
                     ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
-                            fontsize=7, color="white" if m[i, j] > 0.6 * m.max() else "black")
+                            fontsize=6 if wide else 7, color="white" if m[i, j] > 0.6 * m.max() else "black")
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax.figure
