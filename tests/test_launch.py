@@ -91,6 +91,20 @@ def test_hello_rank_shards_are_disjoint_and_all_reduce_sums():
         assert all(r["global_sum"] == total for r in ranks) and sum(r["local_sum"] for r in ranks) == total
 
 
+def test_hello_main_writes_each_rank_line_in_one_write(monkeypatch):
+    """Ranks share torchrun's stdout pipe: a line split over two writes (print under
+    PYTHONUNBUFFERED) interleaved with the other rank's in CI and broke notebook 06's parsing."""
+    import json
+
+    from cnclip_edu.train import hello
+
+    writes = []
+    monkeypatch.setattr(hello, "hello_rank", lambda *a: {"rank": 0, "world_size": 2, "batches": [[1]]})
+    monkeypatch.setattr(hello.os, "write", lambda fd, b: writes.append(b) or len(b))
+    assert hello.main([]) == 0
+    assert len(writes) == 1 and writes[0].endswith(b"\n") and json.loads(writes[0])["rank"] == 0
+
+
 def test_run_forked_reports_stubs_errors_and_hangs():
     import torch.distributed as dist
 

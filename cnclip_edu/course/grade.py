@@ -40,7 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fileio import atomic_write
+from ..cli import InRange
+from ..fileio import atomic_write, make_temp_dir
 from .runner import KERNEL_ARGS, REPO_NOTEBOOKS, find_notebooks
 
 DEFAULT_TIMEOUT_S = 900        # per notebook: the longest course notebook takes ~1 min with CNCLIP_QUICK=1
@@ -230,7 +231,7 @@ def grade_student(folder: Path, course: list[Path], scratch: Path, shared_data: 
     """Run one student's notebooks (those of `course`) in a fresh work folder under `scratch`."""
     import nbformat
 
-    root = Path(tempfile.mkdtemp(prefix="student-", dir=scratch))
+    root = make_temp_dir(scratch / "student")  # removed below, whatever happens
     work, nb_dir = root / "runs" / "course", root / "notebooks"
     nb_dir.mkdir(parents=True)
     work.mkdir(parents=True)
@@ -326,17 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the CSV to write (one row per student)")
     ap.add_argument("--notebooks", nargs="*", help="grade only these notebooks (prefix like 02); default: all with exercises")
     ap.add_argument("--notebooks-dir", default=str(REPO_NOTEBOOKS), help="the teacher's notebooks (names, parameters)")
-    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per notebook before its kernel is killed")
-    ap.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S,
+    ap.add_argument("--timeout", type=float, action=InRange, lo=0, lo_open=True, default=DEFAULT_TIMEOUT_S,
+                    help="seconds per notebook before its kernel is killed")
+    ap.add_argument("--cell-timeout", type=float, action=InRange, lo=0, lo_open=True, default=DEFAULT_CELL_TIMEOUT_S,
                     help="seconds per cell before it is interrupted (the notebook goes on)")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel for every notebook (default: this Python)")
     ap.add_argument("--executed-dir", default=None, help="also keep the executed notebooks here, DIR/<student>/<notebook>")
     ap.add_argument("--no-shared-data", action="store_true",
                     help="do not build the toy data up front (each notebook then builds what it needs)")
     args = ap.parse_args(argv)
-    for flag, value in (("--timeout", args.timeout), ("--cell-timeout", args.cell_timeout)):
-        if not value > 0:
-            ap.error(f"{flag} must be > 0")
     try:
         grades = grade(args.submissions, args.out, args.notebooks_dir, args.notebooks, args.timeout,
                        args.cell_timeout, args.kernel, not args.no_shared_data, args.executed_dir)

@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     out = hello_rank(a.dataset_len, a.batch_size, a.seed)
-    print(json.dumps(out), flush=True)  # one JSON line per rank: the notebook parses them
+    # One JSON line per rank, which the notebook parses. One write() call, not print(): the ranks
+    # share a pipe, and print writes the text and its newline separately when stdout is unbuffered
+    # (PYTHONUNBUFFERED), so two ranks' lines could interleave. A pipe write under 4 KiB is atomic.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(out) + "\n").encode())
     return 0
 
 
