@@ -180,7 +180,37 @@ def _to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-class OnnxEncoder:
+class TwoTowerEncoder:
+    """What every deployed encoder (ONNX Runtime, TensorRT) does before running a tower: check the
+    input against the file's metadata, and cut a text batch to its longest caption when the graph's
+    length axis is dynamic. Subclasses set `image`, `text` (towers, or None), `image_resolution`,
+    `context_length`, `vocab_size`, and implement `_run(tower, x, dtype)`."""
+
+    tower_file = "file"  # how an error names what the encoder was created from
+
+    def encode_image(self, images: Any) -> Any:
+        """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
+        if self.image is None:
+            raise RuntimeError(f"this {type(self).__name__} was created without an image {self.tower_file}")
+        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
+        check_image_input(images, self.image_resolution)
+        return self._run(self.image, images, np.float32)
+
+    def encode_text(self, tokens: Any) -> Any:
+        """(B, L) int token ids (cc.tokenize) -> (B, E) unnormalized features."""
+        if self.text is None:
+            raise RuntimeError(f"this {type(self).__name__} was created without a text {self.tower_file}")
+        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
+        check_text_input(tokens, self.context_length, self.vocab_size, self.text.dynamic_length)
+        if self.text.dynamic_length and tokens.shape[0]:
+            tokens = trim_padding(tokens)  # (B, L') L' = the longest caption in the batch
+        return self._run(self.text, tokens, np.int64)
+
+    def _run(self, tower: Any, x: Any, dtype: type) -> Any:
+        raise NotImplementedError
+
+
+class OnnxEncoder(TwoTowerEncoder):
     """The two ONNX towers with the PyTorch model's interface: `encode_image`, `encode_text`.
 
     Inputs may be numpy arrays or torch tensors; the result has the input's type (a torch tensor comes
@@ -189,6 +219,8 @@ class OnnxEncoder:
     intra-op threads (default: torch's); `io_binding` True / False forces IO binding for torch inputs
     on or off (default: on for CUDA tensors on a CUDA provider, see the module docstring).
     """
+
+    tower_file = "ONNX file"
 
     def __init__(self, image_path: str | os.PathLike | None, text_path: str | os.PathLike | None,
                  providers: Sequence[str] | None = None, threads: int | None = None,
@@ -240,20 +272,3 @@ class OnnxEncoder:
             out = tower.run(_to_numpy(x, dtype)).astype(np.float32, copy=False)  # (B, E)
         return torch.from_numpy(out).to(x.device) if isinstance(x, torch.Tensor) else out
 
-    def encode_image(self, images: Any) -> Any:
-        """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
-        if self.image is None:
-            raise RuntimeError("this OnnxEncoder was created without an image ONNX file")
-        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
-        check_image_input(images, self.image_resolution)
-        return self._run(self.image, images, np.float32)
-
-    def encode_text(self, tokens: Any) -> Any:
-        """(B, L) int token ids (cc.tokenize) -> (B, E) unnormalized features."""
-        if self.text is None:
-            raise RuntimeError("this OnnxEncoder was created without a text ONNX file")
-        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
-        check_text_input(tokens, self.context_length, self.vocab_size, self.text.dynamic_length)
-        if self.text.dynamic_length and tokens.shape[0]:
-            tokens = trim_padding(tokens)  # (B, L') L' = the longest caption in the batch
-        return self._run(self.text, tokens, np.int64)

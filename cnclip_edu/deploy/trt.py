@@ -41,7 +41,7 @@ import torch
 from cnclip_edu.fileio import atomic_write
 
 from .export import convert_to_fp16, read_metadata
-from .onnx_runner import check_image_input, check_text_input, trim_padding
+from .onnx_runner import TwoTowerEncoder
 
 
 class TrtUnavailable(RuntimeError):
@@ -273,12 +273,14 @@ class _TrtTower:
         return out  # ordered on `stream`: later torch work on it sees the result
 
 
-class TrtEncoder:
+class TrtEncoder(TwoTowerEncoder):
     """Two TensorRT engines with the PyTorch model's interface: `encode_image`, `encode_text`.
 
     Accepts numpy arrays or torch tensors (CPU or CUDA) and returns the input's type: numpy in ->
     float32 numpy out; torch in -> float32 torch on the input's device (CUDA inputs never leave the GPU).
     """
+
+    tower_file = "engine"
 
     def __init__(self, image_engine: str | os.PathLike | None, text_engine: str | os.PathLike | None,
                  device: str | torch.device = "cuda"):
@@ -296,7 +298,7 @@ class TrtEncoder:
         self.vocab_size = int(meta["vocab_size"]) if "vocab_size" in meta else None
         self.precision = (self.image or self.text).meta.get("precision")
 
-    def _run(self, tower: _TrtTower, x: Any) -> Any:
+    def _run(self, tower: _TrtTower, x: Any, dtype: type | None = None) -> Any:  # the engine knows its dtypes
         is_numpy = not isinstance(x, torch.Tensor)
         t = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x.detach()
         if t.shape[0] == 0:
@@ -308,23 +310,6 @@ class TrtEncoder:
             return out.cpu().numpy()
         return out.to(x.device)
 
-    def encode_image(self, images: Any) -> Any:
-        """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
-        if self.image is None:
-            raise RuntimeError("this TrtEncoder was created without an image engine")
-        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
-        check_image_input(images, self.image_resolution)
-        return self._run(self.image, images)
-
-    def encode_text(self, tokens: Any) -> Any:
-        """(B, L) int token ids -> (B, E) unnormalized features."""
-        if self.text is None:
-            raise RuntimeError("this TrtEncoder was created without a text engine")
-        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
-        check_text_input(tokens, self.context_length, self.vocab_size, self.text.dynamic_length)
-        if self.text.dynamic_length and tokens.shape[0]:
-            tokens = trim_padding(tokens)  # (B, L') L' = the longest caption in the batch
-        return self._run(self.text, tokens)
 
 
 # ----------------------------------------------------------------------------- CLI
