@@ -1,4 +1,5 @@
-"""Shared bits for the benchmarks: machine description, timing, and writing docs/benchmarks.md.
+"""Shared bits for the benchmarks: machine description, timing (`timeit`, from cnclip_edu.deploy.timing), and
+writing docs/benchmarks.md.
 
 Each benchmark owns one section of docs/benchmarks.md, delimited by
 `<!-- BEGIN name -->` / `<!-- END name -->`, and rewrites only that section (atomically), so
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
+
+from cnclip_edu.deploy.timing import timeit  # noqa: F401  (one timing helper for bench/ and notebook 09)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_MD = ROOT / "docs" / "benchmarks.md"
@@ -37,22 +37,6 @@ def machine_info() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}")
-
-
-def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
-    """Median wall seconds of `fn()` over `repeat` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def git_rev() -> str:

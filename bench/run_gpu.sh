@@ -5,10 +5,15 @@
 #   PYTHON=python3 bash bench/run_gpu.sh  # another interpreter
 #
 # 1. the tests marked `gpu` (bf16 training with fused AdamW and gradient checkpointing, fp16/bf16
-#    feature extraction, TensorRT engines and the ORT CUDA provider where installed);
+#    feature extraction, TensorRT engines with profiles over batch AND text length, the ORT CUDA
+#    provider with IO binding, where installed);
 # 2. benchmarks, each writing its own section of docs/benchmarks.md next to the CPU ones:
 #    encode (SDPA towers vs cn_clip's attention), train (ours vs cn_clip, ViT-B-16, bf16),
-#    course (notebook 06's recipe on one GPU), onnx (only with a CUDA onnxruntime or TensorRT).
+#    course (notebook 06's recipe on one GPU), onnx (PyTorch fp16 vs ORT CUDA fp16 vs TensorRT fp16,
+#    only with a CUDA onnxruntime or TensorRT; int8 is a CPU format and is measured by the CPU run);
+# 3. notebook 09 with TensorRT on (its executed copy lands in runs/gpu/executed/).
+# The onnx step's section (`onnx-cuda`, with the GPU and the date) is what notebook 09 shows as the
+# recorded GPU run. Commit docs/benchmarks.md after the run, failures included.
 # A step that fails is reported and the others still run; the exit code says whether all passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +49,7 @@ step course $PY bench/bench_course.py --device cuda --nproc 1
 if $PY -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null \
    || $PY -c "import tensorrt" 2>/dev/null; then
     step onnx $PY bench/bench_onnx.py --device cuda --models course ViT-B-16 --batches 1 32
+    step nb09-tensorrt $PY -m cnclip_edu course --notebooks 09 --work-dir runs/gpu -p device cuda -p use_tensorrt True
 else
     echo; echo "=== onnx: skipped: neither a CUDA onnxruntime nor tensorrt is installed (pip install '.[gpu]')"
 fi

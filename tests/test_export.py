@@ -1,5 +1,7 @@
 """ONNX export and the ONNX Runtime runner: parity with PyTorch at several batch sizes from ONE file,
-fp16, retrieval on the toy valid split, metadata, self-contained files, bad inputs, the CLI."""
+the dynamic text length (trimmed padding = the fixed-length graph's features), fp16, retrieval on the
+toy valid split, metadata, self-contained files, bad inputs, IO binding, threads, the CLI.
+int8 and ORT optimisation: tests/test_export_int8.py."""
 from __future__ import annotations
 
 import json
@@ -68,6 +70,7 @@ def test_fp32_parity_one_file_three_batch_sizes(model, fp32_files):
     enc = E.OnnxEncoder(*fp32_files, providers=["CPUExecutionProvider"])
     for path, name in zip(fp32_files, ("image", "text")):
         assert E.describe_graph(path)["inputs"][0]["shape"][0] == "batch"  # symbolic, not baked in
+    assert E.describe_graph(fp32_files[1])["inputs"][0]["shape"] == ["batch", "length"]
     diffs = []
     for b in BATCHES:
         x, t = _images(model, b, seed=b), _tokens(model, b, seed=b)
@@ -167,6 +170,76 @@ def test_big_model_goes_to_relative_external_data(fp32_files, tmp_path, monkeypa
 
 
 # ----------------------------------------------------------------------------- the runner
+# ----------------------------------------------------------------------------- the text length axis
+_FIXED: dict = {}
+
+
+def fixed_length_text(model) -> str:
+    """The text tower exported with its length fixed at the context length (the graph before trimming)."""
+    if "path" not in _FIXED:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="fixed-"))
+        _FIXED["path"] = E.export_onnx(model, out, towers=("text",), dynamic_length=False)[1]
+    return _FIXED["path"]
+
+
+def test_trim_padding_cuts_only_all_padding_columns():
+    t = cc.tokenize(["红色的圆形", "两个蓝色的三角形", ""], context_length=52)  # 7, 10 and 2 real tokens
+    assert E.trimmed_length(t) == 10 and E.trim_padding(t).shape == (3, 10)
+    assert torch.equal(E.trim_padding(t), t[:, :10]) and (t[:, 10:] == 0).all()
+    assert E.trim_padding(t.numpy()).shape == (3, 10)  # numpy too
+    assert E.trimmed_length(t[2:]) == 2  # "" is [CLS] [SEP]
+    full = cc.tokenize(["猫" * 80], context_length=52)  # truncated: no padding at all
+    assert E.trim_padding(full).shape == (1, 52)
+    assert E.trimmed_length(torch.zeros(2, 52, dtype=torch.long)) == 1  # all padding: keep one column
+    gap = torch.tensor([[101, 5, 0, 7, 102, 0, 0]])  # a [PAD] inside a caption is kept (only trailing columns go)
+    assert E.trimmed_length(gap) == 5
+
+
+def test_dynamic_length_equals_fixed_length_graph_and_pytorch(model, fp32_files, monkeypatch):
+    dynamic, fixed = E.OnnxEncoder(None, fp32_files[1]), E.OnnxEncoder(None, fixed_length_text(model))
+    assert dynamic.text.dynamic_length and not fixed.text.dynamic_length
+    assert E.describe_graph(fixed_length_text(model))["inputs"][0]["shape"] == ["batch", model.context_length]
+    seen = []
+    run = dynamic.text.run
+    monkeypatch.setattr(dynamic.text, "run", lambda x: seen.append(x.shape) or run(x))
+    worst_fixed, worst_torch = 0.0, 0.0
+    for b, seed in ((1, 0), (7, 1), (32, 2)):
+        t = _tokens(model, b, seed)  # (B, 52) with captions of 5 to 52 tokens
+        with torch.no_grad():
+            ref = model.encode_text(t)
+        got = dynamic.encode_text(t)
+        assert seen[-1] == (b, E.trimmed_length(t))  # the graph ran on the trimmed batch
+        worst_fixed = max(worst_fixed, (got - fixed.encode_text(t)).abs().max().item())
+        worst_torch = max(worst_torch, (got - ref).abs().max().item())
+    short = cc.tokenize(["红色", "黄色的圆形"], context_length=model.context_length)
+    assert dynamic.encode_text(short).shape == (2, dynamic.embed_dim) and seen[-1] == (2, 7)
+    worst_fixed = max(worst_fixed, (dynamic.encode_text(short) - fixed.encode_text(short)).abs().max().item())
+    # a caller may also pass an already short batch
+    assert torch.allclose(dynamic.encode_text(short[:, :7]), dynamic.encode_text(short), atol=1e-6)
+    assert worst_fixed <= 1e-5 and worst_torch <= 1e-4, (worst_fixed, worst_torch)
+
+
+def test_io_binding_and_threads(model, fp32_files):
+    from cnclip_edu.deploy.onnx_runner import session_options
+
+    plain, bound = E.OnnxEncoder(*fp32_files), E.OnnxEncoder(*fp32_files, io_binding=True)
+    x, t = _images(model, 5), _tokens(model, 5)
+    calls = []
+    run_bound = bound.text.run_bound
+    bound.text.run_bound = lambda x, d: calls.append(x.shape) or run_bound(x, d)
+    got_i, got_t = bound.encode_image(x), bound.encode_text(t)
+    assert calls == [(5, E.trimmed_length(t))]  # the bound path ran (on the trimmed tokens)
+    assert got_i.dtype == torch.float32 and got_i.device.type == "cpu"
+    assert torch.allclose(got_i, plain.encode_image(x), atol=1e-6)
+    assert torch.allclose(got_t, plain.encode_text(t), atol=1e-6)
+    assert isinstance(bound.encode_image(x.numpy()), np.ndarray)  # numpy in: the plain path
+    assert session_options().intra_op_num_threads == torch.get_num_threads()
+    opts = session_options(3)
+    assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
+
+
 def test_returns_input_type_and_handles_empty_batch(model, fp32_files):
     enc = E.OnnxEncoder(*fp32_files)
     x = _images(model, 2)
@@ -191,8 +264,14 @@ def test_bad_inputs_give_clear_errors(model, fp32_files):
         enc.encode_image(torch.zeros(2, 3, 64, 64))
     with pytest.raises(TypeError, match="expected float pixels.*got dtype uint8"):
         enc.encode_image(np.zeros((1, 3, R, R), np.uint8))
-    with pytest.raises(ValueError, match=rf"expected shape \(batch, {L}\), got \(2, 64\).*context_length={L}"):
+    with pytest.raises(ValueError, match=rf"expected shape \(batch, L\) with 1 <= L <= {L}, got \(2, 64\)"
+                                         rf".*context_length={L}"):
         enc.encode_text(torch.zeros(2, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"got \(2, 0\)"):
+        enc.encode_text(torch.zeros(2, 0, dtype=torch.long))
+    fixed = E.OnnxEncoder(None, fixed_length_text(model))
+    with pytest.raises(ValueError, match=rf"expected shape \(batch, {L}\), got \(2, 20\).*context_length={L}"):
+        fixed.encode_text(torch.zeros(2, 20, dtype=torch.long))  # a fixed-length graph takes exactly L
     with pytest.raises(TypeError, match="expected integer token ids.*got dtype float32"):
         enc.encode_text(torch.zeros(2, L))
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 21128\), got min 30000, max 30000"):
@@ -269,6 +348,23 @@ def test_cli_round_trip(model, tmp_path):
     with torch.no_grad():
         got = E.OnnxEncoder(tmp_path / "cn" / "deploy.img.fp32.onnx", None).encode_image(x)
         assert (got - model.encode_image(x)).abs().max() <= 1e-4
+
+
+def test_cli_vision_model_alone_means_its_released_pairing(tmp_path):
+    """Issue 16 item 9: `export --vision-model ViT-Course` said "unknown model" though --help promises the pairing."""
+    assert E.main(["--vision-model", "ViT-Course", "--save-dir", str(tmp_path), "--convert-text"]) == 0
+    path = tmp_path / "course.txt.fp32.onnx"
+    assert E.read_metadata(path)["model_name"] == "ViT-Course@RBT-Course"
+    shipped = _course_model()  # the released (shipped) course weights, not a random model
+    t = _tokens(shipped, 4)
+    with torch.no_grad():
+        assert (E.OnnxEncoder(None, path).encode_text(t) - shipped.encode_text(t)).abs().max() <= 1e-4
+    with pytest.raises(SystemExit, match="'ViT-B-32' has no released pairing.*--text-model"):
+        E.main(["--vision-model", "ViT-B-32", "--save-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no released weights for ViT-B-32@RBT3-chinese: give --resume"):
+        E.main(["--vision-model", "ViT-B-32", "--text-model", "RBT3-chinese", "--save-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="give a vision model too"):
+        E.main(["--text-model", "RBT3-chinese", "--save-dir", str(tmp_path)])
 
 
 def test_cli_errors(tmp_path):

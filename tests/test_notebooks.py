@@ -25,7 +25,10 @@ FLOORS: dict[str, dict[str, tuple[float, float]]] = {
            "toy_t2i_mean_recall": (0, 1)},
     "08": {"toy_zs_shape_acc": (0, 1), "toy_zs_color_acc": (0.95, 1), "toy_zs_combo_seen_acc": (0.80, 1),
            "toy_zs_combo_heldout_acc": (0.25, 1)},
-    "09": {"onnx_max_abs_diff": (0, 1e-4)},
+    # int8 drops = fp32 minus int8 on the toy world (negative: int8 happened to score higher); the aim is
+    # <= 0.01 absolute; measured on the shipped course model: R@1 0.0017, zero-shot 0 (notebook 09).
+    "09": {"onnx_max_abs_diff": (0, 1e-4), "onnx_int8_t2i_r1_drop": (-0.05, 0.01),
+           "onnx_int8_zs_acc_drop": (-0.05, 0.01)},
     # your own data (18 sample photos, 80 steps from the shipped course model): measured valid R@1 0.41, R@5 0.82,
     # train R@1 0.87 (one of 17 valid captions is 0.06 of R@1); before finetuning it sits at chance
     # (1/17 = 0.059), as the notebook's prose says

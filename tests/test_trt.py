@@ -1,7 +1,8 @@
 """TensorRT engines: the same parity checks as for ONNX Runtime, on a GPU machine with `pip install .[gpu]`.
 
 Here (no GPU, or no `tensorrt`) the GPU tests skip and one test checks that every entry point
-says what was skipped and why, instead of failing with an ImportError.
+says what was skipped and why, instead of failing with an ImportError. The optimization profile
+(batch AND text length) is computed from the ONNX file alone, so it is tested everywhere.
 """
 from __future__ import annotations
 
@@ -48,6 +49,32 @@ def test_without_gpu_or_tensorrt_every_entry_point_says_why(tmp_path):
     assert T.main(["--onnx", str(tmp_path / "x.onnx")]) == 1
 
 
+# ----------------------------------------------------------------------------- the profile (CPU)
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    model = _course_model()
+    out = tmp_path_factory.mktemp("onnx")
+    image, text = E.export_onnx(model, out)
+    static = E.export_onnx(model, out / "static", towers=("text",), dynamic_length=False)[1]
+    return image, text, static
+
+
+def test_profile_covers_batch_and_text_length(onnx_files):
+    image, text, static = onnx_files
+    assert T.plan_profile(image, max_batch=64, opt_batch=8) == {
+        "image": ((1, 3, 32, 32), (8, 3, 32, 32), (64, 3, 32, 32))}
+    assert T.plan_profile(text, max_batch=64) == {"text": ((1, 1), (64, 52), (64, 52))}  # length 1..52
+    assert T.plan_profile(text, min_batch=2, max_batch=16, opt_batch=4, opt_length=24) == {
+        "text": ((2, 1), (4, 24), (16, 52))}
+    assert T.plan_profile(static, max_batch=8) == {"text": ((1, 52), (8, 52), (8, 52))}  # a fixed-length graph
+    with pytest.raises(ValueError, match="need 1 <= min_batch <= opt_batch <= max_batch, got 4, 2, 8"):
+        T.plan_profile(text, min_batch=4, opt_batch=2, max_batch=8)
+    with pytest.raises(ValueError, match="need 1 <= opt_length <= context_length 52, got 60"):
+        T.plan_profile(text, opt_length=60)
+    with pytest.raises(ValueError, match="axis 2 is dynamic"):
+        T.profile_shapes((-1, 3, -1, -1), {"tower": "image"})
+
+
 # ----------------------------------------------------------------------------- GPU
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
@@ -67,6 +94,7 @@ def test_trt_fp32_parity_dynamic_batch(engines):
     enc = T.TrtEncoder(*fp32)
     assert enc.precision == "fp32" and enc.image_resolution == model.image_resolution
     worst = 0.0
+    assert enc.context_length == model.context_length and enc.text.dynamic_length
     for b in BATCHES:
         x, t = _inputs(model, b, seed=b)
         with torch.no_grad():  # reference on the CPU: no TF32 anywhere
@@ -75,6 +103,22 @@ def test_trt_fp32_parity_dynamic_batch(engines):
         assert gi.device.type == "cuda" and gi.shape == ri.shape
         worst = max(worst, (gi.cpu() - ri).abs().max().item(), (gt.cpu() - rt).abs().max().item())
     assert worst <= 1e-4, worst
+
+
+@pytest.mark.gpu
+def test_trt_text_engine_runs_each_batch_at_its_trimmed_length(engines, monkeypatch):
+    model, fp32, _ = engines
+    enc = T.TrtEncoder(None, fp32[1])
+    shapes = []
+    run_one = enc.text._run_one
+    monkeypatch.setattr(enc.text, "_run_one", lambda x, stream: shapes.append(tuple(x.shape)) or run_one(x, stream))
+    for texts in (["红色"], ["红色的圆形", "两个蓝色的三角形和一个绿色的正方形"], ["猫" * 80]):
+        t = cc.tokenize(texts, context_length=model.context_length)
+        with torch.no_grad():
+            ref = model.encode_text(t)
+        assert (enc.encode_text(t).cpu() - ref).abs().max() <= 1e-4
+        assert shapes[-1] == (len(texts), E.trimmed_length(t))
+    assert [s[1] for s in shapes] == [4, 19, 52]
 
 
 @pytest.mark.gpu
@@ -153,5 +197,8 @@ def test_onnxruntime_cuda_provider_parity(engines):
     enc = E.OnnxEncoder(*onnx_files, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     x, t = _inputs(model, 7)
     with torch.no_grad():
-        assert _cos(enc.encode_image(x), model.encode_image(x)).min() >= 0.9999
-        assert _cos(enc.encode_text(t), model.encode_text(t)).min() >= 0.9999
+        ri, rt = model.encode_image(x), model.encode_text(t)
+    assert _cos(enc.encode_image(x), ri).min() >= 0.9999 and _cos(enc.encode_text(t), rt).min() >= 0.9999
+    gi, gt = enc.encode_image(x.cuda()), enc.encode_text(t.cuda())  # CUDA tensors: IO binding, no host copy
+    assert gi.device.type == "cuda" and gt.device.type == "cuda"
+    assert _cos(gi, ri).min() >= 0.9999 and _cos(gt, rt).min() >= 0.9999

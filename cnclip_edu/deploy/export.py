@@ -1,18 +1,27 @@
-"""Export the image and text towers to ONNX (dynamic batch), and run them with ONNX Runtime.
+"""Export the image and text towers to ONNX (dynamic batch and caption length), and run them with ONNX Runtime.
 
     cnclip-edu export --resume runs/course/experiments/course/final --save-dir deploy/          # fp32
+    cnclip-edu export --resume runs/course/experiments/course/final --save-dir deploy/ --int8   # CPU int8
     cnclip-edu export --vision-model ViT-B-16 --resume clip_cn_vit-b-16.pt --save-dir deploy/ --fp16
 
     image_onnx, text_onnx = export_onnx(model, "deploy/")          # deploy/course.img.fp32.onnx, .txt.
+    image_q, text_q = export_onnx(model, "deploy/", int8=True)      # deploy/course.img.int8.onnx, .txt.
     enc = OnnxEncoder(image_onnx, text_onnx)                        # TensorRT EP > CUDA EP > CPU
     enc.encode_image(images)  # (B, 3, R, R) float -> (B, E);  enc.encode_text(tokens)  # (B, L) int -> (B, E)
 
 Like cn_clip's deploy scripts, each tower is its own graph, so a search service can load only the
-text side. Unlike them, the batch axis is dynamic: one file serves batch 1 and batch 1024. We use
-the dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which tracks the batch as a symbolic
-dimension; the legacy tracer records the example's shapes, and any shape the code turns into a
+text side. Unlike them, the batch axis is dynamic: one file serves batch 1 and batch 1024; and the
+text graph's sequence axis is dynamic too, so the runner can cut the padding off a batch of short
+captions (onnx_runner.trim_padding) instead of computing all 52 positions. We use the dynamo
+exporter (`torch.onnx.export(..., dynamo=True)`), which tracks batch and length as symbolic
+dimensions; the legacy tracer records the example's shapes, and any shape the code turns into a
 Python int becomes a constant without a word (then another batch can give wrong results silently).
-We check that the exported input really has a symbolic batch axis.
+We check that the exported inputs really have symbolic axes.
+
+Three precisions: fp32 (the portable graph: any ONNX runtime, TensorRT), fp16 (GPUs), int8
+(dynamic quantisation for ONNX Runtime on the CPU, built from the ORT-optimised graph; see
+optimize.py). `optimize=True` also saves the fp32 graph as ONNX Runtime optimised it
+(`*.fp32.ort.onnx`: fused operators, ONNX Runtime only).
 
 Files are self-contained: the normalization, resolution, context length, embed dim and precision
 travel in the ONNX `metadata_props`, so a runner needs nothing but the file. Weights are stored
@@ -40,7 +49,9 @@ from torch import nn
 
 from cnclip_edu import fileio
 from cnclip_edu.data.transforms import CLIP_MEAN, CLIP_STD
-from .onnx_runner import OnnxEncoder, check_image_input, check_text_input, default_providers  # noqa: F401
+from .onnx_runner import (OnnxEncoder, check_image_input, check_text_input, default_providers,  # noqa: F401
+                          read_metadata, trim_padding, trimmed_length)
+from .optimize import ort_optimize, to_int8  # noqa: F401
 
 PRODUCER = "cnclip_edu"
 EXTERNAL_DATA_BYTES = 1_800_000_000  # keep well below protobuf's 2 GiB, the graph needs room too
@@ -50,8 +61,8 @@ _DEBUG_KEYS = ("pkg.torch.onnx.stack_trace",)  # node metadata holding absolute 
 
 
 # ----------------------------------------------------------------------------- export
-class _Tower(nn.Module):
-    """One tower of a CLIP as a module with a single tensor input (what the exporter traces)."""
+class Tower(nn.Module):
+    """One tower of a CLIP as a module with a single tensor input `x` (what the exporter traces)."""
 
     def __init__(self, model: nn.Module, kind: str):
         super().__init__()
@@ -110,19 +121,24 @@ def _metadata(kind: str, info: dict[str, Any], precision: str, embed_dim: int, o
                   input_layout="(batch, 3, R, R), RGB, resized to R x R (bicubic), scaled to [0, 1], normalized",
                   image_mean=json.dumps(list(CLIP_MEAN)), image_std=json.dumps(list(CLIP_STD)))
     else:
-        md.update(context_length=str(info["context_length"]), input_dtype="int64",
-                  input_layout="(batch, L) BERT ids: [CLS] ... [SEP] then [PAD]=0 (cc.tokenize)", pad_id="0")
+        md.update(context_length=str(info["context_length"]), input_dtype="int64", pad_id="0",
+                  input_layout="(batch, L) BERT ids, L <= context_length: [CLS] ... [SEP] then [PAD]=0 (cc.tokenize); "
+                               "trailing all-[PAD] columns may be cut off (same features)")
         if info["vocab_size"]:
             md["vocab_size"] = str(info["vocab_size"])
     return md
 
 
-def _export_program(tower: nn.Module, kind: str, example: torch.Tensor, opset: int | None):
+def export_program(tower: nn.Module, kind: str, example: torch.Tensor, opset: int | None = None,
+                   dynamic_length: bool = True):
+    """`torch.onnx.export` of one tower (dynamo): batch axis symbolic, and for text the length (1..L) too."""
     name_in, name_out = (IMAGE_INPUT, IMAGE_OUTPUT) if kind == "image" else (TEXT_INPUT, TEXT_OUTPUT)
-    batch = torch.export.Dim("batch", min=1, max=65536)
+    dims = {0: torch.export.Dim("batch", min=1, max=65536)}
+    if kind == "text" and dynamic_length:
+        dims[1] = torch.export.Dim("length", min=1, max=int(example.shape[1]))  # never above the context length
     return torch.onnx.export(
         tower, (example,), dynamo=True, input_names=[name_in], output_names=[name_out],
-        dynamic_shapes={"x": {0: batch}}, opset_version=opset, optimize=True, verbose=False,
+        dynamic_shapes={"x": dims}, opset_version=opset, optimize=True, verbose=False,
     )
 
 
@@ -168,9 +184,15 @@ def _save_proto(proto, path: Path, metadata: dict[str, str]) -> None:
 
 
 def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False, opset: int | None = None,
-                towers: Sequence[str] = ("image", "text"), prefix: str | None = None,
-                check: bool = True) -> tuple[str | None, str | None]:
-    """Export `model`'s image and text towers to `<out_dir>/<prefix>.{img,txt}.{fp32,fp16}.onnx`.
+                towers: Sequence[str] = ("image", "text"), prefix: str | None = None, check: bool = True,
+                int8: bool = False, optimize: bool = False,
+                dynamic_length: bool = True) -> tuple[str | None, str | None]:
+    """Export `model`'s image and text towers to `<out_dir>/<prefix>.{img,txt}.<precision>.onnx`.
+
+    precision: fp32 by default; `fp16=True` fp16 weights (GPUs); `int8=True` dynamic int8 for ONNX
+    Runtime on the CPU (optimize.to_int8, from the ORT-optimised graph); `optimize=True` (fp32 only)
+    the ORT-optimised fp32 graph, `*.fp32.ort.onnx`. `dynamic_length=False` fixes the text graph's
+    length at the context length (for runtimes that need static shapes).
 
     Returns (image_path, text_path); a tower not in `towers` gives None. The model is not changed
     (a float32 CPU copy is exported when it lives elsewhere). Files appear atomically: they are written
@@ -181,6 +203,8 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
     bad = set(towers) - {"image", "text"}
     if bad or not towers:
         raise ValueError(f"towers must be a non-empty subset of ('image', 'text'), got {tuple(towers)}")
+    if fp16 and (int8 or optimize):
+        raise ValueError("fp16 is for GPUs; int8 and optimize are ONNX Runtime CPU formats built from fp32: pick one")
     info = _model_info(model)
     p = next(iter(model.parameters()), None)
     src = model if p is None or (p.dtype == torch.float32 and p.device.type == "cpu") else None
@@ -201,22 +225,23 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
             if kind not in towers:
                 continue
             example = _example_input(kind, info)
-            tower = _Tower(src, kind).eval()
+            tower = Tower(src, kind).eval()
             with torch.no_grad():
                 embed_dim = int(tower(example).shape[-1])
-            program = _export_program(tower, kind, example, opset)
-            proto = program.model_proto
-            dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
-            if not dim0.dim_param:
-                raise RuntimeError(f"exporting the {kind} tower fixed the batch axis to {dim0.dim_value}: the model's "
-                                   f"code turns the batch size into a constant (e.g. int(x.shape[0]))")
+            proto = export_program(tower, kind, example, opset, dynamic_length).model_proto
+            _check_symbolic_axes(proto, kind, dynamic_length)
             used_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
             if fp16:
                 proto = convert_to_fp16(proto)
-            name = f"{prefix}.{'img' if kind == 'image' else 'txt'}.{precision}.onnx"
+            stem = f"{prefix}.{'img' if kind == 'image' else 'txt'}"
+            name = f"{stem}.{precision}.onnx"
             _save_proto(proto, tmp / name, _metadata(kind, info, precision, embed_dim, used_opset))
             if check:
                 onnx.checker.check_model(str(tmp / name), full_check=True)
+            if int8:
+                name = Path(to_int8(tmp / name, tmp / f"{stem}.int8.onnx")).name
+            elif optimize:
+                name = Path(ort_optimize(tmp / name)).name
             data = tmp / (name + ".data")
             stale = out / (name + ".data")
             if data.exists():
@@ -229,6 +254,17 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
         shutil.rmtree(tmp, ignore_errors=True)
         src.train(was_training)
     return paths["image"], paths["text"]
+
+
+def _check_symbolic_axes(proto, kind: str, dynamic_length: bool) -> None:
+    """Refuse a graph whose batch (or text length) axis came out as a constant."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if not dims[0].dim_param:
+        raise RuntimeError(f"exporting the {kind} tower fixed the batch axis to {dims[0].dim_value}: the model's "
+                           f"code turns the batch size into a constant (e.g. int(x.shape[0]))")
+    if kind == "text" and dynamic_length and not dims[1].dim_param:
+        raise RuntimeError(f"exporting the text tower fixed the length axis to {dims[1].dim_value}: the model's "
+                           f"code turns the caption length into a constant (e.g. int(x.shape[1]))")
 
 
 def to_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> str:
@@ -256,14 +292,6 @@ def to_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike | None = N
 
 
 # ----------------------------------------------------------------------------- inspection
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The `metadata_props` of an ONNX file (weights are not loaded)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 def describe_graph(path: str | os.PathLike) -> dict[str, Any]:
     """Inputs/outputs with their (symbolic) shapes and types, opset, node-type counts, metadata."""
     import onnx
@@ -288,15 +316,21 @@ def describe_graph(path: str | os.PathLike) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- CLI
 def _load_model(args: argparse.Namespace) -> nn.Module:
     import cnclip_edu as cc
+    from cnclip_edu.model.clip import model_name_from_flags, released_name
 
-    if args.vision_model and args.text_model:
-        name = f"{args.vision_model}@{args.text_model}"
-    else:
-        name = args.vision_model or args.text_model
+    name = None
+    if args.vision_model or args.text_model:
+        try:
+            name = model_name_from_flags(args.vision_model, args.text_model)
+        except ValueError as e:
+            raise SystemExit(f"cnclip-edu export: {e}") from None
     if args.resume is None:
         if name is None:
             raise SystemExit("cnclip-edu export: give --resume CKPT, or a model name (--vision-model ViT-B-16)")
-        model, _ = cc.load(name, device="cpu", download_root=args.download_root)
+        short = released_name(name)
+        if short is None:
+            raise SystemExit(f"cnclip-edu export: no released weights for {name}: give --resume CKPT")
+        model, _ = cc.load(short, device="cpu", download_root=args.download_root)
         return model
     path = Path(args.resume)
     if not path.exists():
@@ -326,7 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--convert-image", "--convert_image", "--convert-vision", "--convert_vision",
                     action="store_true", help="export the image tower (default: both towers)")
     ap.add_argument("--convert-text", "--convert_text", action="store_true", help="export the text tower")
-    ap.add_argument("--fp16", action="store_true", help="fp16 weights (float32 inputs/outputs kept)")
+    ap.add_argument("--fp16", action="store_true", help="fp16 weights (float32 inputs/outputs kept; for GPUs)")
+    ap.add_argument("--int8", action="store_true",
+                    help="dynamic int8 weights for ONNX Runtime on the CPU (*.int8.onnx; measure the accuracy cost)")
+    ap.add_argument("--ort-optimize", "--ort_optimize", action="store_true",
+                    help="save the fp32 graph as ONNX Runtime optimised it (*.fp32.ort.onnx; ONNX Runtime only)")
+    ap.add_argument("--static-length", "--static_length", action="store_true",
+                    help="fix the text graph's length at the context length (default: dynamic, padding trimmed)")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     ap.add_argument("--download-root", "--download_root", default=None)
     args = ap.parse_args(argv)
@@ -337,10 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         out_dir, prefix = Path(args.save_dir), None
     else:
         ap.error("give --save-dir DIR (or cn_clip's --save-onnx-path PREFIX)")
+    if args.fp16 and (args.int8 or args.ort_optimize):
+        ap.error("--fp16 is for GPUs; --int8 / --ort-optimize are ONNX Runtime CPU formats: pick one")
     towers = [t for t, on in (("image", args.convert_image), ("text", args.convert_text)) if on] or ["image", "text"]
     model = _load_model(args)
     image_path, text_path = export_onnx(model, out_dir, fp16=args.fp16, opset=args.opset, towers=towers,
-                                        prefix=prefix)
+                                        prefix=prefix, int8=args.int8, optimize=args.ort_optimize,
+                                        dynamic_length=not args.static_length)
     for kind, path in (("image", image_path), ("text", text_path)):
         if path:
             g = describe_graph(path)

@@ -4,10 +4,17 @@
     engine = build_engine("deploy/vit-b-16.img.fp16.onnx", max_batch=128)   # -> deploy/vit-b-16.img.fp16.engine
     enc = TrtEncoder(image_engine, text_engine)                            # same interface as OnnxEncoder
 
-TensorRT 10 style throughout: the network comes from `trt.OnnxParser`, the batch axis gets an
-optimization profile (min / opt / max), the plan is built with `build_serialized_network`, and
-inference binds torch CUDA tensors by name (`set_input_shape`, `set_tensor_address`) and runs
-`execute_async_v3` on torch's current stream, so no pycuda and no host copies.
+TensorRT 10 style throughout: the network comes from `trt.OnnxParser`, every dynamic axis gets an
+optimization profile (min / opt / max): the batch axis of both towers, and the text tower's length
+axis (1 .. context length), so a batch of short captions runs on its trimmed length as with ONNX
+Runtime. `plan_profile` computes the profile from the ONNX file alone (no GPU needed: notebook 09
+shows it). The plan is built with `build_serialized_network`, and inference binds torch CUDA tensors
+by name (`set_input_shape`, `set_tensor_address`) and runs `execute_async_v3` on torch's current
+stream, so no pycuda and no host copies.
+
+Not every ONNX file is for TensorRT: the int8 files (`*.int8.onnx`, ONNX Runtime's dynamic
+quantisation) and the ORT-optimised ones (`*.ort.onnx`, ONNX Runtime's own operators) are refused
+with a message; build from the plain fp32 or fp16 export.
 
 Precision. An fp16 ONNX file (`export_onnx(..., fp16=True)`) is built as a *strongly typed*
 network: the graph's own casts fix every layer's precision, which is what TensorRT 11 requires.
@@ -34,7 +41,7 @@ import torch
 from cnclip_edu.fileio import atomic_write
 
 from .export import convert_to_fp16, read_metadata
-from .onnx_runner import check_image_input, check_text_input
+from .onnx_runner import TwoTowerEncoder
 
 
 class TrtUnavailable(RuntimeError):
@@ -69,26 +76,86 @@ def _logger(verbose: bool = False):
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
 
 
-# ----------------------------------------------------------------------------- build
-def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None, fp16: bool = False,
-                 min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 128,
-                 workspace_gib: float | None = None, tf32: bool = False, verbose: bool = False) -> str:
-    """Build a TensorRT engine for one exported tower; returns the engine path.
+# ----------------------------------------------------------------------------- the profile (no GPU needed)
+Shape = tuple[int, ...]
 
-    The batch axis gets the profile (min_batch, opt_batch, max_batch); TensorRT tunes its kernels for
-    opt_batch (default: max_batch) and accepts any batch in [min_batch, max_batch] at run time
-    (TrtEncoder splits bigger batches). TF32 (on by default in TensorRT on Ampere and newer GPUs) is
-    switched off unless `tf32=True`: it rounds fp32 matmul inputs to 10 mantissa bits (~1e-3 error),
-    and an fp32 engine should match the fp32 model.
-    """
-    trt = _trt()
+
+def check_buildable(onnx_path: str | os.PathLike) -> dict[str, str]:
+    """The file's metadata, or a clear error if TensorRT is the wrong runtime for it."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    meta = read_metadata(onnx_path)
+    if meta.get("precision") == "int8" or meta.get("ort_optimized"):
+        what = "int8 (ONNX Runtime's dynamic quantisation)" if meta.get("precision") == "int8" else \
+            "optimised by ONNX Runtime (its own operators)"
+        raise ValueError(f"{onnx_path}: this file is {what}, for ONNX Runtime only; build the TensorRT engine "
+                         f"from the plain fp32 or fp16 export (TensorRT fuses and picks precisions itself)")
+    return meta
+
+
+def profile_shapes(shape: Sequence[int], meta: dict[str, str], min_batch: int = 1, opt_batch: int | None = None,
+                   max_batch: int = 128, opt_length: int | None = None) -> tuple[Shape, Shape, Shape]:
+    """(min, opt, max) shapes of one input whose dynamic axes are -1: (-1, 3, R, R) or (-1, -1) / (-1, L).
+
+    Batch: (min_batch, opt_batch, max_batch), opt_batch default max_batch. Text length: (1, opt_length,
+    context_length), opt_length default the context length: kernels tuned for the longest caption
+    also serve the shorter ones. Any other dynamic axis is an error.
+    """
+    axes = [_batch_range(min_batch, opt_batch, max_batch)]  # (min, opt, max) per axis
+    shape = tuple(int(d) for d in shape)
+    for axis, d in enumerate(shape[1:], start=1):
+        if d >= 0:
+            axes.append((d, d, d))
+        elif axis == 1 and meta.get("tower") == "text" and "context_length" in meta:
+            L = int(meta["context_length"])
+            if not 1 <= (opt_length or L) <= L:
+                raise ValueError(f"need 1 <= opt_length <= context_length {L}, got {opt_length}")
+            axes.append((1, opt_length or L, L))
+        else:
+            raise ValueError(f"input shape {shape}: axis {axis} is dynamic; only batch (and text length) may be")
+    lo, opt, hi = zip(*axes)
+    return tuple(lo), tuple(opt), tuple(hi)
+
+
+def _batch_range(min_batch: int, opt_batch: int | None, max_batch: int) -> tuple[int, int, int]:
     opt_batch = opt_batch or max_batch
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise ValueError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {min_batch}, {opt_batch}, {max_batch}")
-    meta = read_metadata(onnx_path)
+    return min_batch, opt_batch, max_batch
+
+
+def plan_profile(onnx_path: str | os.PathLike, min_batch: int = 1, opt_batch: int | None = None,
+                 max_batch: int = 128, opt_length: int | None = None) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """{input name: (min, opt, max)}: the optimization profile `build_engine` gives TensorRT, read from the file."""
+    import onnx
+
+    meta = check_buildable(onnx_path)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    out = {}
+    for inp in graph.input:
+        dims = [d.dim_value if not d.dim_param and d.dim_value > 0 else -1 for d in inp.type.tensor_type.shape.dim]
+        out[inp.name] = profile_shapes(dims, meta, min_batch, opt_batch, max_batch, opt_length)
+    return out
+
+
+# ----------------------------------------------------------------------------- build
+def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None, fp16: bool = False,
+                 min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 128,
+                 workspace_gib: float | None = None, tf32: bool = False, verbose: bool = False,
+                 opt_length: int | None = None) -> str:
+    """Build a TensorRT engine for one exported tower; returns the engine path.
+
+    Every dynamic axis gets a profile (`profile_shapes`): the batch (min_batch, opt_batch, max_batch)
+    and the text length (1, opt_length, context length). TensorRT tunes its kernels for the opt shape
+    and accepts any shape in [min, max] at run time (TrtEncoder splits bigger batches). TF32 (on by
+    default in TensorRT on Ampere and newer GPUs) is switched off unless `tf32=True`: it rounds fp32
+    matmul inputs to 10 mantissa bits (~1e-3 error), and an fp32 engine should match the fp32 model.
+    """
+    trt = _trt()
+    onnx_path = Path(onnx_path)
+    meta = check_buildable(onnx_path)
+    min_batch, opt_batch, max_batch = _batch_range(min_batch, opt_batch, max_batch)
     onnx_fp16 = meta.get("precision") == "fp16"
     data, flag_fp16 = None, False
     if fp16 and not onnx_fp16:
@@ -121,12 +188,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | 
     if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
+    shapes = {}
     for i in range(network.num_inputs):
-        inp = network.get_input(i)
-        rest = tuple(inp.shape)[1:]  # (3, R, R) or (L,): static in our exports
-        if any(d < 0 for d in rest):
-            raise ValueError(f"{onnx_path}: input {inp.name} has dynamic dims beyond batch: {tuple(inp.shape)}")
-        profile.set_shape(inp.name, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
+        inp = network.get_input(i)  # (-1, 3, R, R) or (-1, -1): -1 = dynamic
+        shapes[inp.name] = profile_shapes(tuple(inp.shape), meta, min_batch, opt_batch, max_batch, opt_length)
+        profile.set_shape(inp.name, *shapes[inp.name])
     config.add_optimization_profile(profile)
 
     plan = builder.build_serialized_network(network, config)
@@ -134,7 +200,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | 
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
     atomic_write(engine_path, bytes(plan))
     sidecar = {**meta, "precision": precision, "min_batch": min_batch, "opt_batch": opt_batch,
-               "max_batch": max_batch, "tensorrt_version": trt.__version__, "onnx_file": onnx_path.name,
+               "max_batch": max_batch, "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
+               "tensorrt_version": trt.__version__, "onnx_file": onnx_path.name,
                "gpu": torch.cuda.get_device_name(0)}
     atomic_write(Path(str(engine_path) + ".json"), json.dumps(sidecar, indent=2, ensure_ascii=False).encode())
     return str(engine_path)
@@ -175,9 +242,11 @@ class _TrtTower:
         self.output = next(n for n in names if mode[n] == trt.TensorIOMode.OUTPUT)
         self.in_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input))
         self.out_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output))
-        self.in_shape = tuple(self.engine.get_tensor_shape(self.input))  # (-1, 3, R, R) or (-1, L)
+        self.in_shape = tuple(self.engine.get_tensor_shape(self.input))  # (-1, 3, R, R), (-1, -1) or (-1, L)
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.dynamic_length = kind == "text" and self.in_shape[1] == -1
+        self.context_length = int(hi[1]) if kind == "text" else None  # the profile's longest length
         self.device = device
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,12 +273,14 @@ class _TrtTower:
         return out  # ordered on `stream`: later torch work on it sees the result
 
 
-class TrtEncoder:
+class TrtEncoder(TwoTowerEncoder):
     """Two TensorRT engines with the PyTorch model's interface: `encode_image`, `encode_text`.
 
     Accepts numpy arrays or torch tensors (CPU or CUDA) and returns the input's type: numpy in ->
     float32 numpy out; torch in -> float32 torch on the input's device (CUDA inputs never leave the GPU).
     """
+
+    tower_file = "engine"
 
     def __init__(self, image_engine: str | os.PathLike | None, text_engine: str | os.PathLike | None,
                  device: str | torch.device = "cuda"):
@@ -222,12 +293,12 @@ class TrtEncoder:
         self.image = _TrtTower(image_engine, "image", self.device) if image_engine else None
         self.text = _TrtTower(text_engine, "text", self.device) if text_engine else None
         self.image_resolution = int(self.image.in_shape[-1]) if self.image else None
-        self.context_length = int(self.text.in_shape[-1]) if self.text else None
+        self.context_length = self.text.context_length if self.text else None
         meta = self.text.meta if self.text else {}
         self.vocab_size = int(meta["vocab_size"]) if "vocab_size" in meta else None
         self.precision = (self.image or self.text).meta.get("precision")
 
-    def _run(self, tower: _TrtTower, x: Any) -> Any:
+    def _run(self, tower: _TrtTower, x: Any, dtype: type | None = None) -> Any:  # the engine knows its dtypes
         is_numpy = not isinstance(x, torch.Tensor)
         t = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x.detach()
         if t.shape[0] == 0:
@@ -239,21 +310,6 @@ class TrtEncoder:
             return out.cpu().numpy()
         return out.to(x.device)
 
-    def encode_image(self, images: Any) -> Any:
-        """(B, 3, R, R) float preprocessed images -> (B, E) unnormalized features."""
-        if self.image is None:
-            raise RuntimeError("this TrtEncoder was created without an image engine")
-        images = images if hasattr(images, "shape") else np.asarray(images, np.float32)
-        check_image_input(images, self.image_resolution)
-        return self._run(self.image, images)
-
-    def encode_text(self, tokens: Any) -> Any:
-        """(B, L) int token ids -> (B, E) unnormalized features."""
-        if self.text is None:
-            raise RuntimeError("this TrtEncoder was created without a text engine")
-        tokens = tokens if hasattr(tokens, "shape") else np.asarray(tokens, np.int64)
-        check_text_input(tokens, self.context_length, self.vocab_size)
-        return self._run(self.text, tokens)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -265,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--min-batch", "--min_batch", type=int, default=1)
     ap.add_argument("--opt-batch", "--opt_batch", type=int, default=None)
     ap.add_argument("--max-batch", "--max_batch", "--batch-size", "--batch_size", type=int, default=128)
+    ap.add_argument("--opt-length", "--opt_length", type=int, default=None,
+                    help="text length TensorRT tunes for (default: the context length)")
     ap.add_argument("--workspace-gib", type=float, default=None)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -276,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stem = Path(src).name.removesuffix(".onnx").replace(".fp32", "").replace(".fp16", "")
                 dst = Path(args.save_dir) / f"{stem}.{precision}.engine"
             out = build_engine(src, dst, fp16=args.fp16, min_batch=args.min_batch, opt_batch=args.opt_batch,
-                               max_batch=args.max_batch, workspace_gib=args.workspace_gib, verbose=args.verbose)
+                               max_batch=args.max_batch, workspace_gib=args.workspace_gib, verbose=args.verbose,
+                               opt_length=args.opt_length)
             print(f"{src} -> {out}")
     except TrtUnavailable as exc:
         print(exc, file=sys.stderr)

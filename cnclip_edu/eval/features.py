@@ -224,15 +224,18 @@ def image_resolution(model) -> int:
 def load_model(resume: str | None, vision_model: str | None = None, text_model: str | None = None,
                device: str = "cpu"):
     """The command-line tools' model: `cc.load(resume)` (a checkpoint path or a model name), else a
-    random `vision_model@text_model` with a warning (only useful to test a pipeline)."""
+    random `vision_model@text_model` with a warning (only useful to test a pipeline); a vision model
+    alone means its released pairing (ViT-Course -> ViT-Course@RBT-Course)."""
     import cnclip_edu as cc
+    from cnclip_edu.model.clip import model_name_from_flags
 
     if resume:
         model, _ = cc.load(resume, device=device)
         return model.eval()
-    warnings.warn(f"no --resume given: using a RANDOMLY initialized {vision_model}@{text_model}; "
+    name = model_name_from_flags(vision_model, text_model)
+    warnings.warn(f"no --resume given: using a RANDOMLY initialized {name}; "
                   "its features are meaningless except for testing the pipeline", stacklevel=2)
-    return cc.create_model(f"{vision_model}@{text_model}").to(device).eval()
+    return cc.create_model(name).to(device).eval()
 
 
 # ----------------------------------------------------------------------------- output names
@@ -266,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", default=None,
                     help="checkpoint to load (cn_clip .pt, HF folder, ours, or a model name for cc.load)")
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
-    ap.add_argument("--text-model", "--text_model", default="RoBERTa-wwm-ext-base-chinese")
+    ap.add_argument("--text-model", "--text_model", default=None,
+                    help="default: the vision model's released pairing (RoBERTa-wwm-ext-base-chinese for ViT-B-16)")
     ap.add_argument("--precision", choices=PRECISIONS, default="amp",
                     help="amp/fp16/bf16 apply on CUDA only; CPU runs fp32")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context-length", "--context_length", type=int, default=52, action=InRange, lo=2)
     ap.add_argument("--resume", default=None, help="checkpoint to load (anything cc.load reads)")
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
-    ap.add_argument("--text-model", "--text_model", default="RoBERTa-wwm-ext-base-chinese")
+    ap.add_argument("--text-model", "--text_model", default=None,
+                    help="default: the vision model's released pairing (RoBERTa-wwm-ext-base-chinese for ViT-B-16)")
     ap.add_argument("--precision", choices=("amp", "fp16", "bf16", "fp32"), default="amp")
     ap.add_argument("--device", default=None)
     ap.add_argument("--templates", default=None, help="template domain (default: from --dataset)")

@@ -40,6 +40,34 @@ def available_models() -> list[str]:
     return list(ALIASES)
 
 
+def model_name_from_flags(vision_model: str | None, text_model: str | None = None) -> str:
+    """'VISION@TEXT' from command-line flags; a vision model alone means its released pairing.
+
+    ('ViT-Course', None) -> 'ViT-Course@RBT-Course', ('RN50', None) -> 'RN50@RBT3-chinese', an alias
+    ('course', None) -> its full name. A vision model without a released pairing (ViT-B-32) needs a
+    text model, and a text model alone is refused: the error says which flag to add.
+    """
+    if not vision_model:
+        raise ValueError(f"give a vision model too (e.g. --vision-model ViT-B-16), not only text model {text_model!r}")
+    full = ALIASES.get(vision_model, vision_model)
+    if "@" in full:  # an alias or a full name
+        if text_model and full.split("@", 1)[1] != text_model:
+            full = f"{full.split('@', 1)[0]}@{text_model}"
+        return full
+    if text_model:
+        return f"{vision_model}@{text_model}"
+    paired = {v.split("@", 1)[0]: v for v in ALIASES.values()}  # vision name -> its released pairing
+    if vision_model not in paired:
+        raise ValueError(f"vision model {vision_model!r} has no released pairing ({', '.join(paired)} have one): "
+                         f"give a text model too (e.g. --text-model RoBERTa-wwm-ext-base-chinese)")
+    return paired[vision_model]
+
+
+def released_name(full_name: str) -> str | None:
+    """The shorthand whose weights `load` can fetch ('ViT-B-16', 'course') of a full name, else None."""
+    return {full: alias for alias, full in ALIASES.items()}.get(ALIASES.get(full_name, full_name))
+
+
 @dataclass
 class CLIPConfig:
     vision: VisionConfig

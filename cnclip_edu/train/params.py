@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     f("--use-augment", action="store_true", help="random augmentation of training images")
     # model
     f("--vision-model", default="ViT-B-16", help="ViT-B-16, ViT-L-14, ..., RN50, or the course size ViT-Course")
-    f("--text-model", default="RoBERTa-wwm-ext-base-chinese", help="RoBERTa-wwm-ext-base-chinese, ..., RBT-Course")
+    f("--text-model", default=None, help="RoBERTa-wwm-ext-base-chinese, ..., RBT-Course; default: the vision "
+      "model's released pairing (ViT-B-16: RoBERTa-wwm-ext-base-chinese, RN50: RBT3-chinese, ViT-Course: RBT-Course)")
     f("--resume", default=None, help="our checkpoint (full resume) or an official cn_clip .pt / model folder "
       "(weights only); default: <logs>/<name>/checkpoints/epoch_latest.pt if it exists")
     f("--reset-optimizer", action="store_true", help="on resume, start with a fresh optimizer")
@@ -86,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from cnclip_edu.model.clip import model_name_from_flags
+
     args = build_parser().parse_args(argv)
+    try:  # a vision model alone means its released pairing
+        args.vision_model, args.text_model = model_name_from_flags(args.vision_model, args.text_model).split("@", 1)
+    except ValueError as e:
+        raise SystemExit(f"cnclip-edu train: {e}") from None
     for k, v in _DEFAULTS.get(args.vision_model, _VIT_DEFAULTS).items():
         if getattr(args, k) is None:
             setattr(args, k, v)

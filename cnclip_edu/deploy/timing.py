@@ -1,0 +1,56 @@
+"""One way to time code, shared by bench/ and notebook 09: warm-up calls, then the median of repeats.
+
+    from cnclip_edu.deploy.timing import timeit
+    sec = timeit(lambda: enc.encode_image(x), repeat=10, warmup=2)   # median seconds of one call
+    recorded_benchmark("onnx")                                       # what bench/bench_onnx.py wrote
+
+Why not time one call: the first call of a runtime pays for one-off work (ONNX Runtime allocates
+its buffers and picks kernels, PyTorch warms its allocator and thread pool), so a single timing can
+be off by 100x (a notebook once showed PyTorch 256 ms against 2.3 ms measured properly). Why the
+median and not the mean: on a shared machine a few runs are slowed by other processes; the median
+ignores them, the mean does not. On a GPU, pass `sync=torch.cuda.synchronize`: kernels run
+asynchronously, and without a sync the clock stops before the work is done.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"  # in a source checkout
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
+    """Median wall seconds of `fn()` over `repeat` runs after `warmup` untimed runs."""
+    if repeat < 1 or warmup < 0:
+        raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def recorded_benchmark(section: str, path: str | os.PathLike | None = None) -> str | None:
+    """The markdown a bench/ script wrote into section `section` of docs/benchmarks.md, or None if absent.
+
+    Notebook 09 shows recorded numbers it cannot measure itself (ViT-B-16 on the CPU takes minutes,
+    a GPU run needs a GPU) with this, labelled as recorded: the section names its command, machine and date.
+    """
+    path = Path(path) if path else BENCHMARKS_MD
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    begin, end = f"<!-- BEGIN {section} -->", f"<!-- END {section} -->"
+    if begin not in text or end not in text:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
