@@ -34,6 +34,13 @@ FLOORS: dict[str, dict[str, tuple[float, float]]] = {
     # (1/17 = 0.059), as the notebook's prose says
     "10": {"own_valid_t2i_r1_before": (0, 0.2), "own_valid_t2i_r1": (0.25, 1), "own_valid_t2i_r5": (0.6, 1),
            "own_train_t2i_r1": (0.7, 1)},
+    # from CLIP to a chat model (3000 canvases, 200 + 100 + 600 steps): the default run (seed 0) measured twice,
+    # identical: seen 0.717 (colour 0.76), held-out shape 0.395 vs 0.25 text-only (+14.5 points), caption exact
+    # 0.815; with seed 1: seen 0.71 (colour 0.71), held-out shape 0.155 vs 0.125 (+3), caption 0.72. The held-out
+    # gain depends on the seed, so its floor only asks that the image does not hurt.
+    "11": {"mllm_vqa_seen_acc": (0.62, 1), "mllm_vqa_seen_color_acc": (0.6, 1), "mllm_caption_exact_match": (0.55, 1),
+           "mllm_vqa_heldout_shape_acc": (0.1, 1), "mllm_vqa_heldout_shape_text_only_acc": (0, 0.5),
+           "mllm_vqa_heldout_shape_gain": (0, 1)},
 }
 
 pytestmark = pytest.mark.notebooks

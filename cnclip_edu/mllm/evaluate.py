@@ -1,0 +1,163 @@
+"""Honest measurements of a small multimodal chat model: does it look at the image?
+
+- `answer_all`: greedy replies to many prompts, batched with left padding, with the real image, no
+  image at all (text-only baseline: the language prior alone), or another canvas's image
+  (mismatched: an answer that stays right is not about the image);
+- `accuracy_by_type`: exact-match accuracy per question type (颜色, 形状, …);
+- `caption_scores`: exact match of the canonical caption and per-slot accuracy (colour, shape,
+  size of the shape at each position, and the number of shapes);
+- `multi_round`: the same questions asked in a 3-round chat, the model reading its own earlier
+  answers: accuracy per round, and consistency with the answer the question gets when asked alone.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .batches import ImageBank, model_device, prompt_batch
+from .chat import encode_chat, render_chat
+from .world import CAPTION_PROMPT, Canvas, Sample
+
+MODES = ("image", "text_only", "mismatched")
+
+
+def mismatch(n: int, seed: int = 0) -> list[int]:
+    """A permutation of range(n) with no fixed point: every sample gets another canvas's image."""
+    if n < 2:
+        raise ValueError("mismatched images need at least two canvases")
+    g = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, n, (1,), generator=g).item()
+    return [(i + shift) % n for i in range(n)]
+
+
+@torch.no_grad()
+def answer_all(model, bank: ImageBank, prompts: Sequence[tuple[int | None, list]], batch_size: int = 256,
+               max_new_tokens: int = 8) -> list[str]:
+    """Replies to prompts (bank index or None, turns ending with (question, None))."""
+    model.eval()
+    device = model_device(model)
+    if bank.features is None:
+        bank.cache_features(model)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][1]))  # similar lengths together
+    replies: dict[int, str] = {}
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        b = prompt_batch([prompts[i] for i in idx], bank, model.vocab, model.tokens_per_tile).to(device)
+        feats = bank.feats(model, b.images) if b.images else None
+        for i, r in zip(idx, model.generate(b.ids, b.valid, feats, max_new_tokens)):
+            replies[i] = r
+    return [replies[i] for i in range(len(prompts))]
+
+
+@torch.no_grad()
+def answer_text(model, scenes: Sequence[str], questions: Sequence[str], max_new_tokens: int = 8) -> list[str]:
+    """Replies to questions about scenes written in words between <img> and </img>, no image at all:
+    what the text-only stage-0 decoder learned (reading the answer from the context)."""
+    model.eval()
+    rows = [model.vocab.to_compact(encode_chat(render_chat([(q, None)], image_text=s))) for s, q in zip(scenes, questions)]
+    L = max(len(r) for r in rows)
+    device = model_device(model)
+    ids = torch.tensor([[0] * (L - len(r)) + r for r in rows], device=device)  # left padding
+    return model.generate(ids, ids != 0, None, max_new_tokens)
+
+
+def ask_single(model, bank: ImageBank, samples: Sequence[Sample], mode: str = "image", seed: int = 0,
+               max_new_tokens: int = 8) -> list[str]:
+    """The reply to each sample's first question, in one of MODES."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    swap = mismatch(len(bank), seed) if mode == "mismatched" else None
+    prompts = []
+    for s in samples:
+        img = None if mode == "text_only" else (swap[s.canvas] if swap else s.canvas)
+        prompts.append((img, [(s.turns[0][0], None)]))
+    return answer_all(model, bank, prompts, max_new_tokens=max_new_tokens)
+
+
+def accuracy_by_type(samples: Sequence[Sample], replies: Sequence[str]) -> dict[str, float]:
+    """Exact-match accuracy of first-round replies, per question type and overall ("全部")."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for s, r in zip(samples, replies):
+        ok = r == s.turns[0][1]
+        hits[s.qtypes[0]].append(ok)
+        hits["全部"].append(ok)
+    return {k: sum(v) / len(v) for k, v in hits.items()}
+
+
+# ----------------------------------------------------------------------------- captions
+_CLAUSE = re.compile(r"(左边|中间|右边)是一个(大|小)的(\w\w)(\w+)")
+
+
+def parse_caption(text: str) -> dict[str, tuple[str, str, str]]:
+    """'左边是一个大的红色圆形，…' -> {'左边': ('大', '红色', '圆形'), …} (clauses that do not parse are dropped)."""
+    out = {}
+    for clause in text.split("，"):
+        m = _CLAUSE.fullmatch(clause)
+        if m:
+            out[m.group(1)] = (m.group(2), m.group(3), m.group(4))
+    return out
+
+
+@dataclass
+class CaptionScores:
+    exact_match: float
+    slots: dict[str, float]   # 颜色 / 形状 / 大小: share of gold shapes whose slot is right; 数量: count right
+
+
+def caption_scores(canvases: Sequence[Canvas], replies: Sequence[str]) -> CaptionScores:
+    from .world import caption
+
+    exact, count_ok, n_items = 0, 0, 0
+    slot_ok = {"大小": 0, "颜色": 0, "形状": 0}
+    for cv, r in zip(canvases, replies):
+        exact += r == caption(cv)
+        pred = parse_caption(r)
+        count_ok += len(pred) == len(cv.items) and len(r.split("，")) == len(cv.items)
+        for it in cv.items:
+            n_items += 1
+            got = pred.get(cv.position(it))
+            if got:
+                slot_ok["大小"] += got[0] == it.size
+                slot_ok["颜色"] += got[1] == it.color
+                slot_ok["形状"] += got[2] == it.shape
+    slots = {k: v / max(1, n_items) for k, v in slot_ok.items()}
+    slots["数量"] = count_ok / max(1, len(canvases))
+    return CaptionScores(exact / max(1, len(canvases)), slots)
+
+
+def describe(model, bank: ImageBank, canvas_ids: Sequence[int], max_new_tokens: int = 48) -> list[str]:
+    return answer_all(model, bank, [(i, [(CAPTION_PROMPT, None)]) for i in canvas_ids], max_new_tokens=max_new_tokens)
+
+
+# ----------------------------------------------------------------------------- multi-round
+@dataclass
+class MultiRound:
+    acc_by_round: list[float]      # accuracy of round 1, 2, 3 with the model's own history
+    follow_up_acc: float           # rounds about "它" (needs the previous round)
+    consistency: float             # same reply in the chat as when asked alone (non-follow-up rounds >= 2)
+
+
+def multi_round(model, bank: ImageBank, chats: Sequence[Sample]) -> MultiRound:
+    n_rounds = max(len(c.turns) for c in chats)
+    history: list[list[tuple[str, str]]] = [[] for _ in chats]
+    replies: list[list[str]] = [[] for _ in chats]
+    for k in range(n_rounds):
+        live = [i for i, c in enumerate(chats) if len(c.turns) > k]
+        prompts = [(chats[i].canvas, history[i] + [(chats[i].turns[k][0], None)]) for i in live]
+        for i, r in zip(live, answer_all(model, bank, prompts)):
+            history[i].append((chats[i].turns[k][0], r))
+            replies[i].append(r)
+    alone_idx = [(i, k) for i, c in enumerate(chats) for k in range(1, len(c.turns)) if c.qtypes[k] != "追问"]
+    alone = answer_all(model, bank, [(chats[i].canvas, [(chats[i].turns[k][0], None)]) for i, k in alone_idx])
+    acc = []
+    for k in range(n_rounds):
+        ok = [replies[i][k] == c.turns[k][1] for i, c in enumerate(chats) if len(c.turns) > k]
+        acc.append(sum(ok) / max(1, len(ok)))
+    fu = [replies[i][k] == c.turns[k][1] for i, c in enumerate(chats) for k in range(len(c.turns))
+          if c.qtypes[k] == "追问"]
+    same = [replies[i][k] == a for (i, k), a in zip(alone_idx, alone)]
+    return MultiRound(acc, sum(fu) / max(1, len(fu)), sum(same) / max(1, len(same)))

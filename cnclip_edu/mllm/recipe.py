@@ -1,0 +1,170 @@
+"""The chapter's experiment in one place: the data of every stage, the model, the stages, the metrics.
+
+    cfg = RecipeConfig()                        # CPU defaults: a few minutes on 2 cores
+    world = make_world(cfg)                     # canvases, chats per stage, test sets (deterministic)
+    model, bank = build_model(cfg, world, clip.visual, preprocess)
+    results = run_stages(model, world, bank, cfg)
+    metrics = evaluate_all(model, world, eval_bank(model, world, preprocess))
+
+Nothing here is specific to the notebook: an ablation is the same recipe with one field changed
+(`skip_stage1`, `train_vit`, `vlm.max_num=1` for "thumbnail only"), run from the same stage-0
+decoder (`decoder_state`) so that only that change differs.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from .batches import ImageBank
+from .chat import ChatVocab
+from .evaluate import (accuracy_by_type, ask_single, caption_scores, describe, multi_round)
+from .train import Stage, StageResult, train_stage
+from .vlm import MiniVLM, VLMConfig
+from .world import (CAPTION_PROMPT, QTYPES, Canvas, Sample, WorldConfig, ask, caption, chat_samples,
+                    conversation, possible_qtypes, render_canvas, sample_canvas, vocabulary_texts)
+
+
+@dataclass
+class RecipeConfig:
+    seed: int = 0
+    n_train_canvases: int = 3000     # drawn canvases for stages 1-2
+    chats_per_canvas: int = 4        # stage-2 chats per canvas (captions, questions, 2-3 rounds)
+    caption_share: float = 0.2       # of the stage-2 chats: captions ...
+    multi_round_share: float = 0.3   # ... and 2-3 round chats; the rest are single questions
+    n_text_chats: int = 6000         # stage-0 text, from canvases that are never drawn
+    text_context: float = 0.8        # share of stage-0 chats whose scene is described in words in <img>...</img>
+    # Stage-0 loss: "answers" (a chat model's instruction tuning, as InternLM2-Chat) or "all" (plain language
+    # modelling). Measured after 200 steps: asked "红色的是什么形状？" about a one-shape scene written in
+    # <img>...</img>, the "all" decoder answers at chance (0.18), the "answers" one 0.81: predicting the
+    # random scenes and questions themselves drowns the signal of reading the answer from the context.
+    text_loss_on: str = "answers"
+    steps: tuple[int, int, int] = (200, 100, 600)   # stage 0, 1, 2
+    lrs: tuple[float, float, float] = (2e-3, 1e-3, 1e-3)
+    batch_size: int = 64
+    bucket: int = 8                  # batches pooled and cut by length (train.length_batches); 1 = plain shuffle
+    train_vit: bool = False          # also train the ViT in stages 1-2 (Mini-InternVL does)
+    vit_lr_scale: float = 0.1        # the ViT is pretrained: a smaller step
+    skip_stage1: bool = False        # ablation: no alignment stage
+    vlm: VLMConfig = field(default_factory=VLMConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    n_test_canvases: int = 400
+    n_test_per_type: int = 100
+    n_heldout_per_combo: int = 25
+    n_multi_round: int = 150
+
+
+@dataclass
+class World:
+    vocab: ChatVocab
+    train_canvases: list[Canvas]
+    text_chats: list[Sample]        # stage 0 (canvas index unused: no image)
+    caption_chats: list[Sample]     # stage 1
+    sft_chats: list[Sample]         # stage 2
+    test_canvases: list[Canvas]     # seen combinations, then the held-out canvases
+    test_questions: list[Sample]    # one question each, n_test_per_type per type
+    heldout_shape: list[Sample]     # "红色的是什么形状？" where red never appeared with that shape
+    heldout_color: list[Sample]     # "五角星是什么颜色？" for the held-out colour of stars
+    caption_ids: list[int]          # test canvases to describe (seen)
+    heldout_caption_ids: list[int]
+    multi_round: list[Sample]       # 3-round chats about seen canvases
+
+
+def make_world(cfg: RecipeConfig) -> World:
+    wc = cfg.world
+    seen, held = wc.seen(), wc.heldout()
+    rng = random.Random(f"mllm-{cfg.seed}-train")
+    train = [sample_canvas(rng, seen, wc.cells_probs) for _ in range(cfg.n_train_canvases)]
+    sft = chat_samples(rng, train, seen, cfg.chats_per_canvas, cfg.multi_round_share, cfg.caption_share)
+    captions = [Sample(i, [(CAPTION_PROMPT, caption(cv))], ["描述"]) for i, cv in enumerate(train)]
+    trng = random.Random(f"mllm-{cfg.seed}-text")
+    text_canvases = [sample_canvas(trng, seen, wc.cells_probs) for _ in range(cfg.n_text_chats // 3)]
+    text = chat_samples(trng, text_canvases, seen, 3)
+    for s in text:  # reading comprehension: the scene in words where the image will later be
+        if trng.random() < cfg.text_context:
+            s.meta["context"] = caption(text_canvases[s.canvas])
+    # test: fresh seen canvases, then canvases that each hold one held-out combination
+    erng = random.Random(f"mllm-{cfg.seed}-test")
+    test = [sample_canvas(erng, seen, wc.cells_probs) for _ in range(cfg.n_test_canvases)]
+    questions = []
+    for qt in QTYPES:
+        while sum(q.qtypes[0] == qt for q in questions) < cfg.n_test_per_type:
+            ci = erng.randrange(len(test))
+            if qt in possible_qtypes(test[ci]):
+                q, a, _ = ask(erng, test[ci], qt, seen)
+                questions.append(Sample(ci, [(q, a)], [qt]))
+    shape_q, color_q, held_ids = [], [], []
+    for c, s in held:
+        for _ in range(cfg.n_heldout_per_combo):
+            cv = sample_canvas(erng, seen, wc.cells_probs, must_include=(c, s))
+            ci = len(test)
+            test.append(cv)
+            held_ids.append(ci)
+            shape_q.append(Sample(ci, [(f"{c}的是什么形状？", s)], ["形状"], {"combo": f"{c}的{s}"}))
+            color_q.append(Sample(ci, [(f"{s}是什么颜色？", c)], ["颜色"], {"combo": f"{c}的{s}"}))
+    chats = [conversation(erng, i, test[i], seen, 3) for i in erng.sample(range(cfg.n_test_canvases), cfg.n_multi_round)]
+    cap_ids = list(range(min(200, cfg.n_test_canvases)))
+    return World(ChatVocab.from_texts(vocabulary_texts()), train, text, captions, sft, test, questions,
+                 shape_q, color_q, cap_ids, held_ids, chats)
+
+
+def build_model(cfg: RecipeConfig, world: World, visual: torch.nn.Module, preprocess) -> tuple[MiniVLM, ImageBank]:
+    """A fresh MiniVLM around a copy of `visual` (so the caller's CLIP is never trained), and the
+    tile bank of the training canvases."""
+    torch.manual_seed(cfg.seed)
+    model = MiniVLM(copy.deepcopy(visual), world.vocab, cfg.vlm)
+    images = [render_canvas(cv, cfg.world.cell_px, cfg.world.render_px, cfg.world.size_scale) for cv in world.train_canvases]
+    return model, ImageBank(images, model.tiles, preprocess)
+
+
+def eval_bank(model: MiniVLM, world: World, preprocess, cfg: RecipeConfig) -> ImageBank:
+    images = [render_canvas(cv, cfg.world.cell_px, cfg.world.render_px, cfg.world.size_scale) for cv in world.test_canvases]
+    return ImageBank(images, model.tiles, preprocess)
+
+
+def stages(cfg: RecipeConfig) -> list[Stage]:
+    """The three stages of the recipe (stage 1 absent with `skip_stage1`)."""
+    s0, s1, s2 = cfg.steps
+    vit = ("vit",) if cfg.train_vit else ()
+    out = [Stage("0 纯文本预训练", s0, ("decoder",), cfg.lrs[0], cfg.batch_size, with_image=False, loss_on=cfg.text_loss_on,
+                 seed=cfg.seed, bucket=cfg.bucket)]
+    if not cfg.skip_stage1:
+        out.append(Stage("1 对齐 (projector)", s1, vit + ("projector",), cfg.lrs[1], cfg.batch_size, seed=cfg.seed + 1,
+                         vit_lr_scale=cfg.vit_lr_scale, bucket=cfg.bucket))
+    out.append(Stage("2 指令微调 (projector + LLM)", s2, vit + ("projector", "decoder"), cfg.lrs[2], cfg.batch_size,
+                     seed=cfg.seed + 2, vit_lr_scale=cfg.vit_lr_scale, bucket=cfg.bucket))
+    return out
+
+
+def run_stages(model: MiniVLM, world: World, bank: ImageBank, cfg: RecipeConfig,
+               decoder_state: dict | None = None, hooks=None) -> list[StageResult]:
+    """Run the recipe's stages. With `decoder_state` (a stage-0 decoder), stage 0 is loaded, not rerun."""
+    data = {"0": world.text_chats, "1": world.caption_chats, "2": world.sft_chats}
+    results = []
+    for st in stages(cfg):
+        if st.name.startswith("0") and decoder_state is not None:
+            model.decoder.load_state_dict(decoder_state)
+            continue
+        results.append(train_stage(model, data[st.name[0]], bank, st, hooks))
+    return results
+
+
+def evaluate_all(model: MiniVLM, world: World, bank: ImageBank) -> dict:
+    """Every number of the chapter, in one dict (accuracies in [0, 1])."""
+    out: dict = {}
+    for mode in ("image", "text_only", "mismatched"):
+        out[f"seen_{mode}"] = accuracy_by_type(world.test_questions, ask_single(model, bank, world.test_questions, mode))
+        for name, qs in (("heldout_shape", world.heldout_shape), ("heldout_color", world.heldout_color)):
+            replies = ask_single(model, bank, qs, mode)
+            out[f"{name}_{mode}"] = accuracy_by_type(qs, replies)["全部"]
+            if mode == "image":
+                out[f"{name}_replies"] = replies
+    caps = describe(model, bank, world.caption_ids)
+    out["caption"] = caption_scores([world.test_canvases[i] for i in world.caption_ids], caps)
+    out["caption_replies"] = caps
+    held_caps = describe(model, bank, world.heldout_caption_ids)
+    out["caption_heldout"] = caption_scores([world.test_canvases[i] for i in world.heldout_caption_ids], held_caps)
+    out["multi_round"] = multi_round(model, bank, world.multi_round)
+    return out

@@ -1,0 +1,103 @@
+"""The measurements: mismatched images really are other images, caption slots are scored per slot,
+accuracy per type, and the multi-round bookkeeping (history, consistency) on stub models."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from cnclip_edu.mllm.batches import ImageBank
+from cnclip_edu.mllm.chat import ChatVocab
+from cnclip_edu.mllm.evaluate import accuracy_by_type, caption_scores, mismatch, multi_round, parse_caption
+from cnclip_edu.mllm.world import Canvas, Item, Sample, WorldConfig, caption, sample_canvas, vocabulary_texts
+
+
+def test_mismatch_is_a_derangement():
+    for n in (2, 3, 10, 101):
+        p = mismatch(n, seed=n)
+        assert sorted(p) == list(range(n)) and all(p[i] != i for i in range(n))
+    with pytest.raises(ValueError):
+        mismatch(1)
+
+
+def test_caption_scores_per_slot():
+    cv = Canvas(3, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 2)), 240, 0.0, ((0, 0), (0, 0)))
+    gold = caption(cv)
+    assert gold == "左边是一个大的红色圆形，右边是一个小的蓝色菱形"
+    perfect = caption_scores([cv], [gold])
+    assert perfect.exact_match == 1 and perfect.slots == {"大小": 1, "颜色": 1, "形状": 1, "数量": 1}
+    wrong_shape = caption_scores([cv], ["左边是一个大的红色圆形，右边是一个小的蓝色十字"])
+    assert wrong_shape.exact_match == 0 and wrong_shape.slots == {"大小": 1, "颜色": 1, "形状": 0.5, "数量": 1}
+    missing = caption_scores([cv], ["左边是一个大的红色圆形"])
+    assert missing.slots == {"大小": 0.5, "颜色": 0.5, "形状": 0.5, "数量": 0}
+    extra = caption_scores([cv], [gold + "，中间是一个小的黑色十字"])
+    assert extra.slots["数量"] == 0 and extra.slots["颜色"] == 1
+    assert parse_caption("胡言乱语") == {}
+
+
+def test_accuracy_by_type():
+    samples = [Sample(0, [("q", "红色")], ["颜色"]), Sample(0, [("q", "圆形")], ["形状"]),
+               Sample(0, [("q", "蓝色")], ["颜色"])]
+    acc = accuracy_by_type(samples, ["红色", "圆形", "红色"])
+    assert acc == {"颜色": 0.5, "形状": 1.0, "全部": 2 / 3}
+
+
+class _Stub(torch.nn.Module):
+    """Answers every prompt with `answer(n_rounds_in_prompt)`, through the real batching code."""
+
+    def __init__(self, answer):
+        super().__init__()
+        self.vocab = ChatVocab.from_texts(vocabulary_texts())
+        self.tokens_per_tile = 4
+        self.answer = answer
+
+    def tile_features(self, pixels):
+        return torch.zeros(pixels.shape[0], 4, 8)
+
+    def generate(self, ids, valid, feats, max_new_tokens):
+        start = self.vocab.index[4]  # <|im_start|>
+        rounds = ((ids == start) & valid).sum(1) // 2  # two markers per round: user, assistant
+        return [self.answer(int(r)) for r in rounds]
+
+
+@pytest.fixture(scope="module")
+def bank():
+    from PIL import Image
+
+    rng = random.Random(0)
+    cvs = [sample_canvas(rng, WorldConfig().seen()) for _ in range(3)]
+    imgs = [Image.new("RGB", (32 * cv.cells, 32)) for cv in cvs]
+    from cnclip_edu.data.transforms import image_transform
+    from cnclip_edu.mllm.tiling import dynamic_preprocess
+    return ImageBank(imgs, lambda im: dynamic_preprocess(im, image_size=32, use_thumbnail=True), image_transform(32))
+
+
+def test_multi_round_reads_its_own_history(bank):
+    chats = [Sample(0, [("图中有几个图形？", "一个"), ("左边的是什么颜色？", "红色"), ("它是什么形状？", "圆形")],
+                    ["数量", "颜色", "追问"]),
+             Sample(1, [("图中有几个图形？", "两个"), ("图中有红色的圆形吗？", "有")], ["数量", "有无"])]
+    same = multi_round(_Stub(lambda r: "红色"), bank, chats)
+    assert same.acc_by_round == [0.0, 0.5, 0.0] and same.follow_up_acc == 0 and same.consistency == 1
+    # a model whose reply depends on how many rounds it has seen is inconsistent
+    drift = multi_round(_Stub(lambda r: "红色" if r > 1 else "有"), bank, chats)
+    assert drift.consistency == 0 and drift.acc_by_round == [0.0, 0.5, 0.0]
+
+
+def test_answer_text_reads_the_scene_from_words_only():
+    """The text probe puts the scene between <img> and </img> and asks, with no image tokens."""
+    from cnclip_edu.mllm.evaluate import answer_text
+
+    class Echo(torch.nn.Module):  # replies with the compact ids it was given, to see the prompt
+        def __init__(self):
+            super().__init__()
+            self.vocab = ChatVocab.from_texts(vocabulary_texts())
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def generate(self, ids, valid, feats, max_new_tokens):
+            assert feats is None and not (ids == self.vocab.index[3]).any()  # no <IMG_CONTEXT>
+            assert bool(valid[:, -1].all()) and not bool(valid[0, 0])  # left padding, shorter row first
+            return [self.vocab.decode(row[v].tolist()) for row, v in zip(ids, valid)]
+
+    out = answer_text(Echo(), ["红色圆形", "左边是一个大的红色圆形"], ["它是什么形状？", "红色的是什么形状？"])
+    assert "红色圆形" in out[0].replace(" ", "") and "左边是一个大的红色圆形" in out[1].replace(" ", "")
