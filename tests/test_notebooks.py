@@ -34,13 +34,14 @@ FLOORS: dict[str, dict[str, tuple[float, float]]] = {
     # (1/17 = 0.059), as the notebook's prose says
     "10": {"own_valid_t2i_r1_before": (0, 0.2), "own_valid_t2i_r1": (0.25, 1), "own_valid_t2i_r5": (0.6, 1),
            "own_train_t2i_r1": (0.7, 1)},
-    # from CLIP to a chat model (3000 canvases, 200 + 100 + 600 steps): the default run (seed 0) measured twice,
-    # identical: seen 0.717 (colour 0.76), held-out shape 0.395 vs 0.25 text-only (+14.5 points), caption exact
-    # 0.815; with seed 1: seen 0.71 (colour 0.71), held-out shape 0.155 vs 0.125 (+3), caption 0.72. The held-out
-    # gain depends on the seed, so its floor only asks that the image does not hurt.
-    "11": {"mllm_vqa_seen_acc": (0.62, 1), "mllm_vqa_seen_color_acc": (0.6, 1), "mllm_caption_exact_match": (0.55, 1),
-           "mllm_vqa_heldout_shape_acc": (0.1, 1), "mllm_vqa_heldout_shape_text_only_acc": (0, 0.5),
-           "mllm_vqa_heldout_shape_gain": (0, 1)},
+    # from CLIP to a chat model (3000 canvases, 200 + 100 + 900 steps, the projector reading the ViT's first block):
+    # the default run (seed 0) measured seen 0.733 (colour 0.77), held-out shape 0.65 vs 0.125 text-only (+52.5
+    # points), caption exact 0.925; the same recipe on one thread (float sums in another order) and other seeds:
+    # seed 0 0.74 / 0.77 / held-out 0.63 vs 0.125 / caption 0.92; seed 1 0.724 / 0.68 / 0.48 vs 0.125 / 0.93;
+    # seed 2 0.706 / 0.83 / 0.49 vs 0.0 / 0.82. Floors sit below the lowest of these.
+    "11": {"mllm_vqa_seen_acc": (0.65, 1), "mllm_vqa_seen_color_acc": (0.6, 1), "mllm_caption_exact_match": (0.7, 1),
+           "mllm_vqa_heldout_shape_acc": (0.4, 1), "mllm_vqa_heldout_shape_text_only_acc": (0, 0.5),
+           "mllm_vqa_heldout_shape_gain": (0.25, 1)},
 }
 
 pytestmark = pytest.mark.notebooks
