@@ -9,7 +9,8 @@ import torch
 
 from cnclip_edu.mllm.batches import ImageBank
 from cnclip_edu.mllm.chat import ChatVocab
-from cnclip_edu.mllm.evaluate import accuracy_by_type, caption_scores, mismatch, multi_round, parse_caption
+from cnclip_edu.mllm.evaluate import (accuracy_by_shapes, accuracy_by_type, caption_scores, mismatch, multi_round,
+                                       parse_caption, wrong_replies)
 from cnclip_edu.mllm.world import Canvas, Item, Sample, WorldConfig, caption, sample_canvas, vocabulary_texts
 
 
@@ -101,3 +102,17 @@ def test_answer_text_reads_the_scene_from_words_only():
 
     out = answer_text(Echo(), ["红色圆形", "左边是一个大的红色圆形"], ["它是什么形状？", "红色的是什么形状？"])
     assert "红色圆形" in out[0].replace(" ", "") and "左边是一个大的红色圆形" in out[1].replace(" ", "")
+
+
+def test_accuracy_by_shapes_and_where_wrong_replies_come_from():
+    one = Canvas(1, (Item("红色", "圆形", "大", 0),), 240, 0.0, ((0, 0),))
+    two = Canvas(2, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 1)), 240, 0.0, ((0, 0), (0, 0)))
+    canvases = [one, two]
+    samples = [Sample(0, [("红色的是什么形状？", "圆形")], ["形状"]),
+               Sample(1, [("红色的是什么形状？", "圆形")], ["形状"]),
+               Sample(1, [("菱形是什么颜色？", "蓝色")], ["颜色"]),
+               Sample(1, [("圆形是什么颜色？", "红色")], ["颜色"])]
+    replies = ["圆形", "菱形", "蓝色", "绿色"]  # right; the other shape's shape; right; a colour not on the canvas
+    assert accuracy_by_shapes(samples, replies, canvases) == {("形状", 1): (1.0, 1), ("形状", 2): (0.0, 1),
+                                                              ("颜色", 2): (0.5, 2)}
+    assert wrong_replies(samples, replies, canvases) == (1, 1)

@@ -88,6 +88,29 @@ def accuracy_by_type(samples: Sequence[Sample], replies: Sequence[str]) -> dict[
     return {k: sum(v) / len(v) for k, v in hits.items()}
 
 
+def accuracy_by_shapes(samples: Sequence[Sample], replies: Sequence[str],
+                       canvases: Sequence[Canvas]) -> dict[tuple[str, int], tuple[float, int]]:
+    """(question type, shapes on the sample's canvas) -> (accuracy, number of questions), first round.
+
+    With one shape a question cannot pick the wrong one; with 2-3 it must bind the question to one of them."""
+    hits: dict[tuple[str, int], list[bool]] = defaultdict(list)
+    for s, r in zip(samples, replies):
+        hits[(s.qtypes[0], len(canvases[s.canvas].items))].append(r == s.turns[0][1])
+    return {k: (sum(v) / len(v), len(v)) for k, v in sorted(hits.items())}
+
+
+def wrong_replies(samples: Sequence[Sample], replies: Sequence[str], canvases: Sequence[Canvas]) -> tuple[int, int]:
+    """Wrong first-round replies split into (a colour or shape of some shape on the same canvas - the
+    wrong shape was picked, a word that names nothing on the canvas - the attribute was misread)."""
+    on = off = 0
+    for s, r in zip(samples, replies):
+        if r == s.turns[0][1]:
+            continue
+        present = {a for it in canvases[s.canvas].items for a in (it.color, it.shape)}
+        on, off = (on + 1, off) if r in present else (on, off + 1)
+    return on, off
+
+
 # ----------------------------------------------------------------------------- captions
 _CLAUSE = re.compile(r"(左边|中间|右边)是一个(大|小)的(\w\w)(\w+)")
 
