@@ -66,6 +66,16 @@ class Exercise:
     # the wrong answers a student plausibly writes (description -> answer); tests/test_exercises.py
     # proves each one is rejected, so a check cannot pass everything
     mutants: Callable[[], dict[str, Any]] | None = None
+    # grading cases drawn at grading time from a per-student seed, besides the public `cases`; a case's
+    # label names its kind ("长度恰好等于上限的词"), which is all the feedback shows of it. Results must be
+    # plain data (tensors / arrays, numbers, str, bool, None, and lists / tuples / dicts of those): the
+    # grader compares them in its own process
+    hidden: Callable[[int], Sequence[Case]] | None = None
+    # dotted names of the library routines this exercise builds ("cnclip_edu.tokenizer.Tokenizer.wordpiece"):
+    # while graded they are tripwires, and an answer that reaches one scores 0 for this exercise
+    builds: tuple[str, ...] = ()
+    # earlier exercises whose answers this one calls (a stub there is named when this one fails)
+    needs: tuple[str, ...] = ()
 
     def run_cases(self) -> Sequence[Case]:
         return self.cases() if self.cases is not None else [Case("你的答案", lambda answer: answer)]
@@ -135,6 +145,15 @@ def _failed(ex: Exercise, index: int, total: int, case: Case, detail: str) -> Ex
     return err
 
 
+_STUB = re.compile(r"练习 (\d\d\.q?\d+)")
+
+
+def _stub_of_other(ex: Exercise, exc: NotImplementedError) -> str | None:
+    """The id of another exercise whose student stub raised `exc` (`raise NotImplementedError("练习 01.2")`)."""
+    m = _STUB.search(str(exc))
+    return m.group(1) if m and m.group(1) != ex.id else None
+
+
 def _judge(ex: Exercise, answer: Any) -> int:
     """Run every case; -> how many passed (all of them), or raise ExerciseNotAttempted / ExerciseFailed."""
     if answer is None or answer is Ellipsis:
@@ -147,7 +166,11 @@ def _judge(ex: Exercise, answer: Any) -> int:
         expected = case.run(ex.reference)
         try:
             got = case.run(answer)
-        except NotImplementedError:
+        except NotImplementedError as exc:
+            other = _stub_of_other(ex, exc)
+            if other:
+                raise _failed(ex, i, len(cases), case, f"这一题用到了练习 {other} 的答案，但练习 {other} 还没有完成："
+                                                       f"先回去完成它。") from None
             raise _not_attempted(ex) from None
         except Exception as exc:  # the student's code raised: say what, on which case
             raise _failed(ex, i, len(cases), case, f"你的代码抛出了 {type(exc).__name__}: {exc}") from None
