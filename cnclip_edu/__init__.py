@@ -16,9 +16,20 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names below load lazily
+    from . import course, data, deploy, eval, loss, mllm, model, tokenizer, train, viz
+    from .deploy import export as export
+    from .eval import zeroshot as zeroshot
+    from .model import checkpoint as checkpoint
+    from .data.transforms import image_transform
+    from .model.checkpoint import load
+    from .model.clip import CLIP, available_models, create_model
+    from .search import search
+    from .tokenizer import decode, tokenize
 
 # public name -> "module:attribute"
 _LAZY = {
@@ -27,7 +38,9 @@ _LAZY = {
     "available_models": "cnclip_edu.model.clip:available_models",
     "create_model": "cnclip_edu.model.clip:create_model",
     "load": "cnclip_edu.model.checkpoint:load",
+    "CLIP": "cnclip_edu.model.clip:CLIP",
     "image_transform": "cnclip_edu.data.transforms:image_transform",
+    "search": "cnclip_edu.search:search",
 }
 # attribute -> module: the chapter packages, plus the modules DESIGN §4 names at the top level
 # (`cc.checkpoint.save_hf`, `cc.export.export_onnx`), which live in their chapter's package.
@@ -43,6 +56,10 @@ _SUBMODULES = {
 _MOVED = {f"cnclip_edu.{k}": v for k, v in _SUBMODULES.items() if v != f"cnclip_edu.{k}"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
+
+
+def __dir__() -> list[str]:  # dir(cc) and help(cc) list the public names before any of them is loaded
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

@@ -104,14 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"cnclip-edu {__version__}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"cnclip-edu: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[cmd][0])
+    from .extras import missing_extra_message
+
     try:
+        module = importlib.import_module(COMMANDS[cmd][0])
         with sigterm_raises():
             rc = module.main(rest)
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed: one line, the pip command
+        message = missing_extra_message(exc, f"cnclip-edu {cmd}")
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, after the command's own clean-up ran
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"cnclip-edu {cmd}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)

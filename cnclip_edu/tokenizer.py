@@ -94,7 +94,8 @@ def _char_class(cps: Iterable[int]) -> str:
 def _char_tables() -> _CharTables:
     """Classify all 1.1M code points once (~0.2 s); everything after that is table look-ups."""
     clean: dict[int, str | None] = {}
-    marks, punct = {}, []
+    marks: dict[int, None] = {}
+    punct: list[int] = []
     for cp in range(sys.maxunicode + 1):
         ch = chr(cp)
         cat = unicodedata.category(ch)
@@ -343,7 +344,7 @@ def _as_text_list(texts: str | Sequence[str]) -> list[str]:
     return texts
 
 
-def tokenize(texts: str | Sequence[str], context_length: int = 52) -> torch.LongTensor:
+def tokenize(texts: str | Sequence[str], context_length: int = 52) -> torch.Tensor:
     """Texts -> LongTensor (N, context_length): [CLS] + ids[:context_length-2] + [SEP], then 0s."""
     if isinstance(context_length, bool) or not isinstance(context_length, int):
         raise TypeError(f"context_length must be an int, got {type(context_length).__name__}")

@@ -23,7 +23,16 @@ def _req_key(req: str) -> tuple[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_req_key(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+
+    def expand(reqs: list[str]) -> list[str]:  # "cnclip_edu[course,hub]" -> those extras' requirements
+        out = []
+        for r in reqs:
+            m = re.match(r"^cnclip[_-]edu\[(.+)\]$", r.split("#")[0].strip())
+            out += expand([x for name in m.group(1).split(",") for x in extras[name.strip()]]) if m else [r]
+        return out
+
+    wanted = {_req_key(r) for r in project["dependencies"] + expand(extras["dev"])}
     env_lines = (ROOT / "environment.yml").read_text().splitlines()
     pip_items = [m.group(1) for line in env_lines if (m := re.match(r'^\s+- "(.+)"$', line))]
     listed = {_req_key(r) for r in pip_items if not r.startswith("-e")}

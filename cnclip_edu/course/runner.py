@@ -20,7 +20,13 @@ from pathlib import Path
 
 from .metrics import DEFAULT_WORK_DIR, METRICS_FILE, load_metrics, record
 
-REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+def _course_notebooks() -> Path:
+    """The teacher notebooks: a checkout's top-level notebooks/, else the copy an installed wheel ships."""
+    repo = Path(__file__).resolve().parents[2] / "notebooks"
+    return repo if repo.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
+REPO_NOTEBOOKS = _course_notebooks()
 
 
 # ----------------------------------------------------------------------------- runner

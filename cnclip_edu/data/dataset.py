@@ -18,12 +18,14 @@ import os
 from pathlib import Path
 from typing import Callable
 
-import lmdb
 import torch
 from torch.utils.data import Dataset
 
+from ..extras import require
 from . import formats
 from .transforms import image_transform
+
+lmdb = require("lmdb", "cnclip_edu's LMDB datasets")
 
 
 def preprocess_text(text: str) -> str:

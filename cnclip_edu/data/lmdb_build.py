@@ -28,14 +28,16 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lmdb
 from tqdm.auto import tqdm
 
 from cnclip_edu import fileio
 from cnclip_edu.cli import InRange
+from cnclip_edu.extras import require
 
 from . import formats
 from .pool import worker_pool
+
+lmdb = require("lmdb", "building an LMDB")
 
 _BOM = b"\xef\xbb\xbf"
 MAX_SHOWN_ERRORS = 20

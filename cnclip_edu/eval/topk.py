@@ -120,7 +120,9 @@ def _require_faiss():
     try:
         import faiss
     except ImportError:
-        raise ImportError("the faiss backends need faiss: pip install faiss-cpu (or faiss-gpu)") from None
+        from ..extras import MissingExtra
+
+        raise MissingExtra("the faiss backends need faiss: pip install 'cnclip-edu[faiss]' (or faiss-gpu)", name="faiss") from None
     return faiss
 
 

@@ -19,6 +19,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -28,6 +29,9 @@ from . import hf_convert, hub
 from .clip import CLIP, RELEASED, CLIPConfig, available_models, create_model
 from .text import TextConfig, text_model_names
 from .vision import VisionConfig, resize_pos_embed, vision_model_names
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 COURSE_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "course_model"
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -188,7 +192,7 @@ def infer_config(sd: StateDict, source: str | os.PathLike = "state dict") -> CLI
         vision = _known(VisionConfig, vision_model_names(), tuple(k for k in v if k != "image_resolution"), v)
         vision = VisionConfig(**{**(vision.__dict__ if vision else {"name": "custom"}), **v})
     text = (_known(TextConfig, text_model_names(), tuple(t), t)
-            or TextConfig(name="custom", text_num_attention_heads=max(1, hidden // 64), **t))
+            or TextConfig(name="custom", text_num_attention_heads=max(1, hidden // 64), **t))  # type: ignore[arg-type]
     return CLIPConfig(vision, text)
 
 
@@ -238,8 +242,10 @@ def load_weights(model: CLIP, sd: StateDict, source: str | os.PathLike = "state 
 
 def load(name_or_path: str | os.PathLike = "course", device: str | torch.device = "cpu",
          download_root: str | os.PathLike | None = None, vision_model: str | None = None,
-         text_model: str | None = None, image_resolution: int | None = None):
-    """-> (model in eval mode on `device`, preprocess). Names: 'course', a released name, or a path.
+         text_model: str | None = None, image_resolution: int | None = None,
+         ) -> tuple[CLIP, Callable[[Image.Image], torch.Tensor]]:
+    """-> (model in eval mode on `device`, preprocess: PIL image -> (3, R, R) tensor).
+    Names: 'course', a released name, or a path (cn_clip .pt, HF folder, our folder or .pt).
 
     The architecture comes from (first that applies): `vision_model`/`text_model`, the checkpoint's own
     config (ours, or an HF config.json), the released pairing of an official name, the tensor shapes.

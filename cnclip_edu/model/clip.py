@@ -115,6 +115,15 @@ class CLIPConfig:
 
 
 class CLIP(nn.Module):
+    """Chinese-CLIP: an image tower (ViT or ModifiedResNet, `visual`) and a RoBERTa-wwm text tower (`bert`)
+    whose [CLS] state is projected (`text_projection`) into the same `embed_dim`-dimensional space.
+    Parameter names and initialisation are cn_clip's, so official checkpoints load with strict=True.
+
+        model, preprocess = cnclip_edu.load("course")
+        image_features = model.encode_image(preprocess(img)[None])   # (1, E), not normalized
+        text_features = model.encode_text(cnclip_edu.tokenize(["一只猫"]))   # (1, E), not normalized
+    """
+
     def __init__(self, config: CLIPConfig):
         super().__init__()
         self.config = config
@@ -143,15 +152,20 @@ class CLIP(nn.Module):
         return self.text_projection.dtype
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.visual.set_grad_checkpointing(enable)
+        self.visual.set_grad_checkpointing(enable)  # type: ignore[operator]  # both towers define it
         self.bert.set_grad_checkpointing(enable)
 
     def encode_image(self, images: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
-        """(B, 3, R, R) -> (B, E). `mask_ratio` > 0 drops patches (FLIP) in training mode, ViT only."""
+        """Image features: (B, 3, R, R) preprocessed images -> (B, E), not normalized (as cn_clip's).
+
+        R is `image_resolution`; `preprocess` from `load` makes such tensors from PIL images.
+        `mask_ratio` > 0 drops that share of patches (FLIP) in training mode, ViT only.
+        """
         return self.visual(images.to(self.dtype), mask_ratio)
 
     def encode_text(self, tokens: torch.Tensor, unpad: bool = True) -> torch.Tensor:
-        """(B, L) token ids (0 = padding) -> (B, E): the [CLS] hidden state, projected.
+        """Text features: (B, L) token ids from `cnclip_edu.tokenize` (0 = padding) -> (B, E), not
+        normalized: the [CLS] hidden state of the last layer, projected.
 
         unpad: compute on the real tokens only (text_unpad.py: same result, about half the work for
         typical captions); False runs the dense `self.bert(tokens)[:, 0]`, as the ONNX export does.

@@ -51,7 +51,7 @@ def download(name: str, download_root: str | os.PathLike | None = None) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise DownloadError(f"downloading {name!r} needs `huggingface_hub` (pip install huggingface_hub). {how}") from None
+        raise DownloadError(f"downloading {name!r} needs `huggingface_hub` (pip install 'cnclip-edu[hub]'). {how}") from None
     root.mkdir(parents=True, exist_ok=True)
     try:
         # hf_hub_download writes to a temporary file and renames it: an interrupted download leaves no half file
