@@ -246,6 +246,41 @@ def test_save_hf_loads_in_transformers_with_same_features(tmp_path):
             ck.save_hf(cc.create_model("RN50"), tmp_path / "rn")
 
 
+def _processor(folder, backend):
+    kwargs = {} if backend is None else {"backend": backend}
+    try:
+        return transformers.ChineseCLIPProcessor.from_pretrained(folder, **kwargs)
+    except TypeError:  # transformers 4: no backend argument; its default processor is PIL-based
+        return transformers.ChineseCLIPProcessor.from_pretrained(folder)
+
+
+def test_save_hf_processor_gives_our_features_on_raw_inputs(tmp_path):
+    """ChineseCLIPProcessor + ChineseCLIPModel from our folder, on a PIL image and raw captions, give the
+    features of cc.load + preprocess + cc.tokenize: cn_clip's resize (squash, no centre crop) and ids."""
+    import numpy as np
+    from PIL import Image
+
+    model, preprocess = cc.load("course")
+    ck.save_hf(model, tmp_path)
+    hf = transformers.ChineseCLIPModel.from_pretrained(tmp_path).eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 80, 3), dtype=np.uint8))  # not square
+    texts = ["红色的圆形在蓝色方形的左边", "一只 Café 猫，售价￥99"]
+    with torch.no_grad():
+        ours_img, ours_txt = model.encode_image(preprocess(image)[None]), model.encode_text(cc.tokenize(texts))
+        for backend in ("pil", None):  # None: transformers' default (torchvision in transformers 5)
+            inputs = _processor(tmp_path, backend)(text=texts, images=[image], return_tensors="pt", padding=True)
+            assert inputs["pixel_values"].shape == (1, 3, model.image_resolution, model.image_resolution)
+            assert torch.equal(inputs["input_ids"], cc.tokenize(texts)[:, :inputs["input_ids"].shape[1]])
+            img = hf.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+            txt = hf.get_text_features(input_ids=inputs["input_ids"],
+                                       attention_mask=inputs["attention_mask"]).pooler_output
+            assert (txt - ours_txt).abs().max() <= 1e-5
+            # PIL's bicubic resize is cn_clip's: exact; torchvision's rounds a few pixels one level apart
+            assert (img - ours_img).abs().max() <= (1e-5 if backend == "pil" else 2e-2), backend
+    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert config["do_center_crop"] is False and config["resample"] == 3
+
+
 @pytest.mark.parametrize("name", [RELEASED[n] for n in ("ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")])
 def test_hf_key_mapping_full_sizes(name):
     """Every official ViT size maps 1:1 onto transformers' keys and shapes (meta device: no memory)."""

@@ -317,8 +317,38 @@ def save_pt(model: CLIP, path: str | os.PathLike, epoch: int = 0, step: int = 0,
     return path
 
 
+def hf_preprocessor_config(image_resolution: int) -> dict:
+    """ChineseCLIPImageProcessor settings that reproduce cn_clip's eval transform: bicubic resize straight to
+    R x R (the image is squashed, not centre-cropped), bytes / 255, OpenAI CLIP mean / std. HF's default
+    processor resizes the short side and centre-crops, which gives other features (logits off by ~0.1)."""
+    from cnclip_edu.data.transforms import CLIP_MEAN, CLIP_STD
+
+    side = {"height": int(image_resolution), "width": int(image_resolution)}
+    return {"image_processor_type": "ChineseCLIPImageProcessor", "processor_class": "ChineseCLIPProcessor",
+            "do_resize": True, "size": side, "resample": 3,  # 3 = PIL.Image.BICUBIC
+            "do_center_crop": False, "crop_size": side, "do_rescale": True, "rescale_factor": 1 / 255,
+            "do_normalize": True, "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD), "do_convert_rgb": True}
+
+
+def _hf_tokenizer_files(context_length: int) -> dict[str, str]:
+    """The files `BertTokenizer(Fast).from_pretrained` reads: cn_clip's vocab (lower-cased, Chinese characters
+    split), 52 tokens by default like cn_clip's tokenize."""
+    from cnclip_edu.tokenizer import VOCAB_PATH
+
+    config = {"tokenizer_class": "BertTokenizer", "processor_class": "ChineseCLIPProcessor", "do_lower_case": True,
+              "tokenize_chinese_chars": True, "strip_accents": None, "model_max_length": int(context_length),
+              "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+              "mask_token": "[MASK]"}
+    special = {k: config[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")}
+    return {"vocab.txt": VOCAB_PATH.read_text(encoding="utf-8"),
+            "tokenizer_config.json": json.dumps(config, ensure_ascii=False, indent=2) + "\n",
+            "special_tokens_map.json": json.dumps(special, ensure_ascii=False, indent=2) + "\n"}
+
+
 def save_hf(model: CLIP, out_dir: str | os.PathLike) -> Path:
-    """A folder that `transformers.ChineseCLIPModel.from_pretrained` loads (ViT models only)."""
+    """A complete Hugging Face folder (ViT models only): weights and config for
+    `transformers.ChineseCLIPModel.from_pretrained`, and the preprocessor and tokenizer files for
+    `ChineseCLIPProcessor.from_pretrained`, set to give cn_clip's (and our) features on the same inputs."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -327,4 +357,8 @@ def save_hf(model: CLIP, out_dir: str | os.PathLike) -> Path:
     hf_sd = hf_convert.ours_to_hf(_plain_state_dict(model))
     atomic_write(out / "model.safetensors", lambda tmp: save_file(hf_sd, tmp, metadata={"format": "pt"}))
     atomic_write(out / CONFIG_NAME, json.dumps(hf_cfg, ensure_ascii=False, indent=2) + "\n")
+    preprocessor = hf_preprocessor_config(model.image_resolution)
+    atomic_write(out / "preprocessor_config.json", json.dumps(preprocessor, indent=2) + "\n")
+    for name, text in _hf_tokenizer_files(model.context_length).items():
+        atomic_write(out / name, text)
     return out
