@@ -53,7 +53,5 @@ def require(module: str, what: str = "this") -> ModuleType:
 
 def missing_extra_message(exc: ModuleNotFoundError, what: str) -> str | None:
     """The one-line hint for `exc` if it is a package of one of our extras, else None."""
-    if isinstance(exc, MissingExtra):
-        return str(exc)
     top = (exc.name or "").split(".")[0]
     return hint(top, what) if top in EXTRA_OF else None

@@ -87,12 +87,29 @@ def test_longer_prediction_lists_are_cut_to_10(tmp_path):
     assert recall.evaluate_files(gold, pred)["scoreJson"]["r10"] == 0.0
 
 
+def test_top5_predictions_give_r1_and_r5_and_say_what_they_cannot(tmp_path, capsys):
+    gold = _write_jsonl(tmp_path / "g.jsonl", [{"text_id": 1, "image_ids": [11]}, {"text_id": 2, "image_ids": [5]}])
+    pred = _write_jsonl(tmp_path / "p.jsonl", [{"text_id": 1, "image_ids": [3, 11, 4, 6, 7]},
+                                               {"text_id": 2, "image_ids": [1, 2, 3, 4, 8, 5]}])  # 5 is 6th
+    out = tmp_path / "out.json"
+    assert recall.main([str(gold), str(pred), str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scoreJson"] == {"score": None, "mean_recall": None, "r1": 0.0, "r5": 50.0, "r10": None}
+    assert "R@10 and MR need more predictions" in result["note"]
+    printed = capsys.readouterr().out
+    assert "R@1 0.00  R@5 50.00 ->" in printed and "R@10 and MR need" in printed
+    three = _write_jsonl(tmp_path / "p3.jsonl", [{"text_id": 1, "image_ids": [11, 2, 3]},
+                                                 {"text_id": 2, "image_ids": [5, 1, 2]}])
+    assert recall.evaluate_files(gold, three)["scoreJson"]["r1"] == 100.0  # R@1 from top-3; R@5 not claimed
+    assert recall.evaluate_files(gold, three)["scoreJson"]["r5"] is None
+
+
 BAD_LINES = {
     "string query id": ({"text_id": "1", "image_ids": list(range(10))}, "text_id must be an integer"),
     "bool query id": ({"text_id": True, "image_ids": list(range(10))}, "text_id must be an integer"),
     "string image id": ({"text_id": 2, "image_ids": ["3"] + list(range(9))}, "non-integer id '3' at rank 1"),
     "float image id": ({"text_id": 2, "image_ids": list(range(9)) + [1.5]}, "non-integer id 1.5 at rank 10"),
-    "fewer than k": ({"text_id": 2, "image_ids": list(range(9))}, "has 9 image_ids, need at least 10"),
+    "empty list": ({"text_id": 2, "image_ids": []}, "has 0 image_ids, need at least 1"),
     "duplicates": ({"text_id": 2, "image_ids": [0] + list(range(9))}, "lists the same id twice"),
     "unknown query": ({"text_id": 99, "image_ids": list(range(10))}, "text_id 99 is not in the gold"),
     "not a list": ({"text_id": 2, "image_ids": 5}, "must be a list"),

@@ -146,7 +146,14 @@ def _parse_value(text: str):
         return text
 
 
+COURSE_PACKAGES = ("papermill", "nbformat", "nbclient", "ipykernel", "matplotlib")  # what running notebooks needs
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..extras import require
+
+    for package in COURSE_PACKAGES:  # before anything starts: one line naming the extra, not a failed notebook
+        require(package, "cnclip-edu course")
     ap = argparse.ArgumentParser(prog="cnclip-edu course", description=__doc__.split("\n\n")[0])
     ap.add_argument("--notebooks", nargs="*", help="which notebooks (prefix like 05 or full name); default: all")
     ap.add_argument("--work-dir", "--work_dir", default=DEFAULT_WORK_DIR, help="one folder for data, runs and metrics")

@@ -250,6 +250,9 @@ def write_student_versions(notebooks: list[Path], out_dir: str | os.PathLike,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..extras import require
+
+    require("nbformat", "cnclip-edu student")
     ap = argparse.ArgumentParser(prog="cnclip-edu student", description=__doc__.split("\n\n")[0])
     ap.add_argument("notebooks", nargs="*", help="teacher notebooks (.ipynb paths or prefixes like 02); default: all")
     ap.add_argument("--out", required=True, help="folder for the student versions (same file names)")

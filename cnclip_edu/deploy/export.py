@@ -333,6 +333,12 @@ def _load_model(args: argparse.Namespace) -> nn.Module:
         model, _ = cc.load(short, device="cpu", download_root=args.download_root)
         return model
     path = Path(args.resume)
+    if not path.exists() and name is None:  # a model name, as every --resume takes: 'course', 'ViT-B-16', ...
+        try:
+            model, _ = cc.load(args.resume, device="cpu", download_root=args.download_root)
+        except FileNotFoundError as e:
+            raise SystemExit(f"cnclip-edu export: checkpoint not found: {e}") from None
+        return model
     if not path.exists():
         raise SystemExit(f"cnclip-edu export: checkpoint not found: {path}")
     if name is None:  # our checkpoints and HF folders name their own architecture

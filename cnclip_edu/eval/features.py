@@ -271,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
     ap.add_argument("--text-model", "--text_model", default=None,
                     help="default: the vision model's released pairing (RoBERTa-wwm-ext-base-chinese for ViT-B-16)")
-    ap.add_argument("--precision", choices=PRECISIONS, default="amp",
-                    help="amp/fp16/bf16 apply on CUDA only; CPU runs fp32")
+    ap.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="amp/fp16/bf16 apply on CUDA only (default: amp on CUDA, fp32 elsewhere; "
+                         "asking for one on a CPU warns that it is skipped)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     ap.add_argument("--format", choices=("jsonl", "npy"), default="jsonl")
     ap.add_argument("--npy-dtype", choices=("float16", "float32"), default="float16",
@@ -297,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     from cnclip_edu.data.dataset import EvalImageDataset, EvalTextDataset
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.precision is None:  # the default warns about nothing: amp where it exists, fp32 where it does not
+        args.precision = "amp" if str(device).startswith("cuda") else "fp32"
     try:  # the input files first (ids checked: integers within int64, each once), then the model
         texts = EvalTextDataset(args.text_data, args.context_length) if args.extract_text_feats else None
         model = load_model(args.resume, args.vision_model, args.text_model, device)

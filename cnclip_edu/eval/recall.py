@@ -101,12 +101,13 @@ def write_tr_annotation(input_path: str | Path, output_path: str | Path | None =
 
 # ----------------------------------------------------------------------------- predictions
 def read_predictions(path: str | Path, gold: dict[int, list[int]], direction: str = "t2i",
-                     k: int = NUM_K) -> dict[int, list[int]]:
-    """Validated predictions {query_id: [k ids]}.
+                     k: int = NUM_K, min_k: int | None = None) -> dict[int, list[int]]:
+    """Validated predictions {query_id: [up to k ids]}.
 
-    Each line needs an integer query id known to `gold`, and at least k distinct integer ids
-    (only the first k are scored); every gold query must have a line.
+    Each line needs an integer query id known to `gold`, and at least `min_k` (default: k) distinct
+    integer ids (only the first k are kept); every gold query must have a line.
     """
+    min_k = k if min_k is None else min_k
     qkey, pkey = KEYS[direction]
     preds: dict[int, list[int]] = {}
     for lineno, obj in _read_jsonl(path):
@@ -126,8 +127,8 @@ def read_predictions(path: str | Path, gold: dict[int, list[int]], direction: st
         ids = obj.get(pkey)
         if not isinstance(ids, list):
             raise PredictionError(f"{where}: {pkey} of {qkey} {qid} must be a list, got {ids!r}")
-        if len(ids) < k:
-            raise PredictionError(f"{where}: {qkey} {qid} has {len(ids)} {pkey}, need at least {k}")
+        if len(ids) < min_k:
+            raise PredictionError(f"{where}: {qkey} {qid} has {len(ids)} {pkey}, need at least {min_k}")
         bad = next((r for r, i in enumerate(ids) if id_problem(i)), None)
         if bad is not None:
             kind = "a non-integer id" if type(ids[bad]) is not int else "an id that does not fit in 64 bits,"
@@ -163,17 +164,26 @@ def evaluate(gold: dict[int, list[int]], pred: dict[int, list[int]], ks: tuple[i
 
 
 def score_json(recalls: dict[str, float]) -> dict:
-    """cn_clip's `evaluation.py` output object (percentages)."""
-    mr = (recalls["r1"] + recalls["r5"] + recalls["r10"]) / 3.0
-    return {"success": True, "score": mr * 100,
-            "scoreJson": {"score": mr * 100, "mean_recall": mr * 100, "r1": recalls["r1"] * 100,
-                          "r5": recalls["r5"] * 100, "r10": recalls["r10"] * 100}}
+    """cn_clip's `evaluation.py` output object (percentages). Recalls the predictions could not give
+    (R@10 from top-5 files) are null, and so is MR, with a `note` saying why."""
+    pct = {k: (recalls[k] * 100 if k in recalls else None) for k in ("r1", "r5", "r10")}
+    mr = None if None in pct.values() else (recalls["r1"] + recalls["r5"] + recalls["r10"]) / 3.0 * 100
+    out = {"success": True, "score": mr,
+           "scoreJson": {"score": mr, "mean_recall": mr, "r1": pct["r1"], "r5": pct["r5"], "r10": pct["r10"]}}
+    if mr is None:
+        missing = [f"R@{k[1:]}" for k, v in pct.items() if v is None]
+        out["note"] = f"{', '.join(missing)} and MR need more predictions per query than the file has"
+    return out
 
 
 def evaluate_files(gold_path: str | Path, pred_path: str | Path, direction: str = "t2i") -> dict:
-    """Score a prediction file against a gold file -> cn_clip's output object."""
+    """Score a prediction file against a gold file -> cn_clip's output object. Files with fewer than 10
+    predictions per query (top-5, say) give the recalls they can: R@K for every K <= the shortest list."""
     gold = read_gold(gold_path, direction)
-    return score_json(evaluate(gold, read_predictions(pred_path, gold, direction)))
+    preds = read_predictions(pred_path, gold, direction, min_k=1)
+    have = min(len(ids) for ids in preds.values())
+    ks = tuple(k for k in (1, 5, NUM_K) if k <= have)
+    return score_json(evaluate(gold, preds, ks))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -194,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     atomic_write(args.out, json.dumps(result))
     s = result["scoreJson"]
-    print(f"{args.direction}: R@1 {s['r1']:.2f}  R@5 {s['r5']:.2f}  R@10 {s['r10']:.2f}  MR {s['mean_recall']:.2f}"
-          f" -> {args.out}")
+    shown = "  ".join(f"{label} {s[key]:.2f}" for label, key in (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"),
+                                                                  ("MR", "mean_recall")) if s[key] is not None)
+    print(f"{args.direction}: {shown} -> {args.out}" + (f"  ({result['note']})" if "note" in result else ""))
     return 0
 
 

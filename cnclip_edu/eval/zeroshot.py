@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vision-model", "--vision_model", default="ViT-B-16")
     ap.add_argument("--text-model", "--text_model", default=None,
                     help="default: the vision model's released pairing (RoBERTa-wwm-ext-base-chinese for ViT-B-16)")
-    ap.add_argument("--precision", choices=("amp", "fp16", "bf16", "fp32"), default="amp")
+    ap.add_argument("--precision", choices=("amp", "fp16", "bf16", "fp32"), default=None,
+                    help="default: amp on CUDA, fp32 elsewhere")
     ap.add_argument("--device", default=None)
     ap.add_argument("--templates", default=None, help="template domain (default: from --dataset)")
     args = ap.parse_args(argv)
@@ -294,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     from .features import load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.precision is None:
+        args.precision = "amp" if str(device).startswith("cuda") else "fp32"
     try:
         model = load_model(args.resume, args.vision_model, args.text_model, device)
         if args.context_length > model.max_context_length:
