@@ -21,39 +21,21 @@ once rather than left to finish the queued work.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import sys
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
 from cnclip_edu.fileio import pid_alive
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+from cnclip_edu.lifeline import die_with_parent
 
 
 def _die_with_parent(parent_pid: int) -> None:
     """Pool initializer (runs in each worker): see the module docstring."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:
-            if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-                if not pid_alive(parent_pid):
-                    os._exit(1)  # the parent died before prctl took effect
-                return
-        except (OSError, AttributeError):
-            pass
-    ppid = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == ppid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if not pid_alive(parent_pid):
+        os._exit(1)  # the parent died before this worker got going
+    die_with_parent(signal.SIGKILL)
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:

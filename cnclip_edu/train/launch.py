@@ -19,12 +19,15 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cnclip_edu.lifeline import preexec_die_with_parent
 
 
 class TrainingFailed(RuntimeError):
@@ -148,7 +151,8 @@ class _LivePlot:
 def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str | os.PathLike | None = None,
                  live_plot: bool = True, nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None,
                  master_port: int | None = None, env: dict[str, str] | None = None, tail_lines: int = 40,
-                 echo: bool | int = True, timeout_s: float | None = None) -> LaunchResult:
+                 echo: bool | int = True, timeout_s: float | None = None,
+                 module: str = "cnclip_edu.train") -> LaunchResult:
     """Run training under torchrun, streaming its output; raise TrainingFailed on a non-zero exit.
 
     train_args: flags of `cnclip-edu train` (strings). log_file: default `<logs>/<name>/launch.log`.
@@ -158,9 +162,10 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
         lines every N steps, validation, resume and error lines, no routine checkpoint lines
         (`keep_line`). The log file always gets every line.
     env: extra environment variables for the workers. timeout_s: kill the run after this long.
+    module: what torchrun runs (`-m module`), the trainer unless a test or a notebook's own worker says otherwise.
     """
     train_args = [str(a) for a in train_args]
-    cmd = torchrun_command(train_args, nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    cmd = torchrun_command(train_args, nproc_per_node, nnodes, node_rank, master_addr, master_port, module=module)
     run_dir = run_dir_of(train_args)
     log_path = Path(log_file) if log_file else run_dir / "launch.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,8 +176,12 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
     t0 = time.time()
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
+        # a session of its own, so that its whole group can be signalled; and it dies with this process,
+        # however this one goes (a kernel shut down "now", SIGKILL, a closed terminal): torchrun turns the
+        # SIGTERM into stopping its workers, and each worker also dies with torchrun (lifeline.py)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, text=True,
-                                bufsize=1, encoding="utf-8", errors="replace", start_new_session=True)
+                                bufsize=1, encoding="utf-8", errors="replace", start_new_session=True,
+                                preexec_fn=preexec_die_with_parent(signal.SIGTERM))
         try:
             for line in proc.stdout:  # one line at a time, as soon as torchrun writes it
                 log.write(line)
@@ -200,8 +209,6 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
 
 def _terminate(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     """SIGTERM torchrun's whole process group (it forwards to the workers), then SIGKILL."""
-    import signal
-
     if proc.poll() is not None:
         return
     try:
