@@ -23,12 +23,14 @@ goes through the same three steps, and each step has a trap that was fixed here 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
 import shutil
 import signal
 import stat
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -88,6 +90,66 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return dead, live
 
 
+# ----------------------------------------------------------------------------- why a write failed
+class OutputError(OSError):
+    """An output could not be written: the message names the file and the cause (no space, a file-size
+    limit, a read-only folder). The old output, if any, is intact and no temporary data is left."""
+
+
+_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EFBIG: "file too large (a file-size limit: `ulimit -f`, or the file system's maximum)",
+           errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+
+
+def _biggest_file(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    sizes = [p.stat().st_size for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    return max(sizes, default=0)
+
+
+def diagnose_write_failure(target: Path, written: Path | None, exc: BaseException) -> str | None:
+    """Why writing `target` (through the temporary `written`) failed, when the cause is the storage rather
+    than the data: libraries often hide it (torch.save: "unexpected pos", LMDB: "Input/output error")."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and code in _CAUSES:
+        return f"{_CAUSES[code]} ({errno.errorcode[code]})"
+    folder = target.parent if target.parent.exists() else Path(".")
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY and written is not None and _biggest_file(written) >= soft:
+            return f"{_CAUSES[errno.EFBIG]}: the limit is {soft} bytes (EFBIG)"
+    except (ImportError, OSError):
+        pass
+    try:
+        st = os.statvfs(folder)
+        if st.f_flag & getattr(os, "ST_RDONLY", 1):
+            return f"{_CAUSES[errno.EROFS]} (EROFS)"
+        free = st.f_bavail * st.f_frsize
+        if free < 1 << 20:  # under 1 MiB left: the write ran out of room
+            return f"{_CAUSES[errno.ENOSPC]}: {free} bytes free (ENOSPC)"
+    except (AttributeError, OSError):
+        pass
+    if not os.access(folder, os.W_OK):
+        return f"{_CAUSES[errno.EACCES]}: cannot write in {folder} (EACCES)"
+    return None
+
+
+def _explained(target: Path, written: Path | None, exc: BaseException) -> BaseException:
+    """`exc`, or an OutputError naming `target` and the storage cause if one is found."""
+    if isinstance(exc, OutputError) or not isinstance(exc, Exception):
+        return exc
+    cause = diagnose_write_failure(target, written, exc)
+    if cause is None:
+        return exc
+    err = OutputError(getattr(exc, "errno", None) or 0, f"cannot write {target}: {cause}; "
+                      f"the previous {target.name} (if any) is unchanged")
+    err.filename = str(target)
+    return err
+
+
 # ----------------------------------------------------------------------------- files
 def _create_file(path: Path) -> int:
     """Create `path` exclusively with the permissions of a plain open(): 0666 & ~umask."""
@@ -113,9 +175,12 @@ def _fsync_dir(folder: Path) -> None:
 def _staged(path: Path, fsync: bool) -> Iterator[Path]:
     """A temporary file next to `path`, created empty with the usual mode; when the block succeeds it
     is fsync'ed and renamed onto `path`, else removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
-    fd = _create_file(tmp)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _create_file(tmp)
+    except OSError as exc:
+        raise _explained(path, None, exc) from exc
     usual = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, without touching the process umask
     os.close(fd)
     try:
@@ -125,9 +190,12 @@ def _staged(path: Path, fsync: bool) -> Iterator[Path]:
         if fsync:
             _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        explained = _explained(path, tmp, exc)
         tmp.unlink(missing_ok=True)
-        raise
+        if explained is exc:
+            raise
+        raise explained from exc
     if fsync:
         _fsync_dir(path.parent)
 
@@ -230,6 +298,59 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         replace_dir(tmp, final)
-    except BaseException:
+    except BaseException as exc:
+        explained = _explained(Path(final), tmp, exc)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if explained is exc:
+            raise
+        raise explained from exc
+
+
+# ----------------------------------------------------------------------------- one writer per output
+class OutputLocked(RuntimeError):
+    """Another live process is writing the same output; the message names its pid."""
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """Hold `.<name>.lock` next to `target` while writing it: a second writer of the same output (two
+    `build-lmdb` runs on one folder, two trainings into one run folder) fails at once with the holder's
+    pid, instead of both "succeeding" and the later silently replacing the earlier. The lock is an
+    flock, so the kernel drops it when its holder dies however it dies; a lock file whose recorded
+    holder is dead is reported as cleared. POSIX only (elsewhere no lock is taken)."""
+    target = Path(target)
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield lock
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLocked(f"{target} is being written by another process (pid {holder}, lock {lock}); "
+                               f"wait for it to finish, or stop it") from None
+        try:  # the file we locked may have been removed by the previous holder's release: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    if previous.isdigit() and int(previous) != os.getpid() and not pid_alive(int(previous)):
+        print(f"note: cleared the lock of {what} {target} left by pid {previous}, which is no longer running",
+              file=sys.stderr)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)  # closing drops the flock

@@ -352,6 +352,14 @@ def build_lmdb(data_dir: str | os.PathLike, splits, lmdb_dir: str | os.PathLike 
     if not splits:
         raise ValueError("no split given (e.g. splits='train,valid,test')")
     lmdb_dir = Path(lmdb_dir) if lmdb_dir else data_dir / "lmdb"
+    with contextlib.ExitStack() as locks:  # one builder per split folder, from the existence check to the swap
+        for split in splits:
+            locks.enter_context(fileio.output_lock(lmdb_dir / split, "LMDB"))
+        return _build_locked(data_dir, splits, lmdb_dir, on_error, overwrite, max_pixels, progress, verbose, workers)
+
+
+def _build_locked(data_dir: Path, splits: list[str], lmdb_dir: Path, on_error: str, overwrite: bool,
+                  max_pixels: int, progress: bool, verbose: bool, workers: int) -> dict[str, dict]:
     existing = [lmdb_dir / s for s in splits if (lmdb_dir / s).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"LMDB already exists: {', '.join(map(str, existing))}; "
@@ -402,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build_lmdb(a.data_dir, a.splits, a.lmdb_dir, a.on_error, a.overwrite, a.max_pixels, a.progress,
                    workers=a.workers)
-    except (DataValidationError, EmptyResultError, FileExistsError, FileNotFoundError) as e:
+    except (DataValidationError, EmptyResultError, FileExistsError, FileNotFoundError, fileio.OutputError,
+            fileio.OutputLocked) as e:
         print(f"{p.prog}: {e}", file=sys.stderr)
         return 1
     return 0
