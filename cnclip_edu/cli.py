@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, after the command's own clean-up ran
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"cnclip-edu {cmd}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        if not getattr(e, "reported", False):  # a command that said what it stopped needs no second line
+            print(f"cnclip-edu {cmd}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
     return int(rc or 0)
 

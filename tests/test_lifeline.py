@@ -164,3 +164,26 @@ def test_die_with_parent_fires_when_the_parent_is_already_gone(tmp_path):
             "time.sleep(30)\n")
     done = subprocess.run([sys.executable, "-c", code], env=_env(), timeout=20)
     assert done.returncode == -signal.SIGTERM
+
+
+def test_a_stopped_course_run_says_what_was_stopped_in_one_line(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "98_sleep.ipynb", f"from pathlib import Path\nimport time\n"
+                                             f"Path({str(tmp_path / 'started')!r}).touch()\ntime.sleep(120)")
+    # Ctrl-C in a terminal: SIGINT to the whole foreground group (a shell's `cmd &` would ignore it: reset it)
+    run = subprocess.Popen([sys.executable, "-m", "cnclip_edu", "course", "--notebooks-dir", str(notebooks),
+                            "--work-dir", str(tmp_path / "work")], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _wait_for(lambda: (tmp_path / "started").exists(), 120, "the notebook to start")
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in err and "ZMQError" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("course:")]
+    assert len(lines) == 1 and "stopped (SIGINT) while running 98_sleep.ipynb" in lines[0], err
+    assert str(tmp_path / "work" / "executed" / "98_sleep.ipynb") in lines[0]

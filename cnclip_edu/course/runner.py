@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ def _describe_error(exc: BaseException) -> str:
 
 # ipykernel logs a warning that TCP on localhost is unencrypted at every kernel start: once per notebook
 # in the middle of the course's progress bar. Errors still reach the terminal; outputs are in the notebook.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# CRITICAL, not ERROR: a kernel stopped in the middle of a reply (Ctrl-C, a time limit) logs a 20-line
+# "ZMQError: Socket operation on non-socket" at ERROR level, which says nothing to the user.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def run_notebook(path: Path, work_dir: Path, parameters: dict, kernel_name: str | None = None) -> NotebookResult:
@@ -122,7 +125,15 @@ def run_course(notebooks: list[Path], work_dir: str | os.PathLike = DEFAULT_WORK
     bar = tqdm(notebooks, desc="course", unit="notebook")
     for nb in bar:
         bar.set_postfix_str(nb.name)
-        res = run_notebook(nb, work, dict(parameters or {}), kernel_name)
+        try:
+            res = run_notebook(nb, work, dict(parameters or {}), kernel_name)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into it by cnclip_edu.cli
+            bar.close()
+            name = signal.Signals(getattr(stop, "signum", signal.SIGINT)).name
+            print(f"\ncnclip-edu course: stopped ({name}) while running {nb.name}; its outputs up to the stop: "
+                  f"{work / 'executed' / nb.name}; work folder: {work}", file=sys.stderr)
+            stop.reported = True  # cli.main prints nothing more
+            raise
         results.append(res)
         tqdm.write(f"{res.status:>6}  {nb.name}  ({res.wall_s:.1f} s)")
         if res.status != "ok":
