@@ -66,8 +66,21 @@ def test_failing_rank_makes_torchrun_exit_quickly(toy_lmdb, tmp_path):
     elapsed = time.time() - t0
     msg = str(err.value)
     assert "exited with code" in msg and "simulated failure on rank 1" in msg
+    # the worker's own traceback comes first, ending in its exception; torchrun's ChildFailedError report does not
+    first = msg.split("The first error a worker printed:\n", 1)[1]
+    assert first.startswith("Traceback (most recent call last):") and "ChildFailedError" not in msg
+    assert "simulated failure on rank 1" in first.split("\nFull log: ")[0].splitlines()[-1]
     # start-up of two workers dominates; a hang would last until the 240 s guard
     assert elapsed < 120, f"torchrun took {elapsed:.0f} s to give up"
+
+
+def test_a_bad_flag_is_reported_in_the_workers_words(tmp_path):
+    with pytest.raises(TrainingFailed) as err:
+        run_torchrun(["--train-data", str(tmp_path), "--batch-size", "abc", "--logs", str(tmp_path)],
+                     nproc_per_node=1, echo=False, live_plot=False, timeout_s=240)
+    lines = str(err.value).splitlines()
+    assert lines[1] == "cnclip-edu train: error: argument --batch-size/--batch_size: invalid int value: 'abc'"
+    assert lines[2].startswith("Full log: ") and len(lines) == 3
 
 
 def test_compact_echo_keeps_every_nth_training_line_and_all_else():

@@ -202,9 +202,44 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
     result = LaunchResult(proc.returncode, cmd, run_dir, log_path, time.time() - t0,
                           read_metrics(run_dir / "metrics.jsonl"))
     if proc.returncode != 0:
+        own = worker_error(log_path.read_text(encoding="utf-8", errors="replace").splitlines())
+        if own is not None:  # the worker's own words first; torchrun's report adds nothing to them
+            raise TrainingFailed(f"training exited with code {proc.returncode} after {result.wall_s:.1f} s. "
+                                 f"The first error a worker printed:\n{own}\nFull log: {log_path}")
         raise TrainingFailed(f"training exited with code {proc.returncode} after {result.wall_s:.1f} s; "
                              f"full log: {log_path}\n--- last {len(tail)} lines ---\n" + "\n".join(tail))
     return result
+
+
+_GLOG = re.compile(r"^[EWIF]\d{4} \d\d:\d\d:\d\d")        # torchrun's own log lines
+_RANK_PREFIX = re.compile(r"^\[(?:default|rank)?\d+\]: ?")        # torchrun's per-rank line prefix
+_ARGPARSE_ERROR = re.compile(r"^\S+( \S+)*: error: ")                 # `cnclip-edu train: error: argument ...`
+
+
+def worker_error(lines: list[str]) -> str | None:
+    """The first error a worker printed (its traceback, or an argparse error line), or None. torchrun's
+    own report (its ChildFailedError traceback and the "Root Cause" table) only says *that* a rank failed."""
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip("\n")
+        text = _RANK_PREFIX.sub("", line)
+        if _ARGPARSE_ERROR.match(text) and not _GLOG.match(text):
+            return text
+        if text.startswith("Traceback (most recent call last):"):
+            block = [text]
+            j = i + 1
+            while j < len(lines):
+                nxt = _RANK_PREFIX.sub("", lines[j].rstrip("\n"))
+                block.append(nxt)
+                j += 1
+                if nxt and not nxt.startswith((" ", "\t")) and not nxt.startswith("Traceback"):
+                    break  # the exception line ends the traceback
+            if not any("torch/distributed/run.py" in b or "ChildFailedError" in b for b in block):  # not torchrun's
+                return "\n".join(block)
+            i = j
+            continue
+        i += 1
+    return None
 
 
 def _terminate(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
