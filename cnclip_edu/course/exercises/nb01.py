@@ -38,6 +38,11 @@ def _vocab() -> dict[str, int]:
     return _tok().vocab
 
 
+def _vocab_copy() -> dict[str, int]:
+    """What an answer gets: a copy, so that an answer that writes into its vocab cannot harm the library's."""
+    return dict(_tok().vocab)
+
+
 # what each exercise builds (tripwires while the answer runs); later exercises include the earlier ones,
 # because the student's encode / tokenize must run on the student's own pieces
 _T = "cnclip_edu.tokenizer."
@@ -260,8 +265,7 @@ def _wordpiece_hidden(seed: int) -> list[Case]:
     for n in (200, 201, rng.choice([199, 202])):
         words.append((f"长度 {n} 个字符、由随机字母数字组成的词",
                       "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(n))))
-    vocab = _vocab()
-    return [Case(label, lambda f, w=w: _guard_wp(f)(w, vocab)) for label, w in words]
+    return [Case(label, lambda f, w=w: _guard_wp(f)(w, _vocab_copy())) for label, w in words]
 
 
 register(Exercise(
@@ -269,7 +273,7 @@ register(Exercise(
     hint="每次从当前起点出发找词表里“最长”的那一片：候选从长往短试；不是词首的片段要带 ## 才查得到；"
          "某个起点一片都找不到时，按 BERT 的规定整个词算一个 [UNK]；长度上限是“超过 200 才算太长”。",
     reference=_library_wordpiece,
-    cases=lambda: [Case(_wp_label(w), lambda f, w=w: _guard_wp(f)(w, _vocab())) for w in WORDPIECE_CASES],
+    cases=lambda: [Case(_wp_label(w), lambda f, w=w: _guard_wp(f)(w, _vocab_copy())) for w in WORDPIECE_CASES],
     hidden=_wordpiece_hidden,
     builds=BUILDS_WORDPIECE,
     needs=(),
@@ -383,7 +387,10 @@ _guard_encode = guard_for(_library_encode, BUILDS_ENCODE, warm=_tok)
 
 
 def _encode_case(label: str, texts: list[str]) -> Case:
-    return Case(label, lambda f: [_guard_encode(f)(t, _vocab()) for t in texts])
+    def run(f):
+        g, vocab = _guard_encode(f), _vocab_copy()
+        return [g(t, vocab) for t in texts]
+    return Case(label, run)
 
 
 @lru_cache(maxsize=1)
@@ -458,7 +465,8 @@ def _ids_and_dtype(t) -> dict:
 def _tokenize_case(label: str, texts, context_length: int | None) -> Case:
     def run(f):
         g = _guard_tokenize(f)
-        out = g(texts, _vocab()) if context_length is None else g(texts, _vocab(), context_length)
+        vocab = _vocab_copy()
+        out = g(texts, vocab) if context_length is None else g(texts, vocab, context_length)
         return _ids_and_dtype(out)
     return Case(label, run)
 
