@@ -38,7 +38,7 @@ def _trip(*args, **kwargs):  # its code replaces a tripped routine's code; the h
 
 
 def _hook() -> None:
-    raise LibraryRoutineUsed(sys._getframe(1).f_code.co_qualname)
+    raise LibraryRoutineUsed(sys._getframe(1).f_code.co_name)  # the swapped code is named after the routine
 
 
 def resolve(dotted: str) -> Any:
@@ -65,7 +65,10 @@ def armed(names: Sequence[str]) -> Iterator[None]:
             fn = resolve(name)
             if not isinstance(fn, types.FunctionType) or fn.__code__.co_freevars:
                 continue
-            code = _trip.__code__.replace(co_name=fn.__code__.co_name, co_qualname=name)
+            names_kw = {"co_name": name}
+            if hasattr(_trip.__code__, "co_qualname"):  # Python >= 3.11
+                names_kw["co_qualname"] = name
+            code = _trip.__code__.replace(**names_kw)
             if _HOOK not in fn.__globals__:
                 fn.__globals__[_HOOK] = _hook
                 hooked.append(fn.__globals__)
