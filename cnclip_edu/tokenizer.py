@@ -49,7 +49,8 @@ PREFIX = "##"  # marks a piece that continues a word
 SPECIAL_IDS = frozenset({PAD_ID, CLS_ID, SEP_ID})
 
 # CJK Unified Ideographs and their extensions / compatibility blocks, exactly BERT's list.
-# (Hiragana, Katakana and Hangul are NOT here: those scripts use spaces between words.)
+# (Hiragana, Katakana and Hangul are NOT here: BERT treats them like letters, split only at whitespace and
+# punctuation -- although Japanese is written without spaces.)
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 

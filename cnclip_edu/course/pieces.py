@@ -108,5 +108,6 @@ def load_all(work_dir: str | os.PathLike | None = None, needed: tuple[str, ...] 
     namespace: dict[str, Any] = {"__name__": "my_clip"}
     for exercise_id in have:
         run_into(piece_path(exercise_id, work_dir), namespace)
-    namespace.pop("__builtins__", None)
-    return SimpleNamespace(**namespace)
+    # leave __builtins__ in the namespace: it is the pieces' globals, and without it a C extension's import
+    # from inside a piece fails (torch.tensor(...) -> "storage_module ... INTERNAL ASSERT FAILED")
+    return SimpleNamespace(**{k: v for k, v in namespace.items() if k != "__builtins__"})

@@ -1,5 +1,5 @@
 """Notebook 00 (quick start): the student writes CLIP's image-text similarity from the two towers'
-features, and answers what truncation keeps.
+features.
 
 00.1 is compared with the library's own `CLIP.get_similarity` (normalise, scale by
 exp(logit_scale), transpose), fed with fixed features instead of images and tokens. The cases
@@ -7,7 +7,12 @@ have more texts than images, so a forgotten transpose shows as a wrong shape.
 """
 from __future__ import annotations
 
+import random
+
 from .core import Case, Exercise, register
+from .tripwire import guard_for
+
+BUILDS = ("cnclip_edu.model.clip.CLIP.get_similarity",)
 
 
 def _library_similarity(image_features, text_features, logit_scale):
@@ -39,17 +44,36 @@ def _features(n_images: int, n_texts: int, dim: int, logit_scale: float, seed: i
             torch.nn.Parameter(torch.tensor(logit_scale)))
 
 
+_guard = guard_for(_library_similarity, BUILDS)
+
+
 def _similarity_cases():
     import math
 
     return [
         Case(f"{b} 张图、{t} 句描述，特征维度 {d}，logit_scale = {name}",
-             lambda f, b=b, t=t, d=d, s=s, seed=seed, spread=spread: f(*_features(b, t, d, s, seed, spread)))
+             lambda f, b=b, t=t, d=d, s=s, seed=seed, spread=spread: _guard(f)(*_features(b, t, d, s, seed, spread)))
         for b, t, d, s, name, seed, spread in [
             (3, 5, 16, math.log(1 / 0.07), "ln(1/0.07)（初始值）", 0, 1.0),
             (1, 4, 8, math.log(100), "ln(100)（上限）", 1, 7.0),   # long, unnormalised features
             (4, 6, 32, math.log(17.0), "ln(17)", 2, 0.3),
         ]]
+
+
+def _similarity_hidden(seed: int):
+    import math
+
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(3):
+        b, t = rng.randint(1, 6), rng.randint(1, 7)
+        while t == b:
+            t = rng.randint(1, 7)
+        d, s, spread = rng.choice([4, 8, 24, 64]), rng.uniform(0.0, math.log(100)), rng.choice([0.1, 1.0, 9.0])
+        cases.append(Case("随机的图数、描述数、特征维度、logit_scale 与特征长度",
+                          lambda f, b=b, t=t, d=d, s=s, k=rng.randrange(10 ** 6), spread=spread:
+                          _guard(f)(*_features(b, t, d, s, k, spread))))
+    return cases
 
 
 def _mistake(kind: str):
@@ -70,12 +94,13 @@ def _mistake(kind: str):
 
 
 register(Exercise(
-    id="00.1", title="图文相似度：归一化、点积、乘温度", points=2,
-    hint="每个特征向量除以它自己的长度：x / x.norm(dim=-1, keepdim=True)；再 logit_scale.exp() * img @ txt.t() "
-         "得到 (图数, 描述数) 的 logits_per_image，logits_per_text 是它的转置。常见错误：忘了 .exp()（logit_scale 存的是对数）、"
-         "沿 dim=0 归一化、忘了 keepdim=True、logits_per_text 忘了转置。",
+    id="00.1", title="图文相似度：归一化、点积、乘 logit_scale.exp()", points=2,
+    hint="余弦只看方向：先让每个特征向量（每一行）的长度变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
+         "除以长度时想一想形状怎么广播。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
     reference=_library_similarity,
     cases=_similarity_cases,
+    hidden=_similarity_hidden,
+    builds=BUILDS,
     mutants=lambda: {
         "忘了归一化": _mistake("no_norm"),
         "logit_scale 忘了取 exp": _mistake("no_exp"),
@@ -83,24 +108,4 @@ register(Exercise(
         "norm 忘了 keepdim=True": _mistake("no_keepdim"),
         "logits_per_text 忘了转置": _mistake("no_t"),
     },
-))
-
-TRUNCATION_TEXT = "一只在草地上奔跑的金毛小狗"
-
-
-def _kept_characters() -> int:
-    """How many of the caption's characters survive `tokenize(..., context_length=8)`."""
-    from cnclip_edu.tokenizer import CLS_ID, PAD_ID, SEP_ID, tokenize
-
-    row = tokenize(TRUNCATION_TEXT, context_length=8)[0]
-    return int(((row != PAD_ID) & (row != CLS_ID) & (row != SEP_ID)).sum())
-
-
-register(Exercise(
-    id="00.q1", title="截断：context_length = 8 时还剩几个字", points=1,
-    hint="[CLS] 和 [SEP] 各占一个位置，剩下的位置才放描述里的字；这句描述的每个汉字是一个 token。",
-    reference=_kept_characters,  # computed by the library when checked, not typed in
-    cases=lambda: [Case(f"cc.tokenize('{TRUNCATION_TEXT}', context_length=8) 保留的字数",
-                        lambda a: a() if callable(a) else a)],
-    mutants=lambda: {"忘了 [CLS] 和 [SEP] 也占位置": 8, "只算了 [SEP]": 7, "以为不会截断": len(TRUNCATION_TEXT)},
 ))

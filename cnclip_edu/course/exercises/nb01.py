@@ -1,34 +1,73 @@
-"""Notebook 01 (the tokenizer): the student writes BasicTokenizer, the WordPiece loop and `tokenize`.
+"""Notebook 01 (the tokenizer): the student writes the whole tokenizer, piece by piece.
+
+01.1 `is_cjk` + `basic_tokenize`, 01.2 `wordpiece(word, vocab)`, 01.3 `load_vocab(path)`,
+01.4 `encode(text, vocab)` (01.1 + 01.2 + the vocab, [UNK] = 100), 01.5 `tokenize(texts, vocab,
+context_length)` on top of the student's own `encode`. 01.3-01.5 are the names the capstone of
+notebook 05 loads from the student's `%%my_clip` cells.
 
 Each answer is compared with the library (`Tokenizer.basic_tokenize`, `Tokenizer.wordpiece`,
-`cnclip_edu.tokenize`), which tests/test_tokenizer.py proves equal to cn_clip on every Unicode code
-point and 100k+ sentences. The cases hold what trips students up: accents, full-width letters,
-`￥99` (a currency sign is not punctuation, `$` is), emoji, truncation. The mutants are the
-plausible wrong answers, written the way a student would write the notebook's exercise.
+`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`), which tests/test_tokenizer.py proves equal
+to cn_clip on every Unicode code point and 100k+ sentences. The public cases hold what trips
+students up (accents, full-width letters, `￥99`, emoji, the edges of the ideograph blocks, CJK
+punctuation, words of exactly 200 / 201 characters, the U+2028 line of vocab.txt, a row that fits
+exactly); `hidden(seed)` draws more of the same kinds. While an answer runs, the library routines
+the exercise builds are tripwires (`tripwire.py`): an answer that just calls them is told so.
+The mutants are the plausible wrong answers, written the way a student would write them, and
+never call a tripped routine (so each is rejected for its own mistake).
 """
 from __future__ import annotations
 
+import random
+import string
+import tempfile
 import unicodedata
+from functools import lru_cache
+from pathlib import Path
 
 from .core import Case, Exercise, register
-
-# ----------------------------------------------------------------------------- 01.1 BasicTokenizer
-BASIC_CASES = [
-    ("重音与大写 Café naïve ÅNGSTRÖM", "Café naïve ÅNGSTRÖM"),
-    ("中英混排 iPhone 15 Pro 手机壳", "iPhone 15 Pro 手机壳"),
-    ("价格 这件T恤只要￥99.9！", "这件T恤只要￥99.9！"),
-    ("ASCII 符号 $99 美元", "$99 美元"),
-    ("全角字母数字 ＡＢＣ１２３，全角！", "ＡＢＣ１２３，全角！"),
-    ("控制字符与各种空白", "零\u200b宽\u3000空格\t制表  两个空格"),
-    ("表情与扩展区汉字 😀表情 𠮷野家", "😀表情 𠮷野家"),
-    ("邮箱 e-mail: user@mail.cn", "e-mail: user@mail.cn"),
-]
+from .tripwire import guard_for
 
 
-def _library_basic_tokenize(text: str) -> list[str]:
+def _tok():
     from cnclip_edu.tokenizer import get_tokenizer
 
-    return get_tokenizer().basic_tokenize(text)
+    return get_tokenizer()
+
+
+def _vocab() -> dict[str, int]:
+    return _tok().vocab
+
+
+def _vocab_copy() -> dict[str, int]:
+    """What an answer gets: a copy, so that an answer that writes into its vocab cannot harm the library's."""
+    return dict(_tok().vocab)
+
+
+# what each exercise builds (tripwires while the answer runs); later exercises include the earlier ones,
+# because the student's encode / tokenize must run on the student's own pieces
+_T = "cnclip_edu.tokenizer."
+BUILDS_BASIC = (_T + "Tokenizer.basic_tokenize", _T + "is_cjk")
+BUILDS_WORDPIECE = (_T + "Tokenizer.wordpiece", _T + "Tokenizer._wordpiece", _T + "Tokenizer.wordpiece_steps")
+BUILDS_VOCAB = (_T + "load_vocab",)
+BUILDS_ENCODE = BUILDS_BASIC + BUILDS_WORDPIECE + (
+    _T + "Tokenizer.encode", _T + "Tokenizer.encode_batch", _T + "Tokenizer.tokenize", _T + "Tokenizer._id_rows")
+BUILDS_TOKENIZE = BUILDS_ENCODE + (_T + "tokenize",)
+
+# ----------------------------------------------------------------------------- the student's way, with mistakes
+# (the mutants' building blocks; deliberately not the library's code, which the tripwires would catch)
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_cjk(ch: str, ranges=CJK_RANGES, strict_upper: bool = False) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp < hi if strict_upper else lo <= cp <= hi for lo, hi in ranges)
+
+
+def _is_punct(ch: str) -> bool:
+    cp = ord(ch)
+    return 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126 or \
+        unicodedata.category(ch).startswith("P")
 
 
 def _clean(text: str) -> str:
@@ -37,23 +76,19 @@ def _clean(text: str) -> str:
                    else " " if ch.isspace() else ch for ch in text)
 
 
-def _student_basic(text: str, *, split_cjk=True, lower=True, nfd=True, ascii_punct=True,
-                   punct=True) -> list[str]:
-    """BasicTokenizer as the notebook's solution writes it; each flag turned off is one usual mistake."""
-    from cnclip_edu.tokenizer import is_cjk, is_punctuation
-
+def _student_basic(text: str, *, cjk=_is_cjk, lower=True, norm="NFD", ascii_punct=True, punct=True) -> list[str]:
+    """BasicTokenizer as the notebook's solution writes it; each argument changed is one usual mistake."""
     def is_punct(ch: str) -> bool:
-        return is_punctuation(ch) if ascii_punct else unicodedata.category(ch).startswith("P")
+        return _is_punct(ch) if ascii_punct else unicodedata.category(ch).startswith("P")
 
     text = _clean(text)
-    if split_cjk:
-        text = "".join(f" {ch} " if is_cjk(ch) else ch for ch in text)
+    text = "".join(f" {ch} " if cjk(ch) else ch for ch in text)
     words = []
     for word in text.split():
         if lower:
             word = word.lower()
-        if nfd:
-            word = unicodedata.normalize("NFD", word)
+        if norm:
+            word = unicodedata.normalize(norm, word)
         word = "".join(ch for ch in word if unicodedata.category(ch) != "Mn")
         if not punct:
             words.append(word)
@@ -70,39 +105,10 @@ def _student_basic(text: str, *, split_cjk=True, lower=True, nfd=True, ascii_pun
     return words
 
 
-register(Exercise(
-    id="01.1", title="BasicTokenizer：清洗、汉字单独成词、小写、去重音、切标点", points=3,
-    hint="顺序：clean_text → 每个汉字两边加空格 → text.split()（不带参数，连续空白算一个）→ 每个词 lower()、"
-         "unicodedata.normalize('NFD', …) 再删掉类别为 Mn 的重音符 → 用 is_punctuation 把标点单独切出来。"
-         "常见错误：汉字没有单独切开、忘了 NFD（é 的重音删不掉）、只认 Unicode 标点（漏了 ASCII 的 $）。",
-    reference=_library_basic_tokenize,
-    cases=lambda: [Case(label, lambda f, t=text: f(t)) for label, text in BASIC_CASES],
-    mutants=lambda: {
-        "汉字没有单独切开": lambda t: _student_basic(t, split_cjk=False),
-        "忘了小写 (lower)": lambda t: _student_basic(t, lower=False),
-        "去重音前忘了 NFD 分解": lambda t: _student_basic(t, nfd=False),
-        "只认 Unicode 标点，漏了 ASCII 的 $": lambda t: _student_basic(t, ascii_punct=False),
-        "没有切标点": lambda t: _student_basic(t, punct=False),
-    },
-))
-
-# ----------------------------------------------------------------------------- 01.2 WordPiece
-WORDPIECE_CASES = ["unaffable", "￥99", "1234567", "iphone15", "ａｂｃ１２３", "12", "😀", "x😀", "a" * 201]
-
-
-def _library_wordpiece(word: str) -> list[str]:
-    from cnclip_edu.tokenizer import get_tokenizer
-
-    return get_tokenizer().wordpiece(word)
-
-
-def _student_wordpiece(word: str, *, prefix=True, longest_first=True, whole_word_unk=True,
-                       max_chars: int | None = 200) -> list[str]:
-    """The greedy loop as the notebook's solution writes it; each flag turned off is one usual mistake."""
-    from cnclip_edu.tokenizer import get_tokenizer
-
-    vocab = get_tokenizer().vocab
-    if max_chars is not None and len(word) > max_chars:
+def _student_wordpiece(word: str, vocab: dict[str, int], *, prefix=True, longest_first=True,
+                       whole_word_unk=True, too_long=lambda n: n > 200) -> list[str]:
+    """The greedy loop as the notebook's solution writes it; each argument changed is one usual mistake."""
+    if too_long(len(word)):
         return ["[UNK]"]
     pieces, start = [], 0
     while start < len(word):
@@ -124,77 +130,430 @@ def _student_wordpiece(word: str, *, prefix=True, longest_first=True, whole_word
     return pieces
 
 
+def _student_encode(text: str, vocab: dict[str, int], *, mistake: str = "") -> list[int]:
+    if mistake == "chars":
+        return [vocab.get(ch, 100) for ch in text if not ch.isspace()]
+    words = text.lower().split() if mistake == "no_basic" else _student_basic(text)
+    ids = [vocab[p] for w in words for p in _student_wordpiece(w, vocab)]
+    if mistake == "drop_unk":
+        ids = [i for i in ids if i != 100]
+    if mistake == "cls_sep":
+        ids = [101] + ids + [102]
+    return ids
+
+
+# ----------------------------------------------------------------------------- 01.1 BasicTokenizer
+# code points on both sides of every ideograph block's edges, each between two letters: a character
+# counted as an ideograph comes out as a word of its own, any other one stays glued to its neighbours
+EDGE_CHARS = [0x4E00, 0x9FFF, 0x3400, 0x4DBF, 0xF900, 0xFAFF, 0x20000, 0x2A6DF, 0x2B73F, 0x2CEAF,
+              0x2F800, 0x2FA1F, 0x33FF, 0xA000, 0x3041, 0x30AB, 0xAC00]   # the last five: outside the blocks
+EDGE_TEXT = " ".join(f"x{chr(cp)}y" for cp in EDGE_CHARS)
+BASIC_CASES = [
+    ("重音与大写 Café naïve ÅNGSTRÖM", "Café naïve ÅNGSTRÖM"),
+    ("中英混排 iPhone 15 Pro 手机壳", "iPhone 15 Pro 手机壳"),
+    ("价格 这件T恤只要￥99.9！", "这件T恤只要￥99.9！"),
+    ("ASCII 符号 $99 美元 a^b `c`", "$99 美元 a^b `c`"),
+    ("全角字母数字 ＡＢＣ１２３，全角！", "ＡＢＣ１２３，全角！"),
+    ("控制字符与各种空白", "零\u200b宽\u3000空格\t制表  两个空格\n换行"),
+    ("表情与扩展区汉字 😀表情 𠮷野家", "😀表情 𠮷野家"),
+    ("中文标点 “你好”，《三体》、【注】……——「引号」", "“你好”，《三体》、【注】……——「引号」"),
+    ("日文假名与韩文（不是汉字）", "ひらがなとカタカナ 한국어"),
+    ("汉字各区段的首尾，以及紧挨在区段外的字", EDGE_TEXT),
+    ("邮箱 e-mail: user@mail.cn", "e-mail: user@mail.cn"),
+]
+
+# pools for the hidden cases: (code point ranges or a string of characters)
+_POOLS = {
+    "basic": [(0x4E00, 0x9FFF)], "ext_a": [(0x3400, 0x4DBF)], "ext_b_e": [(0x20000, 0x2CEAF)],
+    "compat": [(0xF900, 0xFAFF), (0x2F800, 0x2FA1F)], "kana": [(0x3041, 0x30FA)], "hangul": [(0xAC00, 0xD7A3)],
+    "latin": string.ascii_letters + "àéîõüçñÅÉÖß", "digits": string.digits + "０１２３", "ascii_punct": string.punctuation,
+    "cjk_punct": "，。、；：？！“”‘’《》「」【】（）…—·～", "fullwidth": "ＡＢＣＸｙｚ", "space": "  \t\u3000\n\u200b",
+    "symbols": "￥€£©°±×÷😀🎉", "edges": "".join(chr(c) for c in EDGE_CHARS),
+}
+
+
+def _draw(rng: random.Random, pool) -> str:
+    if isinstance(pool, str):
+        return rng.choice(pool)
+    lo, hi = rng.choice(pool)
+    return chr(rng.randint(lo, hi))
+
+
+def _random_text(rng: random.Random, n: int) -> str:
+    names = list(_POOLS)
+    return "".join(_draw(rng, _POOLS[rng.choice(names)]) for _ in range(n))
+
+
+def _library_basic_tokenize(text: str) -> list[str]:
+    return _tok().basic_tokenize(text)
+
+
+_guard_basic = guard_for(_library_basic_tokenize, BUILDS_BASIC, warm=_tok)
+
+
+def _basic_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    texts = [_random_text(rng, rng.randint(8, 40)) for _ in range(6)]
+    edge = " ".join(f"{rng.choice('abc')}{ch}{rng.choice('xyz')}" for ch in rng.sample(_POOLS["edges"], 8))
+    return [Case("随机混排的文本（各区段汉字、假名、韩文、拉丁字母、标点、空白）", lambda f, t=t: _guard_basic(f)(t))
+            for t in texts] + [Case("区段边界附近的字夹在字母中间", lambda f: _guard_basic(f)(edge))]
+
+
 register(Exercise(
-    id="01.2", title="WordPiece：贪心最长匹配", points=3,
-    hint="从 start=0 开始，end 从词尾往回缩：候选 word[start:end]（start > 0 时前面加 '##'）在词表里就收下，"
-         "然后 start = end 继续；某个位置一个候选都配不上，整个词就是 ['[UNK]']；超过 200 个字符的词直接是 ['[UNK]']。"
-         "常见错误：从最短的开始试、后续片段忘了 '##'、只把配不上的那一小段当 [UNK]。",
-    reference=_library_wordpiece,
-    cases=lambda: [Case(repr(w) if len(w) < 20 else f"'{w[0]}' × {len(w)}（超长的词）", lambda f, w=w: f(w))
-                   for w in WORDPIECE_CASES],
+    id="01.1", title="BasicTokenizer：is_cjk、清洗、汉字单独成词、小写、去重音、切标点", points=3,
+    hint="is_cjk 只看码位 (code point) 落没落在表里的某个区段，区段两端都算；假名、韩文不在表里。basic_tokenize 按节里的"
+         "四步走：先让每个汉字成为独立的词，再按任意空白切；每个词小写，先分解 (NFD) 才能删掉重音符；标点单独成词，"
+         "别忘了 ASCII 里那几个在 Unicode 中算“符号”的字符。",
+    reference=_library_basic_tokenize,
+    cases=lambda: [Case(label, lambda f, t=text: _guard_basic(f)(t)) for label, text in BASIC_CASES],
+    hidden=_basic_hidden,
+    builds=BUILDS_BASIC,
     mutants=lambda: {
-        "后续片段忘了加 ##": lambda w: _student_wordpiece(w, prefix=False),
-        "从最短的子串开始试": lambda w: _student_wordpiece(w, longest_first=False),
-        "只把配不上的那一段变成 [UNK]": lambda w: _student_wordpiece(w, whole_word_unk=False),
-        "忘了 200 个字符的上限": lambda w: _student_wordpiece(w, max_chars=None),
+        "汉字没有单独切开": lambda t: _student_basic(t, cjk=lambda ch: False),
+        "is_cjk 只认基本区 4E00–9FFF": lambda t: _student_basic(t, cjk=lambda ch: _is_cjk(ch, CJK_RANGES[:1])),
+        "is_cjk 漏了兼容区": lambda t: _student_basic(t, cjk=lambda ch: _is_cjk(ch, CJK_RANGES[:6])),
+        "is_cjk 把假名也算成汉字": lambda t: _student_basic(
+            t, cjk=lambda ch: _is_cjk(ch, CJK_RANGES + ((0x3040, 0x30FF),))),
+        "is_cjk 区段上端没算进去（< 而不是 <=）": lambda t: _student_basic(
+            t, cjk=lambda ch: _is_cjk(ch, strict_upper=True)),
+        "忘了小写 (lower)": lambda t: _student_basic(t, lower=False),
+        "去重音前忘了 NFD 分解": lambda t: _student_basic(t, norm=None),
+        "用了 NFKC（全角变成了半角）": lambda t: _student_basic(t, norm="NFKC"),
+        "只认 Unicode 标点，漏了 ASCII 的 $ ^ `": lambda t: _student_basic(t, ascii_punct=False),
+        "没有切标点": lambda t: _student_basic(t, punct=False),
     },
 ))
 
-# ----------------------------------------------------------------------------- 01.3 tokenize
+# ----------------------------------------------------------------------------- 01.2 WordPiece
+WORDPIECE_CASES = ["unaffable", "￥99", "1234567", "iphone15", "ａｂｃ１２３", "12", "😀", "x😀", "，",
+                   "a" * 200, "a" * 201]
+
+
+def _library_wordpiece(word: str, vocab: dict[str, int]) -> list[str]:
+    return _tok().wordpiece(word)   # the cases always pass the library's vocab
+
+
+_guard_wp = guard_for(_library_wordpiece, BUILDS_WORDPIECE, warm=_tok)
+
+
+def _wp_label(w: str) -> str:
+    return repr(w) if len(w) < 20 else f"'{w[0]}' × {len(w)}（长度恰好 {len(w)} 个字符的词）"
+
+
+@lru_cache(maxsize=1)
+def _vocab_parts() -> tuple[list[str], list[str]]:
+    """ASCII word heads and '##' tails of the vocab (for words drawn from it)."""
+    vocab = _vocab()
+    heads = sorted(t for t in vocab if t.isascii() and t.isalnum() and t == t.lower())
+    tails = sorted(t[2:] for t in vocab if t.startswith("##") and t[2:].isascii() and t[2:].isalnum()
+                   and t[2:] == t[2:].lower())
+    return heads, tails
+
+
+def _random_vocab_word(rng: random.Random) -> str:
+    heads, tails = _vocab_parts()
+    return rng.choice(heads) + "".join(rng.choice(tails) for _ in range(rng.randint(0, 3)))
+
+
+def _wordpiece_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    words = [("由词表片段随机拼成的词", _random_vocab_word(rng)) for _ in range(6)]
+    for _ in range(2):
+        w = _random_vocab_word(rng)
+        i = rng.randint(0, len(w))
+        words.append(("中间夹着一个词表里没有的字符的词", w[:i] + rng.choice("😀🎉♞☃") + w[i:]))
+    for n in (200, 201, rng.choice([199, 202])):
+        words.append((f"长度 {n} 个字符、由随机字母数字组成的词",
+                      "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(n))))
+    return [Case(label, lambda f, w=w: _guard_wp(f)(w, _vocab_copy())) for label, w in words]
+
+
+register(Exercise(
+    id="01.2", title="WordPiece：贪心最长匹配", points=3,
+    hint="每次从当前起点出发找词表里“最长”的那一片：候选从长往短试；不是词首的片段要带 ## 才查得到；"
+         "某个起点一片都找不到时，按 BERT 的规定整个词算一个 [UNK]；长度上限是“超过 200 才算太长”。",
+    reference=_library_wordpiece,
+    cases=lambda: [Case(_wp_label(w), lambda f, w=w: _guard_wp(f)(w, _vocab_copy())) for w in WORDPIECE_CASES],
+    hidden=_wordpiece_hidden,
+    builds=BUILDS_WORDPIECE,
+    needs=(),
+    mutants=lambda: {
+        "后续片段忘了加 ##": lambda w, v: _student_wordpiece(w, v, prefix=False),
+        "从最短的子串开始试": lambda w, v: _student_wordpiece(w, v, longest_first=False),
+        "只把配不上的那一段变成 [UNK]": lambda w, v: _student_wordpiece(w, v, whole_word_unk=False),
+        "忘了 200 个字符的上限": lambda w, v: _student_wordpiece(w, v, too_long=lambda n: False),
+        "上限差一：恰好 200 个字符也当成太长 (>=)": lambda w, v: _student_wordpiece(w, v, too_long=lambda n: n >= 200),
+    },
+))
+
+# ----------------------------------------------------------------------------- 01.3 load_vocab
+SMALL_VOCAB = ["[PAD]", "[UNK]", "杰", "尼", "龟", "##able", "unaff"]   # the last line without '\n'
+
+
+def _library_load_vocab(path) -> dict[str, int]:
+    from cnclip_edu.tokenizer import load_vocab
+
+    return load_vocab(path)
+
+
+_guard_vocab = guard_for(_library_load_vocab, BUILDS_VOCAB, warm=_tok)
+
+
+def _on_file(f, lines: list[str], final_newline: bool) -> dict:
+    """Write `lines` to a temporary vocab file and run `f(path)` on it (path as a str)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "vocab.txt"
+        path.write_text("\n".join(lines) + ("\n" if final_newline else ""), encoding="utf-8")
+        return f(str(path))
+
+
+def _vocab_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    tokens = list(_vocab())
+    cases = []
+    for _ in range(3):
+        lines = rng.sample(tokens[1000:], rng.randint(5, 30))
+        lines.insert(rng.randint(0, len(lines) - 1), rng.choice(["\u2028", "##\u2028", "\u2029"]))
+        final = rng.random() < 0.5
+        cases.append(Case("随机抽取词条（含一个空白字符词条）组成的小词表文件" + ("" if final else "（最后一行没有换行符）"),
+                          lambda f, lines=lines, final=final: _on_file(_guard_vocab(f), lines, final)))
+    return cases
+
+
+def _vocab_mistake(kind: str):
+    def load_vocab(path):
+        text = Path(path).read_text(encoding="utf-8")
+        if kind == "splitlines":
+            lines = text.splitlines()
+        elif kind == "split":
+            lines = text.split()
+        elif kind == "keep_last_empty":
+            lines = text.split("\n")
+        elif kind == "chop":
+            lines = [line[:-1] for line in open(path, encoding="utf-8")]
+        else:
+            lines = [line.rstrip("\n") for line in open(path, encoding="utf-8")]
+        if kind == "strip":
+            lines = [line.strip() for line in lines]
+        if kind == "newline":
+            lines = list(open(path, encoding="utf-8"))
+        return {t: i + (1 if kind == "from_one" else 0) for i, t in enumerate(lines)}
+    return load_vocab
+
+
+register(Exercise(
+    id="01.3", title="load_vocab：vocab.txt 的行号就是 id", points=2,
+    hint="一行一个词条，第几行（从 0 数）就是它的 id；每行只去掉行尾的换行符，其余原样保留——词表里有的词条本身就是"
+         "空白字符，有的“换行”在 Python 某些按行切分的方法眼里也算换行；文件最后一行后面可能有、也可能没有换行符。",
+    reference=_library_load_vocab,
+    cases=lambda: [
+        Case("课程自带的 vocab.txt（21,128 行；第 343 行的词条是 U+2028 这个空白字符）",
+             lambda f: _guard_vocab(f)(str(_tok_vocab_path()))),
+        Case("一个 7 行的小词表，最后一行没有换行符", lambda f: _on_file(_guard_vocab(f), SMALL_VOCAB, False)),
+        Case("同一个小词表，最后一行有换行符", lambda f: _on_file(_guard_vocab(f), SMALL_VOCAB, True)),
+    ],
+    hidden=_vocab_hidden,
+    builds=BUILDS_VOCAB,
+    mutants=lambda: {
+        "id 从 1 开始数": _vocab_mistake("from_one"),
+        "用 splitlines() 切行（U+2028 也被当成换行，后面的 id 全错一位）": _vocab_mistake("splitlines"),
+        "用 split() 切（空白词条消失）": _vocab_mistake("split"),
+        "每行 strip()（空白词条变成空字符串）": _vocab_mistake("strip"),
+        "split('\\n') 之后留下了最后那个空字符串": _vocab_mistake("keep_last_empty"),
+        "每行去掉最后一个字符 line[:-1]（最后一行没有换行符时吃掉一个字）": _vocab_mistake("chop"),
+        "没有去掉行尾的换行符": _vocab_mistake("newline"),
+    },
+))
+
+
+def _tok_vocab_path() -> Path:
+    from cnclip_edu.tokenizer import VOCAB_PATH
+
+    return VOCAB_PATH
+
+
+# ----------------------------------------------------------------------------- 01.4 encode
+# the parity sentences of notebook 01 (section 1 and 3): the notebook shows cn_clip's ids for them
+PARITY_SENTENCES = ["南京市长江大桥", "北京大学的学生在看 iPhone 15 Pro", "这件T恤只要￥99.9！",
+                    "Café naïve ÅNGSTRÖM", "ＡＢＣ１２３，全角！", "零\u200b宽\u3000空格\t制表", "😀表情 𠮷野家",
+                    "e-mail: user@mail.cn", "$99 或 ￥99", "繁體中文測試", "一件 XL 码的白色纯棉T恤，夏季新款短袖"]
+
+
+def _library_encode(text: str, vocab: dict[str, int]) -> list[int]:
+    return _tok().encode(text)   # the cases always pass the library's vocab
+
+
+_guard_encode = guard_for(_library_encode, BUILDS_ENCODE, warm=_tok)
+
+
+def _encode_case(label: str, texts: list[str]) -> Case:
+    def run(f):
+        g, vocab = _guard_encode(f), _vocab_copy()
+        return [g(t, vocab) for t in texts]
+    return Case(label, run)
+
+
+@lru_cache(maxsize=1)
+def _vocab_chars() -> list[str]:
+    return [t for t in list(_vocab())[670:8000] if len(t) == 1]
+
+
+def _random_sentence(rng: random.Random) -> str:
+    chars = _vocab_chars()
+    parts = []
+    for _ in range(rng.randint(2, 8)):
+        kind = rng.random()
+        if kind < 0.5:
+            parts.append("".join(rng.choice(chars) for _ in range(rng.randint(1, 6))))
+        elif kind < 0.7:
+            parts.append(" " + _random_vocab_word(rng).capitalize() + " ")
+        elif kind < 0.85:
+            parts.append(str(rng.randint(0, 10 ** rng.randint(1, 6))))
+        else:
+            parts.append(rng.choice(_POOLS["cjk_punct"] + _POOLS["ascii_punct"] + "😀￥"))
+    return "".join(parts)
+
+
+def _encode_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    return [_encode_case("随机的中英数字标点混排句子", [_random_sentence(rng) for _ in range(4)]) for _ in range(3)] + [
+        _encode_case("随机混排的文本（各区段汉字、假名、拉丁字母、标点、空白）",
+                     [_random_text(rng, rng.randint(5, 30)) for _ in range(4)])]
+
+
+register(Exercise(
+    id="01.4", title="encode：你的 BasicTokenizer + WordPiece + 词表 → id 列表", points=3,
+    hint="先用你的 BasicTokenizer 切词，每个词再交给你的 WordPiece，最后把每个片段换成它在词表里的 id；"
+         "配不上的词已经是 [UNK] 这个片段了，它在词表里也有 id（100）。encode 不加 [CLS]/[SEP]，也不截断。",
+    reference=_library_encode,
+    cases=lambda: [
+        _encode_case("第 1、3 节的对照句（与 cn_clip 逐个相同的 id）", PARITY_SENTENCES),
+        _encode_case("空字符串、只有空白、只有控制字符", ["", "  \t\u3000 ", "\u200b\x00"]),
+        _encode_case("恰好 200 个字符的词与 201 个字符的词", ["x" * 200 + " 和 " + "x" * 201]),
+        _encode_case("带重音、去掉重音后恰好 200 个字符的词", ["é" * 200]),
+        _encode_case("表情、扩展区汉字、假名、中文标点", ["😀🎉表情", "𠮷野家の牛丼「大盛」", "《三体》……——“好看”"]),
+    ],
+    hidden=_encode_hidden,
+    builds=BUILDS_ENCODE,
+    needs=("01.1", "01.2"),
+    mutants=lambda: {
+        "不做 BasicTokenizer，直接按空格切": lambda t, v: _student_encode(t, v, mistake="no_basic"),
+        "一个字符一个 id（英文和数字也按字符查）": lambda t, v: _student_encode(t, v, mistake="chars"),
+        "把 [UNK] 丢掉了": lambda t, v: _student_encode(t, v, mistake="drop_unk"),
+        "encode 里就加了 [CLS] 和 [SEP]": lambda t, v: _student_encode(t, v, mistake="cls_sep"),
+    },
+))
+
+# ----------------------------------------------------------------------------- 01.5 tokenize
 LONG = "一件 XL 码的白色T恤，纯棉材质，领口有刺绣的 logo，售价￥99"
 
 
-def _library_tokenize(texts, context_length: int = 52):
+def _library_tokenize(texts, vocab: dict[str, int], context_length: int = 52):
     from cnclip_edu.tokenizer import tokenize
 
     return tokenize(texts, context_length=context_length)
 
 
-def _student_tokenize(texts, context_length: int = 52, *, mistake: str = ""):
+_guard_tokenize = guard_for(_library_tokenize, BUILDS_TOKENIZE, warm=_tok)
+
+
+def _ids_and_dtype(t) -> dict:
+    """The result and its dtype (int32 and int64 are both integers to the comparison; the spec says long)."""
+    return {"ids": t, "dtype": str(getattr(t, "dtype", f"（不是张量，是 {type(t).__name__}）"))}
+
+
+def _tokenize_case(label: str, texts, context_length: int | None) -> Case:
+    def run(f):
+        g = _guard_tokenize(f)
+        vocab = _vocab_copy()
+        out = g(texts, vocab) if context_length is None else g(texts, vocab, context_length)
+        return _ids_and_dtype(out)
+    return Case(label, run)
+
+
+def _n_ids(text: str) -> int:
+    return len(_tok().encode(text))
+
+
+def _tokenize_cases() -> list[Case]:
+    fit = "北京大学的学生在看 iPhone 15 Pro"
+    n = _n_ids(fit)
+    return [
+        _tokenize_case("两个短词 ['杰尼龟', '皮卡丘']，不传 context_length（默认 52）", ["杰尼龟", "皮卡丘"], None),
+        _tokenize_case("￥99、英文、数字、表情、全角，L=52",
+                       ["这件T恤只要￥99.9！", "iPhone 15 Pro 😀", "ＡＢＣ１２３ 全角"], 52),
+        _tokenize_case("一句长描述被截断，L=16", [LONG, "短句"], 16),
+        _tokenize_case(f"[CLS] + {n} 个 id + [SEP] 恰好放满一行，L={n + 2}", [fit, "短句"], n + 2),
+        _tokenize_case(f"只差一个位置，要截掉最后一个 id，L={n + 1}", [fit], n + 1),
+        _tokenize_case("单个字符串（不是列表），L=8", "杰尼龟", 8),
+        _tokenize_case("空字符串，L=4", [""], 4),
+        _tokenize_case("L=2：只放得下 [CLS] 和 [SEP]", ["杰尼龟"], 2),
+    ]
+
+
+def _tokenize_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(3):
+        texts = [_random_sentence(rng) for _ in range(rng.randint(1, 4))]
+        cases.append(_tokenize_case("随机句子、随机的 context_length", texts, rng.randint(2, 40)))
+    text = _random_sentence(rng)
+    cases.append(_tokenize_case("随机句子，context_length 恰好放下 [CLS] + id + [SEP]", [text], _n_ids(text) + 2))
+    text = _random_sentence(rng)
+    cases.append(_tokenize_case("单个字符串（不是列表），随机的 context_length", text, rng.randint(4, 40)))
+    return cases
+
+
+def _student_tokenize(texts, vocab, context_length: int = 52, *, mistake: str = ""):
     """`tokenize` as the notebook's solution writes it, with one usual mistake switched on."""
     import torch
 
-    from cnclip_edu.tokenizer import CLS_ID, SEP_ID, get_tokenizer
-
-    tok = get_tokenizer()
     if isinstance(texts, str) and mistake != "str_as_list":
         texts = [texts]
-    dtype = torch.float32 if mistake == "float" else torch.long
+    dtype = {"float": torch.float32, "int32": torch.int32}.get(mistake, torch.long)
     result = torch.zeros(len(texts), context_length, dtype=dtype)  # (N, L)
     for i, text in enumerate(texts):
-        ids = tok.encode(text)
+        ids = _student_encode(text, vocab)
         if mistake == "cut_after":  # cut the whole sequence: a long text loses its [SEP]
-            row = ([CLS_ID] + ids + [SEP_ID])[:context_length]
+            row = ([101] + ids + [102])[:context_length]
         elif mistake == "no_cls":
-            row = ids[:context_length - 1] + [SEP_ID]
+            row = ids[:context_length - 1] + [102]
+        elif mistake == "fit_off_by_one":  # drops the overflow with ids[:-overflow], also when overflow == 0
+            overflow = len(ids) + 2 - context_length
+            row = [101] + (ids[:-overflow] if overflow >= 0 else ids) + [102]
         else:
-            row = [CLS_ID] + ids[:context_length - 2] + [SEP_ID]
+            row = [101] + ids[:context_length - 2] + [102]
         if mistake == "left_pad":
             result[i, context_length - len(row):] = torch.tensor(row)
+        elif mistake == "sep_last":
+            result[i, :len(row) - 1] = torch.tensor(row[:-1])
+            result[i, -1] = 102
         else:
             result[i, :len(row)] = torch.tensor(row)
     return result
 
 
+def _tokenize_mutant(mistake: str):
+    return lambda t, v, L=52: _student_tokenize(t, v, L, mistake=mistake)
+
+
 register(Exercise(
-    id="01.3", title="tokenize：[CLS] + id + [SEP]，截断与填充，得到 (N, L) 的 LongTensor", points=2,
-    hint="每条文本：ids = tok.encode(text)[:context_length - 2]，行 = [CLS_ID] + ids + [SEP_ID]，"
-         "写进 torch.zeros(N, context_length, dtype=torch.long) 的第 i 行开头（其余位置留 0 = [PAD]）。"
-         "单个字符串要先变成 [text]。常见错误：先拼 [CLS]…[SEP] 再截断（长句丢了 [SEP]）、忘了 dtype=torch.long。",
+    id="01.5", title="tokenize：[CLS] + 你的 encode + [SEP]，截断与填充，得到 (N, L) 的 LongTensor", points=2,
+    hint="[SEP] 是句子的结尾标记，截断之后也必须在，所以要先想好 id 最多能留几个；每行的空位是 [PAD]（id 0）、放在后面；"
+         "id 要拿去嵌入表里查行，所以结果的 dtype 必须是 torch.long；一个字符串是只有一条的一批。",
     reference=_library_tokenize,
-    cases=lambda: [
-        Case("两个短词 ['杰尼龟', '皮卡丘']，L=52", lambda f: f(["杰尼龟", "皮卡丘"], 52)),
-        Case("￥99、英文、数字、表情、全角，L=52",
-             lambda f: f(["这件T恤只要￥99.9！", "iPhone 15 Pro 😀", "ＡＢＣ１２３ 全角"], 52)),
-        Case("一句长描述被截断，L=16", lambda f: f([LONG, "短句"], 16)),
-        Case("单个字符串（不是列表），L=8", lambda f: f("杰尼龟", 8)),
-        Case("空字符串，L=4", lambda f: f([""], 4)),
-    ],
+    cases=_tokenize_cases,
+    hidden=_tokenize_hidden,
+    builds=BUILDS_TOKENIZE,
+    needs=("01.4",),
     mutants=lambda: {
-        "先拼 [CLS]…[SEP] 再截断，长句丢了 [SEP]": lambda t, L=52: _student_tokenize(t, L, mistake="cut_after"),
-        "忘了 dtype=torch.long（torch.zeros 默认是浮点数）": lambda t, L=52: _student_tokenize(t, L, mistake="float"),
-        "单个字符串被当成了一个个字": lambda t, L=52: _student_tokenize(t, L, mistake="str_as_list"),
-        "填充放在了左边": lambda t, L=52: _student_tokenize(t, L, mistake="left_pad"),
-        "忘了 [CLS]": lambda t, L=52: _student_tokenize(t, L, mistake="no_cls"),
+        "先拼 [CLS]…[SEP] 再截断，长句丢了 [SEP]": _tokenize_mutant("cut_after"),
+        "忘了 dtype=torch.long（torch.zeros 默认是浮点数）": _tokenize_mutant("float"),
+        "用了 torch.int32（嵌入表查行要 torch.long）": _tokenize_mutant("int32"),
+        "单个字符串被当成了一个个字": _tokenize_mutant("str_as_list"),
+        "填充放在了左边": _tokenize_mutant("left_pad"),
+        "忘了 [CLS]": _tokenize_mutant("no_cls"),
+        "截断写成 ids[:-多出的个数]，条件差一（>= 0）：恰好放满时 ids[:-0] 把 id 全丢了": _tokenize_mutant("fit_off_by_one"),
+        "[SEP] 放在了整行的最后一格，而不是紧跟在 id 后面": _tokenize_mutant("sep_last"),
     },
 ))
