@@ -86,9 +86,9 @@ def _topk_mistake(kind: str):
 
 register(Exercise(
     id="07.1", title="余弦 top-k：归一化、相似度矩阵、topk", points=2,
-    hint="先把查询和图库各自归一化：x / x.norm(dim=-1, keepdim=True)；相似度矩阵 sims = q @ g.T，形状 (查询数, 图库数)；"
-         "再 sims.topk(k, dim=-1) 沿图库那一维取最大的 k 个，返回 (分数, 下标)，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
-         "写成 g @ q.T 或沿 dim=0 取 topk（形状变成 (k, 图库数)）、用 sort() 后取了升序的最后 k 个（顺序反了）。",
+    hint="余弦只看方向：先让每个查询、每个图库条目都变成长度 1，再算每个查询和每个图库条目的内积，排成 (查询数, 图库数)；"
+         "然后在每一行（图库那一维）里取最大的 k 个，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
+         "矩阵乘反了或沿错了维度取最大值（形状会不对）、排序方向反了（最好的排到了最后）。",
     reference=_library_topk,
     cases=_topk_cases,
     hidden=_topk_hidden,

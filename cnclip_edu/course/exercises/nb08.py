@@ -89,10 +89,9 @@ def _classifier_mistake(kind: str):
 
 register(Exercise(
     id="08.1", title="零样本分类器：每个模板编码、归一化、平均、再归一化", points=3,
-    hint="对每个类别：把所有模板填上类别名（t.replace('{}', name)），tokenize 后 .to(device)，在 torch.no_grad() 下 "
-         "model.encode_text 得到 (T, D)；每行除以自己的长度，再 .mean(dim=0) 沿模板那一维平均得到 (D,)，再除以它的长度；"
-         "最后 torch.stack(..., dim=1) 把各类别排成列，得到 (D, C)。常见错误：平均前没有先归一化、平均后忘了再归一化、"
-         "stack 成 (C, D)、沿 dim=1 平均（平均掉了特征维）、只用了第一个模板。",
+    hint="每个类别一个原型：它的所有模板填上类别名后编码，每个模板的特征先变成长度 1（每个模板一票分量相同），"
+         "在模板那一维上平均，平均出来的向量长度小于 1，再归一化一次；最后把各类别的原型作为列排成 (D, C)。"
+         "常见错误：平均前没有先归一化、平均后忘了再归一化、排成了 (C, D)、平均掉了特征维、只用了第一个模板。",
     reference=_library_classifier,
     cases=_classifier_cases,
     hidden=lambda seed: _classifier_hidden(seed),
@@ -160,9 +159,9 @@ def _classify_mistake(kind: str):
 
 register(Exercise(
     id="08.2", title="零样本预测：softmax(100 · 余弦) 与 top-1 准确率", points=2,
-    hint="logits = 100 * image_feats @ classifier，形状 (N, C)；probs = logits.softmax(dim=-1)（每张图在 C 个类别上加起来为 1）；"
-         "预测类别 = probs.argmax(dim=-1)；准确率 = (预测 == targets) 的比例（.float().mean()）。"
-         "常见错误：忘了乘 100（准确率不变，概率却几乎是均匀的）、softmax 沿 dim=0、准确率算成了答对的张数。",
+    hint="每张图对每个类别的余弦乘以固定的 100 得到 (N, C)，在类别那一维上做 softmax（每张图的概率加起来为 1）；"
+         "每张图概率最大的类别就是预测，top-1 是预测等于真实类别的图片所占的比例（0 到 1 之间）。"
+         "常见错误：忘了乘 100（准确率不变，概率却几乎是均匀的）、softmax 沿错了维度、准确率算成了答对的张数。",
     reference=_library_classify,
     cases=_classify_cases,
     hidden=lambda seed: [Case(kind, lambda f, n=n, d=d, c=c, s=s: f(*_classify_inputs(n, d, c, s)))
