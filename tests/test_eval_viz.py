@@ -146,3 +146,18 @@ def test_confusion_matrix_rows_subset():
     plt.close(fig)
     with pytest.raises(ValueError, match=r"\(2, 3\) \(rows x classes\)"):
         viz_zs.plot_confusion_matrix(cm.T, ["a", "b", "c"], row_names=["b", "c"])
+
+
+def test_confusion_matrix_column_groups():
+    """Short column names under group labels: each run of a group named once, a line between groups."""
+    import matplotlib.pyplot as plt
+
+    cm = np.ones((2, 6), dtype=int)
+    fig = viz_zs.plot_confusion_matrix(cm, ["圆", "方", "星"] * 2, row_names=["x", "y"],
+                                       column_groups=["红色"] * 3 + ["蓝色"] * 3)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts if t.get_text() in ("红色", "蓝色")] == ["红色", "蓝色"]
+    assert [ln.get_xdata()[0] for ln in ax.lines] == [2.5]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="column_groups has 5 names for 6 columns"):
+        viz_zs.plot_confusion_matrix(cm, list("abcdef"), row_names=["x", "y"], column_groups=["g"] * 5)

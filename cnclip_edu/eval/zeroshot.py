@@ -252,17 +252,24 @@ def elevater_predictions(result: ZeroShotResult, model, vision_model: str, datas
                          index: Sequence[int] | None = None) -> dict:
     """cn_clip's ELEVATER submission object (probabilities (1, N, C), rounded to 6 decimals)."""
     probs = result.probs if index is None else result.probs[np.asarray(index, dtype=np.int64)]
-    n_params = sum(p.numel() for p in model.parameters())
+    return elevater_object(probs, "CN-CLIP-" + vision_model, dataset, sum(p.numel() for p in model.parameters()),
+                           sum(p.numel() for p in model.visual.parameters()))
+
+
+def elevater_object(probs: np.ndarray, model_name: str, dataset: str, num_params: int,
+                    num_visual_params: int) -> dict:
+    """The file's keys in cn_clip's order; probs (N, C) rounded to 6 decimals as cn_clip's `json_prec_dump`
+    does (for float32 probabilities np.round and Python's round agree: x * 1e6 is exact in float64)."""
     return {
-        "model_name": "CN-CLIP-" + vision_model,
+        "model_name": model_name,
         "dataset_name": dataset,
         "num_trainable_params": 0,
-        "num_params": n_params,
-        "num_visual_params": sum(p.numel() for p in model.visual.parameters()),
-        "num_backbone_params": n_params,
+        "num_params": num_params,
+        "num_visual_params": num_visual_params,
+        "num_backbone_params": num_params,
         "n_shot": 0,
         "rnd_seeds": [123],
-        "predictions": [np.round(probs.astype(np.float64), 6).tolist()],
+        "predictions": [np.round(np.asarray(probs).astype(np.float64), 6).tolist()],
     }
 
 

@@ -10,12 +10,16 @@ import numpy as np
 
 
 def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], normalize: bool = True,
-                          title: str = "混淆矩阵 (confusion matrix)", ax=None, row_names: Sequence[str] | None = None):
+                          title: str = "混淆矩阵 (confusion matrix)", ax=None, row_names: Sequence[str] | None = None,
+                          column_groups: Sequence[str] | None = None):
     """Rows = true class, columns = predicted class; normalized per row (recall per class) by default.
 
     row_names: when only some classes have test images (the held-out images of a 48-way test), the
     matrix is (len(row_names), len(classnames)): those rows against every class that can be predicted.
     Non-zero cells get their value written in when there are at most 12 rows.
+    column_groups: one group name per column (e.g. the colour of "红色的圆形" while `classnames` holds only
+    the shape): runs of equal names are written once above the matrix and separated by lines, so 48
+    columns read as 8 labelled groups of 6 short names instead of 48 long rotated ones.
     """
     import matplotlib.pyplot as plt
 
@@ -34,7 +38,15 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto" if wide else "equal")
     ax.figure.colorbar(im, ax=ax, fraction=0.02 if wide else 0.046, pad=0.01 if wide else 0.04)
     ax.set_xticks(range(n_cols), classnames, rotation=90 if wide else 60, ha="center" if wide else "right",
-                  fontsize=7 if wide else 8)
+                  fontsize=9 if column_groups is not None else 7 if wide else 8)
+    if column_groups is not None:
+        if len(column_groups) != n_cols:
+            raise ValueError(f"column_groups has {len(column_groups)} names for {n_cols} columns")
+        starts = [j for j in range(n_cols) if j == 0 or column_groups[j] != column_groups[j - 1]]
+        for a, b in zip(starts, starts[1:] + [n_cols]):
+            if a:
+                ax.axvline(a - 0.5, color="#999999", linewidth=0.8)
+            ax.text((a + b - 1) / 2, -0.6, column_groups[a], ha="center", va="bottom", fontsize=10)
     ax.set_yticks(range(n_rows), rows, fontsize=8)
     ax.set_xlabel("预测 (predicted)")
     ax.set_ylabel("真实 (true)")
@@ -44,7 +56,7 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
                 if m[i, j] > 0:
                     ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
                             fontsize=6 if wide else 7, color="white" if m[i, j] > 0.6 * m.max() else "black")
-    ax.set_title(title)
+    ax.set_title(title, pad=18 if column_groups is not None else None)
     ax.figure.tight_layout()
     return ax.figure
 

@@ -1,4 +1,5 @@
-"""Notebook 07 (retrieval evaluation): the student writes cosine top-k and Recall@K / mean recall.
+"""Notebook 07 (retrieval evaluation): the student writes cosine top-k, the chunked top-k with a running
+merge (what lets exact retrieval scale past memory), and Recall@K / mean recall.
 
 07.1 is compared with the library's `eval.topk.topk_predictions` (chunked, exact, equal to cn_clip's
 `make_topk_predictions.py`, see tests/test_topk.py) on normalised copies of the same features. The
@@ -7,7 +8,15 @@ product ranks differently from the cosine; there are more gallery items than que
 `topk` along the wrong axis shows as a wrong shape. Random floats: no ties, so `Tensor.topk`'s
 unspecified order among equal scores never matters here.
 
-07.2 is compared with `eval.recall.evaluate` (equal to cn_clip's `evaluation.py`, see
+07.2 is compared with the same `topk_predictions` run with `gallery_batch_size = chunk_size`. Every
+gallery holds more than one chunk; the cases have a last partial chunk, k larger than a chunk, k equal
+to the gallery size, and exact ties inside a chunk and across chunks. Tie cases are built from vectors
+whose entries are small multiples of 1/8 with a length that is exactly a power of two, so every
+normalisation and every dot product is exact in float32 whatever order the answer sums in: a tie is a
+tie for the answer and the library alike, and the library's rule (equal scores: lower gallery index
+first) decides.
+
+07.3 is compared with `eval.recall.evaluate` (equal to cn_clip's `evaluation.py`, see
 tests/test_recall.py). The cases hold a query whose SECOND gold image is ranked first, hits at
 ranks 5, 6, 10 and 11 (off-by-one at both ends), and queries with several gold images in the top 10.
 """
@@ -44,6 +53,18 @@ def _topk_cases():
             for q, n, d, k, s in [(3, 8, 4, 3, 0), (5, 40, 16, 10, 1), (1, 6, 8, 1, 2)]]
 
 
+def _topk_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for kind in ("图库比查询多", "k = 1", "k 等于图库大小"):
+        q, n, d = rng.randint(1, 6), rng.randint(7, 30), rng.choice((4, 8, 16))
+        k = {"k = 1": 1, "k 等于图库大小": n}.get(kind, rng.randint(2, 6))
+        out.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, s=rng.randrange(10 ** 6): f(*_features(q, n, d, s), k)))
+    return out
+
+
 def _topk_mistake(kind: str):
     def cosine_topk(queries, gallery, k):
         if kind == "no_norm":
@@ -65,11 +86,13 @@ def _topk_mistake(kind: str):
 
 register(Exercise(
     id="07.1", title="余弦 top-k：归一化、相似度矩阵、topk", points=2,
-    hint="先把查询和图库各自归一化：x / x.norm(dim=-1, keepdim=True)；相似度矩阵 sims = q @ g.T，形状 (查询数, 图库数)；"
-         "再 sims.topk(k, dim=-1) 沿图库那一维取最大的 k 个，返回 (分数, 下标)，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
-         "写成 g @ q.T 或沿 dim=0 取 topk（形状变成 (k, 图库数)）、用 sort() 后取了升序的最后 k 个（顺序反了）。",
+    hint="余弦只看方向：先让每个查询、每个图库条目都变成长度 1，再算每个查询和每个图库条目的内积，排成 (查询数, 图库数)；"
+         "然后在每一行（图库那一维）里取最大的 k 个，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
+         "矩阵乘反了或沿错了维度取最大值（形状会不对）、排序方向反了（最好的排到了最后）。",
     reference=_library_topk,
     cases=_topk_cases,
+    hidden=_topk_hidden,
+    builds=("cnclip_edu.eval.topk.topk_predictions",),
     mutants=lambda: {
         "忘了归一化（点积不是余弦）": _topk_mistake("no_norm"),
         "topk 沿 dim=0": _topk_mistake("dim0"),
@@ -80,7 +103,138 @@ register(Exercise(
 ))
 
 
-# ----------------------------------------------------------------------------- 07.2 Recall@K
+# ----------------------------------------------------------------------------- 07.2 chunked top-k, running merge
+def _library_chunked(queries, gallery, k, chunk_size):
+    """`topk_predictions` with gallery chunks of `chunk_size`: (scores (Q, k) float32, indices (Q, k) int64)."""
+    import torch
+
+    from cnclip_edu.eval.topk import topk_predictions
+
+    q = torch.nn.functional.normalize(queries.float(), dim=-1).numpy()
+    g = torch.nn.functional.normalize(gallery.float(), dim=-1).numpy()
+    scores, idx = topk_predictions(q, g, k, query_batch_size=max(1, len(q)), gallery_batch_size=chunk_size)
+    return torch.from_numpy(scores), torch.from_numpy(idx)
+
+
+# integer patterns a with sum(a_i^2) = 64: a / 8 has length exactly 1 in binary floating point
+_EXACT_PATTERNS = ((8,), (4, 4, 4, 4), (7, 3, 1, 1, 1, 1, 1, 1), (5, 5, 3, 1, 1, 1, 1, 1), (6, 4, 2, 2, 2),
+                   (4, 4, 4, 2, 2, 2, 2), (6, 2, 2, 2, 2, 2, 2, 2))
+
+
+def _exact_rows(n: int, pool: int, rng) -> "torch.Tensor":
+    """(n, 8) rows drawn from `pool` distinct directions, each scaled by a power of two.
+
+    Every entry is a multiple of 1/8 times 2^e and every length is exactly 2^e, so normalising and
+    every dot product are exact in float32: equal directions give exactly equal cosines (true ties).
+    """
+    import torch
+
+    dirs = []
+    for _ in range(pool):
+        a = list(rng.choice(_EXACT_PATTERNS)) + [0] * 8
+        a = [v * rng.choice((-1, 1)) for v in a[:8]]
+        rng.shuffle(a)
+        dirs.append(a)
+    rows = []
+    for _ in range(n):
+        scale = 2.0 ** rng.randint(-2, 3)
+        rows.append([v / 8 * scale for v in dirs[rng.randrange(pool)]])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _tie_inputs(n_queries: int, n_gallery: int, pool: int, seed: int):
+    import random
+
+    rng = random.Random(seed)
+    return _exact_rows(n_queries, 5, rng), _exact_rows(n_gallery, pool, rng)
+
+
+def _chunk_cases():
+    rand = [("图库 10 条、每块 4 条（最后一块只有 2 条）、k = 3", 3, 10, 8, 3, 4, 0),
+            ("图库 12 条、每块 4 条、k = 6 比一块还大", 4, 12, 16, 6, 4, 1),
+            ("图库 9 条、每块 3 条（恰好整除）、k = 9 等于图库大小", 2, 9, 8, 9, 3, 2),
+            ("图库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
+    cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: f(*_features(q, n, d, s), k, c))
+             for label, q, n, d, k, c, s in rand]
+    cases.append(Case("平局：图库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
+                      lambda f: f(*_tie_inputs(5, 14, 4, 10), 6, 5)))
+    return cases
+
+
+def _chunk_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    for kind in ("块大小整除图库", "块大小不整除图库（最后一块不满）", "k 等于图库大小", "k 比一块大",
+                 "平局跨块"):
+        chunk = rng.randint(2, 7)
+        n_chunks = rng.randint(2, 5)
+        n = chunk * n_chunks + (0 if kind in ("块大小整除图库", "k 等于图库大小") else rng.randint(1, chunk - 1))
+        k = {"k 等于图库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
+        q, s = rng.randint(1, 6), rng.randrange(10 ** 6)
+        if kind == "平局跨块":
+            cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: f(*_tie_inputs(q, n, 3, s), k, c)))
+        else:
+            d = rng.choice((4, 8, 16))
+            cases.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, c=chunk, s=s: f(*_features(q, n, d, s), k, c)))
+    return cases
+
+
+def _chunk_mistake(kind: str):
+    def chunked_topk(queries, gallery, k, chunk_size):
+        import torch
+
+        q = queries if kind == "no_norm" else queries / queries.norm(dim=-1, keepdim=True)
+        best_s = torch.empty(len(q), 0)
+        best_i = torch.empty(len(q), 0, dtype=torch.long)
+        last = len(gallery) - chunk_size + 1 if kind == "drop_last" else len(gallery)
+        for start in range(0, last, chunk_size):
+            g = gallery[start:start + chunk_size]
+            if kind != "no_norm":
+                g = g / g.norm(dim=-1, keepdim=True)
+            sims = q @ g.T                                                     # (Q, B)
+            if kind == "topk_k":                                               # fails when k > B
+                s, i = sims.topk(k, dim=-1)
+            else:
+                s, i = sims.sort(dim=-1, descending=True, stable=True)
+                s, i = s[:, :1 if kind == "top1" else k], i[:, :1 if kind == "top1" else k]
+            if kind != "no_offset":
+                i = i + start
+            if kind == "no_merge":
+                best_s, best_i = s, i
+                continue
+            pair = ((s, best_s), (i, best_i)) if kind == "new_first" else ((best_s, s), (best_i, i))
+            s, i = torch.cat(pair[0], dim=1), torch.cat(pair[1], dim=1)
+            order = s.argsort(dim=-1, descending=True, stable=True)[:, :k]
+            best_s, best_i = s.gather(1, order), i.gather(1, order)
+        return best_s, best_i
+    return chunked_topk
+
+
+register(Exercise(
+    id="07.2", title="分块 top-k：逐块计算，与当前的 top-k 合并", points=4,
+    hint="当前的 top-k 从空的 (Q, 0) 开始；对每一块：先把查询和这一块都归一化、算出 (Q, 块长) 的余弦，取这一块自己的前 k 个"
+         "（块可能比 k 短，最后一块可能不满），把块内下标加上这一块的起点变成图库里的下标，再和当前的 top-k 拼在一起重新取前 k 个。"
+         "平局要和库一样：分数相同时下标小的在前——排序用 stable=True，拼接时把下标小的那一份（之前各块的结果）放在前面。",
+    reference=_library_chunked,
+    cases=_chunk_cases,
+    hidden=_chunk_hidden,
+    builds=("cnclip_edu.eval.topk.topk_predictions", "cnclip_edu.eval.topk._torch_topk",
+            "cnclip_edu.eval.topk._block_topk"),
+    mutants=lambda: {
+        "合并时块内下标没有加上这一块的起点": _chunk_mistake("no_offset"),
+        "每块只留了第 1 名": _chunk_mistake("top1"),
+        "每块直接 topk(k)（k 比一块大时出错）": _chunk_mistake("topk_k"),
+        "丢掉了最后一块不满的块": _chunk_mistake("drop_last"),
+        "平局时新块排在前面（下标大的优先）": _chunk_mistake("new_first"),
+        "忘了归一化": _chunk_mistake("no_norm"),
+        "没有合并，只剩最后一块的 top-k": _chunk_mistake("no_merge"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 07.3 Recall@K
 def _library_recall(gold, pred):
     from cnclip_edu.eval.recall import evaluate
 
@@ -144,12 +298,15 @@ def _recall_mistake(kind: str):
 
 
 register(Exercise(
-    id="07.2", title="Recall@K 与 mean recall", points=2,
+    id="07.3", title="Recall@K 与 mean recall", points=2,
     hint="对每条查询：它的 gold 列表里只要有任意一张出现在 pred[q][:k] 里就算命中 1 次（不论命中几张）；"
          "R@K = 命中的查询数 / 查询总数（0 到 1 之间的比例）；mean_recall = (R@1 + R@5 + R@10) / 3。"
          "常见错误：只认 gold 的第一张图、把命中的图片张数累加、前 K 个写成 pred[q][:k+1]、乘了 100。",
     reference=_library_recall,
     cases=_recall_cases,
+    hidden=lambda seed: [Case("随机查询（每条 1-4 张 gold）", lambda f: f(*_random_run(seed * 2 + 11))),
+                         Case("另一组随机查询，图库更小", lambda f: f(*_random_run(seed * 2 + 12, n_items=14)))],
+    builds=("cnclip_edu.eval.recall.evaluate",),
     mutants=lambda: {
         "只认 gold 的第一张图": _recall_mistake("first_gold_only"),
         "把前 K 个里命中的 gold 张数累加": _recall_mistake("count_all"),
