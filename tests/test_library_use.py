@@ -3,6 +3,7 @@ everywhere a checkpoint is taken, and `cc.search`."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -78,3 +79,31 @@ def test_search_normalizes_and_ranks():
 def test_public_names_are_listed():
     for name in ("load", "tokenize", "search", "create_model", "CLIP", "available_models", "checkpoint", "export"):
         assert name in dir(cc)
+
+
+@pytest.mark.parametrize("images, error, words", [
+    (torch.zeros(3, 32, 32), ValueError, "add a batch axis, images[None]"),
+    (torch.zeros(2, 3, 64, 64), ValueError, "shape (B, 3, 32, 32) for this model, got (2, 3, 64, 64)"),
+    (torch.zeros(1, 1, 32, 32), ValueError, "got (1, 1, 32, 32)"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, "raw uint8 pixels need `preprocess` first"),
+    (np.zeros((1, 3, 32, 32), np.float32), TypeError, "must be a torch.Tensor"),
+])
+def test_encode_image_names_what_is_wrong_with_its_input(images, error, words):
+    model, _ = cc.load("course")
+    with pytest.raises(error, match=re.escape(words)):
+        model.encode_image(images)
+
+
+@pytest.mark.parametrize("tokens, error, words", [
+    (torch.zeros(52, dtype=torch.long), ValueError, "shape (B, L), got (52,)"),
+    (torch.zeros(1, 52), TypeError, "integer ids (torch.long), got torch.float32"),
+    (torch.full((1, 4), 21128), ValueError, "id 21128, outside the vocabulary [0, 21128)"),
+    (torch.tensor([[101, -1, 102]]), ValueError, "id -1, outside the vocabulary"),
+    (torch.zeros(1, 513, dtype=torch.long), ValueError, "length 513, longer than the model's 512 positions"),
+])
+def test_encode_text_names_what_is_wrong_with_its_input(tokens, error, words):
+    model, _ = cc.load("course")
+    with pytest.raises(error, match=re.escape(words)):
+        model.encode_text(tokens)
+    ok = model.encode_text(cc.tokenize(["一个红色的圆形"]))  # and the right input still works
+    assert ok.shape == (1, model.config.embed_dim)

@@ -114,6 +114,43 @@ class CLIPConfig:
             raise ValueError(f"model config is missing key {e.args[0]!r}: {sorted(d)}") from None
 
 
+def _tracing() -> bool:
+    """Under torch.export / torch.compile / jit tracing the checks below would only add guards (or fail on
+    a data-dependent min/max): they are for eager calls, where a user's mistake happens."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def check_images(images: torch.Tensor, resolution: int) -> None:
+    """`images` must be a float (B, 3, R, R) batch: a clear error here instead of a conv or
+    position-embedding shape mismatch deep inside the tower."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, {resolution}, {resolution}), got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (resolution, resolution):
+        hint = " (one image: add a batch axis, images[None])" if images.ndim == 3 else ""
+        raise ValueError(f"images must have shape (B, 3, {resolution}, {resolution}) for this model, got "
+                         f"{tuple(images.shape)}{hint}; `preprocess` from cc.load makes such tensors")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point (preprocessed, normalized), got {images.dtype}: "
+                        f"raw uint8 pixels need `preprocess` first")
+
+
+def check_tokens(tokens: torch.Tensor, max_length: int, vocab_size: int) -> None:
+    """`tokens` must be integer ids (B, L), L <= the position table, ids in [0, vocab_size). The range is
+    checked on CPU tensors only: on a GPU it would cost a device sync per batch (an id out of range there
+    still fails, as a CUDA assert)."""
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor (B, L) from cnclip_edu.tokenize, got {type(tokens).__name__}")
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must have shape (B, L), got {tuple(tokens.shape)}; cnclip_edu.tokenize makes them")
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be integer ids (torch.long), got {tokens.dtype}")
+    if tokens.shape[1] > max_length:
+        raise ValueError(f"tokens has length {tokens.shape[1]}, longer than the model's {max_length} positions")
+    if tokens.device.type == "cpu" and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        bad = int(tokens.min()) if int(tokens.min()) < 0 else int(tokens.max())
+        raise ValueError(f"tokens holds the id {bad}, outside the vocabulary [0, {vocab_size})")
+
+
 class CLIP(nn.Module):
     """Chinese-CLIP: an image tower (ViT or ModifiedResNet, `visual`) and a RoBERTa-wwm text tower (`bert`)
     whose [CLS] state is projected (`text_projection`) into the same `embed_dim`-dimensional space.
@@ -161,6 +198,8 @@ class CLIP(nn.Module):
         R is `image_resolution`; `preprocess` from `load` makes such tensors from PIL images.
         `mask_ratio` > 0 drops that share of patches (FLIP) in training mode, ViT only.
         """
+        if not _tracing():
+            check_images(images, self.image_resolution)
         return self.visual(images.to(self.dtype), mask_ratio)
 
     def encode_text(self, tokens: torch.Tensor, unpad: bool = True) -> torch.Tensor:
@@ -170,6 +209,8 @@ class CLIP(nn.Module):
         unpad: compute on the real tokens only (text_unpad.py: same result, about half the work for
         typical captions); False runs the dense `self.bert(tokens)[:, 0]`, as the ONNX export does.
         """
+        if not _tracing():
+            check_tokens(tokens, self.max_context_length, self.config.text.vocab_size)
         cls = cls_hidden(self.bert, tokens) if unpad else self.bert(tokens)[:, 0]  # (B, H)
         return cls @ self.text_projection  # (B, E)
 
