@@ -32,9 +32,9 @@ def test_library_build_on_the_stand_in(tmp_path, text_onnx):
     shapes = _library_build(rec, text_onnx, tmp_path / "t.engine", max_batch=16, opt_batch=4)
     assert shapes == T.plan_profile(text_onnx, max_batch=16, opt_batch=4) == {"text": ((1, 1), (4, 52), (16, 52))}
     assert rec.summary() == {
-        "network flags": ["STRONGLY_TYPED"], "parsed": "t.onnx", "workspace bytes": 1 << 30,
-        "builder flags set": [], "profiles added": [{"text": [[1, 1], [4, 52], [16, 52]]}],
-        "build_serialized_network calls": 1, "TensorRT would refuse": []}
+        "网络标志 (network flags)": ["STRONGLY_TYPED"], "解析的文件": "t.onnx", "工作区上限 (字节)": 1 << 30,
+        "设置的构建标志 (builder flags)": [], "加进 config 的 profile": [{"text": [[1, 1], [4, 52], [16, 52]]}],
+        "build_serialized_network 调用次数": 1, "TensorRT 会拒绝的原因": []}
     assert rec.wrote_plan(tmp_path / "t.engine") and not rec.wrote_plan(tmp_path / "other.engine")
 
 
@@ -43,11 +43,11 @@ def test_image_graph_and_two_inputs(tmp_path):
                            {"tower": "image", "precision": "fp32"}, dtype="float32")
     rec = RecordingTensorRT()
     _library_build(rec, image, tmp_path / "i.engine", max_batch=8)
-    assert rec.summary()["profiles added"] == [{"image": [[1, 3, 32, 32], [8, 3, 32, 32], [8, 3, 32, 32]]}]
+    assert rec.summary()["加进 config 的 profile"] == [{"image": [[1, 3, 32, 32], [8, 3, 32, 32], [8, 3, 32, 32]]}]
     two = signature_onnx(tmp_path / "two.onnx", {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, TEXT_META)
     rec = RecordingTensorRT()
     _library_build(rec, two, tmp_path / "two.engine", max_batch=4)
-    assert rec.summary()["profiles added"] == [{"attention_mask": [[1, 1], [4, 52], [4, 52]],
+    assert rec.summary()["加进 config 的 profile"] == [{"attention_mask": [[1, 1], [4, 52], [4, 52]],
                                                 "input_ids": [[1, 1], [4, 52], [4, 52]]}]
 
 
@@ -87,11 +87,11 @@ def test_refusals_as_tensorrt_refuses(tmp_path, text_onnx, mistake, refusal):
     rec = RecordingTensorRT()
     if refusal is None:
         _manual(rec, text_onnx, tmp_path / "e", **mistake)
-        assert rec.summary()["profiles added"] == [{"text": [[1, 1], [8, 51], [16, 51]]}]
+        assert rec.summary()["加进 config 的 profile"] == [{"text": [[1, 1], [8, 51], [16, 51]]}]
         return
     with pytest.raises(RuntimeError, match="build failed"):
         _manual(rec, text_onnx, tmp_path / "e", **mistake)
-    problems = rec.summary()["TensorRT would refuse"]
+    problems = rec.summary()["TensorRT 会拒绝的原因"]
     assert problems and refusal in " ".join(problems), problems
     assert not (tmp_path / "e").exists() and not rec.wrote_plan(tmp_path / "e")
 
@@ -101,7 +101,7 @@ def test_one_profile_per_input_is_refused(tmp_path):
     rec = RecordingTensorRT()
     with pytest.raises(RuntimeError):
         _manual(rec, two, tmp_path / "e", per_input_profiles=True)
-    assert "no shapes for the dynamic input" in " ".join(rec.summary()["TensorRT would refuse"])
+    assert "no shapes for the dynamic input" in " ".join(rec.summary()["TensorRT 会拒绝的原因"])
 
 
 def test_a_broken_file_fails_to_parse_and_unchecked_parsing_shows(tmp_path):
@@ -110,12 +110,12 @@ def test_a_broken_file_fails_to_parse_and_unchecked_parsing_shows(tmp_path):
     rec = RecordingTensorRT()
     with pytest.raises(RuntimeError, match="not a valid ONNX model"):
         _manual(rec, bad, tmp_path / "e")
-    assert rec.summary()["build_serialized_network calls"] == 0
+    assert rec.summary()["build_serialized_network 调用次数"] == 0
     rec = RecordingTensorRT()
     with pytest.raises(RuntimeError, match="build failed"):  # went on: TensorRT refuses the empty network
         _manual(rec, bad, tmp_path / "e", check_parse=False)
-    assert rec.summary()["build_serialized_network calls"] == 1
-    assert "nothing was parsed" in rec.summary()["TensorRT would refuse"][0]
+    assert rec.summary()["build_serialized_network 调用次数"] == 1
+    assert "nothing was parsed" in rec.summary()["TensorRT 会拒绝的原因"][0]
     rec = RecordingTensorRT()
     parser = rec.OnnxParser(rec.Builder(rec.Logger()).create_network(0), rec.Logger())
     assert not parser.parse_from_file(str(tmp_path / "missing.onnx")) and parser.num_errors == 1
@@ -132,13 +132,15 @@ def test_removed_names_explain_themselves():
     assert int(rec.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 1  # TensorRT 10's value
     with pytest.raises(TypeError, match="MemoryPoolType"):
         rec.Builder(rec.Logger()).create_builder_config().set_memory_pool_limit("WORKSPACE", 1 << 30)
+    with pytest.raises(TypeError, match="number of bytes"):
+        rec.Builder(rec.Logger()).create_builder_config().set_memory_pool_limit(rec.MemoryPoolType.WORKSPACE, 1.5e9)
     with pytest.raises(TypeError, match="trt.Logger"):
         rec.Builder(None)
 
 
 def test_summary_before_any_build_and_flags(tmp_path, text_onnx):
     rec = RecordingTensorRT()
-    assert rec.summary()["parsed"] is None and rec.summary()["profiles added"] == []
+    assert rec.summary()["解析的文件"] is None and rec.summary()["加进 config 的 profile"] == []
     builder = rec.Builder(rec.Logger())
     network = builder.create_network(0)
     config = builder.create_builder_config()
@@ -148,7 +150,7 @@ def test_summary_before_any_build_and_flags(tmp_path, text_onnx):
     assert config.get_flag(rec.BuilderFlag.REFIT) and not config.get_flag(rec.BuilderFlag.TF32)
     rec.OnnxParser(network, rec.Logger()).parse(Path(text_onnx).read_bytes(), text_onnx)
     s = rec.summary()
-    assert s["network flags"] == [] and s["builder flags set"] == ["REFIT"] and s["parsed"] == "t.onnx"
+    assert s["网络标志 (network flags)"] == [] and s["设置的构建标志 (builder flags)"] == ["REFIT"] and s["解析的文件"] == "t.onnx"
 
 
 def test_build_engine_runs_its_calls_through_build_plan(tmp_path, monkeypatch):
@@ -168,6 +170,6 @@ def test_build_engine_runs_its_calls_through_build_plan(tmp_path, monkeypatch):
     side = json.loads(Path(engine + ".json").read_text(encoding="utf-8"))
     assert side["precision"] == "fp16" and side["profile"] == {"text": [[1, 1], [2, 52], [8, 52]]}
     s = rec.summary()
-    assert s["network flags"] == ["STRONGLY_TYPED"] and s["workspace bytes"] == 1 << 29
-    assert s["profiles added"] == [{k: [list(x) for x in v] for k, v in T.plan_profile(src, max_batch=8,
+    assert s["网络标志 (network flags)"] == ["STRONGLY_TYPED"] and s["工作区上限 (字节)"] == 1 << 29
+    assert s["加进 config 的 profile"] == [{k: [list(x) for x in v] for k, v in T.plan_profile(src, max_batch=8,
                                                                                        opt_batch=2).items()}]

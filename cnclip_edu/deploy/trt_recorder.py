@@ -209,6 +209,9 @@ class _BuilderConfig:
         if not isinstance(pool, MemoryPoolType):
             raise TypeError(f"set_memory_pool_limit(pool, pool_size): pool must be a trt.MemoryPoolType, "
                             f"got {pool!r}")
+        if not isinstance(pool_size, int) or isinstance(pool_size, bool):  # TensorRT's binding takes an integer
+            raise TypeError(f"set_memory_pool_limit(pool, pool_size): pool_size is a number of bytes (int), "
+                            f"got {pool_size!r}")
         self.memory_pools[pool.name] = pool_size
 
     def set_flag(self, flag: BuilderFlag) -> None:
@@ -322,19 +325,20 @@ class RecordingTensorRT:
         return Builder(logger, self)
 
     def summary(self) -> dict[str, Any]:
-        """What the build did: the facts a reviewer checks, as plain data (no objects)."""
+        """What the build did: the facts a reviewer checks, as plain data (no objects), keyed in Chinese for the
+        course's check messages."""
         network, config, problems = self.built if self.built else (
             self.networks[-1] if self.networks else None, self.configs[-1] if self.configs else None, None)
         flags = network.flags if network else 0
         return {
-            "network flags": sorted(f.name for f in NetworkDefinitionCreationFlag if flags >> int(f) & 1),
-            "parsed": network.parsed_from if network else None,
-            "workspace bytes": config.memory_pools.get("WORKSPACE") if config else None,
-            "builder flags set": sorted(config.flags_set) if config else [],
-            "profiles added": [{name: [list(s) for s in shapes] for name, shapes in sorted(p.shapes.items())}
+            "网络标志 (network flags)": sorted(f.name for f in NetworkDefinitionCreationFlag if flags >> int(f) & 1),
+            "解析的文件": network.parsed_from if network else None,
+            "工作区上限 (字节)": config.memory_pools.get("WORKSPACE") if config else None,
+            "设置的构建标志 (builder flags)": sorted(config.flags_set) if config else [],
+            "加进 config 的 profile": [{name: [list(s) for s in shapes] for name, shapes in sorted(p.shapes.items())}
                                for p in config.profiles] if config else [],
-            "build_serialized_network calls": self.build_calls,
-            "TensorRT would refuse": problems,
+            "build_serialized_network 调用次数": self.build_calls,
+            "TensorRT 会拒绝的原因": problems,
         }
 
     def wrote_plan(self, engine_path: str | Path) -> bool:

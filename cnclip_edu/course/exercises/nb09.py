@@ -537,8 +537,6 @@ def _build_hidden(seed: int):
 
 
 def _build_mutants() -> dict:
-    from cnclip_edu.deploy.trt import profile_shapes
-
     def profile(shape, context_length, max_batch):
         return _reference_profile(shape, context_length, max_batch)
 
@@ -559,6 +557,8 @@ def _build_mutants() -> dict:
             config = builder.create_builder_config()
             if workspace == "bytes":
                 config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+            elif workspace == "float":
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib * 1024 ** 3)
             elif workspace == "gib":
                 config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib))
             if fp16_flag:
@@ -582,12 +582,12 @@ def _build_mutants() -> dict:
                 Path(engine_path).write_text(str(plan))
         return answer
 
-    del profile_shapes
     return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃、11 删除）": make(explicit_batch=True),
             "创建网络时没有 STRONGLY_TYPED（精度不由图决定）": make(no_flags=True),
             "设了 BuilderFlag.FP16（强类型网络里不允许，11 已删除）": make(fp16_flag=True),
             "没有检查解析结果（坏文件也接着构建）": make(check_parse=False),
             "工作区上限的单位错了（GiB 数当成字节数）": make(workspace="gib"),
+            "工作区上限是浮点数（TensorRT 只收整数字节）": make(workspace="float"),
             "没有设工作区上限": make(workspace=None),
             "profile 没有加进 config": make(add_profile=False),
             "形状设在了写死的输入名 'input' 上": make(name="input"),
