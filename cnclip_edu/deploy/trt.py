@@ -1,6 +1,6 @@
 """TensorRT engines from the exported ONNX towers: build, save, load, and run on torch CUDA tensors.
 
-    python -m cnclip_edu.trt --onnx deploy/vit-b-16.img.fp16.onnx deploy/vit-b-16.txt.fp16.onnx --max-batch 128
+    python -m cnclip_edu.deploy.trt --onnx deploy/vit-b-16.img.fp16.onnx deploy/vit-b-16.txt.fp16.onnx --max-batch 128
     engine = build_engine("deploy/vit-b-16.img.fp16.onnx", max_batch=128)   # -> deploy/vit-b-16.img.fp16.engine
     enc = TrtEncoder(image_engine, text_engine)                            # same interface as OnnxEncoder
 
@@ -327,7 +327,7 @@ class TrtEncoder(TwoTowerEncoder):
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cnclip_edu.trt", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m cnclip_edu.deploy.trt", description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", nargs="+", required=True, help="exported tower(s): *.img.*.onnx / *.txt.*.onnx")
     ap.add_argument("--save-dir", "--save_dir", default=None, help="engine folder (default: beside the ONNX)")
     ap.add_argument("--fp16", action="store_true", help="fp16 engine (implied by an fp16 ONNX file)")
