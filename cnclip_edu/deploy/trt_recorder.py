@@ -33,11 +33,24 @@ from typing import Any
 Shape = tuple[int, ...]
 
 
+# names TensorRT 10 deprecated and 11 removed, per enum: what to say when code reaches for one
+_REMOVED: dict[str, dict[str, str]] = {
+    "NetworkDefinitionCreationFlag": {
+        "EXPLICIT_BATCH": "deprecated in TensorRT 10.0 and removed in 11: every network is explicit-batch now "
+                          "(the batch axis is an ordinary axis with its own range in the optimization profile); "
+                          "create the network with 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)"},
+    "BuilderFlag": {
+        name: f"weak typing (BuilderFlag.{name}) is deprecated since TensorRT 10.12, removed in 11, and not allowed "
+              f"in a STRONGLY_TYPED network: the precision comes from the graph (build an fp16 ONNX file for fp16)"
+        for name in ("FP16", "BF16", "INT8", "FP8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")},
+}
+
+
 class _EnumMeta(enum.EnumMeta):
-    """Enum classes that explain the TensorRT names they no longer have (see `_GONE`)."""
+    """Enum classes that explain the TensorRT names they no longer have (`_REMOVED`)."""
 
     def __getattr__(cls, name: str) -> Any:
-        gone = cls.__dict__.get("_GONE", {})
+        gone = _REMOVED.get(cls.__name__, {})
         if name in gone:
             raise AttributeError(f"tensorrt.{cls.__name__}.{name}: {gone[name]}")
         raise AttributeError(f"tensorrt.{cls.__name__} has no member {name!r}")
@@ -49,12 +62,6 @@ class NetworkDefinitionCreationFlag(enum.IntEnum, metaclass=_EnumMeta):
     PREFER_JIT_PYTHON_PLUGINS = 3
 
 
-NetworkDefinitionCreationFlag._GONE = {
-    "EXPLICIT_BATCH": "deprecated in TensorRT 10.0 and removed in 11: every network is explicit-batch now "
-                      "(the batch axis is an ordinary axis with its own range in the optimization profile); "
-                      "create the network with 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)"}
-
-
 class BuilderFlag(enum.IntEnum, metaclass=_EnumMeta):
     DEBUG = 2
     GPU_FALLBACK = 3
@@ -62,12 +69,6 @@ class BuilderFlag(enum.IntEnum, metaclass=_EnumMeta):
     DISABLE_TIMING_CACHE = 5
     TF32 = 6
     SPARSE_WEIGHTS = 7
-
-
-BuilderFlag._GONE = {
-    name: f"weak typing (BuilderFlag.{name}) is deprecated since TensorRT 10.12, removed in 11, and not allowed "
-          f"in a STRONGLY_TYPED network: the precision comes from the graph (build an fp16 ONNX file for fp16)"
-    for name in ("FP16", "BF16", "INT8", "FP8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")}
 
 
 class MemoryPoolType(enum.IntEnum):
@@ -89,6 +90,9 @@ class Logger:
 
     def log(self, severity: int, msg: str) -> None:
         self.messages.append(msg)
+
+
+_Logger = Logger  # the class, for annotations inside RecordingTensorRT (where `Logger` is an attribute)
 
 
 class _Tensor:
@@ -192,7 +196,8 @@ class _Profile:
         self._recorder = recorder
 
     def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - TensorRT's names
-        self.shapes[str(input)] = tuple(tuple(int(d) for d in s) for s in (min, opt, max))
+        lo, mid, hi = (tuple(int(d) for d in s) for s in (min, opt, max))
+        self.shapes[str(input)] = (lo, mid, hi)
 
     def get_shape(self, input: str) -> list[Shape]:
         return list(self.shapes.get(input, ((), (), ())))
@@ -321,7 +326,7 @@ class RecordingTensorRT:
         self.built: tuple[_Network, _BuilderConfig, list[str]] | None = None
         self.plan: _HostMemory | None = None
 
-    def Builder(self, logger: Logger) -> Builder:  # noqa: N802 - TensorRT's name
+    def Builder(self, logger: _Logger) -> Builder:  # noqa: N802 - TensorRT's name
         return Builder(logger, self)
 
     def summary(self) -> dict[str, Any]:
