@@ -122,7 +122,7 @@ def test_trt_text_engine_runs_each_batch_at_its_trimmed_length(engines, monkeypa
 
 
 @pytest.mark.gpu
-def test_trt_fp16_parity_and_fp32_flag_build(engines, tmp_path):
+def test_trt_fp16_parity_and_converted_fp32_build(engines, tmp_path):
     model, fp32, fp16 = engines
     enc = T.TrtEncoder(*fp16)
     assert enc.precision == "fp16"
@@ -132,7 +132,7 @@ def test_trt_fp16_parity_and_fp32_flag_build(engines, tmp_path):
             ri, rt = model.encode_image(x), model.encode_text(t)
         assert _cos(enc.encode_image(x), ri).min() >= 0.999
         assert _cos(enc.encode_text(t), rt).min() >= 0.999
-    # fp16=True on an fp32 file: the builder's FP16 flag (TensorRT 10) or a converted graph (TensorRT 11)
+    # fp16=True on an fp32 file: the graph is converted to fp16, then built strongly typed like an fp16 file
     onnx_text = str(fp32[1]).replace(".fp32.engine", ".fp32.onnx")
     eng = T.build_engine(onnx_text, tmp_path / "t.engine", fp16=True, max_batch=8)
     x, t = _inputs(model, 5)

@@ -1,6 +1,6 @@
 """TensorRT engines from the exported ONNX towers: build, save, load, and run on torch CUDA tensors.
 
-    python -m cnclip_edu.trt --onnx deploy/vit-b-16.img.fp16.onnx deploy/vit-b-16.txt.fp16.onnx --max-batch 128
+    python -m cnclip_edu.deploy.trt --onnx deploy/vit-b-16.img.fp16.onnx deploy/vit-b-16.txt.fp16.onnx --max-batch 128
     engine = build_engine("deploy/vit-b-16.img.fp16.onnx", max_batch=128)   # -> deploy/vit-b-16.img.fp16.engine
     enc = TrtEncoder(image_engine, text_engine)                            # same interface as OnnxEncoder
 
@@ -16,10 +16,12 @@ Not every ONNX file is for TensorRT: the int8 files (`*.int8.onnx`, ONNX Runtime
 quantisation) and the ORT-optimised ones (`*.ort.onnx`, ONNX Runtime's own operators) are refused
 with a message; build from the plain fp32 or fp16 export.
 
-Precision. An fp16 ONNX file (`export_onnx(..., fp16=True)`) is built as a *strongly typed*
-network: the graph's own casts fix every layer's precision, which is what TensorRT 11 requires.
-`fp16=True` on an fp32 file sets the builder's FP16 flag (TensorRT 10; TensorRT picks per layer);
-where the flag no longer exists (TensorRT >= 11) the graph is converted to fp16 first.
+Precision. Every network is *strongly typed*: the graph's own types and casts fix every layer's
+precision (TensorRT 11's only mode; in TensorRT 10 the alternative, weak typing with the builder's
+FP16 flag, is deprecated since 10.12). So an fp32 file builds an fp32 engine, an fp16 file
+(`export_onnx(..., fp16=True)`) an fp16 one, and `fp16=True` on an fp32 file converts the graph to
+fp16 first. `build_plan` holds the builder calls; it takes the `tensorrt` module as an argument, so
+`trt_recorder.RecordingTensorRT` can stand in for it where there is no GPU (notebook 09's check).
 
 Engines are specific to one GPU model and TensorRT version. The ONNX metadata is saved beside the
 engine (`<engine>.json`), so a runner needs nothing else. Without a GPU or without the `tensorrt`
@@ -33,7 +35,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -140,6 +142,45 @@ def plan_profile(onnx_path: str | os.PathLike, min_batch: int = 1, opt_batch: in
 
 
 # ----------------------------------------------------------------------------- build
+def build_plan(trt, logger, onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
+               profile_of: Callable[[Shape], tuple[Shape, Shape, Shape]], workspace_gib: float | None = None,
+               tf32: bool = False, onnx_bytes: bytes | None = None) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """The builder calls, for `trt` = the `tensorrt` module or anything with its API (trt_recorder's stand-in).
+
+    A STRONGLY_TYPED network (every tensor's type comes from the graph: fp32 stays fp32, an fp16 file
+    builds fp16; required by TensorRT 11, where it is the only mode, and the non-deprecated way in 10)
+    parsed from the ONNX file (or `onnx_bytes`, a converted graph); one optimization profile with
+    `profile_of(input shape)` = (min, opt, max) for every input; the serialized plan written to
+    `engine_path`. Returns {input name: (min, opt, max)}. Notebook 09's build-along is this function.
+    """
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse(onnx_bytes, str(onnx_path)) if onnx_bytes is not None else parser.parse_from_file(str(onnx_path))
+    if not ok:
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}:\n{errors}")
+
+    config = builder.create_builder_config()
+    if workspace_gib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    shapes = {}
+    for i in range(network.num_inputs):
+        inp = network.get_input(i)  # (-1, 3, R, R) or (-1, -1): -1 = dynamic
+        shapes[inp.name] = profile_of(tuple(inp.shape))
+        profile.set_shape(inp.name, *shapes[inp.name])
+    config.add_optimization_profile(profile)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+    atomic_write(Path(engine_path), bytes(plan))
+    return shapes
+
+
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None, fp16: bool = False,
                  min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 128,
                  workspace_gib: float | None = None, tf32: bool = False, verbose: bool = False,
@@ -148,57 +189,29 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | 
 
     Every dynamic axis gets a profile (`profile_shapes`): the batch (min_batch, opt_batch, max_batch)
     and the text length (1, opt_length, context length). TensorRT tunes its kernels for the opt shape
-    and accepts any shape in [min, max] at run time (TrtEncoder splits bigger batches). TF32 (on by
-    default in TensorRT on Ampere and newer GPUs) is switched off unless `tf32=True`: it rounds fp32
-    matmul inputs to 10 mantissa bits (~1e-3 error), and an fp32 engine should match the fp32 model.
+    and accepts any shape in [min, max] at run time (TrtEncoder splits bigger batches). fp16=True on
+    an fp32 file converts the graph to fp16 first (`convert_to_fp16`): the network is strongly typed,
+    so the precision is the graph's. TF32 (on by default in TensorRT on Ampere and newer GPUs) is
+    switched off unless `tf32=True`: it rounds fp32 matmul inputs to 10 mantissa bits (~1e-3 error),
+    and an fp32 engine should match the fp32 model.
     """
     trt = _trt()
     onnx_path = Path(onnx_path)
     meta = check_buildable(onnx_path)
     min_batch, opt_batch, max_batch = _batch_range(min_batch, opt_batch, max_batch)
     onnx_fp16 = meta.get("precision") == "fp16"
-    data, flag_fp16 = None, False
+    data = None
     if fp16 and not onnx_fp16:
-        if hasattr(trt.BuilderFlag, "FP16"):
-            flag_fp16 = True
-        else:  # TensorRT >= 11: precision lives in the graph; convert it ourselves
-            import onnx
+        import onnx
 
-            data = convert_to_fp16(onnx.load(str(onnx_path))).SerializeToString()
-    strongly_typed = onnx_fp16 or data is not None
+        data = convert_to_fp16(onnx.load(str(onnx_path))).SerializeToString()
     precision = "fp16" if (fp16 or onnx_fp16) else "fp32"
     engine_path = Path(engine_path) if engine_path else onnx_path.with_name(
         onnx_path.name.removesuffix(".onnx").replace(".fp32", "").replace(".fp16", "") + f".{precision}.engine")
 
-    logger = _logger(verbose)
-    builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    ok = parser.parse(data, str(onnx_path)) if data is not None else parser.parse_from_file(str(onnx_path))
-    if not ok:
-        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}:\n{errors}")
-
-    config = builder.create_builder_config()
-    if workspace_gib:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if flag_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
-    profile = builder.create_optimization_profile()
-    shapes = {}
-    for i in range(network.num_inputs):
-        inp = network.get_input(i)  # (-1, 3, R, R) or (-1, -1): -1 = dynamic
-        shapes[inp.name] = profile_shapes(tuple(inp.shape), meta, min_batch, opt_batch, max_batch, opt_length)
-        profile.set_shape(inp.name, *shapes[inp.name])
-    config.add_optimization_profile(profile)
-
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    atomic_write(engine_path, bytes(plan))
+    shapes = build_plan(trt, _logger(verbose), onnx_path, engine_path,
+                        lambda shape: profile_shapes(shape, meta, min_batch, opt_batch, max_batch, opt_length),
+                        workspace_gib=workspace_gib, tf32=tf32, onnx_bytes=data)
     sidecar = {**meta, "precision": precision, "min_batch": min_batch, "opt_batch": opt_batch,
                "max_batch": max_batch, "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
                "tensorrt_version": trt.__version__, "onnx_file": onnx_path.name,
@@ -314,7 +327,7 @@ class TrtEncoder(TwoTowerEncoder):
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cnclip_edu.trt", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m cnclip_edu.deploy.trt", description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", nargs="+", required=True, help="exported tower(s): *.img.*.onnx / *.txt.*.onnx")
     ap.add_argument("--save-dir", "--save_dir", default=None, help="engine folder (default: beside the ONNX)")
     ap.add_argument("--fp16", action="store_true", help="fp16 engine (implied by an fp16 ONNX file)")

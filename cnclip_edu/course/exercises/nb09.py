@@ -1,9 +1,12 @@
-"""Notebook 09 (deployment): the export call, a session run, trimming padding, int8 rounding, and two
-questions (the int8 step, TensorRT's chunking). Cases run on a tiny tower (one conv, one linear) so
-an export takes about a second; the reference's results are computed once per process."""
+"""Notebook 09 (deployment): the export call, a session run, trimming padding, int8 rounding, a Linear layer
+as ONNX Runtime's dynamic int8 computes it (u8 x s8 -> int32), and the TensorRT build: the optimization
+profile and the builder calls, run on a recording stand-in for `tensorrt` (deploy/trt_recorder.py) where
+there is no GPU. Export cases run on a tiny tower (one conv, one linear) so an export takes about a
+second; TensorRT cases on ONNX files that hold only the inputs (`signature_onnx`), in milliseconds."""
 from __future__ import annotations
 
 import functools
+import random
 import tempfile
 from pathlib import Path
 
@@ -42,8 +45,8 @@ def _reference_export(tower, example, path) -> None:
     export_program(tower, "image", example).save(str(path))
 
 
-def _export_report(export_fn) -> dict:
-    """Export the tiny tower with `export_fn`, then read back the names, the batch axis and two runs."""
+def _export_report(export_fn, batches: tuple[int, ...] = (1, 3)) -> dict:
+    """Export the tiny tower with `export_fn`, then read back the names, the batch axis and a run per batch."""
     import onnx
     import onnxruntime as ort
 
@@ -57,7 +60,7 @@ def _export_report(export_fn) -> dict:
                   "输入名 (input_names)": [i.name for i in graph.input],
                   "输出名 (output_names)": [o.name for o in graph.output]}
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) if dim0.dim_param else None
-        for b in (1, 3):
+        for b in batches:
             report[f"batch {b} 的输出"] = (session.run(None, {graph.input[0].name: _images(b)})[0] if session
                                           else f"无法运行：batch 维固定为 {dim0.dim_value}")
     return report
@@ -113,6 +116,9 @@ register(Exercise(
     reference=_reference_export,
     cases=lambda: [Case("微型塔：读回输入输出名、batch 维，并用 batch 1 和 3 运行", _report_case)],
     mutants=_export_mutants,
+    hidden=lambda seed: [Case("微型塔：读回名字和 batch 维，用另外几个 batch 大小运行",
+                              lambda f, bs=tuple(random.Random(seed).sample(range(1, 12), 2)): _export_report(f, bs))],
+    builds=("cnclip_edu.deploy.export.export_program", "cnclip_edu.deploy.export.export_onnx"),
 ))
 
 
@@ -147,6 +153,10 @@ register(Exercise(
     cases=lambda: [Case(f"微型塔的 session，batch {b}", lambda f, b=b: f(_tiny_session(), _images(b)))
                    for b in (1, 4)],
     mutants=_session_mutants,
+    hidden=lambda seed: [Case("微型塔的 session，另一个 batch 大小",
+                              lambda f, b=b: f(_tiny_session(), _images(b)))
+                         for b in random.Random(seed).sample(range(2, 40), 2)],
+    builds=("cnclip_edu.deploy.onnx_runner.run_session",),
 ))
 
 
@@ -191,7 +201,23 @@ register(Exercise(
     reference=_reference_trim,
     cases=lambda: [Case(label, lambda f, t=t: f(t.clone())) for label, t in _token_batches()],
     mutants=_trim_mutants,
+    hidden=lambda seed: [Case(label, lambda f, t=t: f(t.clone())) for label, t in _hidden_token_batches(seed)],
+    builds=("cnclip_edu.deploy.onnx_runner.trim_padding", "cnclip_edu.deploy.onnx_runner.trimmed_length"),
 ))
+
+
+def _hidden_token_batches(seed: int):
+    """Random captions of random lengths, one batch whose longest caption is not the first, one truncated."""
+    import cnclip_edu as cc
+
+    rng = random.Random(seed)
+    chars = "红橙黄绿青蓝紫黑白灰圆形方三角星两个一在左右上下的和"
+    caps = ["".join(rng.choice(chars) for _ in range(rng.randint(1, 30))) for _ in range(rng.randint(3, 7))]
+    longest = max(caps, key=len)
+    caps.remove(longest)
+    caps.insert(rng.randint(1, len(caps)), longest)  # the longest one somewhere after the first
+    return [("长短不一的几句（最长的不在第一句）", cc.tokenize(caps)),
+            ("混进一句被截断的长句", cc.tokenize(caps[:2] + ["猫" * rng.randint(60, 90)]))]
 
 
 # ----------------------------------------------------------------------------- 09.4 int8 rounding
@@ -235,66 +261,352 @@ def _reference_roundtrip(w):
 
 register(Exercise(
     id="09.4", title="int8 对称量化再还原 (quantize + dequantize)", points=2,
-    hint="步长用绝对值的最大值除以 127（最大的权重是负数时，只看 max 会放不下它）；取整用 round 而不是 floor；"
-         "最后把整数乘回步长，返回浮点张量。",
+    hint="缩放系数用绝对值的最大值除以 127（最大的权重是负数时，只看 max 会放不下它）；取整用 round 而不是 floor；"
+         "最后把整数乘回缩放系数，返回浮点张量。",
     reference=_reference_roundtrip,
     cases=lambda: [Case(label, lambda f, w=w: f(w.clone())) for label, w in _weights()],
     mutants=_roundtrip_mutants,
+    hidden=lambda seed: [Case(label, lambda f, w=w: f(w.clone())) for label, w in _hidden_weights(seed)],
+    builds=("cnclip_edu.deploy.optimize.int8_roundtrip", "cnclip_edu.deploy.int8_linear.quantize_weight"),
 ))
 
 
-# ----------------------------------------------------------------------------- 09.5 padding left after trimming
-def _reference_padding_fraction(tokens) -> float:
-    from cnclip_edu.deploy.onnx_runner import trimmed_length
+def _hidden_weights(seed: int):
+    import torch
 
-    return 1.0 - float((tokens != 0).sum()) / (tokens.shape[0] * trimmed_length(tokens))
+    g = torch.Generator().manual_seed(seed)
+    rows, cols = (int(v) for v in torch.randint(2, 40, (2,), generator=g))
+    w = torch.randn(rows, cols, generator=g) * 0.02
+    i, j = int(torch.randint(rows, (), generator=g)), int(torch.randint(cols, (), generator=g))
+    w[i, j] = -0.3  # the largest magnitude is negative
+    return [("一个随机大小的权重矩阵（绝对值最大的是负数）", w), ("一个全为正的权重向量", w.abs().flatten()[:50])]
 
 
-def _padding_mutants() -> dict:
-    def of_full_length(tokens):
-        return 1.0 - float((tokens != 0).sum()) / tokens.numel()
 
-    def real_fraction(tokens):
-        return 1.0 - _reference_padding_fraction(tokens)
 
-    def forgot_batch(tokens):
-        from cnclip_edu.deploy.onnx_runner import trimmed_length
+# ----------------------------------------------------------------------------- 09.5 a Linear in dynamic int8
+def _linear_inputs(seed: int, n: int, k: int, m: int, kind: str):
+    """(x (n, k), weight (m, k), bias (m,)) with the activations of one kind; the largest |weight| is negative."""
+    import torch
 
-        return 1.0 - float((tokens != 0).sum()) / trimmed_length(tokens)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, k, generator=g) * 2
+    if kind == "positive":
+        x = x.abs() + 0.05  # after a ReLU / GELU-like block: nothing below 0
+    elif kind == "negative":
+        x = -x.abs() - 0.05
+    elif kind == "zero":
+        x = torch.zeros(n, k)
+    elif kind == "outlier":
+        x[int(torch.randint(n, (), generator=g)), int(torch.randint(k, (), generator=g))] = 40.0
+    w = torch.randn(m, k, generator=g) * 0.05
+    w[int(torch.randint(m, (), generator=g)), int(torch.randint(k, (), generator=g))] = -0.35
+    return x, w, torch.randn(m, generator=g) * 0.1
 
-    return {"按 52 列算（没有截）": of_full_length, "算成了真实 token 的比例": real_fraction,
-            "分母忘了乘 batch 大小": forgot_batch}
+
+def _linear_case(label: str, seed: int, n: int, k: int, m: int, kind: str, bias: bool = True) -> Case:
+    def run(f):
+        x, w, b = _linear_inputs(seed, n, k, m, kind)
+        y, acc = f(x, w, b if bias else None)
+        return {"y": y, "acc（整数累加）": acc}
+    return Case(label, run)
+
+
+def _linear_cases():
+    return [_linear_case("一批正负都有的激活 (5×64) 乘 (16×64) 的权重", 0, 5, 64, 16, "mixed"),
+            _linear_case("全为正的激活（比如 GELU 之后）", 1, 4, 32, 8, "positive"),
+            _linear_case("全为负的激活", 2, 3, 32, 8, "negative"),
+            _linear_case("全为 0 的一批", 3, 2, 16, 4, "zero"),
+            _linear_case("一个很大的离群值 (outlier)，没有 bias", 4, 6, 48, 12, "outlier", bias=False)]
+
+
+def _linear_hidden(seed: int):
+    rng = random.Random(seed)
+    kinds = [("正负都有的激活，随机大小", "mixed"), ("全为正的激活，随机大小", "positive"),
+             ("全为负的激活，随机大小", "negative"), ("带离群值的激活，随机大小", "outlier")]
+    return [_linear_case(label, rng.randrange(1 << 30), rng.randint(1, 9), rng.randint(24, 96), rng.randint(1, 20), kind)
+            for label, kind in kinds] + [_linear_case("全为 0 的一批，随机大小", rng.randrange(1 << 30),
+                                                      rng.randint(1, 4), rng.randint(4, 32), rng.randint(1, 8), "zero")]
+
+
+def _reference_int8_linear(x, weight, bias):
+    from cnclip_edu.deploy.int8_linear import dynamic_int8_linear
+
+    return dynamic_int8_linear(x, weight, bias)
+
+
+def _int8_linear_mutants() -> dict:
+    import torch
+
+    def make(*, range_without_zero=False, per_row=False, symmetric_act=False, forget_zp=False, w_max=False,
+             w_255=False, float_acc=False, uint8_subtract=False, narrow_acc=False):
+        def answer(x, weight, bias):
+            w_scale = (weight.max() if w_max else weight.abs().max()) / (255 if w_255 else 127)
+            w_q = torch.round(weight / w_scale).clamp(-127, 127).to(torch.int8)
+            if symmetric_act:  # int8 activations, no zero point: s8 x s8
+                x_scale = x.abs().max() / 127
+                x_q, zp = torch.round(x / x_scale).clamp(-127, 127).to(torch.int32), torch.tensor(0)
+            else:
+                dims = dict(dim=1, keepdim=True) if per_row else {}
+                lo = x.amin(**dims) if range_without_zero else torch.clamp(x.amin(**dims), max=0.0)
+                hi = x.amax(**dims) if range_without_zero else torch.clamp(x.amax(**dims), min=0.0)
+                x_scale = (hi - lo) / 255
+                x_scale = torch.where(x_scale == 0, torch.ones_like(x_scale), x_scale)
+                zp = torch.round(-lo / x_scale).clamp(0, 255)
+                x_q = (torch.round(x / x_scale) + zp).clamp(0, 255).to(torch.uint8)
+                zp = zp.to(torch.uint8)
+            if forget_zp:
+                a = x_q.to(torch.int32)
+            elif uint8_subtract:
+                a = (x_q - zp).to(torch.int32)  # wraps around below 0
+            else:
+                a = x_q.to(torch.int32) - zp.to(torch.int32)
+            if float_acc:
+                acc = a.float() @ w_q.float().T
+            elif narrow_acc:
+                acc = a.to(torch.int16) @ w_q.to(torch.int16).T  # sums overflow int16
+            else:
+                acc = (a.to(torch.int64) @ w_q.to(torch.int64).T).to(torch.int32)
+            y = acc.to(torch.float32) * (x_scale * w_scale)
+            return (y + bias if bias is not None else y), acc
+        return answer
+
+    return {"激活的范围没有把 0 包进去（全正或全负的一批才出错）": make(range_without_zero=True),
+            "激活按每一行量化，而不是整批一个缩放系数": make(per_row=True),
+            "激活也用对称 int8（s8×s8，没有零点）": make(symmetric_act=True),
+            "忘了减去零点": make(forget_zp=True),
+            "权重的缩放系数用 max 而不是 max|w|": make(w_max=True),
+            "权重除以 255（那是 uint8 的级数）": make(w_255=True),
+            "在浮点里相乘（acc 不是整数）": make(float_acc=True),
+            "在 uint8 里减零点（负数回绕成大正数）": make(uint8_subtract=True),
+            "用 int16 累加（溢出）": make(narrow_acc=True)}
 
 
 register(Exercise(
-    id="09.5", title="截完之后还剩多少 padding", points=2,
-    hint="截完后一共计算 B × L' 个位置（L' = trimmed_length(tokens)），其中真实 token 有 (tokens != 0).sum() 个；"
-         "剩下的是 padding。",
-    reference=_reference_padding_fraction,
-    cases=lambda: [Case(label, lambda f, t=t: f(t.clone())) for label, t in _token_batches()[:1]] + [
-        Case("32 条长短不一的商品标题", lambda f: f(_bench_batch()))],
-    mutants=_padding_mutants,
+    id="09.5", title="动态 int8 的一层 Linear (u8 × s8 → int32)", points=4,
+    hint="权重：对称 int8，一个张量一个缩放系数 max|w| / 127，零点是 0。激活：运行时按整批的范围量化成 uint8，"
+         "范围要把 0 包进去（全是正数时下限也是 0），缩放系数 = 范围 / 255，零点是代表 0.0 的那个整数；"
+         "范围为 0 时（全 0 的一批）不能去除。相乘前先转成足够宽的整数类型再减零点，累加必须是 int32，"
+         "最后乘上两个缩放系数的积、加上 bias（bias 可能是 None）。",
+    reference=_reference_int8_linear,
+    cases=_linear_cases,
+    mutants=_int8_linear_mutants,
+    hidden=_linear_hidden,
+    builds=("cnclip_edu.deploy.int8_linear.dynamic_int8_linear", "cnclip_edu.deploy.int8_linear.quantize_activation",
+            "cnclip_edu.deploy.int8_linear.quantize_weight"),
 ))
 
 
-def _bench_batch():
-    import cnclip_edu as cc
+# ----------------------------------------------------------------------------- 09.6 the optimization profile
+def _reference_profile(shape, context_length, max_batch, opt_batch=None):
+    from cnclip_edu.deploy.trt import profile_shapes
 
-    caps = ["一只橘色的猫趴在红色的沙发上", "白色连衣裙", "男士运动鞋透气跑步鞋", "草莓"]
-    return cc.tokenize([caps[i % 4] for i in range(32)])
+    tower = "text" if len(shape) == 2 else "image"
+    return profile_shapes(shape, {"tower": tower, "context_length": str(context_length)}, 1, opt_batch, max_batch)
 
 
-# ----------------------------------------------------------------------------- questions
+def _profile_case(label: str, shape, context_length: int, max_batch: int, opt_batch=None) -> Case:
+    def run(f):
+        try:
+            out = f(tuple(shape), context_length, max_batch, opt_batch)
+        except ValueError:
+            return "ValueError（拒绝了这个输入）"
+        return [list(int(d) for d in s) for s in out]  # (min, opt, max), tuples or lists alike
+    return Case(label, run)
+
+
+def _profile_cases():
+    return [_profile_case("图像输入 (-1, 3, 224, 224)，max_batch 128", (-1, 3, 224, 224), 52, 128),
+            _profile_case("文本输入 (-1, -1)，context 52，max_batch 64，opt_batch 8", (-1, -1), 52, 64, 8),
+            _profile_case("长度固定的文本输入 (-1, 52)", (-1, 52), 52, 32),
+            _profile_case("max_batch = 1", (-1, -1), 24, 1),
+            _profile_case("opt_batch 大于 max_batch（应当报 ValueError）", (-1, -1), 52, 16, 32),
+            _profile_case("分辨率也是动态的图像输入 (-1, 3, -1, -1)（应当报 ValueError）", (-1, 3, -1, -1), 52, 8)]
+
+
+def _profile_hidden(seed: int):
+    rng = random.Random(seed)
+    L, r, mb = rng.randint(8, 77), rng.choice([16, 32, 64, 224, 336]), rng.randint(2, 256)
+    return [_profile_case("随机分辨率的图像输入", (-1, 3, r, r), L, mb, rng.choice([None, rng.randint(1, mb)])),
+            _profile_case("随机 context 长度的文本输入", (-1, -1), L, mb, rng.choice([None, rng.randint(1, mb)])),
+            _profile_case("长度固定的文本输入", (-1, L), L, mb),
+            _profile_case("opt_batch 大于 max_batch", (-1, -1), L, mb, mb + rng.randint(1, 9)),
+            _profile_case("还有别的动态维", (-1, 3, -1, r), L, mb)]
+
+
+def _profile_mutants() -> dict:
+    def make(*, swap_min_opt=False, max_len_minus_1=False, min_len_full=False, fixed_min_1=False,
+             text_axis_always=False, opt_default_1=False, no_check=False, all_dynamic_as_length=False):
+        def answer(shape, context_length, max_batch, opt_batch=None):
+            opt_batch = opt_batch or (1 if opt_default_1 else max_batch)
+            if not no_check and not 1 <= opt_batch <= max_batch:
+                raise ValueError("need 1 <= opt_batch <= max_batch")
+            lo, opt, hi = [1], [opt_batch], [max_batch]
+            for axis, d in enumerate(shape[1:], start=1):
+                is_length = (axis == 1 and len(shape) == 2 and (d < 0 or text_axis_always)) or \
+                    (all_dynamic_as_length and d < 0)
+                if is_length:
+                    lo.append(context_length if min_len_full else 1)
+                    opt.append(context_length)
+                    hi.append(context_length - 1 if max_len_minus_1 else context_length)
+                elif d >= 0:
+                    lo.append(1 if fixed_min_1 else d)
+                    opt.append(d)
+                    hi.append(d)
+                else:
+                    raise ValueError(f"axis {axis} is dynamic")
+            if swap_min_opt:
+                lo, opt = opt, lo
+            return tuple(lo), tuple(opt), tuple(hi)
+        return answer
+
+    return {"min 和 opt 写反了（min > opt）": make(swap_min_opt=True),
+            "长度的 max 写成 context_length - 1（最长的句子放不进）": make(max_len_minus_1=True),
+            "长度的 min 也是 context_length（截过 padding 的短句跑不了）": make(min_len_full=True),
+            "固定的维也给了从 1 开始的范围": make(fixed_min_1=True),
+            "文本的第 1 维一律当成长度（长度固定的图才出错）": make(text_axis_always=True),
+            "opt_batch 默认取 1": make(opt_default_1=True),
+            "没有检查 1 <= opt_batch <= max_batch": make(no_check=True),
+            "把所有动态维都当成长度": make(all_dynamic_as_length=True)}
+
+
 register(Exercise(
-    id="09.q1", title="int8 的步长 (scale)", points=1,
-    hint="对称 int8 把 [-max|w|, +max|w|] 均匀地映到整数 -127 … 127：从 0 到 max|w| 一共 127 步。",
-    reference=2.54 / 127,
-    mutants=lambda: {"除以 255": 2.54 / 255, "除以 128": 2.54 / 128, "用了 2 × max|w| / 255": 5.08 / 255},
+    id="09.6", title="TensorRT 的优化配置 (optimization profile)", points=3,
+    hint="每一维给 (min, opt, max) 三个数：第 0 维是 batch，(1, opt_batch, max_batch)，opt_batch 默认取 max_batch，"
+         "不满足 1 <= opt_batch <= max_batch 时报 ValueError；固定的维三个数都等于它自己；文本输入 (2 维) 的第 1 维"
+         "如果是动态的 (-1)，就是长度，范围要从 1（截过 padding 的短句）一直到 context_length（最长的句子）；"
+         "其他动态维不知道该给什么范围，报 ValueError。",
+    reference=_reference_profile,
+    cases=_profile_cases,
+    mutants=_profile_mutants,
+    hidden=_profile_hidden,
+    builds=("cnclip_edu.deploy.trt.profile_shapes", "cnclip_edu.deploy.trt.plan_profile"),
 ))
 
+
+# ----------------------------------------------------------------------------- 09.7 the TensorRT build
+def _reference_build(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
+    from cnclip_edu.deploy.trt import build_plan
+
+    build_plan(trt, trt.Logger(trt.Logger.WARNING), onnx_path, engine_path,
+               lambda shape: _reference_profile(shape, context_length, max_batch), workspace_gib=workspace_gib)
+
+
+def _build_case(label: str, inputs: dict | None, context_length: int, max_batch: int,
+                workspace_gib: float = 1.0) -> Case:
+    """Run the answer on the recording stand-in with an ONNX file holding `inputs` (None: a broken file)."""
+    def run(f):
+        from cnclip_edu.deploy.trt_recorder import RecordingTensorRT, signature_onnx
+
+        rec = RecordingTensorRT()
+        with tempfile.TemporaryDirectory() as tmp:
+            src, engine = Path(tmp) / "tower.onnx", Path(tmp) / "tower.engine"
+            if inputs is None:
+                src.write_bytes(b"\x08\x07 not an ONNX file")
+                try:
+                    f(rec, str(src), str(engine), context_length, max_batch, workspace_gib)
+                    raised = False
+                except NotImplementedError:
+                    raise
+                except Exception:  # noqa: BLE001 - any error stops the build; what matters is where
+                    raised = True
+                return {"报错了": raised, "调用 build_serialized_network 的次数": rec.build_calls,
+                        "写出了引擎文件": engine.exists()}
+            signature_onnx(src, inputs, {"tower": "text" if len(next(iter(inputs.values()))) == 2 else "image"})
+            f(rec, str(src), str(engine), context_length, max_batch, workspace_gib)
+            return {**rec.summary(), "写出的文件就是 build_serialized_network 返回的 plan": rec.wrote_plan(engine)}
+    return Case(label, run)
+
+
+def _build_cases():
+    return [_build_case("文本塔 (-1, -1)，context 52，max_batch 64", {"text": (-1, -1)}, 52, 64),
+            _build_case("图像塔 (-1, 3, 32, 32)，max_batch 16，工作区 0.5 GiB", {"image": (-1, 3, 32, 32)}, 52, 16, 0.5),
+            _build_case("两个输入的文本图 (input_ids, attention_mask)",
+                        {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, 24, 8),
+            _build_case("坏掉的 ONNX 文件（解析失败）", None, 52, 8)]
+
+
+def _build_hidden(seed: int):
+    rng = random.Random(seed)
+    L, r, mb, ws = rng.randint(8, 77), rng.choice([16, 32, 224]), rng.randint(1, 256), rng.choice([0.25, 1.0, 2.0, 4.0])
+    return [_build_case("随机 context 长度和 max_batch 的文本塔", {"text": (-1, -1)}, L, mb, ws),
+            _build_case("随机分辨率的图像塔", {"image": (-1, 3, r, r)}, L, mb, ws),
+            _build_case("长度固定的文本塔", {"text": (-1, L)}, L, mb, ws),
+            _build_case("两个输入的图", {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, L, mb, ws),
+            _build_case("坏掉的 ONNX 文件", None, L, mb, ws)]
+
+
+def _build_mutants() -> dict:
+    def profile(shape, context_length, max_batch):
+        return _reference_profile(shape, context_length, max_batch)
+
+    def make(*, explicit_batch=False, no_flags=False, fp16_flag=False, check_parse=True, workspace="bytes",
+             add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes"):
+        def answer(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
+            logger = trt.Logger(trt.Logger.WARNING)
+            builder = trt.Builder(logger)
+            if explicit_batch:
+                flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+            else:
+                flags = 0 if no_flags else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+            network = builder.create_network(flags)
+            parser = trt.OnnxParser(network, logger)
+            ok = parser.parse_from_file(str(onnx_path))
+            if check_parse and not ok:
+                raise RuntimeError("parse failed")
+            config = builder.create_builder_config()
+            if workspace == "bytes":
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+            elif workspace == "float":
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib * 1024 ** 3)
+            elif workspace == "gib":
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib))
+            if fp16_flag:
+                config.set_flag(trt.BuilderFlag.FP16)
+            prof = builder.create_optimization_profile()
+            for i in range(1 if first_input_only else network.num_inputs):
+                inp = network.get_input(i)
+                if profile_per_input:
+                    prof = builder.create_optimization_profile()
+                prof.set_shape(name or inp.name, *profile(tuple(inp.shape), context_length, max_batch))
+                if profile_per_input:
+                    config.add_optimization_profile(prof)
+            if add_profile and not profile_per_input:
+                config.add_optimization_profile(prof)
+            plan = builder.build_serialized_network(network, config)
+            if plan is None:
+                raise RuntimeError("build failed")
+            if write == "bytes":
+                Path(engine_path).write_bytes(bytes(plan))
+            elif write == "str":
+                Path(engine_path).write_text(str(plan))
+        return answer
+
+    return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃、11 删除）": make(explicit_batch=True),
+            "创建网络时没有 STRONGLY_TYPED（精度不由图决定）": make(no_flags=True),
+            "设了 BuilderFlag.FP16（强类型网络里不允许，11 已删除）": make(fp16_flag=True),
+            "没有检查解析结果（坏文件也接着构建）": make(check_parse=False),
+            "工作区上限的单位错了（GiB 数当成字节数）": make(workspace="gib"),
+            "工作区上限是浮点数（TensorRT 只收整数字节）": make(workspace="float"),
+            "没有设工作区上限": make(workspace=None),
+            "profile 没有加进 config": make(add_profile=False),
+            "形状设在了写死的输入名 'input' 上": make(name="input"),
+            "只给第 0 个输入设了形状（两个输入的图才出错）": make(first_input_only=True),
+            "每个输入一个 profile（两个输入的图才出错）": make(profile_per_input=True),
+            "把 plan 转成字符串写进文件": make(write="str")}
+
+
 register(Exercise(
-    id="09.q2", title="TensorRT 引擎被调用几次", points=1,
-    hint="超过 max_batch 的 batch 被切成每块至多 max_batch 条，每块调用一次引擎；最后一块可以不满，但也要调用一次。",
-    reference=3,
-    mutants=lambda: {"40 // 16": 2, "每条一次": 40, "40 / 16": 2.5},
+    id="09.7", title="构建 TensorRT 引擎 (Builder → 网络 → 配置 → profile → plan)", points=5,
+    hint="按顺序：Logger → Builder → create_network（TensorRT 10 起网络总是显式 batch，不要再用 EXPLICIT_BATCH；"
+         "用 STRONGLY_TYPED，让精度由图决定）→ OnnxParser 解析文件，失败时把 get_error 的内容报出来、不要继续 → "
+         "create_builder_config，工作区上限用字节数 → 一个 profile，给网络的**每一个**输入按它自己的名字和形状"
+         "设 (min, opt, max)（用练习 09.6 的函数）→ 把 profile 加进 config → build_serialized_network，"
+         "返回 None 表示失败 → 把 plan 的字节原样写进 engine_path。",
+    reference=_reference_build,
+    cases=_build_cases,
+    mutants=_build_mutants,
+    hidden=_build_hidden,
+    builds=("cnclip_edu.deploy.trt.build_plan", "cnclip_edu.deploy.trt.build_engine"),
+    needs=("09.6",),
 ))
