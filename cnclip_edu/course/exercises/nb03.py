@@ -191,7 +191,9 @@ register(Exercise(
 # ----------------------------------------------------------------------------- 03.4 encode_text(model, tokens)
 def _encode_text(model, ids, pool="cls", project=True, grad=True):
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        x = model.bert(ids)  # (B, L, H)
+        x = model.bert.embeddings(ids)  # (B, L, H); layer by layer, not the library's whole BertModel.forward
+        for layer in model.bert.encoder.layer:
+            x = layer(x, padding_bias(ids, x.dtype))
         if pool == "cls":
             x = x[:, 0]
         elif pool == "mean":
