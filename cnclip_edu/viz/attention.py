@@ -94,7 +94,8 @@ def cls_attention(attn: torch.Tensor, layer: int = -1) -> torch.Tensor:
 
 
 def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[str] | None = None):
-    """One column per image: the image, then the [CLS] attention of the first and the last block.
+    """One column per image: the image, then the [CLS] attention of the first and the last block drawn
+    over a grey copy of the image (so a red shape is not mistaken for strong attention).
 
     Each attention row shares one colour scale (0 to the row's largest weight), shown by its colour bar,
     so the images of a row can be compared; the white line on the bar is uniform attention, 1 / L.
@@ -111,8 +112,10 @@ def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[st
         maps = cls_attention(attn, layer) if layer is not None else None  # (B, g, g)
         for b in range(B):
             ax = axes[row, b]
-            ax.imshow(imgs[b].permute(1, 2, 0).numpy())
-            if maps is not None:
+            if maps is None:
+                ax.imshow(imgs[b].permute(1, 2, 0).numpy())
+            else:  # a grey copy underneath: the only colours are the attention's
+                ax.imshow(imgs[b].mean(0).numpy(), cmap="gray", vmin=0.0, vmax=1.0)
                 m = F.interpolate(maps[b][None, None], size=imgs.shape[-2:], mode="nearest")[0, 0]
                 im = ax.imshow(m.numpy(), cmap="inferno", alpha=0.6, vmin=0.0, vmax=float(maps.max()))
             ax.set_xticks([])

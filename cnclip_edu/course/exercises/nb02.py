@@ -1,32 +1,54 @@
-"""Exercises of notebook 02 (the vision tower): the student builds a ViT's `encode_image` piece by piece.
+"""Exercises of notebook 02 (the vision tower): the student builds a ViT's `encode_image` piece by piece,
+then FLIP's `random_masking`.
 
-Each answer is a function of a library module (`visual`, `attn`, `block`) and a tensor, run on seeded
-tiny towers (towers.py) and compared with the library's own method on the same module: e.g.
-`VisionTransformer.patch_tokens(visual, images)` is the reference of `patch_tokens(visual, images)`.
+Each answer is a function of a library module (`visual`, `attn`, `block`, the whole `model`) and a
+tensor, run on seeded tiny towers (towers.py) and compared with the library's own method on the same
+module: e.g. `VisionTransformer.patch_tokens(visual, images)` is the reference of
+`patch_tokens(visual, images)`. Every exercise also has grading cases drawn from a seed (`hidden`) and
+names the library routines it builds (`builds`): an answer that calls one of them is refused
+(guards.py), so `visual(images)` does not pass as a hand-written ViT.
 """
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 import torch.nn.functional as F
 
-from cnclip_edu.model.vision import QuickGELU, ResidualAttentionBlock, SelfAttention, VisionTransformer
+from cnclip_edu.model.clip import CLIP
+from cnclip_edu.model.vision import ResidualAttentionBlock, SelfAttention, VisionTransformer, random_masking
 
 from .core import Case, Exercise, register
-from .towers import images, tiny_vit
+from .guards import guarded, refuse_shortcuts, strict_dtype
+from .towers import images, tiny_clip, tiny_vit
+
+_VISION = "cnclip_edu.model.vision."
+_SDPA = "torch.nn.functional.scaled_dot_product_attention"
 
 
-def _vit_cases(fn_of_visual):
+def _vit_cases(run):
     """Three towers: course-like (32 px, patch 8, width 32), tiny (12 px, patch 4), and a batch of one."""
     def cases():
         big = tiny_vit(seed=1, resolution=32, patch=8, width=32, layers=2, heads=4, output_dim=16)
         small = tiny_vit(seed=2)
         x_big, x_small, x_one = images(2, 32, seed=3), images(3, 12, seed=4), images(1, 12, seed=5)
-        return [Case("32×32 图、patch 8、宽 32 的 ViT，2 张图", lambda f: fn_of_visual(f, big, x_big)),
-                Case("12×12 图、patch 4、宽 16 的 ViT，3 张图", lambda f: fn_of_visual(f, small, x_small)),
-                Case("同一个 12×12 的 ViT，只有 1 张图 (B = 1)", lambda f: fn_of_visual(f, small, x_one))]
+        return [Case("32×32 图、patch 8、宽 32 的 ViT，2 张图", lambda f: run(f, big, x_big)),
+                Case("12×12 图、patch 4、宽 16 的 ViT，3 张图", lambda f: run(f, small, x_small)),
+                Case("同一个 12×12 的 ViT，只有 1 张图 (B = 1)", lambda f: run(f, small, x_one))]
     return cases
+
+
+def _vit_hidden(run):
+    """A tower of a random size (grid 2-4, patch 2-5, 1-4 heads) and a random batch (1-4 images)."""
+    def hidden(seed: int):
+        rng = random.Random(seed)
+        grid, patch, heads = rng.randint(2, 4), rng.randint(2, 5), rng.choice([1, 2, 4])
+        vit = tiny_vit(seed=seed, resolution=grid * patch, patch=patch, width=8 * heads, layers=2, heads=heads,
+                       output_dim=rng.choice([4, 12]))
+        x = images(rng.randint(1, 4), grid * patch, seed=seed + 1)
+        return [Case("随机大小的 ViT 和一批随机图片", lambda f: run(f, vit, x))]
+    return hidden
 
 
 # ----------------------------------------------------------------------------- 02.1 patchify
@@ -46,35 +68,27 @@ def _patches_column_order(visual, x):  # walks the grid column by column
     return p @ W.reshape(W.shape[0], -1).T
 
 
-def _patch_mutants():
-    return {
+_PATCH_BUILDS = (_VISION + "VisionTransformer.patch_tokens", _VISION + "VisionTransformer.embed",
+                 _VISION + "VisionTransformer.forward")
+_patch_run = guarded(VisionTransformer.patch_tokens, _PATCH_BUILDS)
+
+register(Exercise(
+    id="02.1", title="切块并线性映射 (patchify)", points=2,
+    hint="每个 patch 展平的顺序要和卷积核 conv1.weight 的 (3, P, P) 排列一致；patch 按行排列；"
+         "卷积的输出是 (B, D, g, g)，变成 (B, N, D) 要交换轴，光改形状不够。",
+    reference=VisionTransformer.patch_tokens,
+    cases=_vit_cases(_patch_run), hidden=_vit_hidden(_patch_run), builds=_PATCH_BUILDS,
+    compare=refuse_shortcuts(),
+    mutants=lambda: {
         "卷积后直接 reshape 成 (B, N, D)，没有转置": lambda v, x: v.conv1(x).reshape(x.shape[0], -1, v.conv1.weight.shape[0]),
         "忘了把 (B, D, N) 转置成 (B, N, D)": lambda v, x: v.conv1(x).flatten(2),
         "展平 patch 时按 (P, P, 3) 的顺序，和卷积核 (3, P, P) 对不上": _patches_rows_then_channels,
         "按列而不是按行给 patch 排序": _patches_column_order,
-    }
-
-
-register(Exercise(
-    id="02.1", title="切块并线性映射 (patchify)", points=2,
-    hint="用 unfold 切块时，每块要按 (3, P, P) 展平，才能和 conv1.weight.reshape(D, -1) 对上；patch 按行排列；"
-         "卷积的结果是 (B, D, g, g)，要 flatten(2) 再 transpose(1, 2)，不能直接 reshape。",
-    reference=VisionTransformer.patch_tokens,
-    cases=_vit_cases(lambda f, v, x: f(v, x)),
-    mutants=_patch_mutants))
+        "直接调用库里的 visual.patch_tokens": lambda v, x: v.patch_tokens(x),
+    }))
 
 
 # ----------------------------------------------------------------------------- 02.2 [CLS] + positions
-def _cls_pos_cases():
-    def cases():
-        vit = tiny_vit(seed=6)
-        g = torch.Generator().manual_seed(7)
-        t3, t1 = torch.randn(3, 9, 16, generator=g), torch.randn(1, 9, 16, generator=g)
-        return [Case("3 张图的 patch token (3, 9, 16)", lambda f: f(vit, t3)),
-                Case("1 张图的 patch token (1, 9, 16)", lambda f: f(vit, t1))]
-    return cases
-
-
 def _cls_at_end(v, t):
     cls = v.class_embedding.expand(t.shape[0], 1, -1)
     return torch.cat([t, cls], dim=1) + v.positional_embedding
@@ -85,12 +99,32 @@ def _positions_on_patches_only(v, t):
     return torch.cat([cls, t + v.positional_embedding[1:]], dim=1)
 
 
+_CLS_BUILDS = (_VISION + "VisionTransformer.add_class_and_positions", _VISION + "VisionTransformer.embed")
+_cls_run = guarded(VisionTransformer.add_class_and_positions, _CLS_BUILDS)
+
+
+def _cls_pos_cases():
+    vit = tiny_vit(seed=6)
+    g = torch.Generator().manual_seed(7)
+    t3, t1 = torch.randn(3, 9, 16, generator=g), torch.randn(1, 9, 16, generator=g)
+    return [Case("3 张图的 patch token (3, 9, 16)", lambda f: _cls_run(f, vit, t3)),
+            Case("1 张图的 patch token (1, 9, 16)", lambda f: _cls_run(f, vit, t1))]
+
+
+def _cls_pos_hidden(seed: int):
+    rng = random.Random(seed)
+    grid = rng.randint(2, 4)
+    vit = tiny_vit(seed=seed, resolution=grid * 3, patch=3, width=8, heads=2)
+    t = torch.randn(rng.randint(1, 4), grid * grid, 8, generator=torch.Generator().manual_seed(seed))
+    return [Case("随机大小的一批 patch token", lambda f: _cls_run(f, vit, t))]
+
+
 register(Exercise(
     id="02.2", title="加上 [CLS] 和位置编码", points=2,
-    hint="[CLS] 放在最前面 (位置 0)：class_embedding 是 (D,)，先变成 (B, 1, D) 再 torch.cat(..., dim=1)；"
-         "positional_embedding 是 (1 + N, D)，[CLS] 也有自己的位置向量，直接相加即可（广播到整个批次）。",
+    hint="[CLS] 排在所有 patch 前面；它也占一个位置，所以 positional_embedding 的每一行（包括第 0 行）都要用上。"
+         "class_embedding 只有一个向量，要先变成每张图一份才能拼接。",
     reference=VisionTransformer.add_class_and_positions,
-    cases=_cls_pos_cases(),
+    cases=_cls_pos_cases, hidden=_cls_pos_hidden, builds=_CLS_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "[CLS] 拼在了最后": _cls_at_end,
         "位置编码只加在 patch 上，[CLS] 没有位置": _positions_on_patches_only,
@@ -99,17 +133,6 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 02.3 multi-head attention
-def _attn_cases():
-    def cases():
-        vit4 = tiny_vit(seed=8, width=32, heads=4)
-        vit2 = tiny_vit(seed=9)
-        g = torch.Generator().manual_seed(10)
-        x4, x2 = torch.randn(2, 10, 32, generator=g), torch.randn(3, 10, 16, generator=g)
-        return [Case("宽 32、4 个头，x 形状 (2, 10, 32)", lambda f: f(vit4.transformer.resblocks[0].attn, x4)),
-                Case("宽 16、2 个头，x 形状 (3, 10, 16)", lambda f: f(vit2.transformer.resblocks[1].attn, x2))]
-    return cases
-
-
 def _attention(attn, x, scale=None, merge=None, softmax_dim=-1, split=None):
     """The hand-written attention with one step done wrong (for the mutants)."""
     B, L, D = x.shape
@@ -124,13 +147,33 @@ def _attention(attn, x, scale=None, merge=None, softmax_dim=-1, split=None):
     return attn.out_proj(y)
 
 
+_ATTN_BUILDS = (_VISION + "SelfAttention.forward", _SDPA)
+_attn_run = guarded(SelfAttention.forward, _ATTN_BUILDS)
+
+
+def _attn_cases():
+    vit4 = tiny_vit(seed=8, width=32, heads=4)
+    vit2 = tiny_vit(seed=9)
+    g = torch.Generator().manual_seed(10)
+    x4, x2 = torch.randn(2, 10, 32, generator=g), torch.randn(3, 10, 16, generator=g)
+    return [Case("宽 32、4 个头，x 形状 (2, 10, 32)", lambda f: _attn_run(f, vit4.transformer.resblocks[0].attn, x4)),
+            Case("宽 16、2 个头，x 形状 (3, 10, 16)", lambda f: _attn_run(f, vit2.transformer.resblocks[1].attn, x2))]
+
+
+def _attn_hidden(seed: int):
+    rng = random.Random(seed)
+    heads = rng.choice([1, 2, 4, 8])
+    vit = tiny_vit(seed=seed, width=8 * heads, heads=heads)
+    x = torch.randn(rng.randint(1, 3), rng.randint(2, 12), 8 * heads, generator=torch.Generator().manual_seed(seed))
+    return [Case("随机头数、随机序列长度", lambda f: _attn_run(f, vit.transformer.resblocks[0].attn, x))]
+
+
 register(Exercise(
     id="02.3", title="手写多头自注意力 (multi-head self-attention)", points=3,
-    hint="q、k、v 来自 x @ in_proj_weight.T + in_proj_bias 再切三份；每个头的维度 Dh = D / H，"
-         "先 view(B, L, H, Dh) 再 transpose(1, 2) 得到 (B, H, L, Dh)；分数除以 √Dh（不是 √D）；"
-         "softmax 沿最后一维 (对所有 key)；合并多头时先 transpose(1, 2) 回 (B, L, H, Dh) 再 reshape，最后过 out_proj。",
+    hint="in_proj_weight 是 q、k、v 三个矩阵叠在一起；每个头只用 D / H 维，缩放也按每个头的维度算；"
+         "softmax 让每个 query 对所有 key 的权重和为 1；合并多头之前，头的轴要先回到序列轴后面。",
     reference=SelfAttention.forward,
-    cases=_attn_cases(),
+    cases=_attn_cases, hidden=_attn_hidden, builds=_ATTN_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "忘了除以 √Dh": lambda a, x: _attention(a, x, scale=1.0),
         "除以 √D 而不是 √Dh": lambda a, x: _attention(a, x, scale=math.sqrt(x.shape[-1])),
@@ -138,42 +181,12 @@ register(Exercise(
         "softmax 沿错了维度 (dim=-2)": lambda a, x: _attention(a, x, softmax_dim=-2),
         "拆头时直接 view(B, H, L, Dh)": lambda a, x: _attention(
             a, x, split=lambda t: t.reshape(x.shape[0], a.heads, x.shape[1], -1)),
+        "用了 F.scaled_dot_product_attention": lambda a, x: a.out_proj(
+            F.scaled_dot_product_attention(*a.qkv(x)).transpose(1, 2).reshape(x.shape)),
     }))
 
 
-# ----------------------------------------------------------------------------- 02.4 QuickGELU
-def _gelu_cases():
-    def cases():
-        grid = torch.linspace(-5, 5, 41)
-        rand = torch.randn(4, 7, generator=torch.Generator().manual_seed(11)) * 3
-        return [Case("从 -5 到 5 的 41 个点", lambda f: f(grid)), Case("(4, 7) 的随机张量", lambda f: f(rand))]
-    return cases
-
-
-register(Exercise(
-    id="02.4", title="QuickGELU 激活函数", points=1,
-    hint="QuickGELU(x) = x · sigmoid(1.702 · x)：别忘了前面乘 x，也别忘了 1.702；它不是 F.gelu（那是精确的 GELU）。",
-    reference=QuickGELU(),
-    cases=_gelu_cases(),
-    mutants=lambda: {
-        "用了精确的 GELU (F.gelu)": F.gelu,
-        "忘了 1.702，成了 SiLU": lambda x: x * torch.sigmoid(x),
-        "忘了乘 x": lambda x: torch.sigmoid(1.702 * x),
-    }))
-
-
-# ----------------------------------------------------------------------------- 02.5 the pre-LN block
-def _block_cases():
-    def cases():
-        vit = tiny_vit(seed=12, width=32, heads=4)
-        g = torch.Generator().manual_seed(13)
-        x1, x2 = torch.randn(2, 10, 32, generator=g), torch.randn(1, 5, 32, generator=g)
-        blocks = vit.transformer.resblocks
-        return [Case("第 1 个块，x 形状 (2, 10, 32)", lambda f: f(blocks[0], x1)),
-                Case("第 2 个块，x 形状 (1, 5, 32)", lambda f: f(blocks[1], x2))]
-    return cases
-
-
+# ----------------------------------------------------------------------------- 02.4 the pre-LN block
 def _post_ln(b, x):
     x = b.ln_1(x + b.attn(x))
     return b.ln_2(x + b.mlp(x))
@@ -186,59 +199,208 @@ def _normalised_residual(b, x):
     return h + b.mlp(h)
 
 
+def _block_with(b, x, act):
+    x = x + b.attn(b.ln_1(x))
+    return x + b.mlp.c_proj(act(b.mlp.c_fc(b.ln_2(x))))
+
+
+_BLOCK_BUILDS = (_VISION + "ResidualAttentionBlock.forward", _VISION + "Transformer.forward")
+_block_run = guarded(ResidualAttentionBlock.forward, _BLOCK_BUILDS)
+
+
+def _block_cases():
+    vit = tiny_vit(seed=12, width=32, heads=4)
+    g = torch.Generator().manual_seed(13)
+    x1, x2 = torch.randn(2, 10, 32, generator=g), torch.randn(1, 5, 32, generator=g) * 3
+    blocks = vit.transformer.resblocks
+    return [Case("第 1 个块，x 形状 (2, 10, 32)", lambda f: _block_run(f, blocks[0], x1)),
+            Case("第 2 个块，x 形状 (1, 5, 32)，数值较大", lambda f: _block_run(f, blocks[1], x2))]
+
+
+def _block_hidden(seed: int):
+    rng = random.Random(seed)
+    heads = rng.choice([1, 2, 4])
+    vit = tiny_vit(seed=seed, width=8 * heads, heads=heads)
+    x = torch.randn(rng.randint(1, 3), rng.randint(2, 12), 8 * heads, generator=torch.Generator().manual_seed(seed)) * 2
+    block = vit.transformer.resblocks[rng.randint(0, 1)]
+    return [Case("随机宽度的块、随机输入", lambda f: _block_run(f, block, x))]
+
+
 register(Exercise(
-    id="02.5", title="pre-LN 残差块 (residual block)", points=2,
-    hint="pre-LN：先 LayerNorm 再进子层，结果加回【没有归一化的】x：x = x + attn(ln_1(x))，然后 x = x + mlp(ln_2(x))。"
-         "两个子层各用自己的 LayerNorm (ln_1、ln_2)。",
-    reference=ResidualAttentionBlock.forward,
-    cases=_block_cases(),
+    id="02.4", title="pre-LN 残差块 (residual block)", points=2,
+    hint="pre-LN：LayerNorm 只作用在进子层的那一份上，加回去的是没有归一化的 x；两个子层各用自己的 LayerNorm；"
+         "MLP 的激活函数是 CLIP 训练时用的那一个（见上面的图）。",
+    reference=ResidualAttentionBlock.forward, needs=("02.3",),
+    cases=_block_cases, hidden=_block_hidden, builds=_BLOCK_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "写成了 post-LN (BERT 的顺序)": _post_ln,
         "残差加的是归一化以后的 x": _normalised_residual,
         "MLP 没有加残差": lambda b, x: b.mlp(b.ln_2(x + b.attn(b.ln_1(x)))),
         "两个子层都用了 ln_1": lambda b, x: (lambda y: y + b.mlp(b.ln_1(y)))(x + b.attn(b.ln_1(x))),
+        "MLP 用了精确的 GELU 而不是 QuickGELU": lambda b, x: _block_with(b, x, F.gelu),
+        "QuickGELU 忘了 1.702（成了 SiLU）": lambda b, x: _block_with(b, x, lambda t: t * torch.sigmoid(t)),
+        "直接调用库里的块 block(x)": lambda b, x: b(x),
     }))
 
 
-# ----------------------------------------------------------------------------- 02.6 encode_image
-def _encode(v, x, pool="cls", ln_pre=True, ln_post_after_proj=False):
-    x = v.embed(x)
-    if ln_pre:
-        x = v.ln_pre(x)
-    for block in v.transformer.resblocks:
-        x = block(x)
-    x = x[:, 0] if pool == "cls" else x.mean(dim=1)
-    return v.ln_post(x @ v.proj) if ln_post_after_proj else v.ln_post(x) @ v.proj
+# ----------------------------------------------------------------------------- 02.5 encode_image(model, images)
+def _encode(m, x, pool="cls", ln_pre=True, ln_post_after_proj=False, grad=True):
+    v = m.visual
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        x = v.embed(x)
+        if ln_pre:
+            x = v.ln_pre(x)
+        for block in v.transformer.resblocks:
+            x = block(x)
+        x = x[:, 0] if pool == "cls" else x.mean(dim=1)
+        return v.ln_post(x @ v.proj) if ln_post_after_proj else v.ln_post(x) @ v.proj
+
+
+_ENCODE_IMAGE_BUILDS = (_VISION + "VisionTransformer.forward", _VISION + "Transformer.forward",
+                        "cnclip_edu.model.clip.CLIP.encode_image", "cnclip_edu.model.clip.CLIP.forward")
+_encode_run = guarded(CLIP.encode_image, _ENCODE_IMAGE_BUILDS)
+_GRAD_PARAMS = ("visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding",
+                "visual.transformer.resblocks.0.attn.in_proj_weight", "visual.ln_pre.weight", "visual.proj")
+
+
+def _features(f, model, x):
+    with torch.no_grad():
+        return _encode_run(f, model, x)
+
+
+def _gradients(f, model, x):
+    """Gradients of a fixed weighted sum of the features w.r.t. a few visual parameters (None: none arrived)."""
+    model.zero_grad(set_to_none=True)
+    out = _encode_run(f, model, x)
+    if isinstance(out, dict):  # refused (the shortcut marker)
+        return out
+    if not torch.is_tensor(out) or not out.requires_grad:
+        return [None] * len(_GRAD_PARAMS)
+    w = torch.linspace(-1, 1, out.numel()).view(out.shape)
+    (out * w).sum().backward()
+    params = dict(model.named_parameters())
+    grads = [None if params[n].grad is None else params[n].grad.clone() for n in _GRAD_PARAMS]
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _encode_image_cases():
+    big = tiny_clip(seed=21, resolution=32, patch=8, width=32, layers=2, head_width=8)
+    small = tiny_clip(seed=22, layers=2)
+    x_big, x_small, x_one = images(2, 32, seed=23), images(3, 12, seed=24), images(1, 12, seed=25)
+    return [Case("32×32 图、patch 8、宽 32、2 层的 CLIP，2 张图", lambda f: _features(f, big, x_big)),
+            Case("12×12 图、patch 4、宽 16、2 层的 CLIP，3 张图", lambda f: _features(f, small, x_small)),
+            Case("只有 1 张图 (B = 1)", lambda f: _features(f, small, x_one)),
+            Case("反向传播：梯度要能传到 model.visual 的参数", lambda f: _gradients(f, small, x_small))]
+
+
+def _encode_image_hidden(seed: int):
+    rng = random.Random(seed)
+    grid, patch, heads = rng.randint(2, 4), rng.randint(2, 5), rng.choice([1, 2, 4])
+    m = tiny_clip(seed=seed, resolution=grid * patch, patch=patch, width=8 * heads, layers=rng.randint(1, 3),
+                  head_width=8)
+    x = images(rng.randint(1, 4), grid * patch, seed=seed + 1)
+    return [Case("随机大小的 CLIP 和一批随机图片", lambda f: _features(f, m, x)),
+            Case("随机大小的 CLIP：梯度", lambda f: _gradients(f, m, x))]
 
 
 register(Exercise(
-    id="02.6", title="完整的 encode_image", points=3,
-    hint="顺序：patch → [CLS] + 位置 → ln_pre → 每个残差块 → 只取 [CLS] (x[:, 0]) → ln_post → @ proj。"
-         "CLIP 的 ViT 在进 Transformer 之前多一个 ln_pre；投影 proj 在 ln_post 之后。",
-    reference=VisionTransformer.forward,
-    cases=_vit_cases(lambda f, v, x: f(v, x)),
+    id="02.5", title="完整的 encode_image(model, images)", points=3,
+    hint="CLIP 的 ViT 在进第一个残差块之前多一个 LayerNorm；走完所有块以后只有一个 token 代表整张图；"
+         "投影和最后一个 LayerNorm 的先后顺序要对；别用 torch.no_grad() 或 .detach()，否则梯度传不回参数。",
+    reference=CLIP.encode_image, needs=("02.1", "02.2", "02.4"),
+    cases=_encode_image_cases, hidden=_encode_image_hidden, builds=_ENCODE_IMAGE_BUILDS,
+    compare=refuse_shortcuts(),
     mutants=lambda: {
-        "忘了 ln_pre": lambda v, x: _encode(v, x, ln_pre=False),
-        "对所有 token 取平均，而不是取 [CLS]": lambda v, x: _encode(v, x, pool="mean"),
-        "先投影再 ln_post": lambda v, x: _encode(v, x, ln_post_after_proj=True),
+        "忘了 ln_pre": lambda m, x: _encode(m, x, ln_pre=False),
+        "对所有 token 取平均，而不是取 [CLS]": lambda m, x: _encode(m, x, pool="mean"),
+        "先投影再 ln_post": lambda m, x: _encode(m, x, ln_post_after_proj=True),
+        "在 torch.no_grad() 里计算（梯度传不回参数）": lambda m, x: _encode(m, x, grad=False),
+        "直接调用库里的 model.visual(images)": lambda m, x: m.visual(x),
+        "直接调用库里的 model.encode_image": lambda m, x: m.encode_image(x),
     }))
 
 
-# ----------------------------------------------------------------------------- end-of-notebook numbers
-register(Exercise(
-    id="02.q1", title="patch 改成 4 以后的 token 数", points=1,
-    hint="32 / 4 = 8，一行 8 个 patch，共 8 × 8 个；别忘了还有 1 个 [CLS]。",
-    reference=65,
-    mutants=lambda: {"忘了 [CLS]": 64, "只算了一行": 8, "没变": 17}))
+# ----------------------------------------------------------------------------- 02.6 FLIP random_masking
+def _masking(x, mask_ratio, generator=None, same_for_all=False, count=None, descending=False, spatial_order=False,
+             cls_in_pool=False, shift=1):
+    """random_masking with one step done differently (for the mutants)."""
+    B, L, D = x.shape
+    N = L - 1
+    keep = int(N * (1 - mask_ratio)) if count is None else count(N, mask_ratio)
+    if cls_in_pool:  # draws noise for every token, [CLS] included, and keeps from all of them
+        noise = torch.rand(B, L, generator=generator)
+        ids = noise.argsort(dim=1, descending=descending)[:, : keep + 1]
+        return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, D))
+    noise = torch.rand(1 if same_for_all else B, N, generator=generator).expand(B, N)
+    ids = noise.argsort(dim=1, descending=descending)[:, :keep]
+    if spatial_order:
+        ids = ids.sort(dim=1).values
+    kept = torch.gather(x, 1, (ids + shift).unsqueeze(-1).expand(-1, -1, D))
+    return torch.cat([x[:, :1], kept], dim=1)
+
+
+def _per_image_randperm(x, mask_ratio, generator=None):
+    B, L, D = x.shape
+    keep = int((L - 1) * (1 - mask_ratio))
+    ids = torch.stack([torch.randperm(L - 1, generator=generator)[:keep] for _ in range(B)]) + 1
+    return torch.cat([x[:, :1], torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, D))], dim=1)
+
+
+def _no_generator(x, mask_ratio, generator=None):
+    return _masking(x, mask_ratio)  # torch.rand without generator=: draws from the global generator
+
+
+_MASK_BUILDS = (_VISION + "random_masking",)
+_mask_run = guarded(random_masking, _MASK_BUILDS)
+
+
+def _token_ids(B: int, L: int) -> torch.Tensor:
+    """(B, L, 1) long: token i's "feature" is i, so an error message shows which tokens were kept."""
+    return torch.arange(L).view(1, L, 1).expand(B, L, 1).clone()
+
+
+def _mask_case(label, x, ratio, seed):
+    return Case(label, lambda f: _mask_run(f, x, ratio, torch.Generator().manual_seed(seed)))
+
+
+def _mask_cases():
+    g = torch.Generator().manual_seed(31)
+    feats, one = torch.randn(3, 17, 8, generator=g), torch.randn(1, 10, 4, generator=g)
+    return [_mask_case("特征就是编号 (4, 17, 1) 的整数张量，mask_ratio = 0.5", _token_ids(4, 17), 0.5, 0),
+            _mask_case("随机特征 (3, 17, 8)，mask_ratio = 0.7（保留个数 16 × 0.3 = 4.8 不是整数）", feats, 0.7, 1),
+            _mask_case("mask_ratio = 0.75：16 × 0.25 = 4 恰好是整数", _token_ids(2, 17), 0.75, 2),
+            _mask_case("只有 1 张图、9 个 patch、mask_ratio = 0.5", one, 0.5, 3),
+            _mask_case("float64 的输入：结果也要是 float64", feats.double(), 0.5, 4)]
+
+
+def _mask_hidden(seed: int):
+    rng = random.Random(seed)
+    B, N, D = rng.randint(1, 5), rng.choice([4, 9, 16, 49]), rng.randint(1, 6)
+    x = torch.randn(B, 1 + N, D, generator=torch.Generator().manual_seed(seed))
+    ratio = rng.choice([0.25, 0.5, 0.6, 0.7, 0.75, 0.9])
+    return [_mask_case("随机批次、随机 patch 数和 mask_ratio", x, ratio, seed),
+            _mask_case("特征就是编号的整数张量", _token_ids(B, 1 + N), rng.choice([0.5, 0.75]), seed + 1)]
+
 
 register(Exercise(
-    id="02.q2", title="注意力矩阵变大了多少倍", points=1,
-    hint="注意力矩阵是 L × L：L 从 17 变成 65，大小变成 (65 / 17)² 倍。",
-    reference=(65 / 17) ** 2,
-    mutants=lambda: {"按 L 线性算": 65 / 17, "忘了 [CLS]：(64 / 16)²": 16.0, "只算 patch 数的比": 4.0}))
-
-register(Exercise(
-    id="02.q3", title="mask_ratio = 0.75 时的序列长度", points=1,
-    hint="16 个 patch 保留 int(16 × (1 - 0.75)) = 4 个，再加上总是保留的 [CLS]。",
-    reference=5,
-    mutants=lambda: {"忘了 [CLS]": 4, "把 0.75 当成保留比例": 13, "没变": 17}))
+    id="02.6", title="FLIP 的 random_masking：每张图随机保留一部分 patch", points=4,
+    hint="每张图要有自己的一组随机数，按题目说的方式从 generator 里抽；留下随机数最小的那几个 patch，"
+         "个数按题目的公式向下取整；下标是 patch 的编号，到 x 里取之前要想想 [CLS] 占了位置 0；"
+         "gather 的下标要和取出的结果一样有 D 这一维。",
+    reference=random_masking,
+    cases=_mask_cases, hidden=_mask_hidden, builds=_MASK_BUILDS, compare=refuse_shortcuts(strict_dtype()),
+    mutants=lambda: {
+        "每张图用了同一组随机数（同一个子集）": lambda x, r, g=None: _masking(x, r, g, same_for_all=True),
+        "[CLS] 也参与了随机丢弃": lambda x, r, g=None: _masking(x, r, g, cls_in_pool=True),
+        "下标忘了 +1（把 [CLS] 当成了第 0 个 patch）": lambda x, r, g=None: _masking(x, r, g, shift=0),
+        "留下随机数最大的（降序）": lambda x, r, g=None: _masking(x, r, g, descending=True),
+        "把留下的 patch 按原来的位置重新排序": lambda x, r, g=None: _masking(x, r, g, spatial_order=True),
+        "保留个数用 L 而不是 N = L - 1 来算": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: int((N + 1) * (1 - r_))),
+        "保留个数四舍五入": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: round(N * (1 - r_))),
+        "保留个数 = N - int(N × mask_ratio)": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: N - int(N * r_)),
+        "每张图用 torch.randperm 抽子集": _per_image_randperm,
+        "没有把 generator 传给 torch.rand": _no_generator,
+        "先转成 float32 再处理": lambda x, r, g=None: _masking(x.float(), r, g),
+        "直接调用库里的 random_masking": lambda x, r, g=None: random_masking(x, r, g),
+    }))

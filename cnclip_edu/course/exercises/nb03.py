@@ -1,35 +1,61 @@
-"""Exercises of notebook 03 (the text tower and CLIP): BERT's embeddings, one masked post-LN layer,
-[CLS] -> text_projection, then CLIP's scaled cosine logits, each compared with the library's own code
-on seeded tiny models (towers.py) and token batches with different amounts of padding.
+"""Exercises of notebook 03 (the text tower and checkpoints): BERT's embeddings, masked attention, one
+post-LN layer, `encode_text(model, tokens)`, then loading an official cn_clip checkpoint: the key
+mapping (03.5) and the strict load (03.6).
+
+Layer-level answers run on seeded tiny models (towers.py) and token batches with different amounts of
+padding, compared with the library's own module; the checkpoint answers run on cn_clip-layout files
+written on the fly from a tiny model (`{"state_dict": {"module.…": …}}`, the unused `bert.pooler.*`
+included, optionally cn_clip's FlashAttention parameter names) and are compared with the library's
+loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`). Every exercise has grading
+cases drawn from a seed (`hidden`) and names the library routines it builds (`builds`, guards.py).
 """
 from __future__ import annotations
 
 import math
+import random
+import tempfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from cnclip_edu.model.checkpoint import load_weights, normalize_keys, read_checkpoint
 from cnclip_edu.model.clip import CLIP
 from cnclip_edu.model.text import BertEmbeddings, padding_bias
 
 from .core import Case, Exercise, register
+from .guards import guarded, refuse_shortcuts
 from .towers import images, tiny_clip, tokens
 
+_TEXT = "cnclip_edu.model.text."
+_CKPT = "cnclip_edu.model.checkpoint."
+_SDPA = "torch.nn.functional.scaled_dot_product_attention"
 # real lengths (with [CLS] and [SEP]) per sentence: one full, one half padding, one almost all padding
 _LENGTHS = [12, 6, 3]
 
 
 def _model_cases(run):
-    """run(answer, model, ids) on two tiny CLIPs and token batches with padding."""
+    """run(answer, model, ids) on two tiny CLIPs and token batches with padding (an empty caption included)."""
     def cases():
         a, b = tiny_clip(seed=1), tiny_clip(seed=2)
-        ids_a, ids_b = tokens(_LENGTHS, 12, seed=3), tokens([5, 9], 10, seed=4)
+        ids_a, ids_b = tokens(_LENGTHS, 12, seed=3), tokens([2, 9], 10, seed=4)
         return [Case("3 句话，长度 12 / 6 / 3（后两句有 [PAD]）", lambda f: run(f, a, ids_a)),
-                Case("另一个模型，2 句话，补齐到 10", lambda f: run(f, b, ids_b))]
+                Case("另一个模型，2 句话补齐到 10，其中一句是空句子（只有 [CLS] [SEP]）", lambda f: run(f, b, ids_b))]
     return cases
 
 
-def _hidden(model, ids):
+def _model_hidden(run):
+    def hidden(seed: int):
+        rng = random.Random(seed)
+        L = rng.randint(4, 16)
+        lengths = [L, rng.randint(2, L - 1)] + [rng.randint(2, L) for _ in range(rng.randint(0, 2))]
+        rng.shuffle(lengths)
+        m, ids = tiny_clip(seed=seed), tokens(lengths, L, seed=seed + 1)
+        return [Case("随机长度的一批句子（有的补了 [PAD]）", lambda f: run(f, m, ids))]
+    return hidden
+
+
+def _hidden_states(model, ids):
     """Hidden states entering layer 0 (what a layer-level answer receives)."""
     with torch.no_grad():
         return model.bert.embeddings(ids)
@@ -45,16 +71,26 @@ def _embeddings(emb, ids, positions=None, token_type=True, layer_norm=True):
     return emb.LayerNorm(x) if layer_norm else x
 
 
+_EMB_BUILDS = (_TEXT + "BertEmbeddings.forward", _TEXT + "BertModel.forward")
+_emb_run = guarded(BertEmbeddings.forward, _EMB_BUILDS)
+
+
+def _emb(f, m, ids):
+    with torch.no_grad():
+        return _emb_run(f, m.bert.embeddings, ids)
+
+
 register(Exercise(
     id="03.1", title="BERT 的三种嵌入相加再 LayerNorm", points=2,
-    hint="词嵌入查 ids；位置嵌入查 0, 1, …, L-1（torch.arange(L)，从 0 开始）；句子类型全是第 0 类 "
-         "(token_type_embeddings.weight[0])；三者相加后再过 emb.LayerNorm。",
+    hint="三张表各查一次：词按 id 查，位置按 0, 1, …, L-1 查（第一个位置的编号是几？），句子类型只有一句话；"
+         "三者相加之后还有一步。",
     reference=BertEmbeddings.forward,
-    cases=_model_cases(lambda f, m, ids: f(m.bert.embeddings, ids)),
+    cases=_model_cases(_emb), hidden=_model_hidden(_emb), builds=_EMB_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "忘了句子类型嵌入 (token type)": lambda e, ids: _embeddings(e, ids, token_type=False),
         "忘了 LayerNorm": lambda e, ids: _embeddings(e, ids, layer_norm=False),
         "位置从 1 开始编号": lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(1, L + 1)),
+        "直接调用库里的 emb(ids)": lambda e, ids: e(ids),
     }))
 
 
@@ -85,18 +121,29 @@ def _reference_attention(self_attention, x, ids):
     return self_attention(x, padding_bias(ids, x.dtype))
 
 
+_ATTN_BUILDS = (_TEXT + "BertSelfAttention.forward", _SDPA)
+_attn_run = guarded(_reference_attention, _ATTN_BUILDS)
+
+
+def _attn(f, m, ids):
+    with torch.no_grad():
+        return _attn_run(f, m.bert.encoder.layer[0].attention.self, _hidden_states(m, ids), ids)
+
+
 register(Exercise(
     id="03.2", title="带填充掩码的多头自注意力", points=3,
-    hint="掩码作用在【列】(key) 上：scores 形状 (B, H, L, L)，把 ids == 0 的那些列设成一个极大的负数 "
-         "(masked_fill，或加上形状 (B, 1, 1, L) 的偏置)，softmax 之后它们的权重就是 0；"
-         "分数除以 √Dh；q、k、v 分别来自 query、key、value 三个 Linear；最后合并多头 (B, L, D)，这里不过输出层。",
+    hint="分数矩阵 (B, nh, L, L) 的哪一维是 key？[PAD] 作为 key 时不该分到权重，作为 query 时照常计算；"
+         "屏蔽要在 softmax 之前；缩放按每个头的维度算；这里只合并多头，不过输出层。",
     reference=_reference_attention,
-    cases=_model_cases(lambda f, m, ids: f(m.bert.encoder.layer[0].attention.self, _hidden(m, ids), ids)),
+    cases=_model_cases(_attn), hidden=_model_hidden(_attn), builds=_ATTN_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "没有掩码": lambda sa, x, ids: _masked_attention(sa, x, ids, mask=None),
         "掩码加在了行 (query) 上": lambda sa, x, ids: _masked_attention(sa, x, ids, mask="queries"),
         "把真实 token 屏蔽了 (ids != 0)": lambda sa, x, ids: _masked_attention(sa, x, ids, mask="real"),
         "忘了除以 √Dh": lambda sa, x, ids: _masked_attention(sa, x, ids, scale=False),
+        "用了 F.scaled_dot_product_attention": lambda sa, x, ids: F.scaled_dot_product_attention(
+            sa.split(sa.query(x)), sa.split(sa.key(x)), sa.split(sa.value(x)), attn_mask=padding_bias(ids, x.dtype)
+        ).transpose(1, 2).reshape(x.shape),
     }))
 
 
@@ -116,93 +163,322 @@ def _reference_layer(layer, x, ids):
     return layer(x, padding_bias(ids, x.dtype))
 
 
+_LAYER_BUILDS = tuple(_TEXT + n for n in ("BertLayer.forward", "BertAttention.forward", "DenseLayerNorm.forward",
+                                          "BertIntermediate.forward", "BertEncoder.forward"))
+_layer_run = guarded(_reference_layer, _LAYER_BUILDS)
+
+
+def _lay(f, m, ids):
+    with torch.no_grad():
+        return _layer_run(f, m.bert.encoder.layer[1], _hidden_states(m, ids), ids)
+
+
 register(Exercise(
     id="03.3", title="一层 post-LN 的 BERT 编码器", points=3,
-    hint="post-LN：先相加再 LayerNorm。x = attention.output.LayerNorm(x + attention.output.dense(自注意力(x)))；"
-         "h = output.dense(gelu(intermediate.dense(x)))；x = output.LayerNorm(x + h)。GELU 用精确的 F.gelu，"
-         "不是 ViT 的 QuickGELU。",
-    reference=_reference_layer,
-    cases=_model_cases(lambda f, m, ids: f(m.bert.encoder.layer[1], _hidden(m, ids), ids)),
+    hint="post-LN：每个子层是“线性层、加残差、再 LayerNorm”，和 ViT 的顺序相反；两个子层各有自己的 LayerNorm；"
+         "FFN 的激活函数是 BERT 预训练时用的那一个（精确的 erf 形式）。",
+    reference=_reference_layer, needs=("03.2",),
+    cases=_model_cases(_lay), hidden=_model_hidden(_lay), builds=_LAYER_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "写成了 pre-LN (ViT 的顺序)": lambda l, x, ids: _layer(l, x, ids, order="pre"),
         "FFN 用了 QuickGELU": lambda l, x, ids: _layer(l, x, ids, act=lambda t: t * torch.sigmoid(1.702 * t)),
         "FFN 用了 tanh 近似的 GELU": lambda l, x, ids: _layer(l, x, ids, act=lambda t: F.gelu(t, approximate="tanh")),
         "FFN 没有加残差": lambda l, x, ids: _layer(l, x, ids, ffn_residual=False),
+        "直接调用库里的 layer(x, bias)": lambda l, x, ids: l(x, padding_bias(ids, x.dtype)),
     }))
 
 
-# ----------------------------------------------------------------------------- 03.4 encode_text
-def _encode_text(model, ids, pool="cls", project=True):
-    x = model.bert(ids)  # (B, L, H)
-    if pool == "cls":
-        x = x[:, 0]
-    elif pool == "mean":
-        x = x.mean(dim=1)
-    else:
-        x = x[:, -1]
-    return x @ model.text_projection if project else x
+# ----------------------------------------------------------------------------- 03.4 encode_text(model, tokens)
+def _encode_text(model, ids, pool="cls", project=True, grad=True):
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        x = model.bert.embeddings(ids)  # (B, L, H); layer by layer, not the library's whole BertModel.forward
+        for layer in model.bert.encoder.layer:
+            x = layer(x, padding_bias(ids, x.dtype))
+        if pool == "cls":
+            x = x[:, 0]
+        elif pool == "mean":
+            x = x.mean(dim=1)
+        elif pool == "masked_mean":
+            real = (ids != 0).unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+            x = (x * real).sum(dim=1) / real.sum(dim=1)
+        else:
+            x = x[:, -1]
+        return x @ model.text_projection if project else x
+
+
+_ENCODE_TEXT_BUILDS = ("cnclip_edu.model.clip.CLIP.encode_text", "cnclip_edu.model.clip.CLIP.forward",
+                       "cnclip_edu.model.clip.CLIP.get_similarity", _TEXT + "BertModel.forward",
+                       _TEXT + "BertEncoder.forward", "cnclip_edu.model.text_unpad.cls_hidden")
+_encode_run = guarded(CLIP.encode_text, _ENCODE_TEXT_BUILDS)
+_GRAD_PARAMS = ("bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
+                "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.1.output.dense.weight",
+                "text_projection")
+
+
+def _text_features(f, m, ids):
+    with torch.no_grad():
+        return _encode_run(f, m, ids)
+
+
+def _text_gradients(f, m, ids):
+    """Gradients of a fixed weighted sum of the features w.r.t. a few text parameters (None: none arrived)."""
+    m.zero_grad(set_to_none=True)
+    out = _encode_run(f, m, ids)
+    if isinstance(out, dict):  # refused (the shortcut marker)
+        return out
+    if not torch.is_tensor(out) or not out.requires_grad:
+        return [None] * len(_GRAD_PARAMS)
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    params = dict(m.named_parameters())
+    grads = [None if params[n].grad is None else params[n].grad.clone() for n in _GRAD_PARAMS]
+    m.zero_grad(set_to_none=True)
+    return grads
+
+
+def _encode_text_cases():
+    a, b = tiny_clip(seed=1), tiny_clip(seed=2)
+    ids_a, ids_b = tokens(_LENGTHS, 12, seed=3), tokens([2, 9], 10, seed=4)
+    return [Case("3 句话，长度 12 / 6 / 3（后两句有 [PAD]）", lambda f: _text_features(f, a, ids_a)),
+            Case("另一个模型，2 句话补齐到 10，其中一句是空句子（只有 [CLS] [SEP]）", lambda f: _text_features(f, b, ids_b)),
+            Case("反向传播：梯度要能传到 model.bert 和 text_projection", lambda f: _text_gradients(f, a, ids_a))]
+
+
+def _encode_text_hidden(seed: int):
+    rng = random.Random(seed)
+    L = rng.randint(4, 16)
+    lengths = [L, rng.randint(2, L - 1)] + [rng.randint(2, L) for _ in range(rng.randint(0, 2))]
+    m, ids = tiny_clip(seed=seed), tokens(lengths, L, seed=seed + 1)
+    return [Case("随机长度的一批句子", lambda f: _text_features(f, m, ids)),
+            Case("随机长度的一批句子：梯度", lambda f: _text_gradients(f, m, ids))]
 
 
 register(Exercise(
-    id="03.4", title="文本特征：[CLS] 乘 text_projection", points=2,
-    hint="走完嵌入和每一层以后，只取第 0 个位置 ([CLS])：hidden[:, 0]，形状 (B, H)；再 @ text_projection 得到 (B, E)。"
-         "不要对所有位置求平均（会把 [PAD] 也算进去），也不要取最后一个位置（短句那里是 [PAD]）。",
-    reference=CLIP.encode_text,
-    cases=_model_cases(lambda f, m, ids: f(m, ids)),
+    id="03.4", title="完整的 encode_text(model, tokens)", points=2,
+    hint="嵌入、每一层（带同一个掩码）之后，只读一个位置：CLIP 训练时用哪个 token 代表整句话？短句的末尾是什么？"
+         "最后还要投影到和图像相同的空间；别用 torch.no_grad() 或 .detach()，否则梯度传不回参数。",
+    reference=CLIP.encode_text, needs=("03.1", "03.3"),
+    cases=_encode_text_cases, hidden=_encode_text_hidden, builds=_ENCODE_TEXT_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
-        "对所有位置求平均": lambda m, ids: _encode_text(m, ids, pool="mean"),
+        "对所有位置求平均（[PAD] 也算进去了）": lambda m, ids: _encode_text(m, ids, pool="mean"),
+        "只对真实 token 求平均（带掩码的平均池化）": lambda m, ids: _encode_text(m, ids, pool="masked_mean"),
         "取了最后一个位置": lambda m, ids: _encode_text(m, ids, pool="last"),
         "忘了乘 text_projection": lambda m, ids: _encode_text(m, ids, project=False),
+        "在 torch.no_grad() 里计算（梯度传不回参数）": lambda m, ids: _encode_text(m, ids, grad=False),
+        "直接调用库里的 model.encode_text": lambda m, ids: m.encode_text(ids),
+        "直接调用库里的 model.bert(ids)": lambda m, ids: m.bert(ids)[:, 0] @ m.text_projection,
     }))
 
 
-# ----------------------------------------------------------------------------- 03.5 CLIP's logits
-def _logits(model, imgs, ids, normalize=True, exp=True, transpose=True, dim=-1):
-    img, txt = model.encode_image(imgs), model.encode_text(ids)
-    if normalize:
-        img, txt = img / img.norm(dim=dim, keepdim=True), txt / txt.norm(dim=dim, keepdim=True)
-    scale = model.logit_scale.exp() if exp else model.logit_scale
-    logits = scale * img @ txt.t()  # (B_img, B_txt)
-    return logits, (logits.t() if transpose else logits)
+# ----------------------------------------------------------------------------- official checkpoints
+def official_layout(model, prefix: str = "module.", pooler: bool = True, flash: bool = False,
+                    seed: int = 0) -> dict[str, torch.Tensor]:
+    """`model`'s weights as cn_clip saves them: `prefix` (DDP's `module.`) on every key, BERT's unused
+    pooler (dense H x H + bias) added, and with `flash` the parameter names of cn_clip's FlashAttention
+    build (ViT `attn.Wqkv.*`; BERT `attention.self.Wqkv.*` = q, k, v stacked, `attention.self.out_proj.*`)."""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if flash:
+        for k in [k for k in sd if ".attn.in_proj_" in k]:
+            sd[k.replace(".attn.in_proj_", ".attn.Wqkv.")] = sd.pop(k)
+        i = 0
+        while f"bert.encoder.layer.{i}.attention.self.query.weight" in sd:
+            p = f"bert.encoder.layer.{i}.attention"
+            for kind in ("weight", "bias"):
+                sd[f"{p}.self.Wqkv.{kind}"] = torch.cat([sd.pop(f"{p}.self.{n}.{kind}") for n in ("query", "key", "value")])
+                sd[f"{p}.self.out_proj.{kind}"] = sd.pop(f"{p}.output.dense.{kind}")
+            i += 1
+    if pooler:
+        H = sd["bert.embeddings.word_embeddings.weight"].shape[1]
+        g = torch.Generator().manual_seed(seed)
+        sd["bert.pooler.dense.weight"] = torch.randn(H, H, generator=g)
+        sd["bert.pooler.dense.bias"] = torch.randn(H, generator=g)
+    return {prefix + k: v for k, v in sd.items()}
 
 
-def _clip_cases():
-    def cases():
-        a, b = tiny_clip(seed=5), tiny_clip(seed=6)
-        return [Case("2 张图、3 句话", lambda f: f(a, images(2, 12, seed=7), tokens(_LENGTHS, 12, seed=8))),
-                Case("另一个模型，4 张图、2 句话", lambda f: f(b, images(4, 12, seed=9), tokens([5, 9], 10, seed=10)))]
-    return cases
+# ----------------------------------------------------------------------------- 03.5 the key mapping
+def _convert(sd, strip="prefix", pooler="drop", pooler_before_strip=False, flash=True, chunk_dim=0,
+             rename_out=True, bert_like_vit=False):
+    """A key mapping with one step done differently (for the mutants)."""
+    first = next(iter(sd))
+    out = {}
+    for k, v in sd.items():
+        if pooler_before_strip and k.startswith("bert.pooler."):
+            continue
+        if strip == "prefix":
+            k = k[len("module."):] if k.startswith("module.") else k
+        elif strip == "anywhere":
+            k = k.replace("module.", "")
+        elif strip == "always":
+            k = k[len("module."):]
+        elif strip == "cn_clip" and first.startswith("module"):  # cn_clip's own loader: only for DDP files
+            if "bert.pooler" in k:
+                continue
+            k = k[len("module."):]
+        if pooler == "drop" and not pooler_before_strip and k.startswith("bert.pooler."):
+            continue
+        if flash and (".attn.Wqkv." in k or bert_like_vit and ".Wqkv." in k):
+            k = k.replace(".Wqkv.", ".in_proj_")
+        out[k] = v
+    for k in [k for k in out if flash and ".attention.self.Wqkv." in k]:
+        prefix, kind = k.split(".attention.self.Wqkv.")
+        for part, t in zip(("query", "key", "value"), out.pop(k).chunk(3, dim=chunk_dim if kind == "weight" else 0)):
+            out[f"{prefix}.attention.self.{part}.{kind}"] = t
+        if rename_out:
+            out[f"{prefix}.attention.output.dense.{kind}"] = out.pop(f"{prefix}.attention.self.out_proj.{kind}")
+    return out
+
+
+_MAP_BUILDS = (_CKPT + "normalize_keys", _CKPT + "read_checkpoint", _CKPT + "load_state_dict_any",
+               "cnclip_edu.model.hf_convert.hf_to_ours")
+_map_run = guarded(normalize_keys, _MAP_BUILDS)
+
+
+def _map_case(label, make):
+    return Case(label, lambda f: _map_run(f, make()))
+
+
+def _with_inner_module(seed):
+    sd = official_layout(tiny_clip(seed=seed), seed=seed)
+    sd["module.visual.adapter.module.weight"] = torch.ones(2)  # a submodule that is itself called `module`
+    return sd
+
+
+def _map_cases():
+    return [_map_case("cn_clip 训练保存的检查点：module. 前缀 + bert.pooler", lambda: official_layout(tiny_clip(seed=41), seed=1)),
+            _map_case("单卡保存的检查点：没有 module. 前缀，但有 bert.pooler",
+                      lambda: official_layout(tiny_clip(seed=42), prefix="", seed=2)),
+            _map_case("用 --use-flash-attention 训练的检查点：Wqkv / out_proj 的参数名",
+                      lambda: official_layout(tiny_clip(seed=43), flash=True, seed=3)),
+            _map_case("参数名中间也出现 module.（有个子模块就叫 module）：只能去掉开头的前缀",
+                      lambda: _with_inner_module(44))]
+
+
+def _map_hidden(seed: int):
+    rng = random.Random(seed)
+    prefix, flash, pooler = rng.choice(["module.", ""]), rng.random() < 0.5, rng.random() < 0.8
+
+    def make():
+        sd = official_layout(tiny_clip(seed=seed), prefix=prefix, pooler=pooler, flash=flash, seed=seed)
+        sd[f"{prefix}visual.adapter.module.weight"] = torch.ones(2)  # a submodule called `module`
+        return sd
+    return [_map_case("随机的 cn_clip 检查点布局", make)]
 
 
 register(Exercise(
-    id="03.5", title="CLIP 的相似度矩阵 logits_per_image / logits_per_text", points=3,
-    hint="先把图像特征和文本特征各自沿最后一维 (dim=-1) 除以自己的长度 (L2 归一化)，点积就是余弦相似度；"
-         "再乘 logit_scale.exp()（参数里存的是对数）。logits_per_image 形状 (图数, 句数)，logits_per_text 是它的转置。",
-    reference=CLIP.get_similarity,
-    cases=_clip_cases(),
+    id="03.5", title="官方检查点的参数名 → 我们的参数名", points=4,
+    hint="DDP 的前缀只在参数名的开头；文件里有一组参数 CLIP 根本不用；FlashAttention 版把 BERT 的 q、k、v 叠成了一个矩阵"
+         "（按第 0 维、按 q、k、v 的顺序），注意力的输出层也换了名字，ViT 只换了名字；不认识的参数名原样保留。",
+    reference=normalize_keys,
+    cases=_map_cases, hidden=_map_hidden, builds=_MAP_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
-        "没有归一化": lambda m, i, t: _logits(m, i, t, normalize=False),
-        "直接乘 logit_scale，忘了 exp()": lambda m, i, t: _logits(m, i, t, exp=False),
-        "logits_per_text 没有转置": lambda m, i, t: _logits(m, i, t, transpose=False),
-        "沿 dim=0 归一化": lambda m, i, t: _logits(m, i, t, dim=0),
+        "忘了丢掉 bert.pooler.*": lambda sd: _convert(sd, pooler="keep"),
+        "用 replace 去掉所有的 module.，不只是开头的": lambda sd: _convert(sd, strip="anywhere"),
+        "照抄 cn_clip 的加载代码：只有 DDP 文件才去前缀、丢 pooler": lambda sd: _convert(sd, strip="cn_clip", pooler="keep"),
+        "先判断 bert.pooler，后去掉前缀（DDP 文件里的 pooler 漏掉了）": lambda sd: _convert(sd, pooler_before_strip=True),
+        "不管有没有前缀，都切掉前 7 个字符": lambda sd: _convert(sd, strip="always"),
+        "没有处理 FlashAttention 的参数名": lambda sd: _convert(sd, flash=False),
+        "BERT 的 Wqkv 沿第 1 维切开": lambda sd: _convert(sd, chunk_dim=1),
+        "忘了把 attention.self.out_proj 改名成 attention.output.dense": lambda sd: _convert(sd, rename_out=False),
+        "BERT 的 Wqkv 也当成 ViT 的 in_proj 改名": lambda sd: _convert(sd, bert_like_vit=True),
+        "直接调用库里的 normalize_keys": lambda sd: normalize_keys(sd),
     }))
 
 
-# ----------------------------------------------------------------------------- end-of-notebook numbers
+# ----------------------------------------------------------------------------- 03.6 the strict load
+def _library_load(model, path):
+    """The library's loader on an existing model: read + map the keys, then a strict load."""
+    return load_weights(model, read_checkpoint(path)[0], source=path)
+
+
+_LOAD_BUILDS = (_CKPT + "read_checkpoint", _CKPT + "load_weights", _CKPT + "load_state_dict_any", _CKPT + "load",
+                "cnclip_edu.model.cn_clip_ref.cn_clip_from_checkpoint")
+_load_run = guarded(_library_load, _LOAD_BUILDS)
+
+
+def _write(folder: str, state_dict: dict) -> Path:
+    path = Path(folder) / "clip_cn_tiny.pt"
+    torch.save({"epoch": 3, "step": 120, "name": "tiny", "state_dict": state_dict}, path)
+    return path
+
+
+def _load_features(f, source_seed, target_seed, **layout):
+    """Load a cn_clip-layout file of one tiny CLIP into another (other weights); -> its features."""
+    with tempfile.TemporaryDirectory() as d:
+        path = _write(d, official_layout(tiny_clip(seed=source_seed), seed=source_seed, **layout))
+        model = _load_run(f, tiny_clip(seed=target_seed), path)
+    if isinstance(model, dict):  # refused (the shortcut marker)
+        return model
+    if not isinstance(model, CLIP):
+        return f"函数返回的不是模型，而是 {type(model).__name__}"
+    with torch.no_grad():
+        return [model.encode_image(images(2, 12, seed=5)), model.encode_text(tokens(_LENGTHS, 12, seed=6))]
+
+
+def _load_refused(f, change):
+    """Whether loading a file that does not fit the model raises (it must: strict)."""
+    with tempfile.TemporaryDirectory() as d:
+        sd = official_layout(tiny_clip(seed=51), seed=51)
+        change(sd)
+        path = _write(d, sd)
+        try:
+            out = _load_run(f, tiny_clip(seed=52), path)
+        except Exception:
+            return "报错"
+    return out if isinstance(out, dict) else "没有报错"
+
+
+def _drop(key):
+    return lambda sd: sd.pop(key)
+
+
+def _load_cases():
+    return [Case("cn_clip 格式的文件（module. + bert.pooler）装进另一个随机模型", lambda f: _load_features(f, 53, 54)),
+            Case("FlashAttention 参数名的文件", lambda f: _load_features(f, 55, 56, flash=True)),
+            Case("文件里缺了 text_projection：必须报错，不能悄悄留着随机初始化的值",
+                 lambda f: _load_refused(f, _drop("module.text_projection"))),
+            Case("文件里多了一个模型没有的参数：必须报错",
+                 lambda f: _load_refused(f, lambda sd: sd.update({"module.visual.extra_head.weight": torch.ones(3)})))]
+
+
+def _load_hidden(seed: int):
+    rng = random.Random(seed)
+    prefix, flash = rng.choice(["module.", ""]), rng.random() < 0.5
+    gone = rng.choice(["module.logit_scale", "module.visual.ln_post.bias", "module.bert.embeddings.LayerNorm.weight"])
+    return [Case("随机布局的 cn_clip 文件", lambda f: _load_features(f, seed, seed + 1, prefix=prefix, flash=flash)),
+            Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone)))]
+
+
+def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True):
+    def load(model, path):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        sd = obj["state_dict"] if take_state_dict else obj
+        model.load_state_dict(normalize_keys(sd) if map_keys else sd, strict=strict)
+        return model if returns else None
+    return load
+
+
+register(Exercise(
+    id="03.6", title="严格加载 cn_clip 的检查点 (strict=True)", points=2,
+    hint="文件里除了权重还有 epoch、step 这些；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
+         "而不是一句被忽略的提示；函数最后把模型交回去。",
+    reference=_library_load, needs=("03.5",),
+    cases=_load_cases, hidden=_load_hidden, builds=_LOAD_BUILDS, compare=refuse_shortcuts(),
+    mutants=lambda: {
+        "strict=False：缺了参数也不报错": _loader(strict=False),
+        "没有取出 checkpoint['state_dict']": _loader(take_state_dict=False),
+        "忘了 return model": _loader(returns=False),
+        "没有转换参数名，用 strict=False 硬装": _loader(strict=False, map_keys=False),
+        "直接调用库里的 read_checkpoint + load_weights": lambda m, path: _library_load(m, path),
+    }))
+
+
+# ----------------------------------------------------------------------------- end-of-notebook question
 register(Exercise(
     id="03.q1", title="BERT-base 一层的参数个数", points=2,
-    hint="H = 768、中间层 I = 3072。自注意力：Q、K、V、输出 4 个 H×H 的矩阵，各带 H 个偏置；FFN：H×I 加 I 个偏置、"
-         "I×H 加 H 个偏置；还有 2 个 LayerNorm，各有 H 个缩放和 H 个偏移。",
+    hint="把上面打印的一层参数名逐个数一遍：每个 Linear 有权重和偏置，每个 LayerNorm 有缩放和偏移；"
+         "FFN 的中间层是 4H。",
     reference=4 * (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768) + 2 * 2 * 768,
     mutants=lambda: {
         "忘了偏置": 4 * 768 * 768 + 2 * 768 * 3072 + 2 * 2 * 768,
         "忘了 LayerNorm": 4 * (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768),
         "只算了注意力": 4 * (768 * 768 + 768),
     }))
-
-register(Exercise(
-    id="03.q2", title="logit_scale 参数的上限", points=1,
-    hint="训练时相似度的放大倍数 exp(logit_scale) 最多 100；参数里存的是它的自然对数。",
-    reference=math.log(100),
-    mutants=lambda: {"写成了倍数本身": 100.0, "写成了初始值 ln(1/0.07)": math.log(1 / 0.07),
-                     "用了以 10 为底的对数": 2.0}))

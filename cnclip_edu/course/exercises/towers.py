@@ -52,15 +52,16 @@ def tokens(lengths: list[int], length: int, seed: int = 0) -> torch.Tensor:
     return ids
 
 
-def tiny_clip(seed: int = 0, vocab_size: int = 8000) -> nn.Module:
-    """A CLIP with random weights: ViT (12 px, patch 4, width 16) + BERT (hidden 24, 2 layers, 3 heads),
-    embed dim 8, logit_scale drawn away from its initial value."""
+def tiny_clip(seed: int = 0, vocab_size: int = 8000, resolution: int = 12, patch: int = 4, width: int = 16,
+              layers: int = 1, head_width: int = 8) -> nn.Module:
+    """A CLIP with random weights: ViT (12 px, patch 4, width 16, 1 layer by default) + BERT (hidden 24,
+    2 layers, 3 heads), embed dim 8, logit_scale drawn away from its initial value."""
     from cnclip_edu.model.clip import CLIP, CLIPConfig
     from cnclip_edu.model.text import TextConfig
     from cnclip_edu.model.vision import VisionConfig
 
-    cfg = CLIPConfig(VisionConfig("tiny-vit", embed_dim=8, image_resolution=12, vision_layers=1, vision_width=16,
-                                  vision_patch_size=4, vision_head_width=8),
+    cfg = CLIPConfig(VisionConfig("tiny-vit", embed_dim=8, image_resolution=resolution, vision_layers=layers,
+                                  vision_width=width, vision_patch_size=patch, vision_head_width=head_width),
                      TextConfig("tiny-bert", vocab_size=vocab_size, text_hidden_size=24, text_num_hidden_layers=2,
                                 text_num_attention_heads=3, text_intermediate_size=48,
                                 text_max_position_embeddings=16))
