@@ -9,6 +9,9 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     exercises/   the checked build-along exercises: `check("02.1", answer)`, one module per notebook
     student.py   `cnclip-edu student`: the student versions of the notebooks (solutions stubbed out)
     grade.py     `cnclip-edu grade`: run handed-in notebooks, write each student's points to a CSV
+    parameters.py  check_parameters(globals()) after a notebook's parameters cell; QUICK (CNCLIP_QUICK=1)
+    pieces.py    %%my_clip: the student's build-along cells saved for the capstone
 """
 from .exercises import ExerciseFailed, ExerciseNotAttempted, check, passes  # noqa: F401
 from .metrics import load_metrics, record  # noqa: F401
+from .parameters import QUICK, check_parameters  # noqa: F401
