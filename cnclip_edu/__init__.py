@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names belo
     from .data.transforms import image_transform
     from .model.checkpoint import load
     from .model.clip import CLIP, available_models, create_model
-    from .search import search
+    from .eval.search import search
     from .tokenizer import decode, tokenize
 
 # public name -> "module:attribute"
@@ -40,7 +40,7 @@ _LAZY = {
     "load": "cnclip_edu.model.checkpoint:load",
     "CLIP": "cnclip_edu.model.clip:CLIP",
     "image_transform": "cnclip_edu.data.transforms:image_transform",
-    "search": "cnclip_edu.search:search",
+    "search": "cnclip_edu.eval.search:search",
 }
 # attribute -> module: the chapter packages, plus the modules DESIGN §4 names at the top level
 # (`cc.checkpoint.save_hf`, `cc.export.export_onnx`), which live in their chapter's package.

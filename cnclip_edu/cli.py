@@ -12,7 +12,55 @@ import math
 import signal
 import sys
 import threading
+from types import ModuleType
 from typing import Iterator
+
+# ----------------------------------------------------------------------------- optional installs ("extras")
+# The base install (`pip install cnclip-edu`) is what loading, encoding, searching and converting need:
+# torch, torchvision, numpy, pillow, safetensors, tqdm. Everything else is an extra named after what the
+# user wants to do ([data] LMDB, [hub] downloads, [export] ONNX, [faiss], [course] notebooks and classroom),
+# so that an engineer who only encodes images pulls no Jupyter, matplotlib or HTTP stack into a server
+# image; a command or function whose extra is missing says in one line which pip command to run.
+# top-level module -> extra that installs it
+EXTRA_OF: dict[str, str] = {
+    "lmdb": "data",
+    "huggingface_hub": "hub",
+    "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
+    "faiss": "faiss",
+    "matplotlib": "course", "papermill": "course", "nbformat": "course", "nbclient": "course",
+    "ipykernel": "course", "ipywidgets": "course", "jieba": "course", "skimage": "course",
+    "mplfonts": "course", "IPython": "course",
+    "tensorrt": "gpu",
+}
+
+
+class MissingExtra(ModuleNotFoundError):
+    """A package of an optional extra is not installed; the message is the pip command to run."""
+
+
+def hint(module: str, what: str = "this") -> str:
+    top = module.split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return f"{what} needs the package {top!r}, which is not installed"
+    return f"{what} needs {top!r}: pip install 'cnclip-edu[{extra}]'"
+
+
+def require(module: str, what: str = "this") -> ModuleType:
+    """`import module`, or raise MissingExtra naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != module.split(".")[0]:
+            raise  # something else is missing inside that package: not ours to rename
+        raise MissingExtra(hint(module, what), name=exc.name) from None
+
+
+def missing_extra_message(exc: ModuleNotFoundError, what: str) -> str | None:
+    """The one-line hint for `exc` if it is a package of one of our extras, else None."""
+    top = (exc.name or "").split(".")[0]
+    return hint(top, what) if top in EXTRA_OF else None
+
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -113,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"cnclip-edu: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    from .extras import missing_extra_message
-
     try:
         module = importlib.import_module(COMMANDS[cmd][0])
         with sigterm_raises():

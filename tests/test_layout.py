@@ -94,7 +94,14 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     name, is_pkg = _module_name(path)
     base = name.split(".") if is_pkg else name.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    # `if TYPE_CHECKING:` imports are for type checkers only: they never run, so they make no cycle
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                 and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                 for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.ImportFrom):
             mod = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else [])) \

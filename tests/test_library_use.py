@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cnclip_edu as cc
-from cnclip_edu import cli, extras
+from cnclip_edu import cli
 
 
 def test_version_has_one_source():
@@ -45,9 +45,9 @@ def test_a_command_whose_extra_is_missing_says_what_to_install(monkeypatch, caps
 
 def test_require_names_the_extra_and_leaves_other_errors_alone(monkeypatch):
     monkeypatch.setitem(sys.modules, "lmdb", None)
-    with pytest.raises(extras.MissingExtra, match=r"pip install 'cnclip-edu\[data\]'"):
-        extras.require("lmdb", "LMDB datasets")
-    assert extras.require("json").dumps([1]) == "[1]"
+    with pytest.raises(cli.MissingExtra, match=r"pip install 'cnclip-edu\[data\]'"):
+        cli.require("lmdb", "LMDB datasets")
+    assert cli.require("json").dumps([1]) == "[1]"
 
 
 def test_export_takes_a_model_name_as_resume():

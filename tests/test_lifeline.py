@@ -159,7 +159,7 @@ def test_sigkill_of_the_course_runner_stops_training(tmp_path):
 def test_die_with_parent_fires_when_the_parent_is_already_gone(tmp_path):
     # the race: the parent died before the child asked; the child must notice by itself
     code = ("import os, signal, sys, time\n"
-            "from cnclip_edu.lifeline import die_with_parent\n"
+            "from cnclip_edu.data.pool import die_with_parent\n"
             "die_with_parent(signal.SIGTERM, parent_pid=-12345)\n"  # a parent pid that is not ours: gone
             "time.sleep(30)\n")
     done = subprocess.run([sys.executable, "-c", code], env=_env(), timeout=20)

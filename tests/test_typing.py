@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ["cnclip_edu/__init__.py", "cnclip_edu/search.py", "cnclip_edu/extras.py", "cnclip_edu/model/clip.py",
+PUBLIC = ["cnclip_edu/__init__.py", "cnclip_edu/eval/search.py", "cnclip_edu/cli.py", "cnclip_edu/model/clip.py",
           "cnclip_edu/model/checkpoint.py", "cnclip_edu/tokenizer.py"]
 USE = '''
 import cnclip_edu as cc

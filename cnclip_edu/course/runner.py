@@ -161,7 +161,7 @@ COURSE_PACKAGES = ("papermill", "nbformat", "nbclient", "ipykernel", "matplotlib
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..extras import require
+    from ..cli import require
 
     for package in COURSE_PACKAGES:  # before anything starts: one line naming the extra, not a failed notebook
         require(package, "cnclip-edu course")

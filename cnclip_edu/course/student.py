@@ -250,7 +250,7 @@ def write_student_versions(notebooks: list[Path], out_dir: str | os.PathLike,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..extras import require
+    from ..cli import require
 
     require("nbformat", "cnclip-edu student")
     ap = argparse.ArgumentParser(prog="cnclip-edu student", description=__doc__.split("\n\n")[0])

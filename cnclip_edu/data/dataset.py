@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from ..extras import require
+from ..cli import require
 from . import formats
 from .transforms import image_transform
 

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from cnclip_edu import fileio
 from cnclip_edu.cli import InRange
-from cnclip_edu.extras import require
+from cnclip_edu.cli import require
 
 from . import formats
 from .pool import worker_pool

@@ -120,7 +120,7 @@ def _require_faiss():
     try:
         import faiss
     except ImportError:
-        from ..extras import MissingExtra
+        from ..cli import MissingExtra
 
         raise MissingExtra("the faiss backends need faiss: pip install 'cnclip-edu[faiss]' (or faiss-gpu)", name="faiss") from None
     return faiss

@@ -3,7 +3,7 @@ import os
 import signal
 import sys
 
-from cnclip_edu.lifeline import die_with_parent
+from cnclip_edu.data.pool import die_with_parent
 from cnclip_edu.train.trainer import main
 
 if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ:

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnclip_edu.lifeline import preexec_die_with_parent
+from cnclip_edu.data.pool import preexec_die_with_parent
 
 
 class TrainingFailed(RuntimeError):
@@ -178,7 +178,7 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
         log.write(f"$ {shlex.join(cmd)}\n")
         # a session of its own, so that its whole group can be signalled; and it dies with this process,
         # however this one goes (a kernel shut down "now", SIGKILL, a closed terminal): torchrun turns the
-        # SIGTERM into stopping its workers, and each worker also dies with torchrun (lifeline.py)
+        # SIGTERM into stopping its workers, and each worker also dies with torchrun (data/pool.py)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, text=True,
                                 bufsize=1, encoding="utf-8", errors="replace", start_new_session=True,
                                 preexec_fn=preexec_die_with_parent(signal.SIGTERM))

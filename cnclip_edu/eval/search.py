@@ -43,7 +43,7 @@ def search(queries: Features, gallery: Features, k: int = 10) -> tuple[torch.Ten
 
     queries (Q, D) or (D,), gallery (N, D): features from `encode_text` / `encode_image`, normalized or not.
     """
-    from .eval.topk import topk_predictions
+    from .topk import topk_predictions
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"search: k must be an int >= 1, got {k!r}")
