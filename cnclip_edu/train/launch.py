@@ -148,7 +148,8 @@ class _LivePlot:
 def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str | os.PathLike | None = None,
                  live_plot: bool = True, nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None,
                  master_port: int | None = None, env: dict[str, str] | None = None, tail_lines: int = 40,
-                 echo: bool | int = True, timeout_s: float | None = None) -> LaunchResult:
+                 echo: bool | int = True, timeout_s: float | None = None,
+                 module: str = "cnclip_edu.train") -> LaunchResult:
     """Run training under torchrun, streaming its output; raise TrainingFailed on a non-zero exit.
 
     train_args: flags of `cnclip-edu train` (strings). log_file: default `<logs>/<name>/launch.log`.
@@ -158,9 +159,11 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
         lines every N steps, validation, resume and error lines, no routine checkpoint lines
         (`keep_line`). The log file always gets every line.
     env: extra environment variables for the workers. timeout_s: kill the run after this long.
+    module: the program every worker runs (`python -m <module> <train_args>`); another one than the
+        trainer (notebook 06's DDP worker, `cnclip_edu.train.ddp_demo`) writes no metrics.jsonl.
     """
     train_args = [str(a) for a in train_args]
-    cmd = torchrun_command(train_args, nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    cmd = torchrun_command(train_args, nproc_per_node, nnodes, node_rank, master_addr, master_port, module=module)
     run_dir = run_dir_of(train_args)
     log_path = Path(log_file) if log_file else run_dir / "launch.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
