@@ -47,12 +47,26 @@ def _lr_mutants():
             "忘了 0.5 * (1 + cos)：学习率变成负数": full_cosine}
 
 
+def _lr_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    warmup = rng.randrange(1, 60)
+    total = warmup + rng.randrange(10, 900)
+    base = rng.choice((1e-4, 5e-4, 1e-3))
+    steps = sorted({0, warmup - 1, warmup, (warmup + total) // 2, total - 1, total, total + 7,
+                    *(rng.randrange(0, total) for _ in range(5))})
+    return [Case("随机的 warmup / total_steps，含预热的边界、最后一步和总步数之后（结果除以 base_lr）",
+                 lambda f: [f(s, base, warmup, total) / base for s in steps])]
+
+
 register(Exercise(
     id="06.1", title="学习率：线性预热 + 余弦衰减 (warmup + cosine)", points=2,
     hint="预热阶段 lr = base_lr * (step + 1) / warmup（step 从 0 数，第 0 步就不是 0）；之后 "
          "progress = (step - warmup) / (total_steps - warmup)，lr = 0.5 * (1 + cos(π·progress)) * base_lr，"
          "progress 最大取 1。",
-    reference=_lr_reference, cases=_lr_cases, mutants=_lr_mutants))
+    reference=_lr_reference, cases=_lr_cases, mutants=_lr_mutants, hidden=_lr_hidden,
+    builds=("cnclip_edu.train.optim.CosineSchedule.lr_at",)))
 
 
 # ----------------------------------------------------------------------------- 06.2 one training step
@@ -62,7 +76,7 @@ def _step_reference(model, optimizer, loss_fn, images, tokens, positive_mask=Non
     return plain_step(model, optimizer, loss_fn, images, tokens, positive_mask)
 
 
-def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True) -> dict:
+def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0) -> dict:
     """Steps of `step_fn` on a fresh, tiny CLIP (the course towers, narrower and shallower; seeded), a fixed batch of 8 pairs with
     duplicate captions, and a logit_scale started above ln(100) so that the clamp shows."""
     import torch
@@ -74,13 +88,13 @@ def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True) -> dict:
 
     from cnclip_edu.train.ddp_demo import tiny_clip_config
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model(tiny_clip_config())  # the course towers, narrower and shallower
     model.train()
     with torch.no_grad():
         model.logit_scale.fill_(4.7)  # above ln(100) = 4.6052: the first clamp pulls it back
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1)
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(1 + seed)
     images = torch.randn(8, 3, model.image_resolution, model.image_resolution, generator=g)  # (B, 3, R, R)
     captions = ["一个红色的圆形", "蓝色的正方形", "一个红色的圆形", "绿色的三角形",
                 "黄色的五角星", "蓝色的正方形", "紫色的十字", "一个红色的圆形"]
@@ -129,12 +143,22 @@ def _step_mutants():
             "没有把 positive_mask 传给损失": _step_variant(pass_mask=False)}
 
 
+def _step_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    s = rng.randrange(1, 10_000)
+    return [Case("另一个随机初始化和另一批图片，positive_mask，连续 3 步", lambda f: _run_steps(f, seed=s)),
+            Case("同上，positive_mask=None，2 步", lambda f: _run_steps(f, n_steps=2, with_mask=False, seed=s + 1))]
+
+
 register(Exercise(
     id="06.2", title="一步训练：前向 → 损失 → 反向 → 更新 → 截断温度", points=3,
     hint="顺序是 optimizer.zero_grad() → model(images, tokens) → loss_fn(图特征, 文特征, logit_scale, positive_mask) "
          "→ loss.backward() → optimizer.step() → 在 torch.no_grad() 里 model.logit_scale.clamp_(0, math.log(100))；"
          "logit_scale 参数存的是 ln(缩放)，所以上限是 ln(100) ≈ 4.6052，不是 100。返回 loss.item()。",
-    reference=_step_reference, cases=_step_cases, mutants=_step_mutants))
+    reference=_step_reference, cases=_step_cases, mutants=_step_mutants, hidden=_step_hidden,
+    builds=("cnclip_edu.train.loop.plain_step",)))
 
 
 # ----------------------------------------------------------------------------- 06.3 hello, rank
@@ -189,13 +213,24 @@ def _hello_mutants():
             "每个进程用不同的 seed：各自的排列不同，分片会重叠": _hello_variant(seed_per_rank=True)}
 
 
+def _hello_hidden(seed: int):
+    import random
+
+    from cnclip_edu.train.hello import run_forked
+
+    rng = random.Random(seed)
+    nproc, n, b, s = rng.choice((2, 3)), rng.randrange(5, 23), rng.randrange(1, 5), rng.randrange(0, 1000)
+    return [Case("随机的进程数、数据条数、batch 和 seed", lambda f: run_forked(f, nproc, dataset_len=n, batch_size=b, seed=s))]
+
+
 register(Exercise(
     id="06.3", title="你好，rank：init_process_group + DistributedSampler + all_reduce", points=3,
     hint="dist.init_process_group(\"gloo\") 之后用 dist.get_rank() / dist.get_world_size()；"
          "DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)——所有进程用同一个 seed，"
          "排列才相同、分片才不重叠；DataLoader(data, batch_size=batch_size, sampler=sampler)；"
          "dist.all_reduce(t) 是就地 (in place) 求和，之后每个进程的 t 都是总和；最后 dist.destroy_process_group()。",
-    reference=_hello_reference, cases=_hello_cases, mutants=_hello_mutants))
+    reference=_hello_reference, cases=_hello_cases, mutants=_hello_mutants, hidden=_hello_hidden,
+    builds=("cnclip_edu.train.hello.hello_rank",)))
 
 
 # ----------------------------------------------------------------------------- 06.4 the DDP worker
