@@ -4,8 +4,8 @@
     # shop/train_texts.jsonl: "一个赤色的圆形" where the toy world says "一个红色的圆形"; lmdb/ built
 
 A model trained on the toy world reads "红色" but has never seen "赤色": the characters 赤 橘 金 翠
-靛 堇 桃 墨 never occur in a toy caption, so their token embeddings are still the random ones it
-started with. Pictures, caption templates and gold matches stay exactly as they are; only the
+靛 堇 桃 墨 never occur in a toy caption, so their token embeddings never got a gradient: still the
+random ones it started with, only shrunk a little by weight decay. Pictures, caption templates and gold matches stay exactly as they are; only the
 colour words change, to the traditional names a shop might use (赤色 for 红色, 靛色 for 蓝色, ...).
 That is a clean finetuning task: the image tower already tells the colours apart, the text tower
 has to learn eight new words, and the original test split measures what the finetune forgot.
