@@ -12,8 +12,10 @@ ranks' slices are constants here); `all_gather_with_grad` is an autograd Functio
 the incoming gradient over all ranks and hands each rank its own slice, so that a loss computed on
 rank j also trains the encoder that produced rank i's features.
 
-Ranks come from the environment only (what torchrun sets). The old `torch.distributed.launch`
-passed `--local_rank` on the command line instead, which is what broke cn_clip on newer PyTorch.
+Ranks come from the environment only (what torchrun sets). The old `torch.distributed.launch` also
+passes the local rank on the command line (`--local-rank=N` since PyTorch 2.0, `--local_rank=N`
+before), which a script that does not declare that flag rejects: cn_clip's scripts on PyTorch 2.x
+(OFA-Sys/Chinese-CLIP#74; its answer is to launch with torchrun). Notebook 06 shows both launchers.
 Without torchrun (WORLD_SIZE unset or 1) everything here is a cheap no-op.
 """
 from __future__ import annotations

@@ -11,6 +11,7 @@ Reading order:
     state.py       the checkpoint format and RNG states; resume.py: where a run starts from
     hooks.py       failure injection for the tests; launch.py: torchrun from a notebook
     hello.py       the smallest DDP program (process group, DistributedSampler, all_reduce), notebook 06
+    ddp_demo.py    notebook 06's DDP worker (DDP, set_epoch, rank-0 save + barrier) and what checks it
 """
 from __future__ import annotations
 

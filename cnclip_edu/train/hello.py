@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     out = hello_rank(a.dataset_len, a.batch_size, a.seed)
+    # what the launcher handed this process: torchrun sets LOCAL_RANK and adds no argument
+    out.update(argv=sys.argv[1:], LOCAL_RANK=os.environ.get("LOCAL_RANK"))
     # One JSON line per rank, which the notebook parses. One write() call, not print(): the ranks
     # share a pipe, and print writes the text and its newline separately when stdout is unbuffered
     # (PYTHONUNBUFFERED), so two ranks' lines could interleave. A pipe write under 4 KiB is atomic.

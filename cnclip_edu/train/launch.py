@@ -162,7 +162,8 @@ def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str |
         lines every N steps, validation, resume and error lines, no routine checkpoint lines
         (`keep_line`). The log file always gets every line.
     env: extra environment variables for the workers. timeout_s: kill the run after this long.
-    module: what torchrun runs (`-m module`), the trainer unless a test or a notebook's own worker says otherwise.
+    module: the program every worker runs (`python -m <module> <train_args>`); another one than the
+        trainer (notebook 06's DDP worker, `cnclip_edu.train.ddp_demo`; a test's stand-in) writes no metrics.jsonl.
     """
     train_args = [str(a) for a in train_args]
     cmd = torchrun_command(train_args, nproc_per_node, nnodes, node_rank, master_addr, master_port, module=module)

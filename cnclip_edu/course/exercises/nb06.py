@@ -47,12 +47,26 @@ def _lr_mutants():
             "忘了 0.5 * (1 + cos)：学习率变成负数": full_cosine}
 
 
+def _lr_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    warmup = rng.randrange(1, 60)
+    total = warmup + rng.randrange(10, 900)
+    base = rng.choice((1e-4, 5e-4, 1e-3))
+    steps = sorted({0, warmup - 1, warmup, (warmup + total) // 2, total - 1, total, total + 7,
+                    *(rng.randrange(0, total) for _ in range(5))})
+    return [Case("随机的 warmup / total_steps，含预热的边界、最后一步和总步数之后（结果除以 base_lr）",
+                 lambda f: [f(s, base, warmup, total) / base for s in steps])]
+
+
 register(Exercise(
     id="06.1", title="学习率：线性预热 + 余弦衰减 (warmup + cosine)", points=2,
     hint="预热阶段 lr = base_lr * (step + 1) / warmup（step 从 0 数，第 0 步就不是 0）；之后 "
          "progress = (step - warmup) / (total_steps - warmup)，lr = 0.5 * (1 + cos(π·progress)) * base_lr，"
          "progress 最大取 1。",
-    reference=_lr_reference, cases=_lr_cases, mutants=_lr_mutants))
+    reference=_lr_reference, cases=_lr_cases, mutants=_lr_mutants, hidden=_lr_hidden,
+    builds=("cnclip_edu.train.optim.CosineSchedule.lr_at",)))
 
 
 # ----------------------------------------------------------------------------- 06.2 one training step
@@ -62,7 +76,7 @@ def _step_reference(model, optimizer, loss_fn, images, tokens, positive_mask=Non
     return plain_step(model, optimizer, loss_fn, images, tokens, positive_mask)
 
 
-def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True) -> dict:
+def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0) -> dict:
     """Steps of `step_fn` on a fresh, tiny CLIP (the course towers, narrower and shallower; seeded), a fixed batch of 8 pairs with
     duplicate captions, and a logit_scale started above ln(100) so that the clamp shows."""
     import torch
@@ -72,16 +86,15 @@ def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True) -> dict:
     from cnclip_edu.model.clip import create_model
     from cnclip_edu.train.optim import build_optimizer
 
-    config = create_model("ViT-Course@RBT-Course", device="meta").config.to_dict()
-    config.update(vision_layers=1, vision_width=64, embed_dim=32, text_hidden_size=32,  # same towers, tiny
-                  text_num_hidden_layers=1, text_intermediate_size=64)
-    torch.manual_seed(0)
-    model = create_model(config)
+    from cnclip_edu.train.ddp_demo import tiny_clip_config
+
+    torch.manual_seed(seed)
+    model = create_model(tiny_clip_config())  # the course towers, narrower and shallower
     model.train()
     with torch.no_grad():
         model.logit_scale.fill_(4.7)  # above ln(100) = 4.6052: the first clamp pulls it back
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1)
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(1 + seed)
     images = torch.randn(8, 3, model.image_resolution, model.image_resolution, generator=g)  # (B, 3, R, R)
     captions = ["一个红色的圆形", "蓝色的正方形", "一个红色的圆形", "绿色的三角形",
                 "黄色的五角星", "蓝色的正方形", "紫色的十字", "一个红色的圆形"]
@@ -130,12 +143,22 @@ def _step_mutants():
             "没有把 positive_mask 传给损失": _step_variant(pass_mask=False)}
 
 
+def _step_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    s = rng.randrange(1, 10_000)
+    return [Case("另一个随机初始化和另一批图片，positive_mask，连续 3 步", lambda f: _run_steps(f, seed=s)),
+            Case("同上，positive_mask=None，2 步", lambda f: _run_steps(f, n_steps=2, with_mask=False, seed=s + 1))]
+
+
 register(Exercise(
     id="06.2", title="一步训练：前向 → 损失 → 反向 → 更新 → 截断温度", points=3,
     hint="顺序是 optimizer.zero_grad() → model(images, tokens) → loss_fn(图特征, 文特征, logit_scale, positive_mask) "
          "→ loss.backward() → optimizer.step() → 在 torch.no_grad() 里 model.logit_scale.clamp_(0, math.log(100))；"
          "logit_scale 参数存的是 ln(缩放)，所以上限是 ln(100) ≈ 4.6052，不是 100。返回 loss.item()。",
-    reference=_step_reference, cases=_step_cases, mutants=_step_mutants))
+    reference=_step_reference, cases=_step_cases, mutants=_step_mutants, hidden=_step_hidden,
+    builds=("cnclip_edu.train.loop.plain_step",)))
 
 
 # ----------------------------------------------------------------------------- 06.3 hello, rank
@@ -190,37 +213,180 @@ def _hello_mutants():
             "每个进程用不同的 seed：各自的排列不同，分片会重叠": _hello_variant(seed_per_rank=True)}
 
 
+def _hello_hidden(seed: int):
+    import random
+
+    from cnclip_edu.train.hello import run_forked
+
+    rng = random.Random(seed)
+    nproc, n, b, s = rng.choice((2, 3)), rng.randrange(5, 23), rng.randrange(1, 5), rng.randrange(0, 1000)
+    return [Case("随机的进程数、数据条数、batch 和 seed", lambda f: run_forked(f, nproc, dataset_len=n, batch_size=b, seed=s))]
+
+
 register(Exercise(
     id="06.3", title="你好，rank：init_process_group + DistributedSampler + all_reduce", points=3,
     hint="dist.init_process_group(\"gloo\") 之后用 dist.get_rank() / dist.get_world_size()；"
          "DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)——所有进程用同一个 seed，"
          "排列才相同、分片才不重叠；DataLoader(data, batch_size=batch_size, sampler=sampler)；"
          "dist.all_reduce(t) 是就地 (in place) 求和，之后每个进程的 t 都是总和；最后 dist.destroy_process_group()。",
-    reference=_hello_reference, cases=_hello_cases, mutants=_hello_mutants))
+    reference=_hello_reference, cases=_hello_cases, mutants=_hello_mutants, hidden=_hello_hidden,
+    builds=("cnclip_edu.train.hello.hello_rank",)))
 
 
-# ----------------------------------------------------------------------------- 06.4 steps per epoch
-def _steps_reference(n_pairs: int, batch_size: int, nproc: int) -> int:
-    from cnclip_edu.train.sampler import ResumableDistributedSampler
-
-    return ResumableDistributedSampler(n_pairs, batch_size, rank=0, world_size=nproc).num_batches
-
-
-def _steps_cases():
-    return [Case("58133 对，每进程 32，2 个进程", lambda f: f(58133, 32, 2)),
-            Case("640 对，每进程 32，2 个进程（正好整除）", lambda f: f(640, 32, 2)),
-            Case("1000 对，每进程 128，8 个进程（不到一个全局 batch）", lambda f: f(1000, 128, 8)),
-            Case("100 对，每进程 7，3 个进程", lambda f: f(100, 7, 3))]
+# ----------------------------------------------------------------------------- 06.4 the DDP worker
+_DDP_LR = 0.1
+_SLOW_SAVE_S = 0.8
+_memo: dict[tuple, object] = {}
 
 
-def _steps_mutants():
-    return {"向下取整：丢掉了最后不满的一批": lambda n, b, w: n // (b * w),
-            "忘了乘进程数：按每进程 batch 算": lambda n, b, w: math.ceil(n / b),
-            "四舍五入": lambda n, b, w: round(n / (b * w))}
+def _ddp_reference(out_dir: str, epochs: int = 2, batch_size: int = 4, lr: float = 0.1, seed: int = 0,
+                   n_pairs: int = 24, device: str = "cpu") -> dict:
+    from cnclip_edu.train.ddp_demo import train_worker
+
+    return train_worker(out_dir, epochs, batch_size, lr, seed, n_pairs, device)
+
+
+def _recording(fn):
+    """fn wrapped for a forked rank: one CPU thread; torch.save recorded and slowed down (a slow disk:
+    a rank that reads the checkpoint without waiting at a barrier finds no file)."""
+    import os
+    import time
+
+    import torch
+
+    def child(**kwargs):
+        torch.set_num_threads(1)
+        saves, real = [], torch.save
+
+        def save(obj, f, *args, **kw):
+            saves.append(int(os.environ["RANK"]))
+            time.sleep(_SLOW_SAVE_S)
+            return real(obj, f, *args, **kw)
+
+        torch.save = save
+        try:
+            result = fn(**kwargs)
+        finally:
+            torch.save = real
+        return {"result": result, "saves": saves}
+
+    return child
+
+
+def _run_ddp(fn, nproc: int, n_pairs: int, batch_size: int, seed: int, epochs: int) -> tuple[list, list[str]]:
+    """fn in `nproc` forked ranks (as torchrun sets them up) -> (each rank's record, files in out_dir)."""
+    import os
+    import tempfile
+
+    import torch._dynamo  # noqa: F401  DDP imports it: once here, not once per forked rank (seconds)
+
+    from cnclip_edu.train.ddp_demo import DemoPairs
+    from cnclip_edu.train.hello import run_forked
+
+    DemoPairs(n_pairs, seed)  # the data set, built once before the fork and shared
+    with tempfile.TemporaryDirectory() as d:
+        runs = run_forked(_recording(fn), nproc, timeout_s=120, out_dir=d, epochs=epochs, batch_size=batch_size,
+                          lr=_DDP_LR, seed=seed, n_pairs=n_pairs)
+        files = sorted(os.listdir(d))
+    return runs, files
+
+
+def _ddp_case(f, nproc: int, n_pairs: int, batch_size: int, seed: int, epochs: int = 2) -> dict:
+    """Run f as `nproc` ranks and the library's worker as one process on the global batch; -> what the run shows."""
+    from cnclip_edu.train.ddp_demo import run_single, summarize
+
+    key = (nproc, n_pairs, batch_size, seed, epochs)
+    single_key = ("single", n_pairs, batch_size * nproc, seed, epochs)
+    if single_key not in _memo:
+        _memo[single_key] = run_single(n_pairs, batch_size * nproc, epochs, _DDP_LR, seed)
+    if f is _ddp_reference and key in _memo:
+        return _memo[key]  # the library's worker is deterministic: run once per input
+    runs, files = _run_ddp(f, nproc, n_pairs, batch_size, seed, epochs)
+    out = summarize([r["result"] for r in runs], _memo[single_key], n_pairs, epochs,
+                    saved_by=[rank for r in runs for rank in r["saves"]])
+    out["out_dir 里的文件"] = files
+    if f is _ddp_reference:
+        _memo[key] = out
+    return out
+
+
+def _ddp_cases():
+    return [Case("2 个进程，20 对（最后一步每进程只有 2 对），每进程 batch 4，2 个 epoch",
+                 lambda f: _ddp_case(f, 2, 20, 4, seed=0))]
+
+
+def _ddp_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    two = (rng.choice((16, 22, 24)), rng.randrange(1, 10_000))
+    three = (rng.choice((18, 21, 24)), rng.choice((2, 3)), rng.randrange(1, 10_000))
+    return [Case("2 个进程，另一个随机种子和数据量", lambda f: _ddp_case(f, 2, two[0], 4, seed=two[1])),
+            Case("3 个进程", lambda f: _ddp_case(f, 3, three[0], three[1], seed=three[2]))]
+
+
+def _ddp_variant(wrap: bool = True, set_epoch: bool = True, rank0_only: bool = True, barrier: bool = True,
+                 gather: bool = True, lr_times_world: bool = False):
+    """The worker with one of the usual slips."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from cnclip_edu.loss import ClipLoss
+    from cnclip_edu.train.ddp_demo import DemoPairs, tiny_clip
+
+    def worker(out_dir, epochs=2, batch_size=4, lr=0.1, seed=0, n_pairs=24, device="cpu"):
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        model = tiny_clip(seed)
+        if wrap:
+            model = DistributedDataParallel(model)
+        data = DemoPairs(n_pairs, seed)
+        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        loader = DataLoader(data, batch_size=batch_size, sampler=sampler)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr * (world if lr_times_world else 1), momentum=0.9)
+        loss_fn = ClipLoss(rank=rank, world_size=world) if gather else ClipLoss()
+        seen = []
+        for epoch in range(epochs):
+            if set_epoch:
+                sampler.set_epoch(epoch)
+            for idx, images, tokens in loader:
+                optimizer.zero_grad()
+                loss_fn(*model(images, tokens)).backward()
+                optimizer.step()
+                seen.append(idx.tolist())
+        inner = model.module if wrap else model
+        path = os.path.join(out_dir, "model.pt")
+        if rank == 0 or not rank0_only:
+            torch.save(inner.state_dict(), path)
+        if barrier:
+            dist.barrier()
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        params = {k: v.detach().clone() for k, v in inner.state_dict().items()}
+        dist.destroy_process_group()
+        return {"seen": seen, "params": params, "loaded": loaded}
+
+    return worker
+
+
+def _ddp_mutants():
+    return {"没有用 DistributedDataParallel 包装模型：各进程各自更新，参数分道扬镳": _ddp_variant(wrap=False),
+            "忘了 sampler.set_epoch(epoch)：每个 epoch 的顺序都一样": _ddp_variant(set_epoch=False),
+            "每个进程都保存检查点": _ddp_variant(rank0_only=False),
+            "保存之后没有 barrier：别的进程读的时候文件还没写好": _ddp_variant(barrier=False),
+            "ClipLoss() 没有给 rank / world_size：每个进程只用自己的负样本": _ddp_variant(gather=False),
+            "学习率乘以进程数（线性缩放）：与单进程在同一个全局 batch 上的训练不再相同": _ddp_variant(lr_times_world=True)}
 
 
 register(Exercise(
-    id="06.4", title="一个 epoch 有几步", points=1,
-    hint="一步处理一个全局 batch = batch_size × nproc 对；最后不满的一批由 DistributedSampler 补齐，也算一步，"
-         "所以是向上取整 math.ceil(n_pairs / (batch_size * nproc))。",
-    reference=_steps_reference, cases=_steps_cases, mutants=_steps_mutants))
+    id="06.4", title="DDP 训练进程：进程组 + DistributedSampler + DDP + 只在 rank 0 保存", points=5,
+    hint="每个进程：init_process_group（CPU 用 gloo，GPU 用 nccl）；从环境变量 LOCAL_RANK 知道自己是本机第几个进程，"
+         "有 GPU 时先 torch.cuda.set_device；模型用 DistributedDataParallel 包起来，它保证各进程的参数始终相同；"
+         "DistributedSampler 在每个 epoch 开始时要 set_epoch；损失要知道 rank 和 world_size 才能用上别的进程的负样本；"
+         "学习率就是全局 batch 的学习率；只让 rank 0 写检查点，写完所有进程在 barrier 处会合，之后才能读它。",
+    reference=_ddp_reference, cases=_ddp_cases, mutants=_ddp_mutants, hidden=_ddp_hidden,
+    builds=("cnclip_edu.train.ddp_demo.train_worker",)))
