@@ -34,32 +34,45 @@ def patchify(image: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 
 def show_patches(image: torch.Tensor, patch_size: int, max_patches: int = 64, cols: int = 8):
-    """Left: the image with its patch grid. Right: the patches as the token sequence the ViT reads."""
+    """Left: the image with its patch grid, each patch numbered. Right: the token sequence the ViT reads,
+    [CLS] first (sequence position 0), then the patches row by row (patch i at position i + 1)."""
+    import matplotlib.patheffects as pe
     import matplotlib.pyplot as plt
 
     setup_cjk_font()
     img = denormalize(image)
-    patches = patchify(img, patch_size)[:max_patches]  # (N, 3, P, P)
-    n, P = len(patches), patch_size
+    all_patches = patchify(img, patch_size)  # (N, 3, P, P)
+    patches = all_patches[:max_patches]
+    n, P, g = len(patches), patch_size, img.shape[-1] // patch_size
     cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    gap = max(1, P // 4)
-    canvas = torch.ones(3, rows * (P + gap) - gap, cols * (P + gap) - gap)  # white gaps between tokens
+    rows = 1 + math.ceil(n / cols)  # row 0 holds [CLS] alone
+    hgap, vgap = max(1, P // 4), max(2, round(P * 0.8))  # the space above a tile holds its label
+    pitch_x, pitch_y = P + hgap, P + vgap
+    canvas = torch.ones(3, rows * pitch_y, cols * pitch_x - hgap)  # white between tokens
+    slots = [(0, 0)] + [(1 + i // cols, i % cols) for i in range(n)]  # (row, col) of [CLS], then of patch i
+    canvas[:, vgap:vgap + P, 0:P] = 0.55  # [CLS] is no patch of the image: a plain grey tile
     for i, p in enumerate(patches):
-        r, c = divmod(i, cols)
-        canvas[:, r * (P + gap):r * (P + gap) + P, c * (P + gap):c * (P + gap) + P] = p
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+        r, c = slots[i + 1]
+        canvas[:, r * pitch_y + vgap:r * pitch_y + vgap + P, c * pitch_x:c * pitch_x + P] = p
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
     a.imshow(img.permute(1, 2, 0).numpy())
     for k in range(0, img.shape[1] + 1, P):
         a.axhline(k - 0.5, color="white", lw=1.5)
         a.axvline(k - 0.5, color="white", lw=1.5)
-    a.set_title(f"{img.shape[1]}×{img.shape[2]} 图像, patch = {P}")
+    left_size = max(5.0, min(14.0, 100 / g))
+    outline = [pe.withStroke(linewidth=left_size / 5, foreground="black")]
+    for i in range(len(all_patches)):
+        r, c = divmod(i, g)
+        a.text(c * P + P / 2 - 0.5, r * P + P / 2 - 0.5, str(i), color="white", fontsize=left_size,
+               ha="center", va="center", path_effects=outline)
+    a.set_title(f"{img.shape[1]}×{img.shape[2]} 图像, patch = {P}: 按行编号 0 … {len(all_patches) - 1}")
     b.imshow(canvas.permute(1, 2, 0).numpy())
-    for i in range(n):
-        r, c = divmod(i, cols)
-        b.text(c * (P + gap), r * (P + gap), str(i), fontsize=7, color="black", va="top",
-               bbox=dict(facecolor="white", alpha=0.7, pad=0.5, lw=0))
-    b.set_title(f"{n} 个 patch → {n} 个 token (按行排列), 再加 1 个 [CLS]")
+    right_size = max(6.0, min(10.0, 40 / rows))
+    for i, (r, c) in enumerate(slots):
+        label = "[CLS]" if i == 0 else str(i - 1)
+        b.text(c * pitch_x + P / 2 - 0.5, r * pitch_y + vgap - 1, label, fontsize=right_size, ha="center", va="bottom")
+    more = f"（只画前 {n} 个）" if n < len(all_patches) else ""
+    b.set_title(f"token 序列：[CLS] 在位置 0，patch i 在位置 i + 1{more}")
     for ax in (a, b):
         ax.axis("off")
     fig.tight_layout()
