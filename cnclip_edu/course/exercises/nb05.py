@@ -453,6 +453,8 @@ class _Mini:
     def _open(self):
         import lmdb
 
+        for env in getattr(self, "envs", []):  # inherited from the parent: py-lmdb refuses a second open
+            env.close()
         envs = [lmdb.open(str(self.root / db), readonly=True, lock=False, readahead=False) for db in ("pairs", "imgs")]
         self.envs, self.txns, self.pid = envs, [e.begin() for e in envs], os.getpid()
 
@@ -496,7 +498,7 @@ def _mutants_05_3():
 register(Exercise(
     id="05.3", title="在多个 worker 里也安全的 LMDB Dataset", points=3,
     hint="__init__ 里只能留下能被 pickle 的东西（路径、数字、变换）：样本数可以打开一下读出来，但要马上关掉。句柄在第一次"
-         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker）就重新打开。第 index 条样本的键、它指向的"
+         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。第 index 条样本的键、它指向的"
          "图片、越界时抛什么异常，都照 cn_clip 的约定来。",
     reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3, hidden=_hidden_05_3, builds=BUILDS_05_3))
 
