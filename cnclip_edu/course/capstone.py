@@ -36,13 +36,31 @@ _STUB = re.compile(r'raise NotImplementedError\("练习 (\d\d\.\d+)"\)')
 
 
 # ----------------------------------------------------------------------------- the library's pieces
-class _LibraryDataset:
-    """The library's LMDBDataset with the piece's signature (05.3's reference)."""
+class LibraryDataset:
+    """The library's LMDBDataset with the exercise's signature (`tokenizer`: texts, context_length -> (N, L))."""
 
     def __new__(cls, lmdb_split_dir, resolution, context_length=52, tokenizer=None):
-        from .exercises.nb05 import _Reference
+        from cnclip_edu.data.dataset import LMDBDataset
 
-        return _Reference(lmdb_split_dir, resolution, context_length, tokenizer)
+        ds = LMDBDataset(lmdb_split_dir, resolution=resolution, context_length=context_length)
+        return ds if tokenizer is None else _WithTokenizer(ds, tokenizer)
+
+
+class _WithTokenizer:
+    """A library dataset whose tokens come from another tokenizer (same preprocessing)."""
+
+    def __init__(self, ds, tokenizer):
+        self.ds, self.tokenizer = ds, tokenizer
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, index):
+        from cnclip_edu.data.dataset import preprocess_text
+
+        image_id, _, text = self.ds.pair(index)
+        image = self.ds.transform(self.ds.load_image(image_id))
+        return image, self.tokenizer([preprocess_text(text)], context_length=self.ds.context_length)[0]
 
 
 def _load_vocab(path) -> dict[str, int]:
@@ -80,7 +98,7 @@ def _clip_loss(image_features, text_features, logit_scale):
 def library_pieces() -> SimpleNamespace:
     """The library's version of every piece, under the contract's names and signatures."""
     return SimpleNamespace(load_vocab=_load_vocab, encode=_encode, tokenize=_tokenize, encode_image=_encode_image,
-                           encode_text=_encode_text, clip_loss=_clip_loss, MyLMDBDataset=_LibraryDataset)
+                           encode_text=_encode_text, clip_loss=_clip_loss, MyLMDBDataset=LibraryDataset)
 
 
 # ----------------------------------------------------------------------------- the student's pieces

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import Case, Exercise, register
+from ..capstone import LibraryDataset
 from .own_code import disarmed, guarded
 
 
@@ -299,31 +300,7 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 05.3 a worker-safe Dataset
-class _Reference:
-    """The library's LMDBDataset with the exercise's signature (`tokenizer`: texts, context_length -> (N, L))."""
-
-    def __new__(cls, lmdb_split_dir, resolution, context_length=52, tokenizer=None):
-        from cnclip_edu.data.dataset import LMDBDataset
-
-        ds = LMDBDataset(lmdb_split_dir, resolution=resolution, context_length=context_length)
-        return ds if tokenizer is None else _WithTokenizer(ds, tokenizer)
-
-
-class _WithTokenizer:
-    """A library dataset whose tokens come from another tokenizer (same preprocessing)."""
-
-    def __init__(self, ds, tokenizer):
-        self.ds, self.tokenizer = ds, tokenizer
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, index):
-        from cnclip_edu.data.dataset import preprocess_text
-
-        image_id, _, text = self.ds.pair(index)
-        image = self.ds.transform(self.ds.load_image(image_id))
-        return image, self.tokenizer([preprocess_text(text)], context_length=self.ds.context_length)[0]
+_Reference = LibraryDataset   # the library's LMDBDataset with the exercise's signature
 
 
 BUILDS_05_3 = ("cnclip_edu.data.dataset.LMDBDataset.__getitem__", "cnclip_edu.data.dataset.LMDBDataset.pair",
