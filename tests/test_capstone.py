@@ -155,7 +155,7 @@ def test_the_student_version_is_not_attempted(work):
 
 
 def test_the_librarys_step_is_not_the_students(work):
-    with pytest.raises(X.ExerciseFailed, match="库里的实现"):
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("05.4", lambda *a: capstone.training_step(*a))
 
 

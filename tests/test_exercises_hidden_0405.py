@@ -1,5 +1,5 @@
 """Notebooks 04 and 05: the grading cases drawn from a seed accept the reference and reject the mutants,
-and an answer that only calls the library routine the exercise builds is refused (`own_code`)."""
+and an answer that only calls the library routine the exercise builds is refused (`tripwire.py`)."""
 from __future__ import annotations
 
 import pytest
@@ -40,9 +40,9 @@ def test_hidden_cases_accept_the_reference_and_reject_mutants(exercise_id):
 def test_the_library_loss_is_not_an_answer_to_04_1():
     from cnclip_edu.loss import ClipLoss
 
-    with pytest.raises(X.ExerciseFailed, match="库里的实现"):
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("04.1", ClipLoss())
-    with pytest.raises(X.ExerciseFailed, match="库里的实现"):
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("04.1", lambda i, t, s: ClipLoss()(i, t, s))
 
 
@@ -53,6 +53,6 @@ def test_the_library_accumulation_is_not_an_answer_to_04_2():
         model.zero_grad()
         return accumulated_step(model, micro, loss_fn)[0]
 
-    with pytest.raises(X.ExerciseFailed, match="库里的实现"):
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("04.2", lazy)
     X.check("04.2", X.get("04.2").reference)  # the routine is armed again afterwards

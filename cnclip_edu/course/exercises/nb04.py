@@ -4,8 +4,8 @@ gather of cn_clip, and open_clip's `local_loss`).
 
 Every reference is the library's own code path (`ClipLoss`, `accumulated_step`, `replace_local_chunk`,
 `contrastive_loss`), run on small fixed features (and, for grading, on features drawn from a seed);
-the mutants are the slips a student makes. While an answer runs, the routines it builds are disarmed
-(`own_code`): an answer that only calls them is told so.
+the mutants are the slips a student makes. While an answer runs, the routines it builds are tripwires
+(`tripwire.py`): an answer that only calls them is told so.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cnclip_edu.loss import ClipLoss, contrastive_loss, replace_local_chunk
 
 from .core import Case, Exercise, register
-from .own_code import guarded
+from .tripwire import guarded
 
 
 def _pairs(n: int, dim: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .core import Case, Exercise, register
 from ..capstone import LibraryDataset
-from .own_code import disarmed, guarded
+from .tripwire import armed, guarded
 
 
 # ----------------------------------------------------------------------------- a tiny fixed dataset
@@ -354,7 +354,7 @@ def _run_dataset(cls, mode: str, texts=None):
     from cnclip_edu.data.dataset import close_shared_envs
     from cnclip_edu.data.lmdb_build import build_lmdb
 
-    ctx = contextlib.nullcontext() if cls is _Reference else disarmed(BUILDS_05_3)
+    ctx = contextlib.nullcontext() if cls is _Reference else armed(BUILDS_05_3)
     with tempfile.TemporaryDirectory() as tmp, ctx:
         src = Path(tmp) / "src"
         _write_dataset(src, texts=texts)
