@@ -1,8 +1,11 @@
-"""Notebook 04's checked exercises: the symmetric InfoNCE loss, and what one rank computes when the
-batch is spread over W ranks (the default gather of cn_clip, and open_clip's `local_loss`).
+"""Notebook 04's checked exercises: the symmetric InfoNCE loss (a capstone piece), gradient accumulation
+with a feature cache, and what one rank computes when the batch is spread over W ranks (the default
+gather of cn_clip, and open_clip's `local_loss`).
 
-Every reference is the library's own code path (`ClipLoss`, `replace_local_chunk`,
-`contrastive_loss`), run on small fixed features; the mutants are the slips a student makes.
+Every reference is the library's own code path (`ClipLoss`, `accumulated_step`, `replace_local_chunk`,
+`contrastive_loss`), run on small fixed features (and, for grading, on features drawn from a seed);
+the mutants are the slips a student makes. While an answer runs, the routines it builds are tripwires
+(`tripwire.py`): an answer that only calls them is told so.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from cnclip_edu.loss import ClipLoss, contrastive_loss, replace_local_chunk
 
 from .core import Case, Exercise, register
+from .tripwire import guarded
 
 
 def _pairs(n: int, dim: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,16 +41,43 @@ def _grad_of_images(f, img, txt, s):
     return torch.autograd.grad(loss, img)[0]  # (N, D)
 
 
+BUILDS_04_1 = ("cnclip_edu.loss.ClipLoss.forward", "cnclip_edu.loss.contrastive_loss")
+
+
 def _cases_04_1():
     img8, txt8 = _pairs(8, 16, noise=1.0, seed=0)
     img5, txt5 = _pairs(5, 4, noise=0.7, seed=1)
     img4, txt4 = _pairs(4, 32, noise=0.05, seed=2)  # cosines near 1: logits near 100
+
+    def mine(f):
+        return guarded(f, clip_loss, BUILDS_04_1)
+
     return [
-        Case("8 对特征 (8, 16)，s = 14.3", lambda f: f(img8, txt8, 14.3)),
-        Case("5 对特征 (5, 4)，s 是 0 维张量 torch.tensor(50.)", lambda f: f(img5, txt5, torch.tensor(50.0))),
-        Case("4 对几乎对齐的特征，s = 100（logits 接近 100：检查数值稳定）", lambda f: f(img4, txt4, 100.0)),
-        Case("对图片特征的梯度 (8, 16)，s = 14.3（损失必须可求导）", lambda f: _grad_of_images(f, img8, txt8, 14.3)),
+        Case("8 对特征 (8, 16)，s = 14.3", lambda f: mine(f)(img8, txt8, 14.3)),
+        Case("5 对特征 (5, 4)，s 是 0 维张量 torch.tensor(50.)", lambda f: mine(f)(img5, txt5, torch.tensor(50.0))),
+        Case("4 对几乎对齐的特征，s = 100（logits 接近 100：检查数值稳定）", lambda f: mine(f)(img4, txt4, 100.0)),
+        Case("对图片特征的梯度 (8, 16)，s = 14.3（损失必须可求导）", lambda f: _grad_of_images(mine(f), img8, txt8, 14.3)),
     ]
+
+
+def _hidden_04_1(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    cases = []
+    for kind in ("随机大小的特征，s 是 float", "随机大小的特征，s 是 0 维张量", "只有 1 对特征", "s = 100 且特征几乎对齐",
+                 "对图片特征的梯度"):
+        n = 1 if kind == "只有 1 对特征" else rng.randint(2, 12)
+        dim = rng.choice([3, 8, 24])
+        noise = 0.02 if "对齐" in kind else rng.uniform(0.3, 1.5)
+        img, txt = _pairs(n, dim, noise=noise, seed=rng.randrange(10**6))
+        s = 100.0 if "100" in kind else round(rng.uniform(1.0, 60.0), 2)
+        if "梯度" in kind:
+            cases.append(Case(kind, (lambda i, t, s: lambda f: _grad_of_images(guarded(f, clip_loss, BUILDS_04_1), i, t, s))(img, txt, s)))
+        else:
+            scale = torch.tensor(s) if "张量" in kind else s
+            cases.append(Case(kind, (lambda i, t, s: lambda f: guarded(f, clip_loss, BUILDS_04_1)(i, t, s))(img, txt, scale)))
+    return cases
 
 
 def _mutants_04_1():
@@ -85,13 +116,137 @@ def _mutants_04_1():
 
 register(Exercise(
     id="04.1", title="对称 InfoNCE 损失 (symmetric InfoNCE)", points=2,
-    hint="logits = s · I Tᵀ，形状 (N, N)；标签是 torch.arange(N)（答案在对角线）；图到文按行做交叉熵，"
-         "文到图对 logits.T 按行做交叉熵，两者取平均。用 F.cross_entropy（内部用 logsumexp，s = 100 也不会溢出），"
-         "返回张量而不是 .item()。",
-    reference=clip_loss, cases=_cases_04_1, mutants=_mutants_04_1))
+    hint="先想清楚 logits 矩阵的第 i 行、第 j 列是什么，正确答案落在哪里；两个方向各是一次「在 N 个候选里认出自己」的"
+         "交叉熵，一个看行、一个看列。logit_scale 已经取过 exp，直接乘。别自己写 exp 再除以和（s = 100 时会溢出），"
+         "也别返回 Python 数（还要 backward）。库里的 ClipLoss 不能用：它是拿来和你比较的。",
+    reference=clip_loss, cases=_cases_04_1, mutants=_mutants_04_1, hidden=_hidden_04_1, builds=BUILDS_04_1))
 
 
-# ----------------------------------------------------------------------------- 04.2 one rank's loss
+# ----------------------------------------------------------------------------- 04.2 accumulation with a feature cache
+class _TinyClip(torch.nn.Module):
+    """A CLIP-shaped model small enough to differentiate in milliseconds: linear image tower, mean-of-
+    embeddings text tower, learnable log temperature. forward -> (normalised img, normalised txt, exp'd scale)."""
+
+    def __init__(self, seed: int, img_dim: int = 12, vocab: int = 50, dim: int = 8):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.visual = torch.nn.Linear(img_dim, dim)
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.text_proj = torch.nn.Linear(dim, dim)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.3))
+
+    def forward(self, images, tokens):
+        img = F.normalize(self.visual(images), dim=-1)                          # (B, D)
+        txt = F.normalize(self.text_proj(self.embed(tokens).mean(1)), dim=-1)   # (B, L, D) -> (B, D)
+        return img, txt, self.logit_scale.exp()
+
+
+def feature_cache_step(model, micro_batches, loss_fn) -> float:
+    """The library's two-pass step, with the gradients zeroed first: after it, every .grad holds the
+    gradient of the loss of the concatenated batch; returns that loss."""
+    from cnclip_edu.train.accumulate import accumulated_step
+
+    model.zero_grad()
+    return accumulated_step(model, micro_batches, loss_fn)[0]
+
+
+BUILDS_04_2 = ("cnclip_edu.train.accumulate.accumulated_step",)
+
+
+def _run_accum(f, k: int, b: int, seed: int, stale_grads: bool = False) -> dict:
+    """f on K micro-batches of B pairs -> its return value and every parameter's .grad."""
+    model = _TinyClip(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    micro = [(torch.randn(b, 12, generator=g), torch.randint(0, 50, (b, 5), generator=g)) for _ in range(k)]
+    if stale_grads:  # what the previous optimizer step left behind
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 0.25)
+    loss = guarded(f, feature_cache_step, BUILDS_04_2)(model, micro, ClipLoss())
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        loss = loss.item()
+    out = {"返回的损失": loss}
+    for name, p in model.named_parameters():
+        out[f"{name} 的梯度"] = p.grad.detach().clone() if p.grad is not None else None
+    return out
+
+
+def _cases_04_2():
+    return [
+        Case("K = 4 个小批次，每个 B = 3", lambda f: _run_accum(f, 4, 3, seed=0)),
+        Case("K = 2 个小批次，每个 B = 5", lambda f: _run_accum(f, 2, 5, seed=1)),
+        Case("K = 1（只有一个小批次：就是普通的一步）", lambda f: _run_accum(f, 1, 4, seed=2)),
+        Case("K = 3，模型的 .grad 里还留着上一步的梯度", lambda f: _run_accum(f, 3, 2, seed=3, stale_grads=True)),
+    ]
+
+
+def _hidden_04_2(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    return [Case("随机的 K 和 B", lambda f, k=rng.randint(2, 5), b=rng.randint(2, 4), s=rng.randrange(10**6):
+                 _run_accum(f, k, b, seed=s)),
+            Case("K = 1", lambda f, b=rng.randint(2, 6), s=rng.randrange(10**6): _run_accum(f, 1, b, seed=s)),
+            Case(".grad 里留着上一步的梯度", lambda f, k=rng.randint(2, 4), s=rng.randrange(10**6):
+                 _run_accum(f, k, 3, seed=s, stale_grads=True))]
+
+
+def _mutants_04_2():
+    def splice(cache, fresh, j, at=None):
+        at = j if at is None else at
+        rest = cache[:at] + cache[at + 1:]
+        return torch.cat(rest[:at] + [fresh] + rest[at:])
+
+    def two_pass(zero=True, no_grad=True, scale_s=True, divide_loss=False, slot_zero=False, append=False):
+        def step(model, micro, loss_fn):
+            if zero:
+                model.zero_grad()
+            k = len(micro)
+            ctx = torch.no_grad() if no_grad else torch.enable_grad()
+            with ctx:
+                cache = [model(x, t)[:2] for x, t in micro]
+            ci, ct = [c[0] for c in cache], [c[1] for c in cache]
+            for j, (x, t) in enumerate(micro):
+                img, txt, s = model(x, t)
+                if append:   # the fresh features next to the whole cache, not in place of their own slot
+                    all_i, all_t = torch.cat(ci + [img]), torch.cat(ct + [txt])
+                else:
+                    at = 0 if slot_zero else j
+                    all_i, all_t = splice(ci, img, j, at), splice(ct, txt, j, at)
+                if scale_s:
+                    s = s.detach() + (s - s.detach()) / k
+                loss = loss_fn(all_i, all_t, s)
+                (loss / k if divide_loss else loss).backward(retain_graph=not no_grad)
+            return loss.item()
+        return step
+
+    def mean_of_micro_losses(model, micro, loss_fn):
+        model.zero_grad()
+        total = 0.0
+        for x, t in micro:
+            loss = loss_fn(*model(x, t)) / len(micro)
+            loss.backward()
+            total += loss.item()
+        return total
+
+    return {"每个小批次各算一个损失再取平均（朴素累积）": mean_of_micro_losses,
+            "缓存的特征没有 detach（第一遍没有 no_grad）：梯度重复计了 K 次": two_pass(no_grad=False),
+            "开始时没有把梯度清零（上一步的梯度混了进来）": two_pass(zero=False),
+            "logit_scale 的梯度没有除以 K（每一遍都给了它完整的梯度）": two_pass(scale_s=False),
+            "像普通累积那样把每一遍的损失除以 K": two_pass(divide_loss=True, scale_s=False),
+            "新算的特征总放在第 0 片（没有放回第 j 片）": two_pass(slot_zero=True),
+            "新算的特征接在整个缓存后面（没有替换第 j 片）": two_pass(append=True)}
+
+
+register(Exercise(
+    id="04.2", title="带特征缓存的梯度累积 (feature cache)", points=3,
+    hint="两遍：第一遍不求导，只为每个小批次留下特征；第二遍每次只让一个小批次带梯度，把它的新特征放回它在大批次里"
+         "原来的位置，其余用缓存，在整个大批次上算损失、反传。想一想 K 遍反传加起来时，哪个量被每一遍都完整地求导了一次"
+         "（它应当只算一次），以及开始之前 .grad 里可能还有什么。",
+    reference=feature_cache_step, cases=_cases_04_2, mutants=_mutants_04_2, hidden=_hidden_04_2,
+    builds=BUILDS_04_2))
+
+
+# ----------------------------------------------------------------------------- 04.3 one rank's loss
 def rank_loss(img_local: torch.Tensor, txt_local: torch.Tensor, gathered_img: torch.Tensor,
               gathered_txt: torch.Tensor, rank: int, logit_scale) -> torch.Tensor:
     """What rank `rank` computes in ClipLoss's default mode: the gathered (W*B, D) features as
@@ -119,12 +274,29 @@ def _run_rank(f, world_size: int, rank: int, batch: int = 3, dim: int = 8, seed:
             "logit_scale 的梯度": grads[2]}
 
 
-def _cases_04_2():
-    return [Case(f"W = {w} 个进程，rank = {r}，每个进程 B = 3", (lambda w, r: lambda f: _run_rank(f, w, r, seed=w + r))(w, r))
+def _cases_04_3():
+    return [Case(f"W = {w} 个进程，rank = {r}，每个进程 B = 3",
+                 (lambda w, r: lambda f: _run_rank(guarded(f, rank_loss, BUILDS_04_3), w, r, seed=w + r))(w, r))
             for w, r in [(2, 0), (2, 1), (4, 2)]]
 
 
-def _mutants_04_2():
+def _hidden_04_3(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for kind in ("W = 2，随机的 rank", "W = 3 或 4，随机的 rank", "最后一个 rank"):
+        w = 2 if kind.startswith("W = 2") else rng.choice([3, 4])
+        r = w - 1 if kind == "最后一个 rank" else rng.randrange(w)
+        out.append(Case(kind, (lambda w, r, b, s: lambda f: _run_rank(guarded(f, rank_loss, BUILDS_04_3), w, r, batch=b, seed=s))(
+            w, r, rng.randint(1, 4), rng.randrange(10**6))))
+    return out
+
+
+BUILDS_04_3 = ("cnclip_edu.loss.replace_local_chunk",)
+
+
+def _mutants_04_3():
     def no_scale(i, t, gi, gt, rank, s):
         w = gi.shape[0] // i.shape[0]
         return ClipLoss()(replace_local_chunk(gi, i, rank, w), replace_local_chunk(gt, t, rank, w), s)
@@ -149,14 +321,13 @@ def _mutants_04_2():
 
 
 register(Exercise(
-    id="04.2", title="一个 rank 上的聚合损失 (all-gather + 本地片保留梯度)", points=3,
-    hint="W = gathered_img.shape[0] // B；把 gathered 用 .chunk(W) 切成 W 份，第 rank 份换成本地特征，"
-         "并让它的梯度乘 W（x.detach() + W * (x - x.detach())，或 cnclip_edu.loss.scale_grad）；torch.cat 拼回"
-         " (W*B, D) 后算 ClipLoss()。不要把整个损失乘 W：那样 logit_scale 的梯度也会被放大。",
-    reference=rank_loss, cases=_cases_04_2, mutants=_mutants_04_2))
+    id="04.3", title="一个 rank 上的聚合损失 (all-gather + 本地片保留梯度)", points=3,
+    hint="W 从两个形状里算出来；聚合结果里属于本 rank 的那一片换成本地特征（值不变），并且只让这一片的梯度放大 W 倍"
+         "（第 4 节的 detach 技巧）。放大整个损失不行：那样 logit_scale 的梯度也被放大了。",
+    reference=rank_loss, cases=_cases_04_3, mutants=_mutants_04_3, hidden=_hidden_04_3, builds=BUILDS_04_3))
 
 
-# ----------------------------------------------------------------------------- 04.3 local_loss
+# ----------------------------------------------------------------------------- 04.4 local_loss
 def local_rank_loss(img_local: torch.Tensor, txt_local: torch.Tensor, all_img: torch.Tensor,
                     all_txt: torch.Tensor, rank: int, logit_scale) -> torch.Tensor:
     """ClipLoss(local_loss=True, gather_with_grad=True) on rank `rank`: its B rows against all W*B
@@ -179,12 +350,27 @@ def _run_local(f, world_size: int, rank: int, batch: int = 3, dim: int = 8, seed
     return {"损失": loss.detach(), "全批图片特征的梯度": g_img, "全批文本特征的梯度": g_txt}
 
 
-def _cases_04_3():
-    return [Case(f"W = {w} 个进程，rank = {r}，每个进程 B = 3", (lambda w, r: lambda f: _run_local(f, w, r, seed=w + r))(w, r))
+def _cases_04_4():
+    return [Case(f"W = {w} 个进程，rank = {r}，每个进程 B = 3",
+                 (lambda w, r: lambda f: _run_local(guarded(f, local_rank_loss, BUILDS_04_4), w, r, seed=w + r))(w, r))
             for w, r in [(2, 1), (4, 0), (4, 3)]]
 
 
-def _mutants_04_3():
+BUILDS_04_4 = ("cnclip_edu.loss.ClipLoss.forward",)
+
+
+def _hidden_04_4(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    return [Case(kind, (lambda w, r, b, s: lambda f: _run_local(guarded(f, local_rank_loss, BUILDS_04_4), w, r, batch=b, seed=s))(
+                w, (0 if kind == "rank 0" else w - 1 if kind == "最后一个 rank" else rng.randrange(w)),
+                rng.randint(1, 4), rng.randrange(10**6)))
+            for kind, w in (("随机的 W 和 rank", rng.choice([2, 3, 4])), ("rank 0", rng.choice([2, 4])),
+                            ("最后一个 rank", rng.choice([2, 3])))]
+
+
+def _mutants_04_4():
     def no_offset(i, t, ai, at, rank, s):
         return contrastive_loss(s * i @ at.T, s * t @ ai.T, torch.arange(i.shape[0]))
 
@@ -201,7 +387,8 @@ def _mutants_04_3():
 
 
 register(Exercise(
-    id="04.3", title="local_loss：本 rank 的 B 行对全部 W·B 列", points=2,
-    hint="logits_per_image = s · img_local @ all_txt.T，logits_per_text = s · txt_local @ all_img.T，形状都是 (B, W·B)；"
-         "第 i 行的正确答案在第 rank·B + i 列，所以标签是 torch.arange(B) + rank * B。",
-    reference=local_rank_loss, cases=_cases_04_3, mutants=_mutants_04_3))
+    id="04.4", title="local_loss：本 rank 的 B 行对全部 W·B 列", points=2,
+    hint="本 rank 的 B 张图片对全部 W·B 句文本打分、B 句文本对全部 W·B 张图片打分，两个矩阵都是 (B, W·B)；"
+         "再想一想：本 rank 的第 i 个样本在全局批次里排第几？它就是第 i 行正确答案所在的列。",
+    reference=local_rank_loss, cases=_cases_04_4, mutants=_mutants_04_4, hidden=_hidden_04_4,
+    builds=BUILDS_04_4))

@@ -1,17 +1,20 @@
 """Notebook 05's checked exercises: read one line of a `{split}_imgs.tsv` strictly, write cn_clip's LMDB
-layout by hand, and the `__getitem__` of a minimal LMDB dataset.
+layout by hand, a Dataset that is safe under DataLoader workers (a capstone piece), and the capstone:
+the student's own tokenizer, towers, loss and Dataset in one training step (`capstone.py`).
 
 References are the library's own code (`formats.decode_b64` / `open_image`, `lmdb_build.build_lmdb`,
 `dataset.LMDBDataset`) run on a tiny dataset written here, in a temporary folder, for every case.
 The mutants are the slips a student makes: a lazy `Image.open`, a lenient base64 decode, pairs keyed
-by text id, a forgotten `num_samples`, `commit` or `env.close()`, a skipped `preprocess_text`, ...
+by text id, a forgotten `num_samples`, `commit` or `env.close()`, an LMDB opened in `__init__`, ...
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import io
 import json
+import os
 import pickle
 import shutil
 import tempfile
@@ -20,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .core import Case, Exercise, register
+from ..capstone import LibraryDataset
+from .tripwire import armed, guarded
 
 
 # ----------------------------------------------------------------------------- a tiny fixed dataset
@@ -45,15 +50,25 @@ _TEXTS = [  # (text_id, text, image_ids): several images per text, one text with
 ]
 
 
-def _write_dataset(folder: Path, split: str = "mini") -> tuple[Path, Path]:
-    """`{split}_imgs.tsv` (5 PNG/JPEG images) and `{split}_texts.jsonl` (5 texts, 6 pairs) in `folder`."""
+def _write_dataset(folder: Path, split: str = "mini", texts=None) -> tuple[Path, Path]:
+    """`{split}_imgs.tsv` (5 PNG/JPEG images) and `{split}_texts.jsonl` (by default 5 texts, 6 pairs) in `folder`."""
     from cnclip_edu.data import formats
 
     images = [(1001 + k, _png_b64(c, fmt="JPEG" if k == 3 else "PNG")) for k, c in enumerate(_COLORS)]
     tsv, jsonl = formats.imgs_tsv(folder, split), formats.texts_jsonl(folder, split)
     formats.write_imgs_tsv(tsv, images)
-    formats.write_texts_jsonl(jsonl, _TEXTS)
+    formats.write_texts_jsonl(jsonl, _TEXTS if texts is None else texts)
     return tsv, jsonl
+
+
+def _random_texts(seed: int) -> list[tuple[int, str, list[int]]]:
+    """4-7 texts over the 5 images, each with 0-3 images (a hidden case's dataset)."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["红色", "蓝色", "黄色", "“绿色”", "紫色", "方块", "正方形", "小", "大", "LOGO"]
+    return [(8000 + t, "".join(rng.sample(words, 3)), sorted(rng.sample(range(1001, 1006), rng.randint(0, 3))))
+            for t in range(rng.randint(4, 7))]
 
 
 # ----------------------------------------------------------------------------- 05.1 one TSV line
@@ -72,9 +87,13 @@ def decode_tsv_line(line: str):
 _REFUSED = "抛出了异常（坏数据被拒绝）"
 
 
+BUILDS_05_1 = ("cnclip_edu.data.formats.decode_b64", "cnclip_edu.data.formats.open_image",
+               "cnclip_edu.data.formats.decode_image")
+
+
 def _run_decode(f, line: str):
     try:
-        out = f(line)
+        out = guarded(f, decode_tsv_line, BUILDS_05_1)(line)
     except NotImplementedError:
         raise
     except Exception:  # ValueError, binascii.Error, OSError from PIL: any refusal counts
@@ -101,6 +120,23 @@ def _cases_05_1():
         Case("base64 里混进了非法字符 '!*'", lambda f: _run_decode(f, f"1003\t{junk}")),
         Case("id 与 base64 之间是空格而不是制表符", lambda f: _run_decode(f, f"1004 {png}")),
     ]
+
+
+def _hidden_05_1(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    color = _COLORS[rng.randrange(len(_COLORS))]
+    png, jpeg = _png_b64(color, size=rng.randint(8, 20)), _png_b64(color, fmt="JPEG", size=rng.randint(8, 20))
+    raw = base64.b64decode(png)
+    cut = base64.b64encode(raw[: rng.randint(len(raw) // 3, len(raw) - 8)]).decode("ascii")
+    at = rng.randint(4, len(png) - 4)
+    iid = rng.randint(1, 10**9)
+    return [Case("一行 PNG，末尾带换行", lambda f: _run_decode(f, f"{iid}\t{png}\n")),
+            Case("一行 JPEG，末尾是 \\r\\n", lambda f: _run_decode(f, f"{iid}\t{jpeg}\r\n")),
+            Case("截断的图片", lambda f: _run_decode(f, f"{iid}\t{cut}")),
+            Case("base64 里有非法字符", lambda f: _run_decode(f, f"{iid}\t{png[:at]}#{png[at:]}")),
+            Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra"))]
 
 
 def _mutants_05_1():
@@ -135,9 +171,9 @@ def _mutants_05_1():
 
 register(Exercise(
     id="05.1", title="读一行 TSV：解码并验证 base64 图片", points=2,
-    hint="先 line.strip() 再 split('\\t')，恰好两列；id 用 int()；base64.b64decode(b64, validate=True) 才会拒绝非法字符；"
-         "Image.open(io.BytesIO(raw)) 只读了文件头，要再调用 img.load() 把每个像素解出来，截断的图片才会报错。",
-    reference=decode_tsv_line, cases=_cases_05_1, mutants=_mutants_05_1))
+    hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；想一想 b64decode 默认怎样对待字母表以外的字符，"
+         "以及 Image.open 返回时到底读了多少字节——截断的图片要在你返回之前就暴露出来。",
+    reference=decode_tsv_line, cases=_cases_05_1, mutants=_mutants_05_1, hidden=_hidden_05_1, builds=BUILDS_05_1))
 
 
 # ----------------------------------------------------------------------------- 05.2 an LMDB by hand
@@ -176,18 +212,25 @@ def _read_lmdb(path: Path, pickled: bool):
     return out
 
 
-def _run_writer(f):
+BUILDS_05_2 = ("cnclip_edu.data.lmdb_build.build_lmdb",)
+
+
+def _run_writer(f, texts=None):
     with tempfile.TemporaryDirectory() as tmp:
-        tsv, jsonl = _write_dataset(Path(tmp) / "src")
+        tsv, jsonl = _write_dataset(Path(tmp) / "src", texts=texts)
         out = Path(tmp) / "lmdb" / "mini"
         out.mkdir(parents=True)
-        returned = f(tsv, jsonl, out, 16 << 20)
+        returned = guarded(f, write_split_lmdb, BUILDS_05_2)(tsv, jsonl, out, 16 << 20)
         gc.collect()  # an Environment the answer forgot to close stays open until collected
         return {"返回值": returned, "imgs": _read_lmdb(out / "imgs", False), "pairs": _read_lmdb(out / "pairs", True)}
 
 
 def _cases_05_2():
     return [Case("5 张图、5 条描述（其中一条有 2 张图、一条没有图）", _run_writer)]
+
+
+def _hidden_05_2(seed: int):
+    return [Case("5 张图、随机的 4-7 条描述（每条 0-3 张图）", lambda f: _run_writer(f, _random_texts(seed)))]
 
 
 def _hand_writer(pairs_key="index", count_keys=True, first_only=False, raw_bytes=False, swap=False,
@@ -250,113 +293,263 @@ def _mutants_05_2():
 
 register(Exercise(
     id="05.2", title="亲手写一个 LMDB（cn_clip 的 imgs / pairs 布局）", points=3,
-    hint="imgs：键 str(image_id).encode()，值是 base64 原样的字节，最后 put(b'num_images', 数量)；pairs：每条描述的"
-         "每张图各一条，键是从 0 开始的连续编号 str(n).encode()，值 pickle.dumps((image_id, text_id, text))，最后 "
-         "put(b'num_samples', 数量)。写在 with env.begin(write=True) as txn: 里（正常结束时自动 commit），写完 env.close()。",
-    reference=write_split_lmdb, cases=_cases_05_2, mutants=_mutants_05_2))
+    hint="检查逐个键、逐个值地比较两个库，所以格式要和上面的布局一字不差：键和两个计数都是十进制数字的 UTF-8 字节，"
+         "imgs 的值是 TSV 里那段 base64 文本本身。pairs 的条数等于所有描述的图片数之和（没有图的描述一条也不写），编号连续。"
+         "写事务只有提交了才算数；一个进程里同一个库只能打开一次，用完要关。",
+    reference=write_split_lmdb, cases=_cases_05_2, mutants=_mutants_05_2, hidden=_hidden_05_2, builds=BUILDS_05_2))
 
 
-# ----------------------------------------------------------------------------- 05.3 __getitem__
-def _lmdb_dataset():
-    from cnclip_edu.data.dataset import LMDBDataset
-
-    return LMDBDataset
+# ----------------------------------------------------------------------------- 05.3 a worker-safe Dataset
+_Reference = LibraryDataset   # the library's LMDBDataset with the exercise's signature
 
 
-class _Reference:
-    """Calls the library's LMDBDataset (imported lazily) with the exercise's signature."""
-
-    def __new__(cls, lmdb_split_dir, resolution, context_length=52):
-        return _lmdb_dataset()(lmdb_split_dir, resolution=resolution, context_length=context_length)
+BUILDS_05_3 = ("cnclip_edu.data.dataset.LMDBDataset.__getitem__", "cnclip_edu.data.dataset.LMDBDataset.pair",
+               "cnclip_edu.data.dataset.shared_txn")
 
 
-def _run_dataset(cls):
+def _lmdb_handles(ds) -> list:
+    """The LMDB environments / transactions a dataset object holds (in its attributes, one level deep)."""
+    import lmdb
+
+    found = []
+    for value in vars(ds).values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        found += [v for v in values if isinstance(v, (lmdb.Environment, lmdb.Transaction))]
+    return found
+
+
+class _Probe:
+    """Wraps a dataset for DataLoader workers: item i -> (image, tokens, whether this worker read it through
+    handles of its own, not ones inherited from the parent process)."""
+
+    def __init__(self, ds, parent_handles: list):
+        self.ds, self.parent_handles = ds, parent_handles  # kept alive: their ids cannot be reused
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, index):
+        image, tokens = self.ds[index]
+        inherited = any(h is p for h in _lmdb_handles(self.ds) for p in self.parent_handles)
+        return image, tokens, not inherited
+
+
+def _toy_tokenizer(texts, context_length):
+    """Not BERT: one id per character (a case that shows the Dataset really uses the tokenizer it is given)."""
     import torch
 
+    out = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for row, text in enumerate(texts):
+        ids = [ord(ch) % 1000 + 1 for ch in text][:context_length]
+        out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+def _run_dataset(cls, mode: str, texts=None):
+    import pickle as _pickle
+
+    import torch
+    from torch.utils.data import DataLoader
+
     from cnclip_edu.data.dataset import close_shared_envs
+    from cnclip_edu.data.lmdb_build import build_lmdb
 
-    with tempfile.TemporaryDirectory() as tmp:
+    ctx = contextlib.nullcontext() if cls is _Reference else armed(BUILDS_05_3)
+    with tempfile.TemporaryDirectory() as tmp, ctx:
         src = Path(tmp) / "src"
-        _write_dataset(src)
-        from cnclip_edu.data.lmdb_build import build_lmdb
-
+        _write_dataset(src, texts=texts)
         build_lmdb(src, ["mini"], progress=False, verbose=False)
         root = src / "lmdb" / "mini"
-        ds = cls(root, 16, 12)
+        ds = cls(root, 16, 12, tokenizer=_toy_tokenizer) if mode == "tokenizer" else cls(root, 16, 12)
         try:
-            items = [ds[i] for i in range(len(ds))]
-            if not all(isinstance(it, tuple) and len(it) == 2 for it in items):
-                return {"每条样本": items[0] if items else None}
-            images, tokens = zip(*items)
-
-            def stacked(xs):  # (N, ...) if every item is a tensor, else the first item (the mistake to report)
-                return torch.stack(xs) if all(isinstance(x, torch.Tensor) for x in xs) else xs[0]
-
-            return {"样本数": len(ds), "图片 (N, 3, 16, 16)": stacked(images), "tokens (N, 12)": stacked(tokens)}
+            if mode == "fresh":
+                try:
+                    _pickle.dumps(ds)
+                    picklable = True
+                except Exception as e:  # an lmdb.Environment cannot be pickled
+                    picklable = f"pickle.dumps 失败：{type(e).__name__}: {e}"
+                return {"len(ds)": len(ds), "刚创建的 Dataset 能 pickle": picklable,
+                        "刚创建的 Dataset 持有打开的 LMDB": bool(_lmdb_handles(ds))}
+            if mode == "end":
+                try:
+                    ds[len(ds)]
+                    return "ds[len(ds)] 没有报错"
+                except IndexError:
+                    return "IndexError"
+                except Exception as e:
+                    return f"{type(e).__name__}（应当是 IndexError）"
+            if mode == "parent_first":
+                ds[0]
+            loader = DataLoader(_Probe(ds, _lmdb_handles(ds)), batch_size=2, num_workers=2,
+                                multiprocessing_context="fork")
+            images, tokens, own = zip(*loader)
+            return {"样本数": sum(len(b) for b in images), "图片 (N, 3, 16, 16)": torch.cat(images),
+                    "tokens (N, 12)": torch.cat(tokens), "每个 worker 都用自己打开的 LMDB": bool(torch.cat(own).all())}
         finally:
-            if hasattr(ds, "close"):
-                ds.close()
             del ds
             gc.collect()
             close_shared_envs(root)
 
 
 def _cases_05_3():
-    return [Case("5 条描述、6 个图文对的小 LMDB，分辨率 16，context_length 12", _run_dataset)]
+    return [Case("刚创建（还没读过样本）的 Dataset：长度、能否 pickle、是否已经打开了 LMDB", lambda c: _run_dataset(c, "fresh")),
+            Case("DataLoader(num_workers=2) 读出全部 6 条样本", lambda c: _run_dataset(c, "workers")),
+            Case("主进程先读过 ds[0]，再 fork 出 2 个 worker 读", lambda c: _run_dataset(c, "parent_first")),
+            Case("越界的下标 ds[len(ds)]", lambda c: _run_dataset(c, "end")),
+            Case("传入别的 tokenizer（每个字一个 id）", lambda c: _run_dataset(c, "tokenizer"))]
 
 
-def _mini_dataset(slip: str | None = None):
-    """A correct minimal dataset, or one with `slip` (the mutants)."""
-    import lmdb
-    from PIL import Image
-    from torch.utils.data import Dataset
+def _hidden_05_3(seed: int):
+    return [Case(f"随机的描述与配对，{kind}", (lambda m: lambda c: _run_dataset(c, m, _random_texts(seed)))(mode))
+            for kind, mode in (("2 个 worker", "workers"), ("主进程先读过", "parent_first"), ("越界下标", "end"),
+                               ("长度", "fresh"))]
 
-    from cnclip_edu.data.dataset import preprocess_text
-    from cnclip_edu.data.transforms import image_transform
-    from cnclip_edu.tokenizer import tokenize
 
-    class Mini(Dataset):
-        def __init__(self, lmdb_split_dir, resolution, context_length=52):
-            root = Path(lmdb_split_dir)
-            self.env_pairs = lmdb.open(str(root / "pairs"), readonly=True, lock=False, readahead=False)
-            self.env_imgs = lmdb.open(str(root / "imgs"), readonly=True, lock=False, readahead=False)
-            self.txn_pairs, self.txn_imgs = self.env_pairs.begin(), self.env_imgs.begin()
-            self.num_samples = int(self.txn_pairs.get(b"num_samples"))
-            self.transform = image_transform(resolution)
-            self.context_length = context_length
+class _Mini:
+    """A hand-written worker-safe dataset; `slip` switches on one mistake (the mutants)."""
 
-        def __len__(self):
-            return self.num_samples
+    def __init__(self, lmdb_split_dir, resolution, context_length=52, tokenizer=None, slip=None):
+        import lmdb
 
-        def __getitem__(self, index):
-            key = str(index + 1 if slip == "off_by_one" else index).encode("utf-8")
-            image_id, text_id, text = pickle.loads(self.txn_pairs.get(key))
-            b64 = self.txn_imgs.get(str(text_id if slip == "text_id" else image_id).encode("utf-8"))
-            image = Image.open(io.BytesIO(base64.b64decode(b64)))
-            if slip != "no_transform":
-                image = self.transform(image)
-            text = text if slip == "no_preprocess" else preprocess_text(text)
-            tokens = tokenize([text], context_length=self.context_length)
-            return image, (tokens if slip == "no_index" else tokens[0])
+        from cnclip_edu.data.transforms import image_transform
+        from cnclip_edu.tokenizer import tokenize
 
-        def close(self):
-            self.env_pairs.close()
-            self.env_imgs.close()
+        self.root, self.slip = Path(lmdb_split_dir), slip
+        self.transform, self.context_length = image_transform(resolution), context_length
+        self.tokenizer = tokenize if tokenizer is None or slip == "ignores_tokenizer" else tokenizer
+        env = lmdb.open(str(self.root / "pairs"), readonly=True, lock=False)
+        with env.begin() as txn:
+            self.num_samples = int(txn.get(b"num_samples"))
+            if slip == "entries":  # counts every key, num_samples included
+                self.num_samples = txn.stat()["entries"]
+        env.close()
+        self.pid, self.txns = None, None
+        if slip == "eager":
+            self._open()
 
-    return Mini
+    def _open(self):
+        import lmdb
+
+        for env in getattr(self, "envs", []):  # inherited from the parent: py-lmdb refuses a second open
+            env.close()
+        envs = [lmdb.open(str(self.root / db), readonly=True, lock=False, readahead=False) for db in ("pairs", "imgs")]
+        self.envs, self.txns, self.pid = envs, [e.begin() for e in envs], os.getpid()
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        from cnclip_edu.data.dataset import preprocess_text
+
+        if self.txns is None or (self.pid != os.getpid() and self.slip != "no_pid"):
+            self._open()
+        if index >= self.num_samples and self.slip != "no_bound":
+            raise IndexError(index)
+        pairs, imgs = self.txns
+        key = bytes(index) if self.slip == "bytes_key" else str(index).encode("utf-8")
+        image_id, text_id, text = pickle.loads(pairs.get(key))
+        b64 = imgs.get(str(text_id if self.slip == "text_id" else image_id).encode("utf-8"))
+        image = self.transform(Image.open(io.BytesIO(base64.b64decode(b64))))
+        if self.slip == "raw_text":
+            return image, text
+        text = text if self.slip == "no_preprocess" else preprocess_text(text)
+        tokens = self.tokenizer([text], context_length=self.context_length)
+        return image, (tokens if self.slip == "no_index" else tokens[0])
 
 
 def _mutants_05_3():
-    return {"忘了 preprocess_text（中文引号变成 [UNK]）": _mini_dataset("no_preprocess"),
-            "用 text_id 去 imgs 库里取图": _mini_dataset("text_id"),
-            "图片没有经过 transform（返回的是 PIL 图片）": _mini_dataset("no_transform"),
-            "tokens 没有取 [0]（形状是 (1, L)）": _mini_dataset("no_index"),
-            "编号从 1 开始（str(index + 1)）": _mini_dataset("off_by_one")}
+    import functools
+
+    slips = {"eager": "在 __init__ 里就打开了 LMDB（spawn 的 worker 无法 pickle，fork 的 worker 共用父进程的句柄）",
+             "no_pid": "懒打开，但没有检查进程号：fork 出的 worker 用的是父进程打开的句柄",
+             "entries": "len 用了 stat()['entries']（把 num_samples 这个键也数进去了）",
+             "bytes_key": "键写成 bytes(index)（那是 index 个零字节，不是数字的字符）",
+             "no_bound": "越界的下标没有抛 IndexError", "text_id": "用 text_id 去 imgs 库里取图",
+             "raw_text": "返回了文本，而不是 token", "no_preprocess": "忘了 preprocess_text（中文引号变成 [UNK]）",
+             "no_index": "tokens 没有取 [0]（形状是 (1, L)）", "ignores_tokenizer": "没有用传进来的 tokenizer"}
+    return {desc: functools.partial(_Mini, slip=slip) for slip, desc in slips.items()}
 
 
 register(Exercise(
-    id="05.3", title="最小的 LMDB Dataset：__getitem__", points=2,
-    hint="pairs 的键是 str(index).encode()，pickle.loads 得到 (image_id, text_id, text)；用 image_id（不是 text_id）去 imgs "
-         "取 base64，base64.b64decode → io.BytesIO → Image.open → self.transform 得到 (3, R, R)；文本先 preprocess_text 再 "
-         "tokenize([text], context_length=...)，它返回 (1, L)，取 [0] 得到 (L,)。",
-    reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3))
+    id="05.3", title="在多个 worker 里也安全的 LMDB Dataset", points=3,
+    hint="__init__ 里只能留下能被 pickle 的东西（路径、数字、变换）：样本数可以打开一下读出来，但要马上关掉。句柄在第一次"
+         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。第 index 条样本的键、它指向的"
+         "图片、越界时抛什么异常，都照 cn_clip 的约定来。",
+    reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3, hidden=_hidden_05_3, builds=BUILDS_05_3))
+
+
+# ----------------------------------------------------------------------------- 05.4 the capstone
+def _capstone_step(mine, model, lmdb_split_dir, batch_size):
+    from cnclip_edu.course.capstone import training_step
+
+    return training_step(mine, model, lmdb_split_dir, batch_size)
+
+
+def _run_capstone(f, seed: int, batch_size: int, stale_grads: bool = False):
+    """The reference step runs on the library's pieces, the student's step on the student's own
+    (`%%my_clip` cells of this work folder; the library's where a notebook has not run)."""
+    from cnclip_edu.course import capstone
+
+    if f is _capstone_step:
+        return capstone.run_step(f, capstone.library_pieces(), seed, batch_size, stale_grads)
+    return capstone.run_step(guarded(f, _capstone_step, ("cnclip_edu.course.capstone.training_step",)),
+                             capstone.collect()[0], seed, batch_size, stale_grads)
+
+
+def _cases_05_4():
+    return [Case("玩具世界的前 8 个图文对", lambda f: _run_capstone(f, 0, 8)),
+            Case("另一批（4 对），模型的 .grad 里还留着上一步的梯度", lambda f: _run_capstone(f, 1, 4, stale_grads=True))]
+
+
+def _hidden_05_4(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    return [Case("另一份玩具数据、另一个批大小", lambda f, s=rng.randrange(10**6), b=rng.randint(3, 8): _run_capstone(f, s, b)),
+            Case(".grad 里留着上一步的梯度", lambda f, s=rng.randrange(10**6): _run_capstone(f, s, 5, stale_grads=True))]
+
+
+def _mutants_05_4():
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from cnclip_edu.tokenizer import VOCAB_PATH, tokenize
+
+    def step(normalize=True, exp=True, zero=True, backward=True, own_tokenizer=True, shuffle=False, no_grad=False):
+        def run(mine, model, root, batch_size):
+            vocab = mine.load_vocab(VOCAB_PATH)
+            tok = (lambda texts, context_length: mine.tokenize(texts, vocab, context_length)) if own_tokenizer else None
+            ds = mine.MyLMDBDataset(root, model.image_resolution, context_length=model.context_length, tokenizer=tok)
+            images, tokens = next(iter(DataLoader(ds, batch_size=batch_size, shuffle=shuffle)))
+            if zero:
+                model.zero_grad()
+            with torch.no_grad() if no_grad else torch.enable_grad():
+                img, txt = mine.encode_image(model, images), mine.encode_text(model, tokens)
+            if normalize:
+                img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+            loss = mine.clip_loss(img, txt, model.logit_scale.exp() if exp else model.logit_scale)
+            if backward and loss.requires_grad:
+                loss.backward()
+            return loss
+        return run
+
+    del tokenize
+    return {"特征没有 L2 归一化": step(normalize=False), "logit_scale 没有取 exp": step(exp=False),
+            "没有先把梯度清零": step(zero=False), "没有 backward": step(backward=False),
+            "Dataset 用了库里的分词器，而不是你在 01 写的 tokenize": step(own_tokenizer=False),
+            "DataLoader 打乱了顺序（shuffle=True）：和库比较的不是同一批": step(shuffle=True),
+            "两个塔在 torch.no_grad() 里前向（梯度传不到塔里）": step(no_grad=True)}
+
+
+register(Exercise(
+    id="05.4", title="终点：用你自己的零件跑一步 CLIP 训练", points=4,
+    hint="每一步都用 mine 里的零件：词表和分词器（01）、Dataset（05，把你的分词器交给它）、两个塔（02、03）、损失（04）。"
+         "想一想：损失要的特征是什么样的（04 说过），logit_scale 在模型里存的是什么，.grad 里原来可能有什么，"
+         "以及要和库比较的是不是同一批样本。如果提示说某个零件不一致，回到那个 notebook 去改。",
+    reference=_capstone_step, cases=_cases_05_4, mutants=_mutants_05_4, hidden=_hidden_05_4, needs=("04.1", "05.3"),
+    builds=("cnclip_edu.model.clip.CLIP.encode_image", "cnclip_edu.model.clip.CLIP.encode_text",
+            "cnclip_edu.loss.ClipLoss.forward", "cnclip_edu.data.dataset.LMDBDataset.__getitem__",
+            "cnclip_edu.tokenizer.tokenize", "cnclip_edu.course.capstone.training_step")))

@@ -1,0 +1,58 @@
+"""Notebooks 04 and 05: the grading cases drawn from a seed accept the reference and reject the mutants,
+and an answer that only calls the library routine the exercise builds is refused (`tripwire.py`)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnclip_edu.course import exercises as X
+from cnclip_edu.course.exercises.compare import default_compare
+
+IDS = [i for i in X.all_ids() if i[:2] in ("04", "05") and X.get(i).hidden is not None]
+
+
+def _run(ex, answer, cases):
+    compare = ex.compare or default_compare
+    for case in cases:
+        diff = compare(case.run(ex.reference), case.run(answer))
+        if diff:
+            return f"{case.label}: {diff}"
+    return None
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_hidden_cases_accept_the_reference_and_reject_mutants(exercise_id):
+    ex = X.get(exercise_id)
+    assert ex.builds, f"{exercise_id}: no builds"
+    for seed in (0, 1):
+        cases = ex.hidden(seed)
+        assert cases and all(c.label for c in cases)
+        assert _run(ex, ex.reference, cases) is None
+    caught = 0
+    for name, wrong in ex.mutants().items():
+        try:
+            caught += _run(ex, wrong, ex.hidden(0)) is not None
+        except Exception:
+            caught += 1
+    assert caught >= len(ex.mutants()) // 2, f"{exercise_id}: hidden cases catch only {caught} mutants"
+
+
+def test_the_library_loss_is_not_an_answer_to_04_1():
+    from cnclip_edu.loss import ClipLoss
+
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
+        X.check("04.1", ClipLoss())
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
+        X.check("04.1", lambda i, t, s: ClipLoss()(i, t, s))
+
+
+def test_the_library_accumulation_is_not_an_answer_to_04_2():
+    from cnclip_edu.train.accumulate import accumulated_step
+
+    def lazy(model, micro, loss_fn):
+        model.zero_grad()
+        return accumulated_step(model, micro, loss_fn)[0]
+
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
+        X.check("04.2", lazy)
+    X.check("04.2", X.get("04.2").reference)  # the routine is armed again afterwards
