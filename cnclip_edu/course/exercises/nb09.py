@@ -520,7 +520,7 @@ def _build_case(label: str, inputs: dict | None, context_length: int, max_batch:
 
 def _build_cases():
     return [_build_case("文本塔 (-1, -1)，context 52，max_batch 64", {"text": (-1, -1)}, 52, 64),
-            _build_case("图像塔 (-1, 3, 32, 32)，max_batch 16，工作区 0.5 GiB", {"image": (-1, 3, 32, 32)}, 52, 16, 0.5),
+            _build_case("视觉塔 (-1, 3, 32, 32)，max_batch 16，工作区 0.5 GiB", {"image": (-1, 3, 32, 32)}, 52, 16, 0.5),
             _build_case("两个输入的文本图 (input_ids, attention_mask)",
                         {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, 24, 8),
             _build_case("坏掉的 ONNX 文件（解析失败）", None, 52, 8)]
@@ -530,7 +530,7 @@ def _build_hidden(seed: int):
     rng = random.Random(seed)
     L, r, mb, ws = rng.randint(8, 77), rng.choice([16, 32, 224]), rng.randint(1, 256), rng.choice([0.25, 1.0, 2.0, 4.0])
     return [_build_case("随机 context 长度和 max_batch 的文本塔", {"text": (-1, -1)}, L, mb, ws),
-            _build_case("随机分辨率的图像塔", {"image": (-1, 3, r, r)}, L, mb, ws),
+            _build_case("随机分辨率的视觉塔", {"image": (-1, 3, r, r)}, L, mb, ws),
             _build_case("长度固定的文本塔", {"text": (-1, L)}, L, mb, ws),
             _build_case("两个输入的图", {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, L, mb, ws),
             _build_case("坏掉的 ONNX 文件", None, L, mb, ws)]
