@@ -75,6 +75,7 @@ register(Exercise(
          "得到 (图数, 描述数) 的 logits_per_image，logits_per_text 是它的转置。常见错误：忘了 .exp()（logit_scale 存的是对数）、"
          "沿 dim=0 归一化、忘了 keepdim=True、logits_per_text 忘了转置。",
     reference=_library_similarity,
+    builds=("cnclip_edu.model.clip.CLIP.get_similarity",),
     cases=_similarity_cases,
     mutants=lambda: {
         "忘了归一化": _mistake("no_norm"),

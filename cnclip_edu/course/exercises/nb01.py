@@ -77,6 +77,7 @@ register(Exercise(
          "常见错误：汉字没有单独切开、忘了 NFD（é 的重音删不掉）、只认 Unicode 标点（漏了 ASCII 的 $）。",
     reference=_library_basic_tokenize,
     cases=lambda: [Case(label, lambda f, t=text: f(t)) for label, text in BASIC_CASES],
+    builds=("cnclip_edu.tokenizer.Tokenizer.basic_tokenize", "cn_clip.clip.bert_tokenizer.BasicTokenizer.tokenize"),
     mutants=lambda: {
         "汉字没有单独切开": lambda t: _student_basic(t, split_cjk=False),
         "忘了小写 (lower)": lambda t: _student_basic(t, lower=False),
@@ -130,6 +131,8 @@ register(Exercise(
          "然后 start = end 继续；某个位置一个候选都配不上，整个词就是 ['[UNK]']；超过 200 个字符的词直接是 ['[UNK]']。"
          "常见错误：从最短的开始试、后续片段忘了 '##'、只把配不上的那一小段当 [UNK]。",
     reference=_library_wordpiece,
+    builds=("cnclip_edu.tokenizer.Tokenizer.wordpiece", "cnclip_edu.tokenizer.Tokenizer._wordpiece",
+            "cnclip_edu.tokenizer.Tokenizer.wordpiece_steps", "cn_clip.clip.bert_tokenizer.WordpieceTokenizer.tokenize"),
     cases=lambda: [Case(repr(w) if len(w) < 20 else f"'{w[0]}' × {len(w)}（超长的词）", lambda f, w=w: f(w))
                    for w in WORDPIECE_CASES],
     mutants=lambda: {
@@ -182,6 +185,7 @@ register(Exercise(
          "写进 torch.zeros(N, context_length, dtype=torch.long) 的第 i 行开头（其余位置留 0 = [PAD]）。"
          "单个字符串要先变成 [text]。常见错误：先拼 [CLS]…[SEP] 再截断（长句丢了 [SEP]）、忘了 dtype=torch.long。",
     reference=_library_tokenize,
+    builds=("cnclip_edu.tokenizer.tokenize", "cn_clip.clip.utils.tokenize"),
     cases=lambda: [
         Case("两个短词 ['杰尼龟', '皮卡丘']，L=52", lambda f: f(["杰尼龟", "皮卡丘"], 52)),
         Case("￥99、英文、数字、表情、全角，L=52",

@@ -155,9 +155,7 @@ class _Grader:
                 name = item["name"]
                 out = outcomes.get(name, {"error": fatal or "没有结果 (no result)", "probes": {}})
                 error = out.get("error") or ""
-                shown = error or out.get("cell_errors") or ""
-                if shown:
-                    g.notebook_errors.append(f"{name}: {shown}")
+                g.notebook_errors += [f"{name}: {e}" for e in (error, out.get("cell_errors")) if e]
                 for i in item["ids"]:
                     seed = verdict.student_seed(self.o["secret"], sub.student, i)
                     g.results[i] = verdict.judge(i, out.get("probes", {}).get(i), seed, i in checked[name], error)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -118,7 +119,7 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
     probes = 0
 
     async def execute(cell, index: int, limit: float, history: bool = True) -> None:
-        client.timeout = max(1, int(limit))
+        client.timeout = max(1, math.ceil(limit))
         try:
             await asyncio.wait_for(client.async_execute_cell(cell, index, store_history=history), limit + GRACE_S)
         except asyncio.TimeoutError:
@@ -143,19 +144,20 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
             if errors:
                 outcome.setdefault("probe_errors", []).append(f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:200])
 
-    deadline = time.monotonic() + job["timeout_s"]
     try:
         async with client.async_setup_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL):
-            try:
+            deadline = time.monotonic() + job["timeout_s"]   # from the kernel's start: a busy machine's
+            try:                                              # slow start-up is not the student's time
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":
                         continue
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left > 0:
+                        await execute(cell, index, min(job["cell_timeout_s"], left))
+                    if time.monotonic() >= deadline:
                         outcome["error"] = f"超时 (timeout): 超过 {job['timeout_s']:g} s，后面的单元格没有运行"
                         break
-                    await execute(cell, index, min(job["cell_timeout_s"], left))
                     checked = [m["id"] for m in CHECK_CALL.finditer(cell.source) if m["id"] in ids]
                     if checked:
                         await probe(sorted(set(checked)))
