@@ -169,7 +169,7 @@ def test_submissions_are_read_without_following_links(tmp_path):
     assert a.refused == ["00_quickstart.ipynb (符号链接被拒绝 symlink refused)", "pipe (不是普通文件 not a regular file)"]
     assert "symlink refused" in students[2].error
     assert submissions.find_submission(a.files, a.refused, "00_quickstart.ipynb") == (
-        None, "00_quickstart.ipynb: 符号链接被拒绝 symlink refused")
+        None, "00_quickstart.ipynb: 符号链接被拒绝 (symlink refused)")
     assert submissions.find_submission(a.files, a.refused, "01_tokenizer.ipynb") == ("01_tokenizer.ipynb", "")
     files = {"03_a.ipynb": b"", "03_b.ipynb": b"", "02_mine.ipynb": b""}
     assert submissions.find_submission(files, [], "02_vision_tower.ipynb") == ("02_mine.ipynb", "")
@@ -246,8 +246,8 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert errors["bob"] == (f"{missing}; 96.1: 隐藏用例不对 (wrong on a hidden case)：隐藏用例（类型：很大的数）; "
                              "96.q1: 公开用例不对 (wrong on a public case)")
     assert errors["carol"].startswith("96_alpha.ipynb: kernel 崩溃 (DeadKernelError)")
-    assert ("96_alpha.ipynb: cell 3: 超时被中断 (interrupted at the cell time limit) (+1 个单元格出错 / more cell "
-            f"errors); {missing}; 96.q1: 没有运行到检查 (check not reached)") in errors["carol"]
+    assert errors["carol"].endswith("96_alpha.ipynb: cell 3: 超时被中断 (interrupted at the cell time limit) (+1 个"
+                                    f"单元格出错 / more cell errors); {missing}; 96.q1: 没有运行到检查 (check not reached)")
     assert errors["dave"] == (f"96_alpha.ipynb: 超时 (timeout): 超过 45 s，后面的单元格没有运行; {missing}; "
                               "96.q1: 超时 (timeout)")
     assert errors["erin"] == (f"{missing}; 96.1: 用了库自己的实现 (library used)：交上来的是库里的参考实现本身; "
@@ -259,3 +259,158 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert not re.search(r"\d{4,}", feedback), "a hidden case's input never appears in the feedback"
     summary = (tmp_path / "out" / "grades_feedback" / "_summary.md").read_text(encoding="utf-8")
     assert "| 96.1 平方 | 3/6 | 50% |" in summary and "| 97.1 取反 | 1/6 | 17% | 没有交 5 |" in summary
+
+
+# ----------------------------------------------------------------------------- the course's notebooks 00-01
+COURSE_00_01 = ["00_quickstart.ipynb", "01_tokenizer.ipynb"]
+CHECK_NAME = re.compile(r"""check\(\s*["'](?P<id>\d\d\.q?\d+)["']\s*,\s*(?P<name>\w+)""")
+
+
+def slim(book):
+    """The notebook's exercise cells only: the parameters and set-up cells, every solution cell and check
+    cell, and the cells defining a function a solution uses (the rest only shows things; grading runs what
+    a student hands in, so a shorter notebook grades the same answers in a fraction of the time)."""
+    code = [c for c in book.cells if c.cell_type == "code"]
+    solutions = "\n".join(c.source for c in code if "### BEGIN SOLUTION" in c.source)
+    keep = []
+    for i, c in enumerate(code):
+        defined = re.findall(r"^def (\w+)", c.source, re.M)
+        if (i < 2 or "### BEGIN SOLUTION" in c.source or CHECK_NAME.search(c.source)
+                or any(re.search(rf"\b{name}\(", solutions) for name in defined)):
+            keep.append(c)
+    out = nbformat.v4.new_notebook(cells=keep, metadata=book.metadata)
+    return nbformat.from_dict(nbformat.reads(nbformat.writes(out), as_version=4))
+
+
+def with_answers(book, answers: dict[str, str]):
+    """`book` with the solution cell before each check of an id in `answers` replaced: the code there
+    may use NAME, the name the check cell passes."""
+    book = nbformat.reads(nbformat.writes(book), as_version=4)
+    cells = book.cells
+    for i, c in enumerate(cells):
+        m = CHECK_NAME.search(c.source)
+        if m and m["id"] in answers:
+            j = max(k for k in range(i) if "### BEGIN SOLUTION" in cells[k].source)
+            cells[j].source = answers[m["id"]].replace("NAME", m["name"])
+    return book
+
+
+def insert_after_setup(book, source: str):
+    book = nbformat.reads(nbformat.writes(book), as_version=4)
+    code = [k for k, c in enumerate(book.cells) if c.cell_type == "code"]
+    book.cells.insert(code[1] + 1, new_code_cell(source))
+    return book
+
+
+def student(book, name):
+    return make_student_version(book, name)[0]
+
+
+def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
+    course, subs, out_dir = tmp_path / "course", tmp_path / "submissions", tmp_path / "out"
+    course.mkdir()
+    for name in COURSE_00_01:
+        shutil.copy(REPO_NOTEBOOKS / name, course / name)
+    teacher = {name: slim(nbformat.read(str(course / name), as_version=4)) for name in COURSE_00_01}
+    nb00, nb01 = teacher[COURSE_00_01[0]], teacher[COURSE_00_01[1]]
+    out = out_dir / "grades.csv"
+    token = f"cnclip-vandal-{uuid.uuid4().hex}"
+    marker = tmp_path / "the-vandal-was-here"
+    honest_files = [subs / "honest" / n for n in COURSE_00_01]
+    vandal = (
+        "import json, pathlib\n"
+        f"found = {{}}\n"
+        f"for p in {[str(p) for p in honest_files] + [str(course / COURSE_00_01[0]), str(out)]!r}:\n"
+        "    try:\n"
+        "        found[p] = len(open(p, 'rb').read())          # another student's answers, the teacher's, the CSV\n"
+        "        open(p, 'a').write('VANDAL')                   # ... and spoil them\n"
+        "    except Exception as exc:\n"
+        "        found[p] = type(exc).__name__\n"
+        "print(found)\n"
+        + orphan_cell(token, 5, f"[open(p, 'w').write('student,total\\\\nvandal,99') for p in "
+                                f"{[str(out), str(honest_files[0])]!r}]; open({str(marker)!r}, 'w').write('x')"))
+    forge = ("import json, os\n"
+             "log = os.environ.get('CNCLIP_EXERCISE_LOG') or os.path.join(work_dir, 'checks.jsonl')\n"
+             "with open(log, 'a') as f:\n"
+             "    for i in ('00.1', '00.q1'):\n"
+             "        f.write(json.dumps({'id': i, 'passed': True, 'points': 9}) + '\\n')")
+    patch = ("from cnclip_edu.course.exercises import compare, core\n"
+             "core._judge = lambda exercise, answer: 1\n"
+             "compare.default_compare = lambda *args, **kwargs: None")
+    library = {"01.1": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = lambda t: _g().basic_tokenize(t)",
+               "01.2": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = _g().wordpiece",
+               "01.3": "from cnclip_edu.tokenizer import tokenize as NAME"}
+    no_q1_check = nbformat.reads(nbformat.writes(nb00), as_version=4)
+    no_q1_check.cells = [c for c in no_q1_check.cells if 'check("00.q1"' not in c.source]
+    class_ = {
+        "honest": [nb00, nb01],
+        "empty": [None, student(nb01, COURSE_00_01[1])],            # the student version, untouched
+        # forges the exercise log, then patches the checker: the notebook's own checks now pass the stubs
+        "forger-patcher": [insert_after_setup(insert_after_setup(student(nb00, COURSE_00_01[0]), patch), forge), None],
+        "wrapper": [None, with_answers(nb01, library)],               # thin wrappers around the library
+        # solves 00, then attacks the others and the teacher, leaves a process behind, and hogs memory
+        "vandal-hog": [insert_after_setup(insert_after_setup(nb00, vandal), "hog = bytearray(64 * 2 ** 30)  # 64 GB"),
+                       None],
+        "=2+3": [no_q1_check, None],                                  # solved 00 but deleted one check cell
+    }
+    for name, books in class_.items():
+        for book, file in zip(books, COURSE_00_01):
+            if book is not None:
+                write(subs / name / file, book)
+    for file in COURSE_00_01:
+        (subs / "symlinked").mkdir(exist_ok=True)
+        (subs / "symlinked" / file).symlink_to(course / file)
+    (subs / "...dots").mkdir()
+    (subs / "张 三 李").mkdir()
+    (subs / "张 三 李" / "作业.txt").write_text("忘了交 notebook")
+    (subs / ".ipynb_checkpoints").mkdir()
+    before = {p: p.read_bytes() for p in [*honest_files, course / COURSE_00_01[0], course / COURSE_00_01[1]]}
+
+    t0 = time.perf_counter()
+    grades = G.grade(subs, out, course, timeout_s=120, cell_timeout_s=90, probe_timeout_s=120, jobs=2, seed=3,
+                     executed_dir=tmp_path / "executed", shared_data=False, memory_limit="8G")
+    print(f"graded {len(grades)} students in {time.perf_counter() - t0:.0f} s")
+    csv_after = out.read_bytes()
+    time.sleep(6)  # the vandal's process would have struck by now
+
+    by = {g.student: g for g in grades}
+    ids00 = [i for i in by["honest"].results if i.startswith("00.")]
+    ids01 = [i for i in by["honest"].results if i.startswith("01.")]
+
+    def reasons(name, ids):
+        return {by[name].results[i].reason for i in ids}
+
+    assert by["honest"].total == by["honest"].max_points > 0 and by["honest"].errors == ""
+    assert by["empty"].total == 0 and reasons("empty", ids01) <= {"stub", "needs"}
+    assert by["forger-patcher"].total == 0 and reasons("forger-patcher", ids00) == {"stub"}
+    executed = (tmp_path / "executed" / "forger-patcher" / COURSE_00_01[0]).read_text(encoding="utf-8")
+    assert "✅ 练习 00.1" in executed, "the patched checker did pass the stub inside the kernel"
+    assert {i: by["wrapper"].results[i].reason for i in ("01.1", "01.2", "01.3")} == dict.fromkeys(
+        ("01.1", "01.2", "01.3"), "library")
+    assert "01.1: 用了库自己的实现 (library used)：cnclip_edu.tokenizer.Tokenizer.basic_tokenize" in by["wrapper"].errors
+    assert by["symlinked"].total == 0 and all(
+        f"{n}: 符号链接被拒绝 (symlink refused)" in by["symlinked"].errors for n in COURSE_00_01)
+    assert by["vandal-hog"].results["00.1"].points == 2 and reasons("vandal-hog", ids01) == {"missing"}
+    assert "MemoryError" in by["vandal-hog"].errors
+    assert by["=2+3"].results["00.1"].points == 2 and by["=2+3"].results["00.q1"].reason == "check_deleted"
+    assert by["...dots"].total == 0 and by["张 三 李"].total == 0
+    assert by["张 三 李"].errors.startswith(f"{COURSE_00_01[0]}: 没有交 (missing)")
+
+    rows = rows_of(out)
+    names = sorted(["=2+3", "...dots", "empty", "forger-patcher", "honest", "symlinked", "vandal-hog", "wrapper", "张 三 李"])
+    assert list(rows) == [report.cell(n) for n in names], "every folder has a row (sorted), none runs as a formula"
+    assert rows["'=2+3"]["00.1"] == "2" and rows["'=2+3"]["errors"].endswith("00.q1: 检查格被删除 (check deleted)")
+    assert out.read_bytes() == csv_after, "nothing rewrote the CSV after the grader"
+    assert not marker.exists() and processes_with(token) == [], "the vandal's process in a new session was killed"
+    if NAMESPACES:  # the kernels could not even see these folders
+        assert {p: p.read_bytes() for p in before} == before
+        vandal_out = (tmp_path / "executed" / "vandal-hog" / COURSE_00_01[0]).read_text(encoding="utf-8")
+        assert "FileNotFoundError" in vandal_out and "VANDAL" not in vandal_out
+    # the honest student alone, same seed: the same grade
+    alone = tmp_path / "alone"
+    for n in COURSE_00_01:
+        write(alone / "honest" / n, nb00 if n == COURSE_00_01[0] else nb01)
+    again = G.grade(alone, tmp_path / "alone.csv", course, timeout_s=120, cell_timeout_s=90, jobs=2, seed=3,
+                    shared_data=False, progress=False)
+    assert [(r.id, r.points, r.reason) for r in again[0].results.values()] == \
+           [(r.id, r.points, r.reason) for r in by["honest"].results.values()]

@@ -119,7 +119,8 @@ class _Grader:
 
         t0 = time.perf_counter()
         g = StudentGrade(sub.student)
-        g.folder_errors += [f"已拒绝 (refused): {r}" for r in sub.refused]
+        course_files = {p.name for p in self.course}   # a refused notebook is named with its notebook's error
+        g.folder_errors += [f"已拒绝 (refused): {r}" for r in sub.refused if r.split(" (")[0] not in course_files]
         if sub.error:
             g.folder_errors.insert(0, sub.error)
         job_dir = self._job_dir()
@@ -164,6 +165,8 @@ class _Grader:
                     folder.mkdir(parents=True, exist_ok=True)
                     (folder / name).write_text(out["executed"], encoding="utf-8")
         shutil.rmtree(job_dir, ignore_errors=True)
+        order = {nb.name: k for k, nb in enumerate(self.course)}
+        g.notebook_errors.sort(key=lambda e: order.get(e.split(":")[0], len(order)))  # course order, stable
         g.results = {i: g.results[i] for i in self.points if i in g.results}
         g.wall_s = time.perf_counter() - t0
         return g

@@ -41,8 +41,7 @@ class StudentGrade:
 
     @property
     def errors(self) -> str:
-        lost = [f"{i}: {r.summary}" for i, r in self.results.items()
-                if r.reason not in ("ok", "missing") and not (r.reason == "not_reached" and self.notebook_errors)]
+        lost = [f"{i}: {r.summary}" for i, r in self.results.items() if r.reason not in ("ok", "missing")]
         return "; ".join(self.folder_errors + self.notebook_errors + lost)
 
 

@@ -96,7 +96,8 @@ def find_submission(files: dict[str, bytes], refused: list[str], notebook: str) 
         return notebook, ""
     for r in refused:
         if r.split(" (")[0] == notebook:
-            return None, f"{notebook}: {r.split(' (', 1)[1].rstrip(')')}"
+            why = "符号链接被拒绝 (symlink refused)" if "symlink" in r else r.split(" (", 1)[1].rstrip(")")
+            return None, f"{notebook}: {why}"
     hits = sorted(p for p in files if "/" not in p and p.startswith(notebook[:2]) and p.endswith(".ipynb"))
     if len(hits) == 1:
         return hits[0], ""
