@@ -10,10 +10,12 @@ A value is a JSON tree; containers and arrays are tagged objects so that types s
 (a tuple stays a tuple, a torch tensor a torch tensor, an int key an int key):
 `{"t": "tuple", "v": [...]}`, `{"t": "dict", "v": [[key, value], ...]}`, `{"t": "tensor", "b": 3,
 "dtype": "bfloat16"}` (blob 3 holds the array), `{"t": "ndarray", "b": 0}`, `{"t": "npscalar", "b": 1}`,
-`{"t": "float", "v": "nan"}`, `{"t": "ellipsis"}`. Lists and JSON scalars stand for themselves.
+`{"t": "float", "v": "nan"}`, `{"t": "bytes", "v": base64}`, `{"t": "set" | "frozenset", "v": [...]}`,
+`{"t": "ellipsis"}`. Lists and JSON scalars stand for themselves.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -61,6 +63,8 @@ def encode(value: Any) -> tuple[dict, list[bytes]]:
             return x if math.isfinite(x) else {"t": "float", "v": repr(float(x))}
         if x is Ellipsis:
             return {"t": "ellipsis"}
+        if isinstance(x, (bytes, bytearray)):
+            return {"t": "bytes", "v": base64.b64encode(bytes(x)).decode("ascii")}
         if _is_torch(x):
             import torch
 
@@ -85,6 +89,9 @@ def encode(value: Any) -> tuple[dict, list[bytes]]:
             return {"t": "tuple", "v": [enc(v, depth + 1) for v in x]}
         if isinstance(x, dict):
             return {"t": "dict", "v": [[enc(k, depth + 1), enc(v, depth + 1)] for k, v in x.items()]}
+        if isinstance(x, (set, frozenset)):
+            return {"t": type(x).__name__ if type(x) in (set, frozenset) else "set",
+                    "v": [enc(v, depth + 1) for v in x]}
         raise NotPlainData(f"{type(x).__module__}.{type(x).__qualname__}")
 
     return {"value": enc(value, 0)}, blobs
@@ -140,6 +147,12 @@ def decode(doc: Any, blobs: list[bytes], max_bytes: int = 512 * 2 ** 20) -> Any:
             return float(x["v"])
         if tag == "ellipsis":
             return Ellipsis
+        if tag == "bytes":
+            return base64.b64decode(str(x["v"]), validate=True)
+        if tag in ("set", "frozenset"):
+            items = [dec(v, depth + 1) for v in x["v"]]
+            items = [tuple(v) if isinstance(v, list) else v for v in items]
+            return set(items) if tag == "set" else frozenset(items)
         if tag == "ndarray":
             return arr(x["b"])
         if tag == "npscalar":
