@@ -105,6 +105,7 @@ class _Grader:
         self.ids_of = {nb.name: [i for i in points if i.startswith(nb.name[:2] + ".")] for nb in course}
         self.counter = 0
         self.lock = threading.Lock()
+        self.problems: list[str] = []   # what the sandbox could not set up (printed once each)
 
     def _job_dir(self) -> Path:
         with self.lock:
@@ -206,6 +207,11 @@ class _Grader:
             return {}, f"rc {proc.returncode}: {' '.join(tail.split())[-160:]}"
         if "fatal" in result:
             return {}, str(result["fatal"])
+        for problem in result.get("sandbox_problems", []):
+            with self.lock:
+                if problem not in self.problems:
+                    self.problems.append(problem)
+                    print(f"沙箱问题 (sandbox problem): {problem}", file=sys.stderr, flush=True)
         return {nb["name"]: nb for nb in result.get("notebooks", [])}, ""
 
     @staticmethod
@@ -267,6 +273,7 @@ def grade(submissions_dir: str | os.PathLike, out_csv: str | os.PathLike,
     feedback = Path(feedback_dir).resolve() if feedback_dir else out_csv.with_name(out_csv.stem + "_feedback")
     for folder in (out_csv.parent, feedback, *( [Path(executed_dir).resolve()] if executed_dir else [])):
         folder.mkdir(parents=True, exist_ok=True)
+    isolation = os.environ.get("CNCLIP_GRADE_ISOLATION", isolation)   # e.g. to try the fallback on a host with namespaces
     if isolation == "auto":
         namespaces, how = sandbox.probe()
     elif isolation == "namespaces":

@@ -9,10 +9,10 @@ Two layers, the second only where Linux lets an unprivileged user have it:
   `launch.py` before the kernel starts);
 - namespaces (`unshare --user --map-root-user --mount --net --pid`): the worker is PID 1 of a PID
   namespace of its own (when it ends, the kernel ends) and has no network. Before the kernel starts
-  it mounts empty tmpfs over the submissions folder, the teacher's notebooks and the output folders,
-  fresh tmpfs over /tmp, /var/tmp and /dev/shm (where the student's private copy is then written),
-  and binds the Python installation and the course package read-only. The kernel itself starts in
-  one more user + mount namespace, which locks those mounts: it cannot unmount them to look beneath.
+  it remounts every filesystem read-only, mounts empty tmpfs over the submissions folder, the
+  teacher's notebooks and the output folders, and fresh tmpfs over /tmp, /var/tmp and /dev/shm (where
+  the student's private copy is then written). The kernel itself starts in one more user + mount
+  namespace, which locks those mounts: it cannot unmount them or make them writable again.
 
 `probe()` finds out once whether the namespaces work here; where they do not (a container without
 user namespaces, macOS, ...) grading still runs with the first layer, and says so.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,8 +130,8 @@ def essential_paths() -> list[Path]:
 
 
 def plan(protect: list[Path], scratch: Path) -> dict[str, list[str]]:
-    """Which folders get an empty tmpfs (hidden) and which are bound read-only: a folder that holds Python
-    or the package cannot be hidden, so it is made read-only instead."""
+    """Which folders get an empty tmpfs (hidden) and which stay visible, read-only like everything else: a
+    folder that holds Python or the package cannot be hidden."""
     essential = essential_paths()
     hide, readonly = [], []
     for d in protect:
@@ -147,11 +148,29 @@ def plan(protect: list[Path], scratch: Path) -> dict[str, list[str]]:
     return {"hide": hide, "readonly": readonly, "temp": temp}
 
 
+def _mount_points() -> list[str]:
+    """Every mount point of this mount namespace, from /proc/self/mountinfo (octal escapes decoded)."""
+    points: list[str] = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point not in points:
+                points.append(point)
+    return points
+
+
 def apply_plan(p: dict[str, list[str]]) -> list[str]:
-    """Mount as planned (in the worker's own mount namespace); -> what failed."""
+    """Mount as planned (in the worker's own mount namespace); -> what failed. Every mount becomes
+    read-only (a kernel runs as root of its namespace, which on a host where the grader is root would
+    otherwise let it write the host's files), then the hidden folders get an empty tmpfs and the temp
+    folders a writable one."""
     problems = [loopback_up()]
-    for d in p["readonly"]:
-        problems.append(_mount("--bind", d, d) or _mount("-o", "remount,bind,ro", d))
+    for point in _mount_points():
+        if point == "/proc" or point.startswith("/proc/"):
+            continue
+        err = _mount("-o", "remount,bind,ro", point)
+        if err and point == "/":
+            problems.append(err)
     for d in p["hide"]:
         problems.append(_mount("-t", "tmpfs", "-o", "size=1m,mode=0755", "cnclip-hidden", d))
     for d in p["temp"]:

@@ -181,6 +181,10 @@ def run_job(job: dict) -> dict[str, Any]:
     # what this student may read is copied out before the sandbox hides the rest of the machine
     src_fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
     data_fd = os.open(job["shared_data"], os.O_RDONLY | os.O_DIRECTORY) if job.get("shared_data") else None
+    mpl = Path(os.environ.get("MPLCONFIGDIR") or Path.home() / ".cache" / "matplotlib")
+    mpl_cache = None
+    if mpl.is_dir():  # read before the sandbox hides /tmp (a copy in memory: a font list, ~100 KB)
+        mpl_cache = {p.name: p.read_bytes() for p in mpl.glob("*.json") if p.is_file()}
     if namespaces:
         notes += sandbox.apply_plan(job["plan"])
     work = job_dir / "work"          # the same path as outside, now on the sandbox's own tmpfs
@@ -196,8 +200,13 @@ def run_job(job: dict) -> dict[str, Any]:
     kernel = _kernelspec(work, job.get("kernel_name", "python3"), job.get("memory_bytes", 0), namespaces)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNCLIP_")}
     env.update({"CNCLIP_QUICK": "1", "CNCLIP_GRADING": "1", "JUPYTER_PATH": str(work / "jupyter"),
-                "JUPYTER_RUNTIME_DIR": str(work / "runtime"), "TMPDIR": str(work / "tmp")})
+                "JUPYTER_RUNTIME_DIR": str(work / "runtime"), "TMPDIR": str(work / "tmp"),
+                "IPYTHONDIR": str(work / "ipython"), "MPLCONFIGDIR": str(work / "matplotlib"),
+                "PYTHONNOUSERSITE": "1"})   # no user site-packages: nothing a kernel planted there runs later
     (work / "tmp").mkdir(exist_ok=True)
+    (work / "matplotlib").mkdir(exist_ok=True)
+    for name, data in (mpl_cache or {}).items():   # the font list: not rebuilt by every kernel
+        (work / "matplotlib" / name).write_bytes(data)
     os.environ["JUPYTER_PATH"] = env["JUPYTER_PATH"]
     os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]
     results = []
