@@ -426,11 +426,14 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
         vandal = nbformat.read(str(tmp_path / "executed" / "vandal-hog" / COURSE_00_01[0]), as_version=4)
         printed = "".join(o.get("text", "") for c in vandal.cells if "found = {}" in c.source for o in c.outputs)
         assert printed.count("'FileNotFoundError'") == 4, printed  # hidden: the folders look empty
-    # the honest student alone, same seed: the same grade
-    alone = tmp_path / "alone"
+    # the honest student alone, same seed: the same grade (a fresh copy of the course: without namespaces the
+    # vandal did spoil the teacher's files on disk, which the class's grading had read before it ran)
+    alone, course2 = tmp_path / "alone", tmp_path / "course2"
+    course2.mkdir()
     for n in COURSE_00_01:
         write(alone / "honest" / n, nb00 if n == COURSE_00_01[0] else nb01)
-    again = G.grade(alone, tmp_path / "alone.csv", course, timeout_s=120, cell_timeout_s=90, jobs=2, seed=3,
+        shutil.copy(REPO_NOTEBOOKS / n, course2 / n)
+    again = G.grade(alone, tmp_path / "alone.csv", course2, timeout_s=120, cell_timeout_s=90, jobs=2, seed=3,
                     shared_data=False, progress=False)
     assert [(r.id, r.points, r.reason) for r in again[0].results.values()] == \
            [(r.id, r.points, r.reason) for r in by["honest"].results.values()]
