@@ -80,44 +80,54 @@ def run(spec_text: str, protocol, tripwires) -> None:
     out.mkdir(parents=True, exist_ok=True)
     answers = getattr(core, "_ANSWERS", {})
     for exercise_id in spec["ids"]:
-        if exercise_id not in answers:
-            _write(out, exercise_id, {"status": "no_answer"}, [])
-            continue
-        answer = answers[exercise_id]
         try:
-            ex = core.get(exercise_id)
-        except KeyError:
-            _write(out, exercise_id, {"status": "no_answer"}, [])
-            continue
-        if protocol.is_plain(answer):
-            doc, blobs = protocol.encode(answer)
-            _write(out, exercise_id, {"status": "value", "value": doc["value"]}, blobs)
-            continue
-        if answer is ex.reference:
-            _write(out, exercise_id, {"status": "reference"}, [])
-            continue
-        cases = list(ex.run_cases())
-        if ex.hidden is not None:
-            cases += list(ex.hidden(int(spec["seeds"][exercise_id])))
-        records, blobs, hits, intact = [], [], [], True
-        for case in cases:
-            record, case_hits, case_intact = _run_case(case, answer, tripwires.arm, tuple(ex.builds),
-                                                       float(spec["case_timeout_s"]), protocol)
-            hits += case_hits
-            intact = intact and case_intact
-            if "result" in record:
-                try:
-                    doc, case_blobs = protocol.encode(record["result"])
-                except Exception as exc:  # noqa: BLE001 - a module, a model, ...: named, not sent
-                    record = {"unencodable": f"{type(exc).__name__}: {exc}"[:MESSAGE_CHARS]}
-                else:
-                    shift = len(blobs)
-                    blobs += case_blobs
-                    record = {"result": _shift(doc["value"], shift)}
-            records.append(record)
-            if "tripped" in record or record.get("raised") == "NotImplementedError":
-                break  # the library reached, or the stub: the other cases cannot change the verdict
-        _write(out, exercise_id, {"status": "ran", "cases": records, "hits": hits[:5], "intact": intact}, blobs)
+            _probe_one(exercise_id, answers, spec, out, core, protocol, tripwires)
+        except KeyboardInterrupt:
+            raise  # the probe's time limit: the worker stops here
+        except Exception as exc:  # noqa: BLE001 - a broken registry, a case that cannot be built, ...
+            _write(out, exercise_id, {"status": "probe_error", "message": f"{type(exc).__name__}: {exc}"[:MESSAGE_CHARS]}, [])
+
+
+def _probe_one(exercise_id: str, answers: dict, spec: dict, out: Path, core, protocol, tripwires) -> None:
+    """Probe one exercise; writes its file."""
+    if exercise_id not in answers:
+        _write(out, exercise_id, {"status": "no_answer"}, [])
+        return
+    answer = answers[exercise_id]
+    try:
+        ex = core.get(exercise_id)
+    except KeyError:
+        _write(out, exercise_id, {"status": "no_answer"}, [])
+        return
+    if protocol.is_plain(answer):
+        doc, blobs = protocol.encode(answer)
+        _write(out, exercise_id, {"status": "value", "value": doc["value"]}, blobs)
+        return
+    if answer is ex.reference:
+        _write(out, exercise_id, {"status": "reference"}, [])
+        return
+    cases = list(ex.run_cases())
+    if ex.hidden is not None:
+        cases += list(ex.hidden(int(spec["seeds"][exercise_id])))
+    records, blobs, hits, intact = [], [], [], True
+    for case in cases:
+        record, case_hits, case_intact = _run_case(case, answer, tripwires.arm, tuple(ex.builds),
+                                                   float(spec["case_timeout_s"]), protocol)
+        hits += case_hits
+        intact = intact and case_intact
+        if "result" in record:
+            try:
+                doc, case_blobs = protocol.encode(record["result"])
+            except Exception as exc:  # noqa: BLE001 - a module, a model, ...: named, not sent
+                record = {"unencodable": f"{type(exc).__name__}: {exc}"[:MESSAGE_CHARS]}
+            else:
+                shift = len(blobs)
+                blobs += case_blobs
+                record = {"result": _shift(doc["value"], shift)}
+        records.append(record)
+        if "tripped" in record or record.get("raised") == "NotImplementedError":
+            break  # the library reached, or the stub: the other cases cannot change the verdict
+    _write(out, exercise_id, {"status": "ran", "cases": records, "hits": hits[:5], "intact": intact}, blobs)
 
 
 def _shift(node: Any, by: int) -> Any:

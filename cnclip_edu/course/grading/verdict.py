@@ -154,8 +154,10 @@ def judge(exercise_id: str, probe: dict | None, seed: int, check_in_source: bool
 
     ex = core.get(exercise_id)
     result = ExerciseResult(exercise_id, 0, ex.points)
-    if probe is None or "error" in probe:
-        if probe is not None:
+    if probe is None or "error" in probe or "timeout" in probe:
+        if probe is not None and "timeout" in probe:
+            result.reason, result.detail = "timeout", "评分时重新运行答案超过时限"
+        elif probe is not None:
             result.reason, result.detail = "bad_results", probe["error"]
         elif not check_in_source:
             result.reason = "check_deleted"
@@ -187,6 +189,8 @@ def judge(exercise_id: str, probe: dict | None, seed: int, check_in_source: bool
                     reason, detail = "bad_results", type(exc).__name__
                 else:
                     reason, detail = _judge_value(ex, answer, cases, n_public)
+            elif status == "probe_error":
+                reason, detail = "bad_results", f"评分程序在内核里出错 (probe error): {doc.get('message', '')}"[:200]
             elif status == "ran":
                 reason, detail = _judge_runs(ex, doc, blobs, cases, n_public)
             else:

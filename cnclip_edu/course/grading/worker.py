@@ -120,11 +120,14 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
 
     async def execute(cell, index: int, limit: float, history: bool = True) -> None:
         client.timeout = max(1, math.ceil(limit))
+        t0 = time.monotonic()
         try:
             await asyncio.wait_for(client.async_execute_cell(cell, index, store_history=history), limit + GRACE_S)
         except asyncio.TimeoutError:
-            raise _Stop(f"超时 (timeout)：kernel 不响应中断，已中止") from None
+            raise _Stop(f"超时 (timeout)：单元格超过 {limit:.0f} s 且不响应中断，kernel 已中止") from None
         except DeadKernelError as exc:
+            if time.monotonic() - t0 >= limit:  # died after its interrupt at the time limit was ignored
+                raise _Stop(f"超时 (timeout)：单元格超过 {limit:.0f} s 且不响应中断，kernel 已中止") from None
             raise _Stop(f"kernel 崩溃 (DeadKernelError): {exc}"[:160]) from None
 
     async def probe(which: list[str]) -> None:
@@ -139,10 +142,13 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
             await execute(cell, len(nb.cells) - 1, job["probe_timeout_s"], history=False)
         finally:
             nb.cells.remove(cell)
-            outcome["probes"].update(_read_probe(out, which))
+            found = _read_probe(out, which)
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             if errors:
                 outcome.setdefault("probe_errors", []).append(f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:200])
+            for i in which:  # the probe stopped before this one: its answer ran past the probe's time limit
+                found.setdefault(i, {"timeout": True})
+            outcome["probes"].update(found)
 
     try:
         async with client.async_setup_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL,
@@ -161,7 +167,9 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
                     checked = [m["id"] for m in CHECK_CALL.finditer(cell.source) if m["id"] in ids]
                     if checked:
                         await probe(sorted(set(checked)))
-                await probe(ids)  # every id once more: checks made by code the pattern did not see
+                rest = [i for i in ids if i not in outcome["probes"]]
+                if rest:  # checks made by code the pattern did not see, and the ids never checked
+                    await probe(rest)
             except _Stop as stop:
                 outcome["error"] = str(stop)
     except DeadKernelError as exc:
