@@ -154,9 +154,11 @@ def judge(exercise_id: str, probe: dict | None, seed: int, check_in_source: bool
 
     ex = core.get(exercise_id)
     result = ExerciseResult(exercise_id, 0, ex.points)
-    if probe is None or "error" in probe or "timeout" in probe:
+    if probe is None or "error" in probe or "timeout" in probe or "crash" in probe:
         if probe is not None and "timeout" in probe:
             result.reason, result.detail = "timeout", "评分时重新运行答案超过时限"
+        elif probe is not None and "crash" in probe:
+            result.reason, result.detail = "crash", str(probe["crash"])[:160]
         elif probe is not None:
             result.reason, result.detail = "bad_results", probe["error"]
         elif not check_in_source:

@@ -138,16 +138,26 @@ async def _run_notebook(nb, cwd: Path, env: dict[str, str], job: dict, spec_base
         cell = NotebookNode(cell_type="code", source=injected_source(str(Path(__file__).parent), spec),
                             metadata={}, outputs=[], execution_count=None)
         nb.cells.append(cell)  # nbclient stores the executed cell back at its index; taken out again below
+        stopped = ""
         try:
             await execute(cell, len(nb.cells) - 1, job["probe_timeout_s"], history=False)
+        except _Stop as stop:
+            stopped = str(stop)
+            raise
         finally:
             nb.cells.remove(cell)
             found = _read_probe(out, which)
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            ename = errors[0].get("ename", "") if errors else ""
             if errors:
-                outcome.setdefault("probe_errors", []).append(f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:200])
-            for i in which:  # the probe stopped before this one: its answer ran past the probe's time limit
-                found.setdefault(i, {"timeout": True})
+                outcome.setdefault("probe_errors", []).append(f"{ename}: {errors[0].get('evalue')}"[:200])
+            for i in which:  # the probe stopped before this one
+                if ename == "KeyboardInterrupt" or stopped.startswith("超时"):   # its answer ran past the limit
+                    found.setdefault(i, {"timeout": True})
+                elif "崩溃" in stopped:   # the answer, re-run, killed its kernel
+                    found.setdefault(i, {"crash": "重新运行答案时 kernel 崩溃"})
+                else:
+                    found.setdefault(i, {"error": f"评分代码没有运行完 (probe stopped): {ename or stopped or '?'}"[:160]})
             outcome["probes"].update(found)
 
     try:
