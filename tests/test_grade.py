@@ -169,6 +169,47 @@ def test_every_exercise_result_is_plain_data():
     assert not bad, bad
 
 
+def test_the_verdict_trusts_nothing_the_kernel_claims(fake_exercises):
+    """Probe files as a kernel could forge them: only results equal to the reference's score."""
+    import base64
+    import json
+
+    from cnclip_edu.course.grading import verdict
+
+    def probe(doc, blobs=()):
+        return {"json": json.dumps(doc), "blobs": [base64.b64encode(b).decode() for b in blobs]}
+
+    seed = 5
+    hidden = [c.run(lambda x: x * x) for c in classroom_fake_exercises_hidden(seed)]
+    right = {"status": "ran", "cases": [{"result": 9}, {"result": 4}] + [{"result": h} for h in hidden], "intact": True}
+
+    def judged(doc, blobs=()):
+        r = verdict.judge("96.1", probe(doc, blobs), seed, True, "")
+        return r.reason, r.points
+
+    assert judged(right) == ("ok", 2)
+    assert judged({"status": "passed", "points": 2}) == ("bad_results", 0)          # a verdict is not a result
+    assert judged({**right, "cases": right["cases"][:2]}) == ("bad_results", 0)     # the hidden cases skipped
+    assert judged({**right, "cases": right["cases"] + [{"result": 1}]}) == ("bad_results", 0)
+    assert judged({**right, "intact": False}) == ("library", 0)                      # the wire was taken out
+    assert judged({**right, "hits": ["classroom_fake_exercises.library_square"]}) == ("library", 0)
+    assert judged({**right, "cases": [{"result": 9}, {"result": 4}, {"result": 0}, {"result": 0}]}) == ("hidden", 0)
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([9], dtype=object), allow_pickle=True)
+    forged = {**right, "cases": [{"result": {"t": "ndarray", "b": 0}}] + right["cases"][1:]}
+    assert judged(forged, [pickled.getvalue()]) == ("bad_results", 0)
+    assert verdict.judge("96.q1", probe({"status": "value", "value": 196}), seed, True, "").points == 1
+    assert verdict.judge("96.q1", probe({"status": "value", "value": None}), seed, True, "").reason == "stub"
+    assert verdict.judge("96.q1", None, seed, False, "").reason == "check_deleted"
+    assert verdict.judge("96.q1", None, seed, True, "超时 (timeout): ...").reason == "timeout"
+
+
+def classroom_fake_exercises_hidden(seed):
+    from cnclip_edu.course.exercises import get
+
+    return get("96.1").hidden(seed)
+
+
 # ----------------------------------------------------------------------------- reading hand-ins, CSV
 def test_submissions_are_read_without_following_links(tmp_path):
     subs = tmp_path / "subs"

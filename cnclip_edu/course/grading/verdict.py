@@ -46,7 +46,7 @@ REASONS = {
 }
 _OTHER_STUB = re.compile(r"练习 (\d\d\.q?\d+)")
 _LOCK = threading.Lock()   # references are computed one at a time (torch, shared caches)
-_PUBLIC_CACHE: dict[str, list[Any]] = {}
+_PUBLIC_CACHE: dict[tuple[str, int], list[Any]] = {}   # the public cases' reference results, per exercise
 
 
 @dataclass
@@ -76,9 +76,10 @@ def _cases(ex: core.Exercise, seed: int) -> tuple[list, int]:
 
 
 def _expected(ex: core.Exercise, cases: list, n_public: int) -> list[Any]:
-    if ex.id not in _PUBLIC_CACHE:
-        _PUBLIC_CACHE[ex.id] = [c.run(ex.reference) for c in cases[:n_public]]
-    return _PUBLIC_CACHE[ex.id] + [c.run(ex.reference) for c in cases[n_public:]]
+    key = (ex.id, id(ex))
+    if key not in _PUBLIC_CACHE:
+        _PUBLIC_CACHE[key] = [c.run(ex.reference) for c in cases[:n_public]]
+    return _PUBLIC_CACHE[key] + [c.run(ex.reference) for c in cases[n_public:]]
 
 
 def _wrong(ex: core.Exercise, index: int, n_public: int, label: str, diff: str) -> tuple[str, str]:
