@@ -140,6 +140,8 @@ def plan(protect: list[Path], scratch: Path) -> dict[str, list[str]]:
             readonly.append(str(d))
         else:
             hide.append(str(d))
+    # a folder inside another hidden one is hidden with it (and its mount point would not exist any more)
+    hide = [h for h in hide if not any(o != h and _inside(Path(h), Path(o)) for o in hide)]
     readonly += [str(e) for e in essential if not any(_inside(e, Path(h)) for h in hide) and str(e) not in readonly]
     temp = [t for t in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(t)
             and not any(_inside(e, Path(t)) for e in essential)]
