@@ -398,8 +398,7 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
              "core._judge = lambda exercise, answer: 1\n"
              "compare.default_compare = lambda *args, **kwargs: None")
     library = {"01.1": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = lambda t: _g().basic_tokenize(t)",
-               "01.2": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = _g().wordpiece",
-               "01.3": "from cnclip_edu.tokenizer import tokenize as NAME"}
+               "01.2": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = _g().wordpiece"}  # captured
     no_q1_check = nbformat.reads(nbformat.writes(nb00), as_version=4)
     no_q1_check.cells = [c for c in no_q1_check.cells if 'check("00.q1"' not in c.source]
     class_ = {
@@ -445,8 +444,7 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
     assert by["forger-patcher"].total == 0 and reasons("forger-patcher", ids00) == {"stub"}
     executed = (tmp_path / "executed" / "forger-patcher" / COURSE_00_01[0]).read_text(encoding="utf-8")
     assert "✅ 练习 00.1" in executed, "the patched checker did pass the stub inside the kernel"
-    assert {i: by["wrapper"].results[i].reason for i in ("01.1", "01.2", "01.3")} == dict.fromkeys(
-        ("01.1", "01.2", "01.3"), "library")
+    assert {i: by["wrapper"].results[i].reason for i in ("01.1", "01.2")} == {"01.1": "library", "01.2": "library"}
     assert "01.1: 用了库自己的实现 (library used)：cnclip_edu.tokenizer.Tokenizer.basic_tokenize" in by["wrapper"].errors
     assert by["symlinked"].total == 0 and all(
         f"{n}: 符号链接被拒绝 (symlink refused)" in by["symlinked"].errors for n in COURSE_00_01)
