@@ -335,11 +335,16 @@ def slim(book):
     keep = []
     for i, c in enumerate(code):
         defined = re.findall(r"^def (\w+)", c.source, re.M)
-        if (i < 2 or "### BEGIN SOLUTION" in c.source or CHECK_NAME.search(c.source)
+        if (i <= setup_index(code) or "### BEGIN SOLUTION" in c.source or CHECK_NAME.search(c.source)
                 or any(re.search(rf"\b{name}\(", solutions) for name in defined)):
             keep.append(c)
     out = nbformat.v4.new_notebook(cells=keep, metadata=book.metadata)
     return nbformat.from_dict(nbformat.reads(nbformat.writes(out), as_version=4))
+
+
+def setup_index(code_cells) -> int:
+    """The set-up cell: the first code cell that imports `check` (parameters and their check come before)."""
+    return next((i for i, c in enumerate(code_cells) if re.search(r"from cnclip_edu\.course import .*\bcheck\b", c.source)), 1)
 
 
 def with_answers(book, answers: dict[str, str]):
@@ -358,7 +363,7 @@ def with_answers(book, answers: dict[str, str]):
 def insert_after_setup(book, source: str):
     book = nbformat.reads(nbformat.writes(book), as_version=4)
     code = [k for k, c in enumerate(book.cells) if c.cell_type == "code"]
-    book.cells.insert(code[1] + 1, new_code_cell(source))
+    book.cells.insert(code[setup_index([book.cells[k] for k in code])] + 1, new_code_cell(source))
     return book
 
 
@@ -399,8 +404,9 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
              "compare.default_compare = lambda *args, **kwargs: None")
     library = {"01.1": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = lambda t: _g().basic_tokenize(t)",
                "01.2": "from cnclip_edu.tokenizer import get_tokenizer as _g\nNAME = _g().wordpiece"}  # captured
-    no_q1_check = nbformat.reads(nbformat.writes(nb00), as_version=4)
-    no_q1_check.cells = [c for c in no_q1_check.cells if 'check("00.q1"' not in c.source]
+    deleted = [m["id"] for c in nb00.cells for m in CHECK_NAME.finditer(c.source)][-1]   # 00's last check
+    no_last_check = nbformat.reads(nbformat.writes(nb00), as_version=4)
+    no_last_check.cells = [c for c in no_last_check.cells if f'check("{deleted}"' not in c.source]
     class_ = {
         "honest": [nb00, nb01],
         "empty": [None, student(nb01, COURSE_00_01[1])],            # the student version, untouched
@@ -410,7 +416,7 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
         # solves 00, then attacks the others and the teacher, leaves a process behind, and hogs memory
         "vandal-hog": [insert_after_setup(insert_after_setup(nb00, vandal), "hog = bytearray(64 * 2 ** 30)  # 64 GB"),
                        None],
-        "=2+3": [no_q1_check, None],                                  # solved 00 but deleted one check cell
+        "=2+3": [no_last_check, None],                                # solved 00 but deleted one check cell
     }
     for name, books in class_.items():
         for book, file in zip(books, COURSE_00_01):
@@ -448,16 +454,17 @@ def test_a_class_of_cheats_gets_what_it_earned(tmp_path):
     assert "01.1: 用了库自己的实现 (library used)：cnclip_edu.tokenizer.Tokenizer.basic_tokenize" in by["wrapper"].errors
     assert by["symlinked"].total == 0 and all(
         f"{n}: 符号链接被拒绝 (symlink refused)" in by["symlinked"].errors for n in COURSE_00_01)
-    assert by["vandal-hog"].results["00.1"].points == 2 and reasons("vandal-hog", ids01) == {"missing"}
+    assert reasons("vandal-hog", ids00) == {"ok"} and reasons("vandal-hog", ids01) == {"missing"}
     assert "MemoryError" in by["vandal-hog"].errors
-    assert by["=2+3"].results["00.1"].points == 2 and by["=2+3"].results["00.q1"].reason == "check_deleted"
+    assert by["=2+3"].results[deleted].reason == "check_deleted"
+    assert {by["=2+3"].results[i].reason for i in ids00 if i != deleted} <= {"ok"}
     assert by["...dots"].total == 0 and by["张 三 李"].total == 0
     assert by["张 三 李"].errors.startswith(f"{COURSE_00_01[0]}: 没有交 (missing)")
 
     rows = rows_of(out)
     names = sorted(["=2+3", "...dots", "empty", "forger-patcher", "honest", "symlinked", "vandal-hog", "wrapper", "张 三 李"])
     assert list(rows) == [report.cell(n) for n in names], "every folder has a row (sorted), none runs as a formula"
-    assert rows["'=2+3"]["00.1"] == "2" and rows["'=2+3"]["errors"].endswith("00.q1: 检查格被删除 (check deleted)")
+    assert rows["'=2+3"]["errors"].endswith(f"{deleted}: 检查格被删除 (check deleted)")
     assert out.read_bytes() == csv_after, "nothing rewrote the CSV after the grader"
     assert not marker.exists() and processes_with(token) == [], "the vandal's process in a new session was killed"
     if NAMESPACES:  # the kernels could not even see these folders
