@@ -8,7 +8,7 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     terminal.py  run_cli: a notebook runs a `cnclip-edu` command and shows it as a terminal would (notebook 10)
     exercises/   the checked build-along exercises: `check("02.1", answer)`, one module per notebook
     student.py   `cnclip-edu student`: the student versions of the notebooks (solutions stubbed out)
-    grade.py     `cnclip-edu grade`: run handed-in notebooks, write each student's points to a CSV
+    grading/     `cnclip-edu grade` (grade.py): re-run handed-in answers in sandboxed kernels, judge them here, write a CSV
     parameters.py  check_parameters(globals()) after a notebook's parameters cell; QUICK (CNCLIP_QUICK=1)
     pieces.py    %%my_clip: the student's build-along cells saved for the capstone
 """

@@ -12,8 +12,12 @@ Three outcomes: a pass prints one line; a missing answer (the student version's
 `raise NotImplementedError`, `...` or `None`) raises `ExerciseNotAttempted`; a wrong one raises
 `ExerciseFailed` naming the case, what was expected, what came out and the hint. Both are
 AssertionErrors whose traceback in Jupyter is just that message (`_render_traceback_`), not 40
-lines of our internals. With `CNCLIP_EXERCISE_LOG=path` set (the grader sets it), each check also
-appends one JSON line: id, passed, points, error.
+lines of our internals. With `CNCLIP_EXERCISE_LOG=path` set, each check also appends one JSON line
+(id, passed, points, error) — a convenience for the student's own records: the grader does not read it.
+
+Grading (`cnclip-edu grade`, course/grading/) never trusts what `check` said in the student's kernel:
+`check` records each answer in `_ANSWERS`, and after the check cell has run the grader re-runs the
+recorded answer on its own cases (public and hidden) and compares the results in its own process.
 """
 from __future__ import annotations
 
@@ -83,6 +87,8 @@ class Exercise:
 
 _REGISTRY: dict[str, Exercise] = {}
 _LOADED = False
+# the last answer handed to `check` for each id, in this process (the grader re-runs these)
+_ANSWERS: dict[str, Any] = {}
 
 
 def register(exercise: Exercise) -> Exercise:
@@ -184,6 +190,7 @@ def _judge(ex: Exercise, answer: Any) -> int:
 def check(exercise_id: str, answer: Any) -> None:
     """Run exercise `exercise_id` on `answer`: print ✅ or raise ExerciseNotAttempted / ExerciseFailed."""
     ex = get(exercise_id)
+    _ANSWERS[ex.id] = answer
     try:
         n = _judge(ex, answer)
     except _ExerciseMessage as err:
