@@ -1,13 +1,15 @@
 """Exercises of notebook 03 (the text tower and checkpoints): BERT's embeddings, masked attention, one
 post-LN layer, `encode_text(model, tokens)`, then loading an official cn_clip checkpoint: the key
-mapping (03.5) and the strict load (03.6).
+mapping (03.5) and the strict load (03.6); 03.q1 counts one layer's parameters from a formula.
 
 Layer-level answers run on seeded tiny models (towers.py) and token batches with different amounts of
 padding, compared with the library's own module; the checkpoint answers run on cn_clip-layout files
 written on the fly from a tiny model (`{"state_dict": {"module.…": …}}`, the unused `bert.pooler.*`
-included, optionally cn_clip's FlashAttention parameter names) and are compared with the library's
-loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`). Every exercise has grading
-cases drawn from a seed (`hidden`) and names the library routines it builds (`builds`, guards.py).
+included, optionally the FlashAttention names of a flash model's in-memory state_dict: cn_clip's
+training script converts them back before saving, a hand-saved file keeps them) and are compared
+with the library's loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`). Every
+exercise has grading cases drawn from a seed (`hidden`) and names the library routines it builds
+(`builds`, guards.py).
 """
 from __future__ import annotations
 
@@ -346,7 +348,7 @@ def _map_cases():
     return [_map_case("cn_clip 训练保存的检查点：module. 前缀 + bert.pooler", lambda: official_layout(tiny_clip(seed=41), seed=1)),
             _map_case("单卡保存的检查点：没有 module. 前缀，但有 bert.pooler",
                       lambda: official_layout(tiny_clip(seed=42), prefix="", seed=2)),
-            _map_case("用 --use-flash-attention 训练的检查点：Wqkv / out_proj 的参数名",
+            _map_case("从 FlashAttention 模型手动保存的 state_dict：Wqkv / out_proj 的参数名",
                       lambda: official_layout(tiny_clip(seed=43), flash=True, seed=3)),
             _map_case("参数名中间也出现 module.（有个子模块就叫 module）：只能去掉开头的前缀",
                       lambda: _with_inner_module(44))]
@@ -471,14 +473,60 @@ register(Exercise(
     }))
 
 
-# ----------------------------------------------------------------------------- end-of-notebook question
+# ----------------------------------------------------------------------------- 03.q1 parameters of one layer
+def _layer_parameters(H: int, I: int) -> int:
+    """The library's answer: build one BertLayer of width H, FFN width I on the meta device and count."""
+    from cnclip_edu.model.clip import count_parameters
+    from cnclip_edu.model.text import BertLayer, TextConfig
+
+    with torch.device("meta"):  # shapes only: no memory, no init
+        layer = BertLayer(TextConfig(name="count", text_hidden_size=H, text_intermediate_size=I,
+                                     text_num_attention_heads=1))
+    return count_parameters(layer)
+
+
+def _formula(biases=True, layer_norms=2, ln_params=2, ffn="I"):
+    """A per-layer count with one term done differently (for the mutants)."""
+    def count(H, I):
+        inner = 4 * H if ffn == "4H" else I
+        linear = lambda n_in, n_out: n_in * n_out + (n_out if biases else 0)  # noqa: E731
+        return 4 * linear(H, H) + linear(H, inner) + linear(inner, H) + layer_norms * ln_params * H
+    return count
+
+
+_COUNT_BUILDS = ("cnclip_edu.model.clip.count_parameters", _TEXT + "BertLayer.__init__")
+_count_run = guarded(_layer_parameters, _COUNT_BUILDS)
+
+
+def _count_case(label, H, I):
+    return Case(label, lambda f: _count_run(f, H, I))
+
+
+def _count_cases():
+    return [_count_case("RoBERTa-wwm-ext-base：H = 768, I = 3072", 768, 3072),
+            _count_case("RoBERTa-wwm-ext-large：H = 1024, I = 4096", 1024, 4096),
+            _count_case("课程小模型的宽度：H = 128, I = 512", 128, 512),
+            _count_case("中间层不是 4H 的一层：H = 312, I = 1200", 312, 1200)]
+
+
+def _count_hidden(seed: int):
+    rng = random.Random(seed)
+    H = 8 * rng.randint(4, 160)
+    return [_count_case("随机宽度，I = 4H", H, 4 * H),
+            _count_case("随机宽度，I 不是 4H", H, 8 * rng.randint(4, 400) + 4)]
+
+
 register(Exercise(
-    id="03.q1", title="BERT-base 一层的参数个数", points=2,
-    hint="把上面打印的一层参数名逐个数一遍：每个 Linear 有权重和偏置，每个 LayerNorm 有缩放和偏移；"
-         "FFN 的中间层是 4H。",
-    reference=4 * (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768) + 2 * 2 * 768,
+    id="03.q1", title="BERT 一层的参数个数 bert_layer_params(H, I)", points=2,
+    hint="把第 3 部分打印的一层参数逐个数一遍：每个 Linear 有权重和偏置，一层里有几个 LayerNorm、每个有几组参数？"
+         "FFN 的中间层宽度用参数 I，不要默认它是 4H。",
+    reference=_layer_parameters,
+    cases=_count_cases, hidden=_count_hidden, builds=_COUNT_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
-        "忘了偏置": 4 * 768 * 768 + 2 * 768 * 3072 + 2 * 2 * 768,
-        "忘了 LayerNorm": 4 * (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768),
-        "只算了注意力": 4 * (768 * 768 + 768),
+        "忘了偏置": _formula(biases=False),
+        "忘了 LayerNorm 的参数": _formula(layer_norms=0),
+        "只算了一个 LayerNorm": _formula(layer_norms=1),
+        "LayerNorm 只算了缩放，没算偏移": _formula(ln_params=1),
+        "中间层宽度写死成 4H": _formula(ffn="4H"),
+        "直接在 meta 设备上建一层再 count_parameters": lambda H, I: _layer_parameters(H, I),
     }))
