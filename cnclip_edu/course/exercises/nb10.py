@@ -6,8 +6,17 @@ images once, in the order first seen, text ids counting up from `start_text_id`.
 sample photos' own train split (ids as the converter numbers them); the others are small rows built
 to catch each usual slip: one record per row, unstripped captions, an image listed twice, sorted
 instead of first-seen order, ids from 0.
+
+10.2 splits the photos into train / valid by photo. Any shuffle that a seed fixes is right, so the
+answer is not compared row for row with `data.split.split_by_photo`; each case runs it several times
+and compares what must hold with what the library's split gives: the rows kept in order, every
+photo on one side only, the number of valid photos (round half up), the same split for the same
+seed, a different one for other seeds. Cases: the sample photos, exact halves (n * fraction = k.5),
+one photo with many captions (a list of photos with repeats picks it twice), captions interleaved.
 """
 from __future__ import annotations
+
+import random
 
 from .core import Case, Exercise, register
 
@@ -38,6 +47,17 @@ def _cases():
              lambda f: f(_SMALL_ROWS, _SMALL_IDS, 100)),
         Case("只有一行", lambda f: f([("a.jpg", "一杯咖啡")], {"a.jpg": 42}, 7)),
     ]
+
+
+def _records_hidden(seed: int):
+    rng = random.Random(seed)
+    images = [f"{rng.choice('猫狗鱼鸟')}{k}.jpg" for k in range(rng.randint(3, 6))]
+    ids = {img: rng.randint(1, 500) for img in images}
+    captions = [f"描述{rng.randint(0, 99)}" for _ in range(4)]
+    rows = [(rng.choice(images), rng.choice(["", " ", "  "]) + rng.choice(captions) + rng.choice(["", " "]))
+            for _ in range(rng.randint(8, 16))]
+    start = rng.randint(1, 1000)
+    return [Case("同一描述对应几张图、首尾空格、重复的行", lambda f: f(rows, ids, start))]
 
 
 def _mistake(kind: str):
@@ -71,6 +91,8 @@ register(Exercise(
          "同一张图重复、把描述或 image_ids 排了序、text_id 从 0 开始。",
     reference=_reference,
     cases=_cases,
+    hidden=_records_hidden,
+    builds=("cnclip_edu.data.convert.caption_records",),
     mutants=lambda: {
         "每行一条记录，没有合并相同的描述": _mistake("no_merge"),
         "描述没有去掉首尾空格": _mistake("no_strip"),
@@ -78,5 +100,114 @@ register(Exercise(
         "按描述文字排序，而不是按首次出现的顺序": _mistake("sorted_texts"),
         "把 image_ids 排了序": _mistake("sorted_ids"),
         "text_id 从 0 开始，忽略了 start_text_id": _mistake("from_zero"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 10.2 split by photo
+def _split_properties(f, rows, fraction, seed):
+    """What must hold of a by-photo split, as plain data (the same for every correct answer)."""
+    out = [tuple(r) for r in f(list(rows), fraction, seed)]
+    sides: dict[str, set] = {}
+    for image, _, split in out:
+        sides.setdefault(image, set()).add(split)
+    again = [tuple(r) for r in f(list(rows), fraction, seed)]
+    valid_sets = {frozenset(r[0] for r in f(list(rows), fraction, s) if r[2] == "valid") for s in range(seed, seed + 8)}
+    return {"行（去掉 split 列）保持原样和原顺序": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
+            "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
+            "两边都出现的照片": sorted(i for i, s in sides.items() if len(s) > 1),
+            "valid 的照片数": len({r[0] for r in out if r[2] == "valid"}),
+            "同一个 seed 两次结果相同": again == out,
+            "换 seed 划分会变": len(valid_sets) > 1}
+
+
+def _photo_rows(n_photos, per_photo, rng=None, prefix="p"):
+    rows = [(f"{prefix}{i:02d}.jpg", f"第 {i} 张照片的描述 {k}") for i in range(n_photos) for k in range(per_photo[i])]
+    if rng is not None:
+        rng.shuffle(rows)   # a photo's captions scattered over the file
+    return rows
+
+
+def _sample_rows():
+    from cnclip_edu.data.samples import caption_rows
+
+    return [(image, cap) for image, cap, _ in caption_rows()]
+
+
+def _split_cases():
+    one_big = [("大.jpg", f"同一张照片的第 {k} 条描述") for k in range(30)] + \
+        [(f"小{i}.jpg", f"小照片 {i}") for i in range(5)]
+    return [
+        Case("示例照片 captions.csv 的全部 81 行，valid 占 0.2（18 × 0.2 = 3.6 张）", lambda f: _split_properties(f, _sample_rows(), 0.2, 0)),
+        Case("10 张照片 × 3 条描述，valid 占 0.25（恰好 2.5 张）", lambda f: _split_properties(
+            f, _photo_rows(10, [3] * 10, random.Random(1)), 0.25, 7)),
+        Case("18 张照片，valid 占 0.25（恰好 4.5 张），描述数各不相同",
+             lambda f: _split_properties(f, _photo_rows(18, [1 + i % 5 for i in range(18)]), 0.25, 3)),
+        Case("一张照片有 30 条描述，另有 5 张各 1 条，valid 占 0.5",
+             lambda f: _split_properties(f, one_big, 0.5, 11)),
+        Case("10 张照片，valid 占 1/3（3.33 张）", lambda f: _split_properties(f, _photo_rows(10, [2] * 10), 1 / 3, 5)),
+    ]
+
+
+def _split_hidden(seed: int):
+    rng = random.Random(seed)
+    cases = []
+    for kind, n, fraction in [("恰好半张的比例", 2 * rng.randint(3, 12) + 1, 0.5),
+                              ("一般的比例", rng.randint(8, 40), rng.choice([0.1, 0.15, 0.2, 0.3])),
+                              ("比例 × 照片数恰为 .5", 4 * rng.randint(2, 8) + 2, 0.25)]:
+        per = [rng.randint(1, 6) for _ in range(n)]
+        rows = _photo_rows(n, per, random.Random(rng.random()), prefix=f"h{rng.randint(0, 999)}_")
+        s = rng.randint(0, 10**6)
+        cases.append(Case(kind, lambda f, rows=rows, fr=fraction, s=s: _split_properties(f, rows, fr, s)))
+    return cases
+
+
+def _split_reference(rows, valid_fraction, seed):
+    from cnclip_edu.data.split import split_by_photo
+
+    return split_by_photo(rows, valid_fraction, seed)
+
+
+def _split_mistake(kind: str):
+    import math
+
+    def split_by_photo(rows, valid_fraction, seed):
+        rng = random.Random(seed)
+        if kind == "captions":   # holds out rows: a photo's other captions stay in train
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            valid_rows = set(order[:math.floor(len(rows) * valid_fraction + 0.5)])
+            return [(i, c, "valid" if k in valid_rows else "train") for k, (i, c) in enumerate(rows)]
+        photos = [i for i, _ in rows] if kind == "repeats" else list(dict.fromkeys(i for i, _ in rows))
+        if kind == "unseeded":
+            random.shuffle(photos)
+        elif kind != "no_shuffle":
+            rng.shuffle(photos)
+        n = len(set(photos)) * valid_fraction
+        n_valid = {"int": int(n), "round": round(n), "ceil": math.ceil(n)}.get(kind, math.floor(n + 0.5))
+        valid = set(photos[:n_valid])
+        return [(i, c, "valid" if i in valid else "train") for i, c in rows]
+    return split_by_photo
+
+
+register(Exercise(
+    id="10.2", title="按照片划分 train / valid（不泄漏）", points=3,
+    hint="先得到“照片”的列表（每张一次），打乱它（打乱要由 seed 决定，不能用全局的随机状态），"
+         "按比例取前一部分照片做 valid（照片数 × 比例，四舍五入：恰好 .5 时进位），"
+         "再让每一行跟着它的照片走。最后自己检查：没有一张照片同时出现在两边。"
+         "常见错误：打乱的是行而不是照片（同一张照片的描述分到两边）、照片列表里有重复、"
+         "用 int() 截断或 round()（round(2.5) == 2）、没有用 seed。",
+    reference=_split_reference,
+    cases=_split_cases,
+    hidden=_split_hidden,
+    builds=("cnclip_edu.data.split.split_by_photo",),
+    mutants=lambda: {
+        "打乱的是行（描述）而不是照片：同一张照片分到两边": _split_mistake("captions"),
+        "照片列表没有去重（一张照片有几条描述就出现几次）": _split_mistake("repeats"),
+        "用 int() 截断照片数": _split_mistake("int"),
+        "用 round()：恰好 .5 时取偶数": _split_mistake("round"),
+        "向上取整": _split_mistake("ceil"),
+        "用全局的 random.shuffle，没有用 seed": _split_mistake("unseeded"),
+        "没有打乱：总是取前几张照片": _split_mistake("no_shuffle"),
     },
 ))

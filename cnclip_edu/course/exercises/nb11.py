@@ -12,8 +12,17 @@ InternViT's 32x32. Random values, so any wrong channel or token order shows.
 
 11.3 is compared with `mllm.chat.assistant_labels` on real chats rendered with the course template:
 one round with image tokens, three rounds, an open prompt (no reply yet) and a reply cut short.
+
+11.4 is the VLM forward pass, compared with the library's `encode_sample` + `collate` +
+`MiniVLM.forward` (whose `embed_inputs` fills the `<IMG_CONTEXT>` slots) + `train.next_token_loss`:
+chats and tile features in, the scalar loss out. The model is a small MiniVLM with sharp random
+weights (init std 0.3) on a stand-in ViT (the exercise starts from tile features), so that an image
+token one slot off, an unshifted label or a padded position in the loss each move the loss far
+beyond the tolerance. Batches mix 1, 3 and 4 tiles and chats of different length (right padding).
 """
 from __future__ import annotations
+
+import random
 
 from .core import Case, Exercise, register
 
@@ -48,6 +57,31 @@ def _grid_cases():
     return [Case(label, lambda f, g=g: run(f, g)) for label, g in zip(labels, groups)]
 
 
+def _grid_hidden(seed: int):
+    from cnclip_edu.mllm.tiling import candidate_grids
+
+    rng = random.Random(seed)
+    size = rng.choice((448, 32, 6, 4))
+    lo, hi = rng.choice(((1, 12), (1, 6), (2, 12)))
+    ties = []
+    for _ in range(3):   # sizes whose ratio equals a grid's ratio: ties between grids of one ratio
+        cols, rows = rng.choice(((1, 1), (2, 1), (1, 2), (3, 2), (2, 3)))
+        k = rng.randint(1, 3)
+        ties.append((cols * k * size // 2 or 1, rows * k * size // 2 or 1))
+    free = [(rng.randint(1, 3000), rng.randint(1, 3000)) for _ in range(4)]
+
+    def run(f, sizes):
+        return [tuple(f(w / h, candidate_grids(lo, hi), w, h, size)) for w, h in sizes]
+
+    k = rng.randint(1, 40)   # 9k x 8k against 2x2 tiles of 6k, 8k x 9k against 3x3 of 4k: area exactly half the grid
+
+    def half(f):
+        return [tuple(f(w / h, candidate_grids(1, 12), w, h, t)) for w, h, t in ((9 * k, 8 * k, 6 * k), (8 * k, 9 * k, 4 * k))]
+
+    return [Case("宽高比与网格恰好相同（平局）", lambda f: run(f, ties)), Case("随机尺寸", lambda f: run(f, free)),
+            Case("面积恰好等于网格像素的一半", half)]
+
+
 def _grid_reference(aspect_ratio, target_ratios, width, height, image_size):
     from cnclip_edu.mllm.tiling import find_closest_aspect_ratio
 
@@ -78,6 +112,8 @@ register(Exercise(
          "平局时总是换（或总是不换）、忘了那个 0.5、用了 >=。",
     reference=_grid_reference,
     cases=_grid_cases,
+    hidden=_grid_hidden,
+    builds=("cnclip_edu.mllm.tiling.find_closest_aspect_ratio",),
     mutants=lambda: {
         "比例写成 rows / cols": _grid_mistake("inverted"),
         "平局时总是换成块数多的网格": _grid_mistake("always"),
@@ -107,6 +143,16 @@ def _grids():
             ("InternViT-300M：(32, 32, 16)（通道取 16 以便比较）", lambda: rand(1, 32, 32, 16, seed=3))]
 
 
+def _unshuffle_hidden(seed: int):
+    import torch
+
+    rng = random.Random(seed)
+    shapes = [(rng.randint(1, 3), 2 * rng.randint(1, 4), 2 * rng.randint(1, 4), rng.randint(1, 8)) for _ in range(2)]
+    gen_seed = rng.randint(0, 10**6)
+    return [Case("随机形状 (N, H, W, D)", lambda f, shape=shape, k=k: f(torch.randn(
+        *shape, generator=torch.Generator().manual_seed(gen_seed + k)))) for k, shape in enumerate(shapes)]
+
+
 def _unshuffle_cases():
     return [Case(label, lambda f, make=make: f(make())) for label, make in _grids()]
 
@@ -131,12 +177,14 @@ def _unshuffle_mistake(kind: str):
 
 register(Exercise(
     id="11.2", title="像素重排 (pixel unshuffle, 0.5)", points=2,
-    hint="x 形状 (N, H, W, D)。先 reshape 成 (N, H/2, 2, W/2, 2, D)：把行号拆成 (块的行, 块内第几行)、列号拆成 (块的列, 块内第几列)；"
-         "再 permute(0, 1, 3, 2, 4, 5) 把两个“块内”维放到一起，得到 (N, H/2, W/2, 2, 2, D)；最后 reshape 成 (N, H/2, W/2, 4*D)。"
+    hint="x 形状 (N, H, W, D)。把行号拆成 (块的行, 块内第几行)、列号拆成 (块的列, 块内第几列)，"
+         "再调换维度的顺序，让两个“块内”的维挨在一起、排在 D 前面，最后把它们和 D 并成一维。"
          "每个新 token 依次是左上、右上、左下、右下四个 patch 的特征。常见错误：不做 permute 直接 reshape（拼的是同一行相邻的 4 个 patch）、"
          "用 torch 的 F.pixel_unshuffle（通道顺序不同）、块内顺序写成先列后行。",
     reference=_unshuffle_reference,
     cases=_unshuffle_cases,
+    hidden=_unshuffle_hidden,
+    builds=("cnclip_edu.mllm.projector.pixel_unshuffle", "cnclip_edu.mllm.projector.tile_tokens"),
     mutants=lambda: {
         "用 F.pixel_unshuffle（通道按 d*4 + 位置 排列）": _unshuffle_mistake("torch"),
         "没有 permute，直接 reshape": _unshuffle_mistake("reshape_only"),
@@ -164,6 +212,22 @@ def _chats():
     open_prompt = encode_chat(render_chat([("图中有几个图形？", "一个"), ("它是什么颜色？", None)], n_image_tokens=4))
     return [("一轮问答（4 个图像 token）", one), ("三轮对话", three), ("一句描述", caption),
             ("还没有回答的提示（最后一轮等待生成）", open_prompt), ("回答被截断（没有 <|im_end|>）", three[:-3])]
+
+
+def _labels_hidden(seed: int):
+    from cnclip_edu.mllm.chat import encode_chat, render_chat
+
+    rng = random.Random(seed)
+    cases = []
+    for kind in ("随机的多轮对话", "等待生成的提示", "被截断的回答"):
+        turns, n_tiles = _random_chats(rng, 1)[0]
+        if kind == "等待生成的提示":
+            turns = turns[:-1] + [(turns[-1][0], None)]
+        ids = encode_chat(render_chat(turns, n_image_tokens=4 * n_tiles))
+        if kind == "被截断的回答":
+            ids = ids[:-rng.randint(1, 2)]
+        cases.append(Case(kind, lambda f, ids=ids: list(f(list(ids)))))
+    return cases
 
 
 def _labels_cases():
@@ -208,11 +272,170 @@ register(Exercise(
          "从开头的最后一个 token 就开始算、进入回答后不再离开（把后面的问题也算进去）、所有 token 都算。",
     reference=_labels_reference,
     cases=_labels_cases,
+    hidden=_labels_hidden,
+    builds=("cnclip_edu.mllm.chat.assistant_labels", "cnclip_edu.mllm.batches.encode_sample"),
     mutants=lambda: {
         "漏了回答末尾的 <|im_end|>": _labels_mistake("no_end"),
         "把助手的开头也算进标签": _labels_mistake("with_header"),
         "从开头的最后一个 token 起就算": _labels_mistake("off_by_one"),
         "进入回答后不再离开": _labels_mistake("never_stop"),
         "所有 token 都算（语言模型预训练的标签）": _labels_mistake("all"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 11.4 the VLM forward pass
+class _StandInViT:
+    """What MiniVLM reads of a course ViT (4 blocks, a 4x4 grid, width 128) without building one: the
+    exercise starts from tile features, so the tower itself never runs."""
+
+    def __new__(cls):
+        from torch import nn
+
+        v = nn.Module()
+        v.transformer = nn.Module()
+        v.transformer.resblocks = nn.ModuleList(nn.Identity() for _ in range(4))
+        v.conv1 = nn.Conv2d(3, 128, 8, 8, bias=False)
+        v.grid_size = 4
+        return v
+
+
+_MODEL = {}
+
+
+def _forward_model():
+    """A small MiniVLM with sharp random weights (init std 0.3): a token moved by one slot changes the loss."""
+    if "m" not in _MODEL:
+        import torch
+
+        from cnclip_edu.mllm import world as W
+        from cnclip_edu.mllm.chat import ChatVocab
+        from cnclip_edu.mllm.decoder import DecoderConfig
+        from cnclip_edu.mllm.vlm import MiniVLM, VLMConfig
+
+        with torch.random.fork_rng():
+            torch.manual_seed(11)
+            cfg = VLMConfig(select_layer=-4, decoder=DecoderConfig(vocab_size=0, width=32, layers=2, heads=2,
+                                                                   mlp_hidden=64, init_std=0.3))
+            _MODEL["m"] = MiniVLM(_StandInViT(), ChatVocab.from_texts(W.vocabulary_texts()), cfg).eval()
+    return _MODEL["m"]
+
+
+def _tiles_of(cells: int) -> int:
+    return 1 if cells == 1 else cells + 1   # 1 cell: one tile; 2-3 cells: a tile per cell + the thumbnail
+
+
+def _random_chats(rng: random.Random, n: int) -> list:
+    from cnclip_edu.mllm import world as W
+
+    combos = W.WorldConfig().seen()
+    chats = []
+    for k in range(n):
+        cv = W.sample_canvas(rng, combos)
+        if rng.random() < 0.25:
+            turns = [(W.CAPTION_PROMPT, W.caption(cv))]
+        else:
+            turns = W.conversation(rng, k, cv, combos, rng.choice((1, 2, 3))).turns
+        chats.append((turns, _tiles_of(cv.cells)))
+    return chats
+
+
+def _feats(chats, seed: int):
+    import torch
+
+    T = sum(n for _, n in chats)
+    return torch.randn(T, 4, 512, generator=torch.Generator().manual_seed(seed))   # (T, tokens per tile, 4D)
+
+
+_FIXED_CHATS = {
+    "one": [([("红色的是什么形状？", "圆形")], 1)],
+    "batch": [([("图中有几个图形？", "三个"), ("左边的是什么颜色？", "绿色"), ("它是大的还是小的？", "小的")], 4),
+              ([("描述这张图片。", "左边是一个大的红色圆形，右边是一个小的蓝色菱形")], 3),
+              ([("图中有黄色的十字吗？", "没有")], 1)],
+}
+
+
+def _forward_cases():
+    def run(f, chats, seed):
+        return f(_forward_model(), chats, _feats(chats, seed))
+
+    rng_chats = _random_chats(random.Random(5), 5)
+    return [Case("一段对话、一块图（4 个图像 token）", lambda f: run(f, _FIXED_CHATS["one"], 1)),
+            Case("3 段长短不同的对话：4 块、3 块、1 块图（右侧填充）", lambda f: run(f, _FIXED_CHATS["batch"], 2)),
+            Case("5 段随机生成的对话（玩具世界的问题、描述、多轮）", lambda f: run(f, rng_chats, 3))]
+
+
+def _forward_hidden(seed: int):
+    rng = random.Random(seed)
+    chats = _random_chats(rng, rng.randint(2, 6))
+    single = _random_chats(rng, 1)
+    s = rng.randint(0, 10**6)
+    return [Case("一批随机对话", lambda f: f(_forward_model(), chats, _feats(chats, s))),
+            Case("一段随机对话", lambda f: f(_forward_model(), single, _feats(single, s + 1)))]
+
+
+def _forward_reference(model, chats, feats):
+    from cnclip_edu.mllm.batches import collate, encode_sample
+    from cnclip_edu.mllm.train import next_token_loss
+
+    b = collate([(*encode_sample(turns, n_tiles * model.tokens_per_tile, model.vocab), 0) for turns, n_tiles in chats])
+    return next_token_loss(model(b.ids, b.valid, feats), b.labels)
+
+
+def _forward_mistake(kind: str):
+    def vlm_loss(model, chats, feats):
+        import torch
+        import torch.nn.functional as F
+
+        from cnclip_edu.mllm import chat
+
+        per_tile = model.vision.grid ** 2 if kind == "patches_per_tile" else model.tokens_per_tile
+        rows, targets = [], []
+        for turns, n_tiles in chats:
+            tok = chat.encode_chat(chat.render_chat(turns, n_image_tokens=n_tiles * per_tile))
+            rows.append(model.vocab.to_compact(tok))
+            labels = chat.assistant_labels(tok) if kind != "all_tokens" else tok
+            targets.append([t if t == chat.IGNORE_INDEX else model.vocab.index[t] for t in labels])
+        L = max(len(r) for r in rows)
+        pad_label = 0 if kind == "pad_label_zero" else chat.IGNORE_INDEX
+        ids = torch.tensor([r + [0] * (L - len(r)) for r in rows])
+        labels = torch.tensor([t + [pad_label] * (L - len(t)) for t in targets])
+        x = model.decoder.embed(ids)
+        img = model.projector(feats).reshape(-1, x.shape[-1])
+        slots = ids == model.img_context
+        if kind == "slot_off_by_one":   # the image starts one position late (the last token lands on </img>)
+            slots = torch.roll(slots, 1, dims=1)
+        x = x.clone()
+        x[slots] = img
+        logits = model.decoder(x, ids != 0)
+        V = logits.shape[-1]
+        if kind == "no_shift":
+            return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=chat.IGNORE_INDEX)
+        ignore = 0 if kind == "ignore_pad_id" else chat.IGNORE_INDEX
+        return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=ignore)
+    return vlm_loss
+
+
+register(Exercise(
+    id="11.4", title="VLM 的前向：图像 token 放进对话，只在回答上算下一个 token 的损失", points=4,
+    hint="三步：(1) 每段对话用 render_chat 渲染，图像占位符的个数 = 块数 × 每块的 token 数（像素重排之后的，不是 patch 数），"
+         "encode_chat 得到 id，assistant_labels 得到标签，都换成紧凑编号，右侧填充（填充的标签必须是 IGNORE_INDEX）；"
+         "(2) 先把所有 id 过词向量层，再把投影器的输出按顺序写进值等于 <IMG_CONTEXT> 的那些位置（恰好这些位置，一个不多一个不少）；"
+         "(3) 位置 t 的输出预测的是第 t+1 个 token：logits 去掉最后一个位置、labels 去掉第一个位置再算交叉熵，"
+         "忽略 IGNORE_INDEX 的位置。常见错误：标签没有错开一位、所有 token 都算损失、图像特征错开了一个位置、"
+         "每块的占位符个数写成 patch 数、填充位置的标签写成 0、ignore_index 写成填充的 id。",
+    reference=_forward_reference,
+    cases=_forward_cases,
+    hidden=_forward_hidden,
+    builds=("cnclip_edu.mllm.vlm.MiniVLM.embed_inputs", "cnclip_edu.mllm.vlm.MiniVLM.forward",
+            "cnclip_edu.mllm.train.next_token_loss", "cnclip_edu.mllm.batches.encode_sample",
+            "cnclip_edu.mllm.batches.collate", "cnclip_edu.mllm.batches.train_batch"),
+    mutants=lambda: {
+        "标签没有错开一位（位置 t 预测自己）": _forward_mistake("no_shift"),
+        "所有 token 都算损失（图像占位符、问题也算）": _forward_mistake("all_tokens"),
+        "图像特征按顺序放了，但整体错后一个位置": _forward_mistake("slot_off_by_one"),
+        "每块的占位符个数写成 patch 数（16），不是像素重排后的 4": _forward_mistake("patches_per_tile"),
+        "填充位置的标签写成 0（填充的 id），于是也算进了损失": _forward_mistake("pad_label_zero"),
+        "ignore_index 写成填充的 id 0": _forward_mistake("ignore_pad_id"),
     },
 ))

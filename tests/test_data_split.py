@@ -1,0 +1,46 @@
+"""data.split: whole photos held out, deterministic from the seed, the stated rounding, no leak."""
+from __future__ import annotations
+
+import pytest
+
+from cnclip_edu.data import convert
+from cnclip_edu.data.samples import caption_rows
+from cnclip_edu.data.split import leaked_photos, split_by_photo, write_captions_csv
+
+
+def _rows(n_photos=10, per_photo=3):
+    return [(f"p{i}.jpg", f"描述 {i}-{k}") for k in range(per_photo) for i in range(n_photos)]   # interleaved
+
+
+def test_every_caption_of_a_photo_on_one_side_and_rows_kept():
+    rows = [(img, cap) for img, cap, _ in caption_rows()]
+    out = split_by_photo(rows, 0.2, seed=0)
+    assert [(i, c) for i, c, _ in out] == rows
+    assert leaked_photos(out) == []
+    assert len({i for i, _, s in out if s == "valid"}) == 4          # 18 * 0.2 = 3.6 -> 4
+
+
+@pytest.mark.parametrize("n, fraction, expected", [(10, 0.25, 3), (18, 0.25, 5), (18, 0.2, 4), (10, 1 / 3, 3),
+                                                   (4, 0.1, 0), (5, 0.1, 1), (7, 0.0, 0), (7, 1.0, 7)])
+def test_rounding_is_half_up(n, fraction, expected):
+    out = split_by_photo(_rows(n), fraction, seed=1)
+    assert len({i for i, _, s in out if s == "valid"}) == expected
+
+
+def test_deterministic_from_the_seed_and_the_seed_matters():
+    rows = _rows(12)
+    valid = [frozenset(i for i, _, s in split_by_photo(rows, 0.25, seed) if s == "valid") for seed in range(6)]
+    assert valid[0] == frozenset(i for i, _, s in split_by_photo(rows, 0.25, 0) if s == "valid")
+    assert len(set(valid)) > 1
+
+
+def test_leak_check_and_bad_fraction():
+    assert leaked_photos([("a", "x", "train"), ("b", "y", "valid"), ("a", "z", "valid")]) == ["a"]
+    with pytest.raises(ValueError):
+        split_by_photo(_rows(3), 1.5, 0)
+
+
+def test_written_csv_reads_back(tmp_path):
+    out = split_by_photo(_rows(4, 2), 0.5, seed=3)
+    path = write_captions_csv(tmp_path / "c.csv", out + [("p0.jpg", "含, 逗号", out[0][2])])
+    assert [(r.image, r.caption, r.split) for r in convert.read_captions(path)][-1] == ("p0.jpg", "含, 逗号", out[0][2])
