@@ -8,7 +8,7 @@ keeps a share q of the texts whole; section 6 picks L with it). 01.3-01.5 are th
 notebook 05 loads from the student's `%%my_clip` cells.
 
 Each answer is compared with the library (`Tokenizer.basic_tokenize`, `Tokenizer.wordpiece`,
-`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`), which tests/test_tokenizer.py proves equal
+`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`, `Tokenizer.decode`, `choose_context_length`), which tests/test_tokenizer.py proves equal
 to cn_clip on every Unicode code point and 100k+ sentences. The public cases hold what trips
 students up (accents, full-width letters, `￥99`, emoji, the edges of the ideograph blocks, CJK
 punctuation, words of exactly 200 / 201 characters, the U+2028 line of vocab.txt, a row that fits
