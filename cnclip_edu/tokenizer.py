@@ -365,6 +365,23 @@ def tokenize(texts: str | Sequence[str], context_length: int = 52) -> torch.Tens
     return torch.from_numpy(out)
 
 
+def choose_context_length(n_ids: Sequence[int] | np.ndarray, q: float = 0.99) -> int:
+    """The smallest context_length L at which a share >= q of the texts fit whole.
+
+    `n_ids[i]` is the number of ids of text i without [CLS]/[SEP] (`len(encode(text))`); text i fits
+    in L when n_ids[i] + 2 <= L. With the counts sorted, L = sorted(n_ids)[j] + 2 for the first j
+    whose share (j + 1) / N reaches q (when q * N is not a whole number: j = ceil(q * N) - 1).
+    np.percentile's default linear interpolation can land between two counts and give an L that
+    keeps fewer than q * N texts; notebook 01 picks L with this function instead.
+    """
+    n = np.sort(np.asarray(n_ids, dtype=np.int64).ravel())                         # (N,)
+    if n.size == 0 or not 0 < q <= 1:
+        raise ValueError(f"choose_context_length needs at least one count and 0 < q <= 1, got {n.size}, {q}")
+    fit_share = np.arange(1, n.size + 1) / n.size          # share of the texts that fit in L = n[j] + 2
+    k = int(np.argmax(fit_share >= q))                     # the first j whose share reaches q
+    return int(n[k]) + 2
+
+
 def decode(ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
     """One row of ids (list or 1-D tensor) -> text; [CLS]/[SEP]/padding are dropped by default."""
     if isinstance(ids, torch.Tensor):

@@ -362,3 +362,21 @@ def test_vocab_file_errors(tmp_path):
     dup.write_text("[PAD]\na\nb\na\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"dup.txt, line 4: token 'a' already on line 2"):
         T.load_vocab(dup)
+
+
+# ----------------------------------------------------------------------------- choose_context_length
+def test_choose_context_length_is_the_smallest_l_that_keeps_a_share_q():
+    """Against the definition, tried L by L: the smallest L with share(n + 2 <= L) >= q (notebook 01's 01.7)."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n_ids = [rng.randint(0, 60) for _ in range(rng.randint(1, 50))]
+        q = rng.choice([0.3, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0])
+        brute = next(L for L in range(2, 64) if sum(n + 2 <= L for n in n_ids) / len(n_ids) >= q)
+        assert T.choose_context_length(n_ids, q) == brute, (n_ids, q)
+    assert T.choose_context_length([10] * 7 + [20, 30, 40], 0.75) == 22   # linear interpolation would give 20
+    assert isinstance(T.choose_context_length(torch.tensor([3, 1, 2])), int)
+    for bad in ([], ), ([1], 0), ([1], 1.5):
+        with pytest.raises(ValueError):
+            T.choose_context_length(*bad)

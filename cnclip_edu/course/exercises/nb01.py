@@ -2,11 +2,13 @@
 
 01.1 `is_cjk` + `basic_tokenize`, 01.2 `wordpiece(word, vocab)`, 01.3 `load_vocab(path)`,
 01.4 `encode(text, vocab)` (01.1 + 01.2 + the vocab, [UNK] = 100), 01.5 `tokenize(texts, vocab,
-context_length)` on top of the student's own `encode`. 01.3-01.5 are the names the capstone of
+context_length)` on top of the student's own `encode`, 01.6 `decode(ids, vocab)` (ids back to text,
+the spacing rule of `cnclip_edu.decode`), 01.7 `choose_context_length(n_ids, q)` (the smallest L that
+keeps a share q of the texts whole; section 6 picks L with it). 01.3-01.5 are the names the capstone of
 notebook 05 loads from the student's `%%my_clip` cells.
 
 Each answer is compared with the library (`Tokenizer.basic_tokenize`, `Tokenizer.wordpiece`,
-`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`), which tests/test_tokenizer.py proves equal
+`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`, `Tokenizer.decode`, `choose_context_length`), which tests/test_tokenizer.py proves equal
 to cn_clip on every Unicode code point and 100k+ sentences. The public cases hold what trips
 students up (accents, full-width letters, `￥99`, emoji, the edges of the ideograph blocks, CJK
 punctuation, words of exactly 200 / 201 characters, the U+2028 line of vocab.txt, a row that fits
@@ -540,7 +542,7 @@ def _tokenize_mutant(mistake: str):
 register(Exercise(
     id="01.5", title="tokenize：[CLS] + 你的 encode + [SEP]，截断与填充，得到 (N, L) 的 LongTensor", points=2,
     hint="[SEP] 是句子的结尾标记，截断之后也必须在，所以要先想好 id 最多能留几个；每行的空位是 [PAD]（id 0）、放在后面；"
-         "id 要拿去嵌入表里查行，所以结果的 dtype 必须是 torch.long；一个字符串是只有一条的一批。",
+         "结果的 dtype 要与 cn_clip 的一样是 torch.long（int64，整数 id 的惯例；检查逐个比较 dtype）；一个字符串是只有一条的一批。",
     reference=_library_tokenize,
     cases=_tokenize_cases,
     hidden=_tokenize_hidden,
@@ -549,11 +551,196 @@ register(Exercise(
     mutants=lambda: {
         "先拼 [CLS]…[SEP] 再截断，长句丢了 [SEP]": _tokenize_mutant("cut_after"),
         "忘了 dtype=torch.long（torch.zeros 默认是浮点数）": _tokenize_mutant("float"),
-        "用了 torch.int32（嵌入表查行要 torch.long）": _tokenize_mutant("int32"),
+        "用了 torch.int32（cn_clip 给的是 torch.long）": _tokenize_mutant("int32"),
         "单个字符串被当成了一个个字": _tokenize_mutant("str_as_list"),
         "填充放在了左边": _tokenize_mutant("left_pad"),
         "忘了 [CLS]": _tokenize_mutant("no_cls"),
         "截断写成 ids[:-多出的个数]，条件差一（>= 0）：恰好放满时 ids[:-0] 把 id 全丢了": _tokenize_mutant("fit_off_by_one"),
         "[SEP] 放在了整行的最后一格，而不是紧跟在 id 后面": _tokenize_mutant("sep_last"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 01.6 decode
+# public cases: texts whose library ids (one row of cc.tokenize) the answer decodes; each holds one spacing rule
+DECODE_CASES = [
+    ("杰尼龟（一个一维张量，带 [CLS]、[SEP] 和 [PAD]）", "杰尼龟", 8, True),
+    ("英文词之间有空格，汉字与标点前后没有", "Hello World 你好，世界！", 52, False),
+    ("## 片段接在前一片后面，下一个英文词前仍有空格", "unaffable 3.5元", 52, False),
+    ("汉字后面紧跟英文词，再是数字", "北京 iPhone 15 Pro 手机壳", 52, False),
+    ("￥ 不是汉字也不是标点：它像单词一样，和后面的 ##99 拼在一起", "这件T恤只要￥99.9！", 52, False),
+    ("[UNK] 前后不加空格", "hi 😀 there", 52, False),
+    ("ASCII 标点夹在英文词中间", "e-mail: user@mail.cn", 52, False),
+    ("被截断的一行（L=16）", "一件 XL 码的白色T恤，纯棉材质，领口有刺绣的 logo，售价￥99", 16, False),
+    ("空字符串：只有 [CLS]、[SEP]", "", 4, False),
+]
+
+
+def _library_decode(ids, vocab: dict[str, int]) -> str:
+    return _tok().decode([int(i) for i in ids])   # the cases always pass the library's vocab
+
+
+BUILDS_DECODE = (_T + "decode", _T + "Tokenizer.decode", _T + "Tokenizer.convert_ids_to_tokens")
+_guard_decode = guard_for(_library_decode, BUILDS_DECODE, warm=_tok)
+
+
+def _decode_case(label: str, text: str, context_length: int, as_tensor: bool) -> Case:
+    def run(f):
+        from cnclip_edu.tokenizer import tokenize
+
+        row = tokenize(text, context_length=context_length)[0]          # (L,), computed before the guard
+        return _guard_decode(f)(row if as_tensor else row.tolist(), _vocab_copy())
+    return Case(label, run)
+
+
+def _decode_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    cases = [_decode_case("随机的中英数字标点混排句子", _random_sentence(rng), rng.randint(8, 52), rng.random() < 0.5)
+             for _ in range(5)]
+    cases.append(_decode_case("随机混排的文本（各区段汉字、假名、拉丁字母、标点、空白）", _random_text(rng, rng.randint(5, 30)),
+                              52, False))
+    return cases
+
+
+def _decode_mistake(kind: str):
+    def is_han(t: str) -> bool:
+        return len(t) == 1 and _is_cjk(t)
+
+    def decode(ids, vocab):
+        inv = {i: t for t, i in vocab.items()}
+        out, prev = [], False
+        for i in ids:
+            i = int(i)
+            if i in (0, 101, 102) and kind != "keep_special":
+                continue
+            if i == 100 and kind == "drop_unk":
+                continue
+            t = inv[i]
+            if kind == "space_all":
+                out.append(t)
+                continue
+            if t.startswith("##") and len(t) > 2:
+                out.append(t if kind == "keep_hashes" else t[2:])
+                if kind == "reset_after_tail":
+                    prev = False
+                continue
+            special = t.startswith("[") and t.endswith("]") and len(t) > 2
+            punct = len(t) == 1 and _is_punct(t)
+            wordlike = not (punct and kind != "punct_wordlike") and not (is_han(t) and kind != "han_wordlike") \
+                and not (special and kind != "special_wordlike")
+            if out and prev and wordlike and kind != "no_spaces":
+                out.append(" ")
+            out.append(t)
+            prev = wordlike
+        return " ".join(out) if kind == "space_all" else "".join(out)
+    return decode
+
+
+register(Exercise(
+    id="01.6", title="decode：一行 id 变回文字（反查词表、拼 ## 片段、英文词之间加空格）", points=2,
+    hint="词表是 词条 → id，先把它倒过来。[PAD]、[CLS]、[SEP] 不是文字。## 片段是前一片的延续：去掉前缀直接拼上，"
+         "它不开始新词。只有前后两个“词”都像单词（不是单个汉字、不是单个标点、不是方括号里的特殊词条）时才加空格；"
+         "判断“前一个词”时，别让它的 ## 片段改掉结论。",
+    reference=_library_decode,
+    cases=lambda: [_decode_case(*c) for c in DECODE_CASES],
+    hidden=_decode_hidden,
+    builds=BUILDS_DECODE,
+    mutants=lambda: {
+        "每个片段之间都加空格": _decode_mistake("space_all"),
+        "英文词之间没加空格": _decode_mistake("no_spaces"),
+        "## 前缀没去掉": _decode_mistake("keep_hashes"),
+        "没跳过 [CLS]、[SEP]、[PAD]": _decode_mistake("keep_special"),
+        "把 [UNK] 也当成特殊 id 跳过了": _decode_mistake("drop_unk"),
+        "汉字也当成了英文词，汉字之间加了空格": _decode_mistake("han_wordlike"),
+        "标点前后也加了空格": _decode_mistake("punct_wordlike"),
+        "[UNK] 前后加了空格": _decode_mistake("special_wordlike"),
+        "## 片段之后把“前一个词像单词”忘了，下一个英文词前少了空格": _decode_mistake("reset_after_tail"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 01.7 choose_context_length
+# public cases: (label, counts, q or None for the default 0.99); q * N is never a whole number except
+# for q = 1, so "share >= q" and "index ceil(q * N) - 1" are the same rule and float rounding cannot matter
+CHOOSE_CASES = [
+    ("10 条文本，q=0.75（线性插值会落在两个长度之间）", [10, 10, 10, 10, 10, 10, 10, 20, 30, 40], 0.75),
+    ("7 条未排序的文本，q=0.9", [7, 3, 12, 5, 9, 4, 6], 0.9),
+    ("150 条文本（140 条 20 个 id，10 条 30–39 个），不传 q（默认 0.99）", [20] * 140 + list(range(30, 40)), None),
+    ("q=1：全部放下，就是最长的那条", [0, 2, 5], 1.0),
+    ("只有一条空文本（0 个 id），q=0.5", [0], 0.5),
+]
+
+
+def _library_choose(n_ids, q: float = 0.99) -> int:
+    from cnclip_edu.tokenizer import choose_context_length
+
+    return choose_context_length(n_ids, q)
+
+
+BUILDS_CHOOSE = (_T + "choose_context_length",)
+_guard_choose = guard_for(_library_choose, BUILDS_CHOOSE)
+
+
+def _choose_case(label: str, counts: list[int], q: float | None) -> Case:
+    def run(f):
+        g = _guard_choose(f)
+        return g(list(counts)) if q is None else g(list(counts), q)
+    return Case(label, run)
+
+
+def _choose_hidden(seed: int) -> list[Case]:
+    rng = random.Random(seed)
+    cases = []
+    for q in (rng.choice([0.8, 0.9, 0.95]), 0.99, 0.99):
+        n = rng.randint(30, 400)
+        while abs(q * n - round(q * n)) < 1e-6:   # keep q * N off whole numbers (see CHOOSE_CASES)
+            n += 1
+        counts = [max(0, round(rng.gauss(24, 5))) for _ in range(n)]
+        counts += [rng.randint(40, 90) for _ in range(rng.randint(1, max(1, n // 20)))]   # a long tail
+        rng.shuffle(counts)
+        if abs(q * len(counts) - round(q * len(counts))) < 1e-6:
+            counts.append(rng.randint(10, 30))
+        cases.append(_choose_case(f"随机的 id 个数（近似正态加一条长尾，未排序），q={q}", counts, q))
+    counts = [rng.randint(0, 60) for _ in range(rng.randint(5, 50))]
+    cases.append(_choose_case("随机的 id 个数，q=1", counts, 1.0))
+    return cases
+
+
+def _choose_mistake(kind: str):
+    import math
+
+    import numpy as np
+
+    def choose_context_length(n_ids, q=0.99):
+        n = sorted(n_ids) if kind != "unsorted" else list(n_ids)
+        if kind == "mean":
+            return round(sum(n) / len(n)) + 2
+        if kind == "median":
+            return int(np.median(n)) + 2
+        if kind == "percentile":
+            return int(math.ceil(np.percentile(n, 100 * q))) + 2
+        if kind == "floor_index":
+            return n[max(0, int(q * len(n)) - 1)] + 2
+        k = math.ceil(q * len(n))
+        return n[k - 1] + (0 if kind == "no_plus_2" else 2)
+    return choose_context_length
+
+
+register(Exercise(
+    id="01.7", title="choose_context_length：让一定比例的文本完整放下的最小 L", points=2,
+    hint="一条有 n 个 id 的文本在 L 里完整放下，要求 n + 2 ≤ L（[CLS] 和 [SEP] 也占位置）。把 id 个数从小到大排好，"
+         "L 取在“放得下的条数 / 总条数 ≥ q”第一次成立的那条文本上；想一想排序后第几条（从 0 数还是从 1 数）"
+         "是第一条满足的；插值、平均数都会落在这条规则之外。",
+    reference=_library_choose,
+    cases=lambda: [_choose_case(label, counts, q) for label, counts, q in CHOOSE_CASES],
+    hidden=_choose_hidden,
+    builds=BUILDS_CHOOSE,
+    mutants=lambda: {
+        "忘了给 [CLS] 和 [SEP] 留的 +2": _choose_mistake("no_plus_2"),
+        "下标差一：取了排序后的第 int(q·N) − 1 个": _choose_mistake("floor_index"),
+        "用平均长度 + 2": _choose_mistake("mean"),
+        "用中位数 + 2": _choose_mistake("median"),
+        "np.percentile 的默认线性插值再向上取整": _choose_mistake("percentile"),
+        "忘了先排序": _choose_mistake("unsorted"),
     },
 ))
