@@ -335,6 +335,10 @@ def grade(submissions_dir: str | os.PathLike, out_csv: str | os.PathLike,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ...cli import require
+
+    for package in ("nbformat", "nbclient", "ipykernel"):  # one line naming the extra, before anything runs
+        require(package, "cnclip-edu grade")
     ap = argparse.ArgumentParser(prog="cnclip-edu grade", description=__doc__.split("\n\n")[0])
     ap.add_argument("submissions", help="folder with one sub-folder per student, holding that student's notebooks")
     ap.add_argument("--out", required=True, help="the CSV to write (one row per student)")
@@ -354,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="address space per kernel, e.g. 8G (0: none); an allocation beyond it is a MemoryError")
     ap.add_argument("--isolation", choices=["auto", "namespaces", "none"], default="auto",
                     help="auto: Linux namespaces where they work (else say so and go on without); namespaces: require them")
-    ap.add_argument("--seed", type=int, default=None, help="secret that draws the hidden cases (default: random per run)")
+    ap.add_argument("--seed", type=int, default=None, action=InRange, lo=0, help="secret that draws the hidden cases (default: random per run)")
     ap.add_argument("--feedback-dir", default=None, help="per-student feedback files (default: <out>_feedback/ next to the CSV)")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel for every notebook (default: this Python)")
     ap.add_argument("--executed-dir", default=None, help="also keep the executed notebooks here, DIR/<student>/<notebook>")
