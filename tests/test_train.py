@@ -275,3 +275,15 @@ def test_the_torchrun_example_of_the_docstring_parses_as_written():
     assert ns.module and ns.training_script == "cnclip_edu.train"
     args = train.parse_args(ns.training_script_args)
     assert args.logs == "/data/experiments" and args.train_data == "/data/datasets/MUGE/lmdb/train"
+
+
+def test_a_second_training_into_the_same_run_folder_is_refused(toy_lmdb, tmp_path, capsys):
+    from cnclip_edu.fileio import output_lock
+
+    with output_lock(tmp_path / "busy", "training run"):  # another training holds the run folder
+        rc = train.main(base_args(toy_lmdb, tmp_path, "busy", "--max-steps", "1"))
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'busy'} is being written by another process (pid {os.getpid()}" in err
+    assert not (tmp_path / "busy" / "final").exists()
+    assert train.main(base_args(toy_lmdb, tmp_path, "busy", "--max-steps", "1")) == 0  # free again: it runs

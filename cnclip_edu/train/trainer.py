@@ -22,6 +22,7 @@ This file is the set-up and the entry point: the flags are in `params.py`, the l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -34,7 +35,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from cnclip_edu.data.dataset import LMDBDataset
 from cnclip_edu.distributed import DistInfo, cleanup, init_distributed, world_info_from_env
-from cnclip_edu.fileio import remove_stale_temporaries
+from cnclip_edu.fileio import OutputLocked, output_lock, remove_stale_temporaries
 from cnclip_edu.loss import ClipLoss
 from cnclip_edu.model.checkpoint import CheckpointError
 from cnclip_edu.model.checkpoint import save as save_model
@@ -171,7 +172,14 @@ def run(args: argparse.Namespace) -> int:
     info = setup_device(args)
     run_dir = Path(args.logs) / args.name
     ckpt_dir = run_dir / "checkpoints"
-    if info.is_main:
+    lock = contextlib.ExitStack()
+    if info.is_main:  # one training per run folder: a second one into the same folder stops here, naming the first
+        try:
+            lock.enter_context(output_lock(run_dir, "training run"))
+        except OutputLocked as exc:  # torchrun stops the other ranks when this one exits
+            print(f"cnclip-edu train: {exc}", file=sys.stderr)
+            cleanup()
+            return 1
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(ckpt_dir)
     if info.distributed:
@@ -192,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         cleanup()
+        lock.close()
 
 
 @record  # under torchrun: a failing rank's traceback appears in torchrun's "Root Cause" summary
