@@ -107,3 +107,14 @@ def test_encode_text_names_what_is_wrong_with_its_input(tokens, error, words):
         model.encode_text(tokens)
     ok = model.encode_text(cc.tokenize(["一个红色的圆形"]))  # and the right input still works
     assert ok.shape == (1, model.config.embed_dim)
+
+
+def test_export_onnx_names_a_wrong_model_argument(tmp_path):
+    pytest.importorskip("onnx")
+    from cnclip_edu.deploy.export import export_onnx
+
+    with pytest.raises(TypeError, match=r"model must be a cnclip_edu CLIP, got str \(a name or path: load it first"):
+        export_onnx("course", tmp_path)
+    with pytest.raises(TypeError, match="model must be a cnclip_edu CLIP, got Linear"):
+        export_onnx(torch.nn.Linear(2, 2), tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -198,8 +198,13 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
     (a float32 CPU copy is exported when it lives elsewhere). Files appear atomically: they are written
     in a temporary folder next to `out_dir`'s files and renamed into place when complete.
     """
-    import onnx
+    from cnclip_edu.cli import require
+    from cnclip_edu.model.clip import CLIP
 
+    onnx = require("onnx", "ONNX export")
+    if not isinstance(model, CLIP):
+        hint = " (a name or path: load it first, model, _ = cc.load(...))" if isinstance(model, (str, os.PathLike)) else ""
+        raise TypeError(f"model must be a cnclip_edu CLIP, got {type(model).__name__}{hint}")
     bad = set(towers) - {"image", "text"}
     if bad or not towers:
         raise ValueError(f"towers must be a non-empty subset of ('image', 'text'), got {tuple(towers)}")
