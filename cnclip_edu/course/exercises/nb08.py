@@ -46,7 +46,7 @@ def _classifier_cases():
     from cnclip_edu.eval.prompts import TOY, TOY_SHAPE
 
     runs = [("6 种形状 × 8 个模板 (TOY_SHAPE)", ["圆形", "正方形", "三角形", "五角星", "十字", "菱形"], TOY_SHAPE),
-            ("3 个颜色+形状类别 × 5 个模板 (TOY)", ["红色的圆形", "蓝色的菱形", "黑色的十字"], TOY),
+            (f"3 个颜色+形状类别 × {len(TOY)} 个模板 (TOY)", ["红色的圆形", "蓝色的菱形", "黑色的十字"], TOY),
             ("2 个类别 × 1 个模板", ["黄色的三角形", "紫色的五角星"], ["画面里有一个{}"])]
     return [Case(label, lambda f, c=c, t=t: f(_course_model(), c, list(t), "cpu")) for label, c, t in runs]
 
