@@ -43,9 +43,8 @@ def load_course_model(work_dir: str | os.PathLike, device: str = "cpu"):
 def describe_source(source: str, work_dir: str | os.PathLike) -> str:
     """One sentence for the notebook output saying which model is evaluated."""
     return {
-        "finetuned": f"model: finetuned by notebook 06 ({Path(work_dir) / FINAL_SUBDIR})",
-        "shipped": "model: the course checkpoint shipped with the package (cc.load('course')); "
-                   "run notebook 06 to evaluate your own",
-        "random": "model: RANDOM course-size model (no trained model found) - metrics are near chance",
+        "finetuned": f"模型：第 06 节微调的模型 (finetuned by notebook 06，{Path(work_dir) / FINAL_SUBDIR})",
+        "shipped": "模型：随包发布的课程模型 (cc.load('course'))；运行第 06 节后，这里评估的就是你自己训练的模型",
+        "random": "模型：随机初始化的课程尺寸模型（没有找到训练好的模型）——各项指标接近随机猜测",
     }[source]
 
