@@ -56,7 +56,12 @@ def _export_report(export_fn, batches: tuple[int, ...] = (1, 3)) -> dict:
         export_fn(tower, example, str(path))
         graph = onnx.load(str(path)).graph
         dim0 = graph.input[0].type.tensor_type.shape.dim[0]
-        report = {"batch 维": "动态 (symbolic)" if dim0.dim_param else f"固定为 {dim0.dim_value}",
+        # The new exporter tags every node with where it came from (pkg.torch.onnx.* metadata); the legacy
+        # TorchScript tracer (dynamo=False) does not. With dynamic_axes the legacy file is dynamic too on this
+        # tower, but the tracer silently bakes Python ints computed from shapes (see the notebook's discussion).
+        new_exporter = any(p.key.startswith("pkg.torch.onnx") for n in graph.node for p in n.metadata_props)
+        report = {"导出器": "新导出器 (dynamo=True)" if new_exporter else "旧导出器 (TorchScript tracer, dynamo=False)",
+                  "batch 维": "动态 (symbolic)" if dim0.dim_param else f"固定为 {dim0.dim_value}",
                   "输入名 (input_names)": [i.name for i in graph.input],
                   "输出名 (output_names)": [o.name for o in graph.output]}
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) if dim0.dim_param else None
@@ -104,8 +109,17 @@ def _export_mutants() -> dict:
         torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["image"],
                           dynamic_shapes={"x": {0: batch}})
 
+    def legacy_exporter(tower, example, path):
+        torch.onnx.export(tower, (example,), path, dynamo=False, input_names=["image"],
+                          output_names=["image_features"], dynamic_axes={"image": {0: "batch"}})
+
+    def legacy_with_dynamic_shapes(tower, example, path):  # the legacy exporter refuses dynamic_shapes
+        torch.onnx.export(tower, (example,), path, dynamo=False, input_names=["image"],
+                          output_names=["image_features"], dynamic_shapes={"x": {0: batch}})
+
     return {"没有声明动态 batch（dynamic_shapes）": no_dynamic_batch, "输入名写成了 input": wrong_input_name,
-            "忘了 output_names": no_output_name}
+            "忘了 output_names": no_output_name, "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter,
+            "dynamo=False + dynamic_shapes": legacy_with_dynamic_shapes}
 
 
 register(Exercise(
