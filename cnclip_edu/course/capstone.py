@@ -142,6 +142,17 @@ def collect(work_dir: str | os.PathLike | None = None) -> tuple[SimpleNamespace,
     return SimpleNamespace(**chosen), rows
 
 
+def own_pieces(mine: SimpleNamespace) -> dict[str, bool]:
+    """name -> True when that piece is the student's own finished code (a %%my_clip file, not a stub), False
+    when it is a library stand-in or an object imported from the library. Lets a conclusion say what ran."""
+    own = {}
+    for name in NEEDED:
+        origin = _origin(getattr(mine, name, None))
+        own[name] = (origin is not None and Path(origin).parent.name == pieces.DIRNAME
+                     and Path(origin).is_file() and not _STUB.search(Path(origin).read_text(encoding="utf-8")))
+    return own
+
+
 def my_pieces(work_dir: str | os.PathLike) -> SimpleNamespace:
     """The student's pieces for the capstone, with a printed table of where each came from."""
     mine, rows = collect(work_dir)

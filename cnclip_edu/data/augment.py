@@ -2,11 +2,13 @@
 
 cn_clip calls timm's `create_transform(is_training=True, scale=(0.9, 1.0), auto_augment='original',
 color_jitter=None, interpolation='bicubic')`: a mild random resized crop, a horizontal flip, and
-ImageNet AutoAugment (which includes colour operations: posterize, solarize, equalize, colour).
+ImageNet AutoAugment ('original': mostly colour operations - equalize, solarize, posterize, colour,
+contrast, invert - plus rotate and shear-x).
 We keep the mild crop and drop what would change the *meaning* of a caption:
 - no colour operations by default: in the toy world colour is the label ("红色的圆形"), and in
   real captions colour words are common ("白色连衣裙");
-- no horizontal flip by default: captions say 左边/右边, a flip would make them false.
+- no horizontal flip by default: captions say 左边/右边, a flip would make them false;
+- no rotation by default: a square turned by 45 degrees is a 菱形 (rhombus), another shape word.
 Both can be switched on for data whose captions do not depend on them.
 """
 from __future__ import annotations
