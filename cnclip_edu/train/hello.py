@@ -56,6 +56,12 @@ def _free_port() -> int:
 def _child(fn: Callable, rank: int, world_size: int, port: int, kwargs: dict, queue) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    # a forked child must not enter the OpenMP thread pool its parent already started: GNU OpenMP is not
+    # fork-safe, and the child's first parallel op would hang for ever. One thread per rank, as torchrun
+    # gives each worker its share of the cores anyway.
+    import torch
+
+    torch.set_num_threads(1)
     try:
         # pickled here, by value: the queue's own pickler would send tensors as shared memory that
         # disappears when this process exits
