@@ -106,7 +106,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             mod = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else [])) \
                 if node.level else (node.module or "")
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            subs = [f"{mod}.{a.name}" for a in node.names]
+            # `from . import protocol` imports the submodule; the package counts only for names it defines
+            targets = subs + ([mod] if not all(t in modules for t in subs) else [])
         elif isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         found |= {t for t in targets if t in modules and t != name}
