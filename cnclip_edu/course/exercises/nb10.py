@@ -78,7 +78,8 @@ def _mistake(kind: str):
                 ids.append(image_ids[img])
         items = sorted(texts.items()) if kind == "sorted_texts" else list(texts.items())
         first = 0 if kind == "from_zero" else start_text_id
-        return [{"text_id": first + k, "text": raw[t] if kind == "first_raw" else t, "image_ids": sorted(ids) if kind == "sorted_ids" else ids}
+        return [{"text_id": first + k, "text": raw[t] if kind == "first_raw" else t,
+                 "image_ids": sorted(ids) if kind == "sorted_ids" else ids}
                 for k, (t, ids) in enumerate(items)]
     return caption_records
 
@@ -129,8 +130,7 @@ def _split_properties(f, rows, fraction, seed):
             "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
             "两边都出现的照片": sorted(i for i, s in sides.items() if len(s) > 1),
             "valid 的照片数": len({r[0] for r in out if r[2] == "valid"}),
-            "valid 的照片（照片按首次出现的顺序，random.Random(seed).shuffle 后取前 n_valid 张）":
-                sorted({r[0] for r in out if r[2] == "valid"}),
+            "valid 的是哪几张照片": sorted({r[0] for r in out if r[2] == "valid"}),
             "同一个 seed 两次结果相同": again == out,
             "换 seed 划分会变": len(valid_sets) > 1}
 
