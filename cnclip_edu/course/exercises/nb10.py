@@ -7,11 +7,13 @@ sample photos' own train split (ids as the converter numbers them); the others a
 to catch each usual slip: one record per row, unstripped captions, an image listed twice, sorted
 instead of first-seen order, ids from 0.
 
-10.2 splits the photos into train / valid by photo. Any shuffle that a seed fixes is right, so the
-answer is not compared row for row with `data.split.split_by_photo`; each case runs it several times
-and compares what must hold with what the library's split gives: the rows kept in order, every
-photo on one side only, the number of valid photos (round half up), the same split for the same
-seed, a different one for other seeds. Cases: the sample photos, exact halves (n * fraction = k.5),
+10.2 splits the photos into train / valid by photo. The spec pins the shuffle (photos once each in
+first-seen order, `random.Random(seed).shuffle`, the first n_valid are valid), so that the split is
+the same in every process: a split keyed on `hash()` of a str is not (PYTHONHASHSEED). Each case runs
+the answer several times and compares with the library's split what must hold, each named on its
+own so a failure says which: the rows kept in order, every photo on one side only, the number of
+valid photos (round half up), the valid photos themselves, the same split for the same seed, a
+different one for other seeds. Cases: the sample photos, exact halves (n * fraction = k.5),
 one photo with many captions (a list of photos with repeats picks it twice), captions interleaved.
 """
 from __future__ import annotations
@@ -45,6 +47,8 @@ def _cases():
         Case("示例照片 captions.csv 的训练集（52 条不同的描述，start_text_id=1）", lambda f: f(rows, ids, 1)),
         Case("7 行：重复的行、两张图共用的描述、首尾有空格，start_text_id=100",
              lambda f: f(_SMALL_ROWS, _SMALL_IDS, 100)),
+        Case("带空格的写法先出现：记录里存的是去掉空格后的描述",
+             lambda f: f([("a.jpg", " 一杯咖啡 "), ("b.jpg", "一杯咖啡"), ("a.jpg", "桌上的书 ")], {"a.jpg": 2, "b.jpg": 9}, 1)),
         Case("只有一行", lambda f: f([("a.jpg", "一杯咖啡")], {"a.jpg": 42}, 7)),
     ]
 
@@ -66,13 +70,16 @@ def _mistake(kind: str):
             return [{"text_id": start_text_id + k, "text": cap.strip(), "image_ids": [image_ids[img]]}
                     for k, (img, cap) in enumerate(rows)]
         texts: dict[str, list[int]] = {}
+        raw: dict[str, str] = {}   # stripped caption -> the first raw spelling seen ("first_raw" stores it)
         for img, cap in rows:
+            raw.setdefault(cap.strip(), cap)
             ids = texts.setdefault(cap if kind == "no_strip" else cap.strip(), [])
             if kind == "duplicates" or image_ids[img] not in ids:
                 ids.append(image_ids[img])
         items = sorted(texts.items()) if kind == "sorted_texts" else list(texts.items())
         first = 0 if kind == "from_zero" else start_text_id
-        return [{"text_id": first + k, "text": t, "image_ids": sorted(ids) if kind == "sorted_ids" else ids}
+        return [{"text_id": first + k, "text": raw[t] if kind == "first_raw" else t,
+                 "image_ids": sorted(ids) if kind == "sorted_ids" else ids}
                 for k, (t, ids) in enumerate(items)]
     return caption_records
 
@@ -85,9 +92,9 @@ def _reference(rows, image_ids, start_text_id=1):
 
 register(Exercise(
     id="10.1", title="描述文件的行 → MUGE 的 texts.jsonl 记录", points=2,
-    hint="用一个字典 {描述: [image_id, ...]} 按行累积：描述先 .strip()；同一张图只记一次；"
+    hint="用一个字典 {描述: [image_id, ...]} 按行累积：描述先 .strip()，字典的键和记录里的 text 都用去掉空格后的描述；同一张图只记一次；"
          "Python 3.7+ 的 dict 保持插入顺序，所以 enumerate(字典.items()) 给出的就是首次出现的顺序，"
-         "text_id = start_text_id + 序号。常见错误：每行一条记录（没合并相同描述）、忘了 strip、"
+         "text_id = start_text_id + 序号。常见错误：每行一条记录（没合并相同描述）、忘了 strip（或只在比较时 strip、存的还是原文）、"
          "同一张图重复、把描述或 image_ids 排了序、text_id 从 0 开始。",
     reference=_reference,
     cases=_cases,
@@ -96,6 +103,7 @@ register(Exercise(
     mutants=lambda: {
         "每行一条记录，没有合并相同的描述": _mistake("no_merge"),
         "描述没有去掉首尾空格": _mistake("no_strip"),
+        "按去掉空格的描述合并，但记录里存的是第一次出现时带空格的原文": _mistake("first_raw"),
         "同一张图在 image_ids 里出现两次": _mistake("duplicates"),
         "按描述文字排序，而不是按首次出现的顺序": _mistake("sorted_texts"),
         "把 image_ids 排了序": _mistake("sorted_ids"),
@@ -106,7 +114,12 @@ register(Exercise(
 
 # ----------------------------------------------------------------------------- 10.2 split by photo
 def _split_properties(f, rows, fraction, seed):
-    """What must hold of a by-photo split, as plain data (the same for every correct answer)."""
+    """What must hold of a by-photo split, as plain data (the same for every correct answer).
+
+    The valid photos themselves are compared too: the spec pins the shuffle (photos in first-seen
+    order, `random.Random(seed).shuffle`), because a split must be reproducible in another process,
+    and e.g. sorting by `hash((photo, seed))` passes every other property yet changes with
+    PYTHONHASHSEED, which Python draws afresh in each process."""
     out = [tuple(r) for r in f(list(rows), fraction, seed)]
     sides: dict[str, set] = {}
     for image, _, split in out:
@@ -117,6 +130,7 @@ def _split_properties(f, rows, fraction, seed):
             "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
             "两边都出现的照片": sorted(i for i, s in sides.items() if len(s) > 1),
             "valid 的照片数": len({r[0] for r in out if r[2] == "valid"}),
+            "valid 的是哪几张照片": sorted({r[0] for r in out if r[2] == "valid"}),
             "同一个 seed 两次结果相同": again == out,
             "换 seed 划分会变": len(valid_sets) > 1}
 
@@ -181,6 +195,8 @@ def _split_mistake(kind: str):
         photos = [i for i, _ in rows] if kind == "repeats" else list(dict.fromkeys(i for i, _ in rows))
         if kind == "unseeded":
             random.shuffle(photos)
+        elif kind == "hash":     # fixed within one process only: str hashes are salted per process
+            photos.sort(key=lambda p: hash((p, seed)))
         elif kind != "no_shuffle":
             rng.shuffle(photos)
         n = len(set(photos)) * valid_fraction
@@ -192,11 +208,12 @@ def _split_mistake(kind: str):
 
 register(Exercise(
     id="10.2", title="按照片划分 train / valid（不泄漏）", points=3,
-    hint="先得到“照片”的列表（每张一次），打乱它（打乱要由 seed 决定，不能用全局的随机状态），"
+    hint="先得到“照片”的列表（每张一次，按首次出现的顺序），用 random.Random(seed).shuffle 打乱它"
+         "（不用全局的随机状态，也不用 hash()：字符串的 hash 每个进程都不同），"
          "按比例取前一部分照片做 valid（照片数 × 比例，四舍五入：恰好 .5 时进位），"
          "再让每一行跟着它的照片走。最后自己检查：没有一张照片同时出现在两边。"
          "常见错误：打乱的是行而不是照片（同一张照片的描述分到两边）、照片列表里有重复、"
-         "用 int() 截断或 round()（round(2.5) == 2）、没有用 seed。",
+         "用 int() 截断或 round()（round(2.5) == 2）、没有用 seed、照片列表排了序或用了 set()（顺序变了）。",
     reference=_split_reference,
     cases=_split_cases,
     hidden=_split_hidden,
@@ -209,5 +226,6 @@ register(Exercise(
         "向上取整": _split_mistake("ceil"),
         "用全局的 random.shuffle，没有用 seed": _split_mistake("unseeded"),
         "没有打乱：总是取前几张照片": _split_mistake("no_shuffle"),
+        "按 hash((照片, seed)) 排序代替打乱：换一个进程（PYTHONHASHSEED）划分就变": _split_mistake("hash"),
     },
 ))
