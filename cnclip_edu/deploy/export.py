@@ -199,12 +199,13 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, fp16: bool = False
     in a temporary folder next to `out_dir`'s files and renamed into place when complete.
     """
     from cnclip_edu.cli import require
-    from cnclip_edu.model.clip import CLIP
 
     onnx = require("onnx", "ONNX export")
-    if not isinstance(model, CLIP):
+    towers_needed = [f"encode_{'image' if t == 'image' else 'text'}" for t in towers]
+    if not isinstance(model, nn.Module) or not all(hasattr(model, m) for m in towers_needed):
         hint = " (a name or path: load it first, model, _ = cc.load(...))" if isinstance(model, (str, os.PathLike)) else ""
-        raise TypeError(f"model must be a cnclip_edu CLIP, got {type(model).__name__}{hint}")
+        raise TypeError(f"model must be a cnclip_edu CLIP (a module with {' and '.join(towers_needed)}), "
+                        f"got {type(model).__name__}{hint}")
     bad = set(towers) - {"image", "text"}
     if bad or not towers:
         raise ValueError(f"towers must be a non-empty subset of ('image', 'text'), got {tuple(towers)}")

@@ -45,8 +45,8 @@ def kernel_prefix(namespaces: bool) -> list[str]:
 
 
 _SELF_TEST = r"""
-import os, subprocess, sys, tempfile
-d = tempfile.mkdtemp()
+import os, subprocess, sys
+d = "/tmp"  # inside the new mount namespace: the tmpfs over it is private and gone with the probe
 subprocess.run(["mount", "-t", "tmpfs", "none", d], check=True)
 subprocess.run(["mount", "--bind", sys.prefix, sys.prefix], check=True)
 subprocess.run(["mount", "-o", "remount,bind,ro", sys.prefix], check=True)
