@@ -44,8 +44,13 @@ def _kernelspec(job_dir: Path, kernel_name: str, memory_bytes: int, namespaces: 
     from jupyter_client.kernelspec import KernelSpecManager
 
     spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    kernel_argv = list(spec.argv)
+    # jupyter_client runs a spec's bare "python" as this interpreter; behind our launcher it would be whatever
+    # `python` is first on PATH (in CI: not the venv's, without ipykernel), so do the same substitution here
+    if kernel_argv and kernel_argv[0] in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
+        kernel_argv[0] = sys.executable
     argv = [*sandbox.kernel_prefix(namespaces), sys.executable, "-m", "cnclip_edu.course.grading.launch",
-            "--memory", str(int(memory_bytes)), "--", *spec.argv]
+            "--memory", str(int(memory_bytes)), "--", *kernel_argv]
     folder = job_dir / "jupyter" / "kernels" / "cnclip-grade"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cnclip-grade",
