@@ -323,7 +323,7 @@ def _mutants_04_3():
 register(Exercise(
     id="04.3", title="一个 rank 上的聚合损失 (all-gather + 本地片保留梯度)", points=3,
     hint="W 从两个形状里算出来；聚合结果里属于本 rank 的那一片换成本地特征（值不变），并且只让这一片的梯度放大 W 倍"
-         "（第 4 节的 detach 技巧）。放大整个损失不行：那样 logit_scale 的梯度也被放大了。",
+         "（第 4 部分的 detach 技巧）。放大整个损失不行：那样 logit_scale 的梯度也被放大了。",
     reference=rank_loss, cases=_cases_04_3, mutants=_mutants_04_3, hidden=_hidden_04_3, builds=BUILDS_04_3))
 
 
