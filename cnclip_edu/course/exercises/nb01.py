@@ -203,7 +203,7 @@ def _basic_hidden(seed: int) -> list[Case]:
 
 register(Exercise(
     id="01.1", title="BasicTokenizer：is_cjk、清洗、汉字单独成词、小写、去重音、切标点", points=3,
-    hint="is_cjk 只看码位 (code point) 落没落在表里的某个区段，区段两端都算；假名、韩文不在表里。basic_tokenize 按节里的"
+    hint="is_cjk 只看码位 (code point) 落没落在表里的某个区段，区段两端都算；假名、韩文不在表里。basic_tokenize 按第 3 部分的"
          "四步走：先让每个汉字成为独立的词，再按任意空白切；每个词小写，先分解 (NFD) 才能删掉重音符；标点单独成词，"
          "别忘了 ASCII 里那几个在 Unicode 中算“符号”的字符。",
     reference=_library_basic_tokenize,
@@ -337,6 +337,8 @@ def _vocab_mistake(kind: str):
             lines = [line.rstrip("\n") for line in open(path, encoding="utf-8")]
         if kind == "strip":
             lines = [line.strip() for line in lines]
+        if kind == "rstrip":
+            lines = [line.rstrip() for line in lines]
         if kind == "newline":
             lines = list(open(path, encoding="utf-8"))
         return {t: i + (1 if kind == "from_one" else 0) for i, t in enumerate(lines)}
@@ -361,6 +363,7 @@ register(Exercise(
         "用 splitlines() 切行（U+2028 也被当成换行，后面的 id 全错一位）": _vocab_mistake("splitlines"),
         "用 split() 切（空白词条消失）": _vocab_mistake("split"),
         "每行 strip()（空白词条变成空字符串）": _vocab_mistake("strip"),
+        "每行 rstrip()（不带参数：行尾的空白字符连同换行符一起删了）": _vocab_mistake("rstrip"),
         "split('\\n') 之后留下了最后那个空字符串": _vocab_mistake("keep_last_empty"),
         "每行去掉最后一个字符 line[:-1]（最后一行没有换行符时吃掉一个字）": _vocab_mistake("chop"),
         "没有去掉行尾的换行符": _vocab_mistake("newline"),
@@ -429,7 +432,7 @@ register(Exercise(
          "配不上的词已经是 [UNK] 这个片段了，它在词表里也有 id（100）。encode 不加 [CLS]/[SEP]，也不截断。",
     reference=_library_encode,
     cases=lambda: [
-        _encode_case("第 1、3 节的对照句（与 cn_clip 逐个相同的 id）", PARITY_SENTENCES),
+        _encode_case("第 1、3 部分的对照句（与 cn_clip 逐个相同的 id）", PARITY_SENTENCES),
         _encode_case("空字符串、只有空白、只有控制字符", ["", "  \t\u3000 ", "\u200b\x00"]),
         _encode_case("恰好 200 个字符的词与 201 个字符的词", ["x" * 200 + " 和 " + "x" * 201]),
         _encode_case("带重音、去掉重音后恰好 200 个字符的词", ["é" * 200]),
@@ -542,7 +545,7 @@ def _tokenize_mutant(mistake: str):
 register(Exercise(
     id="01.5", title="tokenize：[CLS] + 你的 encode + [SEP]，截断与填充，得到 (N, L) 的 LongTensor", points=2,
     hint="[SEP] 是句子的结尾标记，截断之后也必须在，所以要先想好 id 最多能留几个；每行的空位是 [PAD]（id 0）、放在后面；"
-         "结果的 dtype 要与 cn_clip 的一样是 torch.long（int64，整数 id 的惯例；检查逐个比较 dtype）；一个字符串是只有一条的一批。",
+         "结果的 dtype 要与 cn_clip 的一样是 torch.long（int64，整数 id 的惯例；检查也比较 dtype）；一个字符串是只有一条的一批。",
     reference=_library_tokenize,
     cases=_tokenize_cases,
     hidden=_tokenize_hidden,
