@@ -32,7 +32,7 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
     n_rows, n_cols = m.shape
     wide = n_cols > 16   # many classes to predict: narrow columns, cells stretched to fill the axes
     if ax is None:
-        size = (0.28 * n_cols + 3, 0.32 * n_rows + 2.4) if wide else (max(4.0, 0.45 * n_cols + 2) + 1,
+        size = (0.28 * n_cols + 3, 0.4 * n_rows + 2.4) if wide else (max(4.0, 0.45 * n_cols + 2) + 1,
                                                                       max(2.5, 0.45 * n_rows + 1.8))
         _, ax = plt.subplots(figsize=size)
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto" if wide else "equal")
@@ -55,7 +55,7 @@ def plot_confusion_matrix(confusion: np.ndarray, classnames: Sequence[str], norm
             for j in range(n_cols):
                 if m[i, j] > 0:
                     ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
-                            fontsize=6 if wide else 7, color="white" if m[i, j] > 0.6 * m.max() else "black")
+                            fontsize=8 if wide else 7, color="white" if m[i, j] > 0.6 * m.max() else "black")
     ax.set_title(title, pad=18 if column_groups is not None else None)
     ax.figure.tight_layout()
     return ax.figure
