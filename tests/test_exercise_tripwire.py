@@ -8,6 +8,7 @@ import torch
 import cnclip_edu as cc
 from cnclip_edu.course import exercises as X
 from cnclip_edu.course.exercises import nb01
+from cnclip_edu.eval import hard_negatives
 from cnclip_edu.tokenizer import get_tokenizer, load_vocab
 
 TOK = get_tokenizer()
@@ -18,6 +19,7 @@ CHEATS = {
     "01.4": (lambda t, v: TOK.encode(t), "Tokenizer.encode"),
     "01.5": (lambda t, v, L=52: cc.tokenize(t, L), "cnclip_edu.tokenizer.tokenize"),
     "00.1": (lambda i, t, s: cc.model.clip.CLIP.get_similarity(None, None, None), "CLIP.get_similarity"),
+    "00.2": (lambda *args: hard_negatives.hard_negative_groups(*args), "hard_negative_groups"),
 }
 
 

@@ -1,9 +1,13 @@
 """Notebook 00 (quick start): the student writes CLIP's image-text similarity from the two towers'
-features.
+features, then picks the hard negatives that test one held-out colour-shape combination.
 
 00.1 is compared with the library's own `CLIP.get_similarity` (normalise, scale by
 exp(logit_scale), transpose), fed with fixed features instead of images and tokens. The cases
 have more texts than images, so a forgotten transpose shows as a wrong shape.
+
+00.2 is compared with `eval.hard_negatives.hard_negative_groups`. The public cases put the target
+away from the front of both lists (so "target first" is tested), hold the target itself out (so
+it must be kept anyway) and hold out some negatives in both directions (so each must be skipped).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from .core import Case, Exercise, register
 from .tripwire import guard_for
 
 BUILDS = ("cnclip_edu.model.clip.CLIP.get_similarity",)
+BUILDS_HARD = ("cnclip_edu.eval.hard_negatives.hard_negative_groups",)
 
 
 def _library_similarity(image_features, text_features, logit_scale):
@@ -96,7 +101,7 @@ def _mistake(kind: str):
 register(Exercise(
     id="00.1", title="图文相似度：归一化、点积、乘 logit_scale.exp()", points=2,
     hint="余弦只看方向：先让每个特征向量（每一行）的长度变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
-         "除以长度时想一想形状怎么广播。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
+         "除以长度时，B 个长度要排成一列 (B, 1) 才会一行除以一行自己的长度，排成一排 (B,) 会和最后一维对齐。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
     reference=_library_similarity,
     cases=_similarity_cases,
     hidden=_similarity_hidden,
@@ -107,5 +112,94 @@ register(Exercise(
         "沿 dim=0（按列）归一化": _mistake("dim0"),
         "norm 忘了 keepdim=True": _mistake("no_keepdim"),
         "logits_per_text 忘了转置": _mistake("no_t"),
+    },
+))
+
+
+_COLOURS = ["红色", "橙色", "黄色", "绿色", "蓝色", "紫色", "粉色", "黑色"]
+_SHAPES = ["圆形", "正方形", "三角形", "五角星", "十字", "菱形"]
+_HELDOUT = [("红色", "五角星"), ("紫色", "十字"), ("橙色", "三角形"), ("粉色", "圆形"), ("蓝色", "菱形"),
+            ("绿色", "正方形"), ("黑色", "五角星"), ("黄色", "十字")]
+
+
+def _library_hard_negatives(color, shape, colors, shapes, heldout):
+    from cnclip_edu.eval.hard_negatives import hard_negative_groups
+
+    return hard_negative_groups(color, shape, colors, shapes, heldout)
+
+
+_guard_hard = guard_for(_library_hard_negatives, BUILDS_HARD)
+
+
+def _plain(groups):
+    """Whatever sequences the answer returns -> two lists of (colour, shape) tuples (plain data)."""
+    same_colour, same_shape = groups
+    return [tuple(c) for c in same_colour], [tuple(c) for c in same_shape]
+
+
+def _hard_case(label, color, shape, colors, shapes, heldout):
+    return Case(label, lambda f: _plain(_guard_hard(f)(color, shape, list(colors), list(shapes), list(heldout))))
+
+
+def _hard_cases():
+    return [
+        _hard_case("紫色十字（它自己是留出组合；同形的黄色十字也是）", "紫色", "十字", _COLOURS, _SHAPES, _HELDOUT),
+        _hard_case("绿色三角形（训练里有；同色的绿色正方形、同形的橙色三角形是留出组合）", "绿色", "三角形", _COLOURS, _SHAPES,
+                   _HELDOUT),
+        _hard_case("红色圆形，没有留出组合（目标在两个列表里本来就排第一）", "红色", "圆形", _COLOURS[:4], _SHAPES[:4], []),
+    ]
+
+
+def _hard_hidden(seed: int):
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(3):
+        colours, shapes = rng.sample(_COLOURS, rng.randint(3, 8)), rng.sample(_SHAPES, rng.randint(3, 6))
+        combos = [(c, s) for c in colours for s in shapes]
+        heldout = rng.sample(combos, rng.randint(1, len(combos) // 3))
+        color, shape = rng.choice(heldout) if rng.random() < 0.5 else rng.choice(combos)
+        cases.append(_hard_case("随机的颜色表、形状表、留出组合和目标", color, shape, colours, shapes, heldout))
+    return cases
+
+
+def _hard_mistake(kind: str):
+    def hard_negative_groups(color, shape, colors, shapes, heldout):
+        heldout = set(heldout)
+
+        def keep(combo, other_value, target_value):
+            if kind == "keeps_heldout":
+                return other_value != target_value
+            if kind == "target_again":
+                return combo not in heldout
+            return other_value != target_value and combo not in heldout
+
+        same_colour = [(color, s) for s in shapes if keep((color, s), s, shape)]
+        same_shape = [(c, shape) for c in colors if keep((c, shape), c, color)]
+        if kind == "in_place":   # the target where its value stands in the list, not first
+            same_colour = [(color, s) for s in shapes if s == shape or (color, s) not in heldout]
+            same_shape = [(c, shape) for c in colors if c == color or (c, shape) not in heldout]
+            return same_colour, same_shape
+        if kind == "drops_heldout_target" and (color, shape) in heldout:
+            return same_colour, same_shape
+        if kind == "swapped":
+            same_colour, same_shape = same_shape, same_colour
+        return [(color, shape)] + same_colour, [(color, shape)] + same_shape
+    return hard_negative_groups
+
+
+register(Exercise(
+    id="00.2", title="为一个组合挑难负例：同色异形、同形异色", points=1,
+    hint="每个列表是目标加上\"只换掉一个属性\"的组合：同色异形只换形状，同形异色只换颜色。目标排第一且只出现一次；"
+         "负例要跳过留出组合，但目标本身即使是留出组合也要保留。",
+    reference=_library_hard_negatives,
+    cases=_hard_cases,
+    hidden=_hard_hidden,
+    builds=BUILDS_HARD,
+    mutants=lambda: {
+        "负例没有跳过留出组合": _hard_mistake("keeps_heldout"),
+        "目标是留出组合时把目标也跳过了": _hard_mistake("drops_heldout_target"),
+        "目标留在它在列表里原来的位置，没有放在第一个": _hard_mistake("in_place"),
+        "目标在负例里又出现了一次": _hard_mistake("target_again"),
+        "两个列表弄反了": _hard_mistake("swapped"),
     },
 ))

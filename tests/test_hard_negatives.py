@@ -1,0 +1,27 @@
+"""eval/hard_negatives.py: the two hard-negative groups for one toy combination (notebook 00, exercise 00.2)."""
+from __future__ import annotations
+
+from cnclip_edu.data.toy import SHAPES, ToyConfig, heldout_combos
+from cnclip_edu.data.toy_draw import COLORS
+from cnclip_edu.eval.hard_negatives import hard_negative_groups
+
+
+def test_held_out_target_is_kept_first_and_held_out_negatives_are_skipped():
+    heldout = heldout_combos(ToyConfig())
+    assert ("紫色", "十字") in heldout and ("黄色", "十字") in heldout
+    same_colour, same_shape = hard_negative_groups("紫色", "十字", list(COLORS), SHAPES, heldout)
+    assert same_colour == [("紫色", "十字")] + [("紫色", s) for s in SHAPES if s != "十字"]
+    assert same_shape[0] == ("紫色", "十字") and ("黄色", "十字") not in same_shape
+    assert [c for c, _ in same_shape[1:]] == [c for c in COLORS if c not in ("紫色", "黄色")]
+
+
+def test_every_negative_differs_from_the_target_in_exactly_one_attribute():
+    heldout = heldout_combos(ToyConfig())
+    for color in COLORS:
+        for shape in SHAPES:
+            same_colour, same_shape = hard_negative_groups(color, shape, list(COLORS), SHAPES, heldout)
+            for group in (same_colour, same_shape):
+                assert group.count((color, shape)) == 1 and group[0] == (color, shape)
+                assert not set(group[1:]) & set(heldout)
+            assert all(c == color and s != shape for c, s in same_colour[1:])
+            assert all(c != color and s == shape for c, s in same_shape[1:])
