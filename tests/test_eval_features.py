@@ -146,7 +146,7 @@ def test_course_model_picker(tmp_path):
     checkpoint.save(create_model("course"), final)
     m, preprocess, source = course.load_course_model(tmp_path)
     assert source == "finetuned" and course.course_model_path(tmp_path) == final
-    assert "第 06 节微调" in course.describe_source(source, tmp_path)
+    assert "你在第 06 节训练的模型" in course.describe_source(source, tmp_path)
 
 
 def _has_shipped() -> bool:

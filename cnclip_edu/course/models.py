@@ -43,7 +43,7 @@ def load_course_model(work_dir: str | os.PathLike, device: str = "cpu"):
 def describe_source(source: str, work_dir: str | os.PathLike) -> str:
     """One sentence for the notebook output saying which model is evaluated."""
     return {
-        "finetuned": f"模型：第 06 节微调出的模型（{Path(work_dir) / FINAL_SUBDIR}）",
+        "finetuned": f"模型：你在第 06 节训练的模型（{Path(work_dir) / FINAL_SUBDIR}）",
         "shipped": "模型：随包附带的课程模型（cc.load('course')）；运行第 06 节后，这里评测的就是你自己训练的模型",
         "random": "模型：随机初始化的课程大小模型（没找到训练好的模型）——各项指标都接近随机猜测",
     }[source]
