@@ -14,7 +14,12 @@ to the gallery size, and exact ties inside a chunk and across chunks. Tie cases 
 whose entries are small multiples of 1/8 with a length that is exactly a power of two, so every
 normalisation and every dot product is exact in float32 whatever order the answer sums in: a tie is a
 tie for the answer and the library alike, and the library's rule (equal scores: lower gallery index
-first) decides.
+first) decides. Two referees (chunk_gallery.py) make the check enforce what the notebook teaches: the
+answer gets the gallery as a `ChunkedGallery`, which hands out at most `chunk_size` rows per read and
+refuses whole-gallery operations (so building the full (Q, N) matrix fails), and it runs under
+`unstable_ties`, where a `sort` / `argsort` / `topk` without `stable=True` returns ties last index first,
+as an unstable sort may (torch's CPU sort keeps short rows in order, which would let a forgotten
+`stable=True` pass by luck).
 
 07.3 is compared with `eval.recall.evaluate` (equal to cn_clip's `evaluation.py`, see
 tests/test_recall.py). The cases hold a query whose SECOND gold image is ranked first, hits at
@@ -22,6 +27,7 @@ ranks 5, 6, 10 and 11 (off-by-one at both ends), and queries with several gold i
 """
 from __future__ import annotations
 
+from .chunk_gallery import ChunkedGallery, unstable_ties
 from .core import Case, Exercise, register
 
 
@@ -105,11 +111,14 @@ register(Exercise(
 
 # ----------------------------------------------------------------------------- 07.2 chunked top-k, running merge
 def _library_chunked(queries, gallery, k, chunk_size):
-    """`topk_predictions` with gallery chunks of `chunk_size`: (scores (Q, k) float32, indices (Q, k) int64)."""
+    """`topk_predictions` with gallery chunks of `chunk_size`: (scores (Q, k) float32, indices (Q, k) int64).
+
+    `gallery` is a tensor or, in the cases, a `ChunkedGallery`: read here a chunk at a time, as allowed."""
     import torch
 
     from cnclip_edu.eval.topk import topk_predictions
 
+    gallery = torch.cat([gallery[s:s + chunk_size] for s in range(0, len(gallery), chunk_size)])
     q = torch.nn.functional.normalize(queries.float(), dim=-1).numpy()
     g = torch.nn.functional.normalize(gallery.float(), dim=-1).numpy()
     scores, idx = topk_predictions(q, g, k, query_batch_size=max(1, len(q)), gallery_batch_size=chunk_size)
@@ -149,15 +158,25 @@ def _tie_inputs(n_queries: int, n_gallery: int, pool: int, seed: int):
     return _exact_rows(n_queries, 5, rng), _exact_rows(n_gallery, pool, rng)
 
 
+def _run_chunked(answer, queries, gallery, k: int, chunk: int):
+    """answer(queries, gallery, k, chunk) with the gallery readable only a chunk at a time; an answer other
+    than the reference also runs under `unstable_ties` (a sort without stable=True may reverse ties)."""
+    wrapped = ChunkedGallery(gallery, chunk)
+    if answer is _library_chunked:
+        return answer(queries, wrapped, k, chunk)
+    with unstable_ties():
+        return answer(queries, wrapped, k, chunk)
+
+
 def _chunk_cases():
     rand = [("图库 10 条、每块 4 条（最后一块只有 2 条）、k = 3", 3, 10, 8, 3, 4, 0),
             ("图库 12 条、每块 4 条、k = 6 比一块还大", 4, 12, 16, 6, 4, 1),
             ("图库 9 条、每块 3 条（恰好整除）、k = 9 等于图库大小", 2, 9, 8, 9, 3, 2),
             ("图库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
-    cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: f(*_features(q, n, d, s), k, c))
+    cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: _run_chunked(f, *_features(q, n, d, s), k, c))
              for label, q, n, d, k, c, s in rand]
     cases.append(Case("平局：图库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
-                      lambda f: f(*_tie_inputs(5, 14, 4, 10), 6, 5)))
+                      lambda f: _run_chunked(f, *_tie_inputs(5, 14, 4, 10), 6, 5)))
     return cases
 
 
@@ -174,10 +193,10 @@ def _chunk_hidden(seed: int):
         k = {"k 等于图库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
         q, s = rng.randint(1, 6), rng.randrange(10 ** 6)
         if kind == "平局跨块":
-            cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: f(*_tie_inputs(q, n, 3, s), k, c)))
+            cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: _run_chunked(f, *_tie_inputs(q, n, 3, s), k, c)))
         else:
             d = rng.choice((4, 8, 16))
-            cases.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, c=chunk, s=s: f(*_features(q, n, d, s), k, c)))
+            cases.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, c=chunk, s=s: _run_chunked(f, *_features(q, n, d, s), k, c)))
     return cases
 
 
@@ -186,6 +205,11 @@ def _chunk_mistake(kind: str):
         import torch
 
         q = queries if kind == "no_norm" else queries / queries.norm(dim=-1, keepdim=True)
+        if kind in ("whole", "whole_read"):                                    # one (Q, N) matrix, one stable sort
+            g = gallery if kind == "whole" else gallery[:]
+            sims = q @ (g / g.norm(dim=-1, keepdim=True)).T
+            s, i = sims.sort(dim=-1, descending=True, stable=True)
+            return s[:, :k], i[:, :k]
         best_s = torch.empty(len(q), 0)
         best_i = torch.empty(len(q), 0, dtype=torch.long)
         last = len(gallery) - chunk_size + 1 if kind == "drop_last" else len(gallery)
@@ -197,7 +221,7 @@ def _chunk_mistake(kind: str):
             if kind == "topk_k":                                               # fails when k > B
                 s, i = sims.topk(k, dim=-1)
             else:
-                s, i = sims.sort(dim=-1, descending=True, stable=True)
+                s, i = sims.sort(dim=-1, descending=True, stable=kind != "unstable")
                 s, i = s[:, :1 if kind == "top1" else k], i[:, :1 if kind == "top1" else k]
             if kind != "no_offset":
                 i = i + start
@@ -206,7 +230,10 @@ def _chunk_mistake(kind: str):
                 continue
             pair = ((s, best_s), (i, best_i)) if kind == "new_first" else ((best_s, s), (best_i, i))
             s, i = torch.cat(pair[0], dim=1), torch.cat(pair[1], dim=1)
-            order = s.argsort(dim=-1, descending=True, stable=True)[:, :k]
+            if kind in ("unstable", "unstable_merge"):                         # argsort without stable=True
+                order = s.argsort(dim=-1, descending=True)[:, :k]
+            else:
+                order = s.argsort(dim=-1, descending=True, stable=True)[:, :k]
             best_s, best_i = s.gather(1, order), i.gather(1, order)
         return best_s, best_i
     return chunked_topk
@@ -230,6 +257,10 @@ register(Exercise(
         "平局时新块排在前面（下标大的优先）": _chunk_mistake("new_first"),
         "忘了归一化": _chunk_mistake("no_norm"),
         "没有合并，只剩最后一块的 top-k": _chunk_mistake("no_merge"),
+        "一次算整个 (Q, N) 矩阵再稳定排序（没有分块）": _chunk_mistake("whole"),
+        "先把整个图库读出来 (gallery[:])，再一次算完": _chunk_mistake("whole_read"),
+        "排序都没写 stable=True（平局先后全凭运气）": _chunk_mistake("unstable"),
+        "块内用了稳定排序，合并时的 argsort 没写 stable=True": _chunk_mistake("unstable_merge"),
     },
 ))
 
