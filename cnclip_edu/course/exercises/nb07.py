@@ -1,5 +1,11 @@
-"""Notebook 07 (retrieval evaluation): the student writes cosine top-k, the chunked top-k with a running
-merge (what lets exact retrieval scale past memory), and Recall@K / mean recall.
+"""Notebook 07 (retrieval evaluation): the student writes the feature-extraction loop, cosine top-k, the
+chunked top-k with a running merge (what lets exact retrieval scale past memory), and Recall@K / mean recall.
+
+07.0 is compared with the library's `eval.features._extract` (what `extract_text_features` and
+`extract_image_features` run) on a tiny tower with parameters, over a list of `(id, input)` pairs whose
+ids are neither sorted nor 0..N-1 and whose length a batch does not divide: the ids must come from the
+dataset, in order, the last partial batch must be kept, and every row must have length 1. The tower
+notes whether it was called with gradients recorded, so the case also reports "no_grad used".
 
 07.1 is compared with the library's `eval.topk.topk_predictions` (chunked, exact, equal to cn_clip's
 `make_topk_predictions.py`, see tests/test_topk.py) on normalised copies of the same features. The
@@ -14,7 +20,12 @@ to the gallery size, and exact ties inside a chunk and across chunks. Tie cases 
 whose entries are small multiples of 1/8 with a length that is exactly a power of two, so every
 normalisation and every dot product is exact in float32 whatever order the answer sums in: a tie is a
 tie for the answer and the library alike, and the library's rule (equal scores: lower gallery index
-first) decides.
+first) decides. Two referees (chunk_gallery.py) make the check enforce what the notebook teaches: the
+answer gets the gallery as a `ChunkedGallery`, which hands out at most `chunk_size` rows per read and
+refuses whole-gallery operations (so building the full (Q, N) matrix fails), and it runs under
+`unstable_ties`, where a `sort` / `argsort` / `topk` without `stable=True` returns ties last index first,
+as an unstable sort may (torch's CPU sort keeps short rows in order, which would let a forgotten
+`stable=True` pass by luck).
 
 07.3 is compared with `eval.recall.evaluate` (equal to cn_clip's `evaluation.py`, see
 tests/test_recall.py). The cases hold a query whose SECOND gold image is ranked first, hits at
@@ -22,7 +33,117 @@ ranks 5, 6, 10 and 11 (off-by-one at both ends), and queries with several gold i
 """
 from __future__ import annotations
 
+from .chunk_gallery import ChunkedGallery, unstable_ties
 from .core import Case, Exercise, register
+
+
+# ----------------------------------------------------------------------------- 07.0 feature extraction
+def _library_extract(encode, dataset, batch_size, device):
+    """The library's loop (no progress bar): (ids (N,) int64, L2-normalised feats (N, D) float32)."""
+    from cnclip_edu.eval.features import _extract
+
+    return _extract(encode, dataset, batch_size, device, "fp32", 0, "features", progress=False)
+
+
+def _toy_tower(kind: str, seed: int):
+    """A tiny tower with trainable parameters; `encode` gives rows of different lengths, as a real tower does."""
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(seed)
+            if kind == "text":
+                self.table = torch.nn.Parameter(torch.randn(30, 8, generator=g))     # token id -> (8,)
+            self.proj = torch.nn.Parameter(torch.randn(8 if kind == "text" else 48, 6, generator=g))
+            self.grad_seen = False
+
+        def encode(self, x):   # text (B, L) int64 / image (B, 3, 4, 4) -> (B, 6), not unit length
+            self.grad_seen |= torch.is_grad_enabled()
+            h = self.table[x].mean(dim=1) if kind == "text" else x.flatten(1)
+            return (h @ self.proj) * (1 + x.reshape(len(x), -1)[:, :1].float().abs())
+    return Tower()
+
+
+def _toy_set(kind: str, n: int, seed: int) -> list:
+    """n (id, input) pairs: ids large, unsorted and unique; text inputs (7,) token ids, images (3, 4, 4)."""
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    ids = rng.sample(range(3_000_000, 3_000_000 + 10 * n), n)
+    if kind == "text":
+        return [(i, torch.randint(1, 30, (7,), generator=g)) for i in ids]
+    return [(i, torch.rand(3, 4, 4, generator=g)) for i in ids]
+
+
+def _run_extract(answer, kind: str, n: int, batch_size: int, seed: int) -> dict:
+    tower = _toy_tower(kind, seed)
+    ids, feats = answer(tower.encode, _toy_set(kind, n, seed), batch_size, "cpu")
+    return {"ids": ids, "feats": feats, "编码时关掉了梯度记录 (no_grad)": not tower.grad_seen}
+
+
+def _extract_cases():
+    return [Case(label, lambda f, k=k, n=n, b=b, s=s: _run_extract(f, k, n, b, s))
+            for label, k, n, b, s in [("10 句描述，每批 4 句（最后一批只有 2 句）", "text", 10, 4, 0),
+                                      ("9 张图，每批 3 张（恰好整除）", "image", 9, 3, 1),
+                                      ("5 句描述，每批 8 句（一批就装下）", "text", 5, 8, 2)]]
+
+
+def _extract_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for kind, label in (("text", "描述，批大小不整除"), ("image", "图片，批大小不整除")):
+        b = rng.randint(2, 6)
+        n = b * rng.randint(1, 4) + rng.randint(1, b - 1)
+        out.append(Case(label, lambda f, k=kind, n=n, b=b, s=rng.randrange(10 ** 6): _run_extract(f, k, n, b, s)))
+    return out
+
+
+def _extract_mistake(kind: str):
+    def extract_features(encode, dataset, batch_size, device):
+        import contextlib
+
+        import numpy as np
+        import torch
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=kind == "shuffle", drop_last=kind == "drop_last")
+        ids, feats = [], []
+        with contextlib.nullcontext() if kind == "grad" else torch.no_grad():
+            for batch_ids, x in loader:
+                f = encode(x.to(device)).detach()
+                if kind != "no_norm":
+                    f = f / f.norm(dim=0 if kind == "norm_dim0" else -1, keepdim=True)
+                ids.append(batch_ids.numpy())
+                feats.append(f.cpu().numpy())
+        ids = np.concatenate(ids)
+        return (np.arange(len(ids)) if kind == "positions" else ids), np.concatenate(feats)
+    return extract_features
+
+
+register(Exercise(
+    id="07.0", title="特征提取：一批一批地编码、归一化、拼起来", points=2,
+    hint="按批取数据集（顺序不能打乱，最后不满的一批也要留下）；每批在不记录计算图的情况下送进编码函数，每一行除以它自己的长度；"
+         "id 用数据集给的（不是 0、1、2……的位置），和特征一批一批地按原来的顺序拼起来，各自变成 numpy 数组。",
+    reference=_library_extract,
+    cases=_extract_cases,
+    hidden=_extract_hidden,
+    builds=("cnclip_edu.eval.features._extract", "cnclip_edu.eval.features.extract_text_features",
+            "cnclip_edu.eval.features.extract_image_features"),
+    mutants=lambda: {
+        "忘了归一化": _extract_mistake("no_norm"),
+        "沿 dim=0（批那一维）归一化": _extract_mistake("norm_dim0"),
+        "DataLoader 用了 shuffle=True（顺序打乱）": _extract_mistake("shuffle"),
+        "DataLoader 用了 drop_last=True（丢了最后不满的一批）": _extract_mistake("drop_last"),
+        "id 写成了 0、1、2……的位置": _extract_mistake("positions"),
+        "没有 torch.no_grad()（用 .detach() 绕过去）": _extract_mistake("grad"),
+    },
+))
 
 
 # ----------------------------------------------------------------------------- 07.1 cosine top-k
@@ -105,11 +226,14 @@ register(Exercise(
 
 # ----------------------------------------------------------------------------- 07.2 chunked top-k, running merge
 def _library_chunked(queries, gallery, k, chunk_size):
-    """`topk_predictions` with gallery chunks of `chunk_size`: (scores (Q, k) float32, indices (Q, k) int64)."""
+    """`topk_predictions` with gallery chunks of `chunk_size`: (scores (Q, k) float32, indices (Q, k) int64).
+
+    `gallery` is a tensor or, in the cases, a `ChunkedGallery`: read here a chunk at a time, as allowed."""
     import torch
 
     from cnclip_edu.eval.topk import topk_predictions
 
+    gallery = torch.cat([gallery[s:s + chunk_size] for s in range(0, len(gallery), chunk_size)])
     q = torch.nn.functional.normalize(queries.float(), dim=-1).numpy()
     g = torch.nn.functional.normalize(gallery.float(), dim=-1).numpy()
     scores, idx = topk_predictions(q, g, k, query_batch_size=max(1, len(q)), gallery_batch_size=chunk_size)
@@ -149,15 +273,25 @@ def _tie_inputs(n_queries: int, n_gallery: int, pool: int, seed: int):
     return _exact_rows(n_queries, 5, rng), _exact_rows(n_gallery, pool, rng)
 
 
+def _run_chunked(answer, queries, gallery, k: int, chunk: int):
+    """answer(queries, gallery, k, chunk) with the gallery readable only a chunk at a time; an answer other
+    than the reference also runs under `unstable_ties` (a sort without stable=True may reverse ties)."""
+    wrapped = ChunkedGallery(gallery, chunk)
+    if answer is _library_chunked:
+        return answer(queries, wrapped, k, chunk)
+    with unstable_ties():
+        return answer(queries, wrapped, k, chunk)
+
+
 def _chunk_cases():
     rand = [("图库 10 条、每块 4 条（最后一块只有 2 条）、k = 3", 3, 10, 8, 3, 4, 0),
             ("图库 12 条、每块 4 条、k = 6 比一块还大", 4, 12, 16, 6, 4, 1),
             ("图库 9 条、每块 3 条（恰好整除）、k = 9 等于图库大小", 2, 9, 8, 9, 3, 2),
             ("图库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
-    cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: f(*_features(q, n, d, s), k, c))
+    cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: _run_chunked(f, *_features(q, n, d, s), k, c))
              for label, q, n, d, k, c, s in rand]
     cases.append(Case("平局：图库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
-                      lambda f: f(*_tie_inputs(5, 14, 4, 10), 6, 5)))
+                      lambda f: _run_chunked(f, *_tie_inputs(5, 14, 4, 10), 6, 5)))
     return cases
 
 
@@ -174,10 +308,10 @@ def _chunk_hidden(seed: int):
         k = {"k 等于图库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
         q, s = rng.randint(1, 6), rng.randrange(10 ** 6)
         if kind == "平局跨块":
-            cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: f(*_tie_inputs(q, n, 3, s), k, c)))
+            cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: _run_chunked(f, *_tie_inputs(q, n, 3, s), k, c)))
         else:
             d = rng.choice((4, 8, 16))
-            cases.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, c=chunk, s=s: f(*_features(q, n, d, s), k, c)))
+            cases.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, c=chunk, s=s: _run_chunked(f, *_features(q, n, d, s), k, c)))
     return cases
 
 
@@ -186,6 +320,11 @@ def _chunk_mistake(kind: str):
         import torch
 
         q = queries if kind == "no_norm" else queries / queries.norm(dim=-1, keepdim=True)
+        if kind in ("whole", "whole_read"):                                    # one (Q, N) matrix, one stable sort
+            g = gallery if kind == "whole" else gallery[:]
+            sims = q @ (g / g.norm(dim=-1, keepdim=True)).T
+            s, i = sims.sort(dim=-1, descending=True, stable=True)
+            return s[:, :k], i[:, :k]
         best_s = torch.empty(len(q), 0)
         best_i = torch.empty(len(q), 0, dtype=torch.long)
         last = len(gallery) - chunk_size + 1 if kind == "drop_last" else len(gallery)
@@ -197,7 +336,7 @@ def _chunk_mistake(kind: str):
             if kind == "topk_k":                                               # fails when k > B
                 s, i = sims.topk(k, dim=-1)
             else:
-                s, i = sims.sort(dim=-1, descending=True, stable=True)
+                s, i = sims.sort(dim=-1, descending=True, stable=kind != "unstable")
                 s, i = s[:, :1 if kind == "top1" else k], i[:, :1 if kind == "top1" else k]
             if kind != "no_offset":
                 i = i + start
@@ -206,7 +345,10 @@ def _chunk_mistake(kind: str):
                 continue
             pair = ((s, best_s), (i, best_i)) if kind == "new_first" else ((best_s, s), (best_i, i))
             s, i = torch.cat(pair[0], dim=1), torch.cat(pair[1], dim=1)
-            order = s.argsort(dim=-1, descending=True, stable=True)[:, :k]
+            if kind in ("unstable", "unstable_merge"):                         # argsort without stable=True
+                order = s.argsort(dim=-1, descending=True)[:, :k]
+            else:
+                order = s.argsort(dim=-1, descending=True, stable=True)[:, :k]
             best_s, best_i = s.gather(1, order), i.gather(1, order)
         return best_s, best_i
     return chunked_topk
@@ -230,6 +372,10 @@ register(Exercise(
         "平局时新块排在前面（下标大的优先）": _chunk_mistake("new_first"),
         "忘了归一化": _chunk_mistake("no_norm"),
         "没有合并，只剩最后一块的 top-k": _chunk_mistake("no_merge"),
+        "一次算整个 (Q, N) 矩阵再稳定排序（没有分块）": _chunk_mistake("whole"),
+        "先把整个图库读出来 (gallery[:])，再一次算完": _chunk_mistake("whole_read"),
+        "排序都没写 stable=True（平局先后全凭运气）": _chunk_mistake("unstable"),
+        "块内用了稳定排序，合并时的 argsort 没写 stable=True": _chunk_mistake("unstable_merge"),
     },
 ))
 
