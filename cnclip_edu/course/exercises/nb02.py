@@ -204,7 +204,11 @@ def _block_with(b, x, act):
     return x + b.mlp.c_proj(act(b.mlp.c_fc(b.ln_2(x))))
 
 
-_BLOCK_BUILDS = (_VISION + "ResidualAttentionBlock.forward", _VISION + "Transformer.forward")
+# QuickGELU.forward too: the exercise asks for the MLP put together by hand, so `block.mlp(h)` (an
+# nn.Sequential that runs the library's QuickGELU) and `block.mlp.gelu(h)` are refused; c_fc / c_proj
+# (plain nn.Linear) stay allowed, and so does `block.attn` (02.3 may not have passed yet)
+_BLOCK_BUILDS = (_VISION + "ResidualAttentionBlock.forward", _VISION + "Transformer.forward",
+                 _VISION + "QuickGELU.forward")
 _block_run = guarded(ResidualAttentionBlock.forward, _BLOCK_BUILDS)
 
 
@@ -229,7 +233,8 @@ def _block_hidden(seed: int):
 register(Exercise(
     id="02.4", title="pre-LN 残差块 (residual block)", points=2,
     hint="pre-LN：LayerNorm 只作用在进子层的那一份上，加回去的是没有归一化的 x；两个子层各用自己的 LayerNorm；"
-         "MLP 的激活函数是 CLIP 训练时用的那一个（见上面的图）。",
+         "MLP 要自己拼：c_fc、你自己写的激活函数（CLIP 训练时用的那一个，见上面的图）、c_proj——"
+         "整个 block.mlp(...) 和 block.mlp.gelu(...) 都会调用库里的 QuickGELU，不算数。",
     reference=ResidualAttentionBlock.forward, needs=("02.3",),
     cases=_block_cases, hidden=_block_hidden, builds=_BLOCK_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
@@ -240,6 +245,9 @@ register(Exercise(
         "MLP 用了精确的 GELU 而不是 QuickGELU": lambda b, x: _block_with(b, x, F.gelu),
         "QuickGELU 忘了 1.702（成了 SiLU）": lambda b, x: _block_with(b, x, lambda t: t * torch.sigmoid(t)),
         "直接调用库里的块 block(x)": lambda b, x: b(x),
+        "MLP 直接用库里的 block.mlp（没有自己写 QuickGELU）": lambda b, x: (lambda y: y + b.mlp(b.ln_2(y)))(
+            x + b.attn(b.ln_1(x))),
+        "激活函数用了库里的 block.mlp.gelu": lambda b, x: _block_with(b, x, b.mlp.gelu),
     }))
 
 
