@@ -106,9 +106,17 @@ def cls_attention(attn: torch.Tensor, layer: int = -1) -> torch.Tensor:
     return row.view(-1, g, g)
 
 
+def _foreground(img: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (H, W) float, 1 where a pixel is coloured or dark (a shape), 0 on the light
+    grey-white background of the toy images."""
+    saturation = img.amax(0) - img.amin(0)
+    return ((saturation > 0.25) | (img.mean(0) < 0.6)).float()
+
+
 def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[str] | None = None):
     """One column per image: the image, then the [CLS] attention of the first and the last block drawn
-    over a grey copy of the image (so a red shape is not mistaken for strong attention).
+    as an opaque patch heatmap with the shapes' outline on top. Not blended with the image: a dark shape
+    under a translucent heatmap would look like low attention (and a red one like high attention).
 
     Each attention row shares one colour scale (0 to the row's largest weight), shown by its colour bar,
     so the images of a row can be compared; the white line on the bar is uniform attention, 1 / L.
@@ -127,10 +135,12 @@ def plot_cls_attention(images: torch.Tensor, attn: torch.Tensor, titles: list[st
             ax = axes[row, b]
             if maps is None:
                 ax.imshow(imgs[b].permute(1, 2, 0).numpy())
-            else:  # a grey copy underneath: the only colours are the attention's
-                ax.imshow(imgs[b].mean(0).numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+            else:  # the heatmap alone carries colour; the image gives only an outline
                 m = F.interpolate(maps[b][None, None], size=imgs.shape[-2:], mode="nearest")[0, 0]
-                im = ax.imshow(m.numpy(), cmap="inferno", alpha=0.6, vmin=0.0, vmax=float(maps.max()))
+                im = ax.imshow(m.numpy(), cmap="inferno", vmin=0.0, vmax=float(maps.max()))
+                shape = _foreground(imgs[b])
+                if 0 < shape.sum() < shape.numel():  # contour needs both levels
+                    ax.contour(shape.numpy(), levels=[0.5], colors="cyan", linewidths=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:

@@ -1,5 +1,6 @@
 """Exercises of notebook 02 (the vision tower): the student builds a ViT's `encode_image` piece by piece,
-then FLIP's `random_masking`.
+then FLIP's `random_masking`: first any correct design of their own (02.6 checks properties only), then
+the convention MAE, FLIP and cn_clip share, compared element by element (02.7).
 
 Each answer is a function of a library module (`visual`, `attn`, `block`, the whole `model`) and a
 tensor, run on seeded tiny towers (towers.py) and compared with the library's own method on the same
@@ -204,7 +205,11 @@ def _block_with(b, x, act):
     return x + b.mlp.c_proj(act(b.mlp.c_fc(b.ln_2(x))))
 
 
-_BLOCK_BUILDS = (_VISION + "ResidualAttentionBlock.forward", _VISION + "Transformer.forward")
+# QuickGELU.forward too: the exercise asks for the MLP put together by hand, so `block.mlp(h)` (an
+# nn.Sequential that runs the library's QuickGELU) and `block.mlp.gelu(h)` are refused; c_fc / c_proj
+# (plain nn.Linear) stay allowed, and so does `block.attn` (02.3 may not have passed yet)
+_BLOCK_BUILDS = (_VISION + "ResidualAttentionBlock.forward", _VISION + "Transformer.forward",
+                 _VISION + "QuickGELU.forward")
 _block_run = guarded(ResidualAttentionBlock.forward, _BLOCK_BUILDS)
 
 
@@ -229,7 +234,8 @@ def _block_hidden(seed: int):
 register(Exercise(
     id="02.4", title="pre-LN 残差块 (residual block)", points=2,
     hint="pre-LN：LayerNorm 只作用在进子层的那一份上，加回去的是没有归一化的 x；两个子层各用自己的 LayerNorm；"
-         "MLP 的激活函数是 CLIP 训练时用的那一个（见上面的图）。",
+         "MLP 要自己拼：c_fc、你自己写的激活函数（CLIP 训练时用的那一个，见上面的图）、c_proj——"
+         "整个 block.mlp(...) 和 block.mlp.gelu(...) 都会调用库里的 QuickGELU，不算数。",
     reference=ResidualAttentionBlock.forward, needs=("02.3",),
     cases=_block_cases, hidden=_block_hidden, builds=_BLOCK_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
@@ -240,6 +246,9 @@ register(Exercise(
         "MLP 用了精确的 GELU 而不是 QuickGELU": lambda b, x: _block_with(b, x, F.gelu),
         "QuickGELU 忘了 1.702（成了 SiLU）": lambda b, x: _block_with(b, x, lambda t: t * torch.sigmoid(t)),
         "直接调用库里的块 block(x)": lambda b, x: b(x),
+        "MLP 直接用库里的 block.mlp（没有自己写 QuickGELU）": lambda b, x: (lambda y: y + b.mlp(b.ln_2(y)))(
+            x + b.attn(b.ln_1(x))),
+        "激活函数用了库里的 block.mlp.gelu": lambda b, x: _block_with(b, x, b.mlp.gelu),
     }))
 
 
@@ -321,7 +330,7 @@ register(Exercise(
     }))
 
 
-# ----------------------------------------------------------------------------- 02.6 FLIP random_masking
+# ----------------------------------------------------------------------------- 02.6 / 02.7 FLIP random_masking
 def _masking(x, mask_ratio, generator=None, same_for_all=False, count=None, descending=False, spatial_order=False,
              cls_in_pool=False, shift=1):
     """random_masking with one step done differently (for the mutants)."""
@@ -383,8 +392,109 @@ def _mask_hidden(seed: int):
             _mask_case("特征就是编号的整数张量", _token_ids(B, 1 + N), rng.choice([0.5, 0.75]), seed + 1)]
 
 
+def _numbered(B: int, L: int, D: int, dtype=torch.float64) -> torch.Tensor:
+    """(B, L, D): token i's features are i·D, i·D + 1, ..., i·D + D - 1 (exact in float64), so an output
+    row says which token it came from and whether its D numbers stayed together."""
+    return (torch.arange(L).view(1, L, 1) * D + torch.arange(D).view(1, 1, D)).expand(B, L, D).to(dtype).clone()
+
+
+_PROPERTY_KEYS = ("[CLS]（第 0 个 token）在最前面", "每一行都是输入里某个 token 完整的 D 个数",
+                  "后面留下的都是 patch（编号 1 … N），不含 [CLS]", "同一张图里留下的 patch 互不重复",
+                  "批次里各张图留下的子集不全相同", "换一个随机种子，留下的子集会变")
+_FREQUENCY_KEY = "每个 patch 被留下的频率都接近 keep / N"
+
+
+def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequencies: bool = False):
+    """What any correct design of random_masking satisfies (plain data): the answer's own convention for
+    which random numbers it draws is free here. `frequencies`: also whether every patch is kept about
+    keep / N of the time (needs a large batch)."""
+    x = _numbered(B, 1 + N, D)
+    outs = [_mask_run(f, x, ratio, torch.Generator().manual_seed(s)) for s in (seed, seed + 1)]
+    for out in outs:
+        if not torch.is_tensor(out):  # the shortcut marker (or something that is no tensor)
+            return out
+    out, other = outs
+    props = {"输出的形状": list(out.shape), "输出的 dtype": str(out.dtype)}
+    if out.dim() != 3 or out.shape[0] != B or out.shape[-1] != D or out.shape[1] < 1 or other.shape != out.shape:
+        # the same keys as a well-shaped answer (None: not measurable), so the message names the shape first
+        return {**props, **{k: None for k in _PROPERTY_KEYS + (_FREQUENCY_KEY,) * frequencies}}
+    token = out[..., 0] / D                                           # (B, 1 + keep): which token each row came from
+    whole = bool((out == (token * D).unsqueeze(-1) + torch.arange(D, dtype=out.dtype)).all()
+                 and (token == token.round()).all())
+    ids = token[:, 1:].round().long()                                 # (B, keep)
+    sets = [frozenset(row.tolist()) for row in ids]
+    props.update(zip(_PROPERTY_KEYS, (
+        bool((token[:, 0] == 0).all()),
+        whole,
+        bool(((ids >= 1) & (ids <= N)).all()),
+        all(len(sub) == ids.shape[1] for sub in sets),
+        B < 2 or ids.shape[1] in (0, N) or len(set(sets)) > 1,
+        ids.shape[1] in (0, N) or not torch.equal(out, other),
+    )))
+    if frequencies:
+        keep = ids.shape[1]
+        counts = torch.zeros(N + 1).index_add_(0, ids.flatten().clamp(0, N), torch.ones(ids.numel()))[1:]
+        props[_FREQUENCY_KEY] = bool(((counts / B - keep / N).abs() < 0.05).all())
+    return props
+
+
+def _mask_property_cases():
+    return [Case("4 张图、16 个 patch、D = 3、mask_ratio = 0.5", lambda f: _mask_properties(f, 4, 16, 3, 0.5, 0)),
+            Case("3 张图、16 个 patch、mask_ratio = 0.7（16 × 0.3 = 4.8 不是整数）",
+                 lambda f: _mask_properties(f, 3, 16, 2, 0.7, 1)),
+            Case("只有 1 张图、36 个 patch、mask_ratio = 0.5", lambda f: _mask_properties(f, 1, 36, 4, 0.5, 2)),
+            Case("2000 张图、16 个 patch、mask_ratio = 0.75：每个 patch 被留下的频率",
+                 lambda f: _mask_properties(f, 2000, 16, 1, 0.75, 3, frequencies=True))]
+
+
+def _mask_property_hidden(seed: int):
+    rng = random.Random(seed)
+    B, N, D = rng.randint(3, 5), rng.choice([16, 49]), rng.randint(1, 6)
+    # at least 1820 possible subsets and 3 images: a correct random design draws the same subset for every
+    # image (or again after a new seed) with a chance below 1e-6 (and keep >= 1: torch.multinomial refuses 0)
+    ratio = rng.choice([r for r in (0.25, 0.5, 0.6, 0.7, 0.75, 0.9) if math.comb(N, int(N * (1 - r))) >= 1820])
+    return [Case("随机批次、随机 patch 数和 mask_ratio", lambda f: _mask_properties(f, B, N, D, ratio, seed))]
+
+
+def _with_replacement(x, mask_ratio, generator=None):
+    B, L, D = x.shape
+    keep = int((L - 1) * (1 - mask_ratio))
+    ids = torch.randint(1, L, (B, keep), generator=generator)
+    return torch.cat([x[:, :1], torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, D))], dim=1)
+
+
+def _first_patches(x, mask_ratio, generator=None):
+    keep = int((x.shape[1] - 1) * (1 - mask_ratio))
+    return x[:, : 1 + keep]
+
+
+def _index_not_expanded(x, mask_ratio, generator=None):
+    B, L, D = x.shape
+    keep = int((L - 1) * (1 - mask_ratio))
+    ids = torch.rand(B, L - 1, generator=generator).argsort(dim=1)[:, :keep] + 1
+    return torch.cat([x[:, :1, :1], torch.gather(x, 1, ids.unsqueeze(-1))], dim=1)  # only feature 0 of each token
+
+
 register(Exercise(
-    id="02.6", title="FLIP 的 random_masking：每张图随机保留一部分 patch", points=4,
+    id="02.6", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
+    hint="[CLS] 永远排第一；每张图要各自留下 keep 个互不重复的 patch，子集随图、随随机种子而变，"
+         "每个 patch 被留下的机会相同；留下的每个 token 要带着它完整的 D 个数。",
+    reference=random_masking,
+    cases=_mask_property_cases, hidden=_mask_property_hidden, builds=_MASK_BUILDS, compare=refuse_shortcuts(),
+    mutants=lambda: {
+        "每张图用了同一组随机数（同一个子集）": lambda x, r, g=None: _masking(x, r, g, same_for_all=True),
+        "[CLS] 也参与了随机丢弃": lambda x, r, g=None: _masking(x, r, g, cls_in_pool=True),
+        "下标忘了 +1（把 [CLS] 当成了第 0 个 patch）": lambda x, r, g=None: _masking(x, r, g, shift=0),
+        "有放回地抽 patch（torch.randint，会重复）": _with_replacement,
+        "总是留下前 keep 个 patch（不随机）": _first_patches,
+        "保留个数四舍五入": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: round(N * (1 - r_))),
+        "gather 的下标没有沿 D 展开（每个 token 只剩一个数）": _index_not_expanded,
+        "直接调用库里的 random_masking": lambda x, r, g=None: random_masking(x, r, g),
+    }))
+
+
+register(Exercise(
+    id="02.7", title="FLIP 的 random_masking：按 MAE / FLIP / cn_clip 的约定", points=2,
     hint="每张图要有自己的一组随机数，按题目说的方式从 generator 里抽；留下随机数最小的那几个 patch，"
          "个数按题目的公式向下取整；下标是 patch 的编号，到 x 里取之前要想想 [CLS] 占了位置 0；"
          "gather 的下标要和取出的结果一样有 D 这一维。",
