@@ -7,7 +7,8 @@ padding, compared with the library's own module; the checkpoint answers run on c
 written on the fly from a tiny model (`{"state_dict": {"module.…": …}}`, the unused `bert.pooler.*`
 included, optionally the FlashAttention names of a flash model's in-memory state_dict: cn_clip's
 training script converts them back before saving, a hand-saved file keeps them) and are compared
-with the library's loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`). Every
+with the library's loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 also
+gets a file whose unpickling would run code (`_Payload`), which a safe loader refuses. Every
 exercise has grading cases drawn from a seed (`hidden`) and names the library routines it builds
 (`builds`, guards.py).
 """
@@ -432,26 +433,70 @@ def _drop(key):
     return lambda sd: sd.pop(key)
 
 
+def _mark_ran(marker: str) -> int:
+    """What the malicious file runs when it is unpickled: it only leaves a marker file behind (a real
+    attacker's file would run anything here), so the case can tell that the file's code ran."""
+    Path(marker).write_text("ran")
+    return 0
+
+
+class _Payload:
+    """An object whose unpickling calls `_mark_ran`: `torch.load(weights_only=True)` refuses it,
+    `weights_only=False` (and torch < 2.6's default) runs it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return _mark_ran, (self.marker,)
+
+
+def _load_malicious(f, where="top"):
+    """Load a checkpoint that hides code (a pickled `_Payload`) next to valid weights: it must raise
+    before running it. -> "报错" / "执行了文件里的代码" / "没有报错"."""
+    with tempfile.TemporaryDirectory() as d:
+        marker = Path(d) / "payload_ran"
+        sd = official_layout(tiny_clip(seed=57), seed=57)
+        obj = {"epoch": 3, "step": 120, "name": "tiny", "state_dict": sd}
+        if where == "top":
+            obj["extra"] = _Payload(str(marker))    # a top-level entry the loader never looks at
+        else:
+            obj["name"] = _Payload(str(marker))     # hidden where a string should be
+        path = Path(d) / "clip_cn_tiny.pt"
+        torch.save(obj, path)
+        try:
+            out = _load_run(f, tiny_clip(seed=58), path)
+        except Exception:
+            return "执行了文件里的代码" if marker.exists() else "报错"
+        if isinstance(out, dict):  # refused (the shortcut marker)
+            return out
+        return "执行了文件里的代码" if marker.exists() else "没有报错"
+
+
 def _load_cases():
     return [Case("cn_clip 格式的文件（module. + bert.pooler）装进另一个随机模型", lambda f: _load_features(f, 53, 54)),
             Case("FlashAttention 参数名的文件", lambda f: _load_features(f, 55, 56, flash=True)),
             Case("文件里缺了 text_projection：必须报错，不能悄悄留着随机初始化的值",
                  lambda f: _load_refused(f, _drop("module.text_projection"))),
             Case("文件里多了一个模型没有的参数：必须报错",
-                 lambda f: _load_refused(f, lambda sd: sd.update({"module.visual.extra_head.weight": torch.ones(3)})))]
+                 lambda f: _load_refused(f, lambda sd: sd.update({"module.visual.extra_head.weight": torch.ones(3)}))),
+            Case("文件里藏着读取时会执行的代码（pickle 里的任意对象）：必须拒绝，不能执行它",
+                 lambda f: _load_malicious(f))]
 
 
 def _load_hidden(seed: int):
     rng = random.Random(seed)
     prefix, flash = rng.choice(["module.", ""]), rng.random() < 0.5
     gone = rng.choice(["module.logit_scale", "module.visual.ln_post.bias", "module.bert.embeddings.LayerNorm.weight"])
+    where = rng.choice(["top", "name"])
     return [Case("随机布局的 cn_clip 文件", lambda f: _load_features(f, seed, seed + 1, prefix=prefix, flash=flash)),
-            Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone)))]
+            Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone))),
+            Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where))]
 
 
-def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True):
+def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True):
     def load(model, path):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
         sd = obj["state_dict"] if take_state_dict else obj
         model.load_state_dict(normalize_keys(sd) if map_keys else sd, strict=strict)
         return model if returns else None
@@ -460,7 +505,8 @@ def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True):
 
 register(Exercise(
     id="03.6", title="严格加载 cn_clip 的检查点 (strict=True)", points=2,
-    hint="文件里除了权重还有 epoch、step 这些；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
+    hint="读文件时只许读出张量和普通容器，要明确写出来，不依赖 torch 版本的默认值；"
+         "文件里除了权重还有 epoch、step 这些；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
          "而不是一句被忽略的提示；函数最后把模型交回去。",
     reference=_library_load, needs=("03.5",),
     cases=_load_cases, hidden=_load_hidden, builds=_LOAD_BUILDS, compare=refuse_shortcuts(),
@@ -468,6 +514,7 @@ register(Exercise(
         "strict=False：缺了参数也不报错": _loader(strict=False),
         "没有取出 checkpoint['state_dict']": _loader(take_state_dict=False),
         "忘了 return model": _loader(returns=False),
+        "weights_only=False：读文件时执行了文件里的代码": _loader(weights_only=False),
         "没有转换参数名，用 strict=False 硬装": _loader(strict=False, map_keys=False),
         "直接调用库里的 read_checkpoint + load_weights": lambda m, path: _library_load(m, path),
     }))
