@@ -108,6 +108,13 @@ def _run_decode(f, line: str):
     return image_id, pixels
 
 
+def _urlsafe(b64: str) -> str:
+    """The same bytes in base64's URL-safe alphabet (must contain a '-' or '_' to be a real case)."""
+    out = b64.replace("+", "-").replace("/", "_")
+    assert out != b64, "pick an image whose base64 has a '+' or '/'"
+    return out
+
+
 def _cases_05_1():
     png, jpeg = _png_b64(_COLORS[0]), _png_b64(_COLORS[1], fmt="JPEG")
     raw = base64.b64decode(png)
@@ -116,6 +123,8 @@ def _cases_05_1():
     return [
         Case("从文件读出的一行 PNG（末尾带 \\n）", lambda f: _run_decode(f, f"1000\t{png}\n")),
         Case("一行 JPEG", lambda f: _run_decode(f, f"1001\t{jpeg}")),
+        Case("URL 安全字母表的 base64（'-'、'_' 代替 '+'、'/'，cn_clip 读得懂）",
+             lambda f: _run_decode(f, f"1005\t{_urlsafe(jpeg)}")),
         Case("截断的 PNG（只有前 2/3 的字节）", lambda f: _run_decode(f, f"1002\t{truncated}")),
         Case("base64 里混进了非法字符 '!*'", lambda f: _run_decode(f, f"1003\t{junk}")),
         Case("id 与 base64 之间是空格而不是制表符", lambda f: _run_decode(f, f"1004 {png}")),
@@ -136,6 +145,7 @@ def _hidden_05_1(seed: int):
             Case("一行 JPEG，末尾是 \\r\\n", lambda f: _run_decode(f, f"{iid}\t{jpeg}\r\n")),
             Case("截断的图片", lambda f: _run_decode(f, f"{iid}\t{cut}")),
             Case("base64 里有非法字符", lambda f: _run_decode(f, f"{iid}\t{png[:at]}#{png[at:]}")),
+            Case("URL 安全字母表的 base64", lambda f: _run_decode(f, f"{iid}\t{_urlsafe(jpeg)}")),
             Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra"))]
 
 
@@ -145,6 +155,12 @@ def _mutants_05_1():
     def lazy(line):
         sid, b64 = line.strip().split("\t")
         return int(sid), Image.open(io.BytesIO(base64.b64decode(b64, validate=True)))
+
+    def standard_only(line):
+        sid, b64 = line.strip().split("\t")
+        img = Image.open(io.BytesIO(base64.b64decode(b64, validate=True)))
+        img.load()
+        return int(sid), img
 
     def lenient(line):
         sid, b64 = line.strip().split("\t")
@@ -166,12 +182,14 @@ def _mutants_05_1():
 
     return {"没有 img.load()（Image.open 只读文件头，截断的图混了过去）": lazy,
             "b64decode 没有 validate=True（非法字符被悄悄丢掉）": lenient,
-            "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline}
+            "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline,
+            "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only}
 
 
 register(Exercise(
     id="05.1", title="读一行 TSV：解码并验证 base64 图片", points=2,
-    hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；想一想 b64decode 默认怎样对待字母表以外的字符，"
+    hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；base64 有两种字母表，第 63、64 个字符不同，两种都要认；"
+         "想一想 b64decode 默认怎样对待字母表以外的字符，"
          "以及 Image.open 返回时到底读了多少字节——截断的图片要在你返回之前就暴露出来。",
     reference=decode_tsv_line, cases=_cases_05_1, mutants=_mutants_05_1, hidden=_hidden_05_1, builds=BUILDS_05_1))
 
