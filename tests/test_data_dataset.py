@@ -1,5 +1,5 @@
-"""LMDBDataset and friends: outputs, known positives, DataLoader workers (fork, after the parent has
-read), pickling, restricted unpickling, corrupt records named by key, augmentation, in-place rebuilds."""
+"""LMDBDataset and friends: outputs, known positives, DataLoader workers (fork and spawn, after the
+parent has read), pickling, restricted unpickling, corrupt records named by key, augmentation, in-place rebuilds."""
 from __future__ import annotations
 
 import base64
@@ -75,6 +75,16 @@ def test_dataloader_workers_after_parent_read(data):
         if i == 2:
             break
     torch.testing.assert_close(torch.cat(batches), serial, rtol=0, atol=0)
+
+
+def test_spawned_workers_after_parent_read(data):
+    """spawn / forkserver (Python 3.14's Linux default) pickle the dataset into each worker: after the parent
+    has read (its handles are open), the pickled copy must still carry none and open its own in the worker."""
+    ds = LMDBDataset(data / "lmdb" / "valid", resolution=16)
+    serial = torch.stack([ds[i][0] for i in range(6)])  # the parent reads first
+    dl = DataLoader(torch.utils.data.Subset(ds, range(6)), batch_size=3, num_workers=1,
+                    multiprocessing_context="spawn")
+    torch.testing.assert_close(torch.cat([img for img, _ in dl]), serial, rtol=0, atol=0)
 
 
 def test_pickles_without_environments(data):

@@ -108,6 +108,13 @@ def _run_decode(f, line: str):
     return image_id, pixels
 
 
+def _urlsafe(b64: str) -> str:
+    """The same bytes in base64's URL-safe alphabet (must contain a '-' or '_' to be a real case)."""
+    out = b64.replace("+", "-").replace("/", "_")
+    assert out != b64, "pick an image whose base64 has a '+' or '/'"
+    return out
+
+
 def _cases_05_1():
     png, jpeg = _png_b64(_COLORS[0]), _png_b64(_COLORS[1], fmt="JPEG")
     raw = base64.b64decode(png)
@@ -116,6 +123,8 @@ def _cases_05_1():
     return [
         Case("从文件读出的一行 PNG（末尾带 \\n）", lambda f: _run_decode(f, f"1000\t{png}\n")),
         Case("一行 JPEG", lambda f: _run_decode(f, f"1001\t{jpeg}")),
+        Case("URL 安全字母表的 base64（'-'、'_' 代替 '+'、'/'，cn_clip 读得懂）",
+             lambda f: _run_decode(f, f"1005\t{_urlsafe(jpeg)}")),
         Case("截断的 PNG（只有前 2/3 的字节）", lambda f: _run_decode(f, f"1002\t{truncated}")),
         Case("base64 里混进了非法字符 '!*'", lambda f: _run_decode(f, f"1003\t{junk}")),
         Case("id 与 base64 之间是空格而不是制表符", lambda f: _run_decode(f, f"1004 {png}")),
@@ -136,6 +145,7 @@ def _hidden_05_1(seed: int):
             Case("一行 JPEG，末尾是 \\r\\n", lambda f: _run_decode(f, f"{iid}\t{jpeg}\r\n")),
             Case("截断的图片", lambda f: _run_decode(f, f"{iid}\t{cut}")),
             Case("base64 里有非法字符", lambda f: _run_decode(f, f"{iid}\t{png[:at]}#{png[at:]}")),
+            Case("URL 安全字母表的 base64", lambda f: _run_decode(f, f"{iid}\t{_urlsafe(jpeg)}")),
             Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra"))]
 
 
@@ -145,6 +155,12 @@ def _mutants_05_1():
     def lazy(line):
         sid, b64 = line.strip().split("\t")
         return int(sid), Image.open(io.BytesIO(base64.b64decode(b64, validate=True)))
+
+    def standard_only(line):
+        sid, b64 = line.strip().split("\t")
+        img = Image.open(io.BytesIO(base64.b64decode(b64, validate=True)))
+        img.load()
+        return int(sid), img
 
     def lenient(line):
         sid, b64 = line.strip().split("\t")
@@ -166,12 +182,14 @@ def _mutants_05_1():
 
     return {"没有 img.load()（Image.open 只读文件头，截断的图混了过去）": lazy,
             "b64decode 没有 validate=True（非法字符被悄悄丢掉）": lenient,
-            "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline}
+            "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline,
+            "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only}
 
 
 register(Exercise(
     id="05.1", title="读一行 TSV：解码并验证 base64 图片", points=2,
-    hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；想一想 b64decode 默认怎样对待字母表以外的字符，"
+    hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；base64 有两种字母表，第 63、64 个字符不同，两种都要认；"
+         "想一想 b64decode 默认怎样对待字母表以外的字符，"
          "以及 Image.open 返回时到底读了多少字节——截断的图片要在你返回之前就暴露出来。",
     reference=decode_tsv_line, cases=_cases_05_1, mutants=_mutants_05_1, hidden=_hidden_05_1, builds=BUILDS_05_1))
 
@@ -378,6 +396,24 @@ def _run_dataset(cls, mode: str, texts=None):
                     return "IndexError"
                 except Exception as e:
                     return f"{type(e).__name__}（应当是 IndexError）"
+            if mode == "pickle_after_read":  # what spawn / forkserver do: the worker gets pickle.loads(pickle.dumps(ds))
+                ds[0]
+                out = {"读过 ds[0] 之后 pickle.dumps(ds)": True, "pickle 出来的副本持有打开的 LMDB": None,
+                       "副本读出的图片 (N, 3, 16, 16)": None, "副本读出的 tokens (N, 12)": None}
+                try:
+                    blob = _pickle.dumps(ds)
+                except Exception as e:  # an lmdb.Environment / Transaction cannot be pickled
+                    out["读过 ds[0] 之后 pickle.dumps(ds)"] = f"失败：{type(e).__name__}: {e}"
+                    return out
+                copy = _pickle.loads(blob)
+                out["pickle 出来的副本持有打开的 LMDB"] = bool(_lmdb_handles(copy))
+                ds = None
+                gc.collect()  # the parent's handles are gone, as in a freshly spawned process
+                items = [copy[i] for i in range(len(copy))]
+                out["副本读出的图片 (N, 3, 16, 16)"] = torch.stack([im for im, _ in items])
+                out["副本读出的 tokens (N, 12)"] = torch.stack([tok for _, tok in items])
+                copy = None
+                return out
             if mode == "parent_first":
                 ds[0]
             loader = DataLoader(_Probe(ds, _lmdb_handles(ds)), batch_size=2, num_workers=2,
@@ -386,7 +422,7 @@ def _run_dataset(cls, mode: str, texts=None):
             return {"样本数": sum(len(b) for b in images), "图片 (N, 3, 16, 16)": torch.cat(images),
                     "tokens (N, 12)": torch.cat(tokens), "每个 worker 都用自己打开的 LMDB": bool(torch.cat(own).all())}
         finally:
-            del ds
+            ds = None
             gc.collect()
             close_shared_envs(root)
 
@@ -395,6 +431,8 @@ def _cases_05_3():
     return [Case("刚创建（还没读过样本）的 Dataset：长度、能否 pickle、是否已经打开了 LMDB", lambda c: _run_dataset(c, "fresh")),
             Case("DataLoader(num_workers=2) 读出全部 6 条样本", lambda c: _run_dataset(c, "workers")),
             Case("主进程先读过 ds[0]，再 fork 出 2 个 worker 读", lambda c: _run_dataset(c, "parent_first")),
+            Case("主进程先读过 ds[0]，再 pickle（spawn / forkserver 的 worker 拿到的就是 pickle 出来的副本）",
+                 lambda c: _run_dataset(c, "pickle_after_read")),
             Case("越界的下标 ds[len(ds)]", lambda c: _run_dataset(c, "end")),
             Case("传入别的 tokenizer（每个字一个 id）", lambda c: _run_dataset(c, "tokenizer"))]
 
@@ -402,7 +440,7 @@ def _cases_05_3():
 def _hidden_05_3(seed: int):
     return [Case(f"随机的描述与配对，{kind}", (lambda m: lambda c: _run_dataset(c, m, _random_texts(seed)))(mode))
             for kind, mode in (("2 个 worker", "workers"), ("主进程先读过", "parent_first"), ("越界下标", "end"),
-                               ("长度", "fresh"))]
+                               ("长度", "fresh"), ("读过之后 pickle", "pickle_after_read"))]
 
 
 class _Mini:
@@ -434,6 +472,18 @@ class _Mini:
             env.close()
         envs = [lmdb.open(str(self.root / db), readonly=True, lock=False, readahead=False) for db in ("pairs", "imgs")]
         self.envs, self.txns, self.pid = envs, [e.begin() for e in envs], os.getpid()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.slip == "no_getstate":  # pickles the handles along: fails once a read has opened them
+            return state
+        if self.slip == "getstate_keeps_envs":  # drops the transactions only
+            return {**state, "txns": None}
+        state.pop("envs", None)
+        if self.slip == "getstate_drops_attr":  # the copy has no txns attribute at all
+            state.pop("txns", None)
+            return state
+        return {**state, "txns": None, "pid": None}  # the copy opens its own handles on its first read
 
     def __len__(self):
         return self.num_samples
@@ -468,15 +518,20 @@ def _mutants_05_3():
              "bytes_key": "键写成 bytes(index)（那是 index 个零字节，不是数字的字符）",
              "no_bound": "越界的下标没有抛 IndexError", "text_id": "用 text_id 去 imgs 库里取图",
              "raw_text": "返回了文本，而不是 token", "no_preprocess": "忘了 preprocess_text（中文引号变成 [UNK]）",
-             "no_index": "tokens 没有取 [0]（形状是 (1, L)）", "ignores_tokenizer": "没有用传进来的 tokenizer"}
+             "no_index": "tokens 没有取 [0]（形状是 (1, L)）", "ignores_tokenizer": "没有用传进来的 tokenizer",
+             "no_getstate": "没有 __getstate__：读过一次之后，对象连同打开的 LMDB 一起 pickle，spawn / forkserver 的 worker 失败",
+             "getstate_keeps_envs": "__getstate__ 只去掉了事务，LMDB 环境对象还留在要 pickle 的状态里",
+             "getstate_drops_attr": "__getstate__ 把 txns 整个删掉了：副本第一次读取时没有这个属性"}
     return {desc: functools.partial(_Mini, slip=slip) for slip, desc in slips.items()}
 
 
 register(Exercise(
     id="05.3", title="在多个 worker 里也安全的 LMDB Dataset", points=3,
     hint="__init__ 里只能留下能被 pickle 的东西（路径、数字、变换）：样本数可以打开一下读出来，但要马上关掉。句柄在第一次"
-         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。第 index 条样本的键、它指向的"
-         "图片、越界时抛什么异常，都照 cn_clip 的约定来。",
+         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。"
+         "读过一次之后，对象里就有了句柄：spawn / forkserver 的 worker 拿到的是 pickle 出来的副本，所以 pickle 时要把句柄"
+         "从对象的状态里拿掉（Python 在 pickle 一个对象时会问它要哪些状态），副本在自己的进程里第一次读取时再打开。"
+         "第 index 条样本的键、它指向的图片、越界时抛什么异常，都照 cn_clip 的约定来。",
     reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3, hidden=_hidden_05_3, builds=BUILDS_05_3))
 
 
