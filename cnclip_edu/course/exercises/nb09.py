@@ -124,9 +124,8 @@ def _export_mutants() -> dict:
 
 register(Exercise(
     id="09.1", title="导出一个塔 (torch.onnx.export)", points=3,
-    hint="用 dynamo=True；input_names / output_names 都是列表；dynamic_shapes 的键是 forward 的参数名 \"x\"，"
-         "值是 {0: torch.export.Dim(\"batch\", min=1, max=4096)}。最常见的错误是忘了 dynamic_shapes："
-         "batch 维就被固定成示例的大小 2。",
+    hint="要用新导出器；输入名、输出名都要给；最常见的错误是没有声明哪一维是动态的：batch 维就被固定成示例的大小 2。"
+         "声明动态维时，用的是 forward 的参数名，不是导出后的输入名。",
     reference=_reference_export,
     cases=lambda: [Case("微型塔：读回输入输出名、batch 维，并用 batch 1 和 3 运行", _report_case)],
     mutants=_export_mutants,
@@ -161,8 +160,8 @@ def _reference_run(session, x):
 
 register(Exercise(
     id="09.2", title="用 ONNX Runtime 运行 (InferenceSession.run)", points=2,
-    hint="输入名从 session.get_inputs()[0].name 读取；session.run(None, {名字: numpy 数组}) 返回一个列表，"
-         "取第 0 个元素；ONNX Runtime 只收 numpy，不收 torch 张量。",
+    hint="输入名问 session 要，不要写死；session.run 的返回值是列表，要的是其中第一个输出本身；"
+         "ONNX Runtime 只收 numpy，不收 torch 张量。",
     reference=_reference_run,
     cases=lambda: [Case(f"微型塔的 session，batch {b}", lambda f, b=b: f(_tiny_session(), _images(b)))
                    for b in (1, 4)],
@@ -242,7 +241,8 @@ def _weights():
     w = torch.randn(16, 8, generator=g) * 0.05
     skew = torch.randn(32, generator=g).abs() * 0.01
     skew[3] = -0.2  # the largest magnitude is negative
-    return [("一个 16×8 的权重矩阵", w), ("最大绝对值是负数的向量", skew)]
+    return [("一个 16×8 的权重矩阵", w), ("最大绝对值是负数的向量", skew),
+            ("全为 0 的张量（缩放系数会是 0）", torch.zeros(4, 6))]
 
 
 def _roundtrip_mutants() -> dict:
@@ -263,8 +263,13 @@ def _roundtrip_mutants() -> dict:
         scale = w.abs().max() / 127
         return torch.floor(w / scale).clamp(-127, 127) * scale
 
+    def zero_scale_nan(w):  # right on every tensor but the all-zero one: 0 / 0 -> NaN
+        scale = w.abs().max() / 127
+        return torch.round(w / scale).clamp(-127, 127) * scale
+
     return {"没有 round（没有量化）": no_round, "用 max 而不是绝对值的 max": uses_max_not_absmax,
-            "除以 255（那是 uint8 的范围）": uses_255, "用 floor 而不是 round": floor_not_round}
+            "除以 255（那是 uint8 的范围）": uses_255, "用 floor 而不是 round": floor_not_round,
+            "全为 0 时除以 0（得到 NaN）": zero_scale_nan}
 
 
 def _reference_roundtrip(w):
@@ -275,8 +280,8 @@ def _reference_roundtrip(w):
 
 register(Exercise(
     id="09.4", title="int8 对称量化再还原 (quantize + dequantize)", points=2,
-    hint="缩放系数用绝对值的最大值除以 127（最大的权重是负数时，只看 max 会放不下它）；取整用 round 而不是 floor；"
-         "最后把整数乘回缩放系数，返回浮点张量。",
+    hint="缩放系数要让绝对值最大的元素（可能是负数）正好落在整数网格的端点上；取整要就近，不是向下；"
+         "最后把整数乘回缩放系数，返回浮点张量。全为 0 的张量没有最大值可以定缩放系数：别让它除以 0。",
     reference=_reference_roundtrip,
     cases=lambda: [Case(label, lambda f, w=w: f(w.clone())) for label, w in _weights()],
     mutants=_roundtrip_mutants,
@@ -293,7 +298,8 @@ def _hidden_weights(seed: int):
     w = torch.randn(rows, cols, generator=g) * 0.02
     i, j = int(torch.randint(rows, (), generator=g)), int(torch.randint(cols, (), generator=g))
     w[i, j] = -0.3  # the largest magnitude is negative
-    return [("一个随机大小的权重矩阵（绝对值最大的是负数）", w), ("一个全为正的权重向量", w.abs().flatten()[:50])]
+    return [("一个随机大小的权重矩阵（绝对值最大的是负数）", w), ("一个全为正的权重向量", w.abs().flatten()[:50]),
+            ("一个随机大小的全 0 张量", torch.zeros(cols, rows))]
 
 
 
