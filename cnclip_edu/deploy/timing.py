@@ -1,7 +1,8 @@
 """One way to time code, shared by bench/ and notebook 09: warm-up calls, then the median of repeats.
 
-    from cnclip_edu.deploy.timing import timeit
+    from cnclip_edu.deploy.timing import time_samples, timeit
     sec = timeit(lambda: enc.encode_image(x), repeat=10, warmup=2)   # median seconds of one call
+    secs = time_samples(lambda: enc.encode_image(x), repeat=10, warmup=2)   # all 10, to see the spread
     recorded_benchmark("onnx")                                       # what bench/bench_onnx.py wrote
 
 Why not time one call: the first call of a runtime pays for one-off work (ONNX Runtime allocates
@@ -22,8 +23,9 @@ from typing import Callable
 BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"  # in a source checkout
 
 
-def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
-    """Median wall seconds of `fn()` over `repeat` runs after `warmup` untimed runs."""
+def time_samples(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
+                 sync: Callable[[], None] | None = None) -> list[float]:
+    """Wall seconds of each of `repeat` calls of `fn()` after `warmup` untimed calls (the spread, not just the median)."""
     if repeat < 1 or warmup < 0:
         raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
     for _ in range(warmup):
@@ -37,7 +39,12 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Cal
         if sync:
             sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
+    """Median wall seconds of `fn()` over `repeat` runs after `warmup` untimed runs."""
+    return statistics.median(time_samples(fn, repeat, warmup, sync))
 
 
 def recorded_benchmark(section: str, path: str | os.PathLike | None = None) -> str | None:

@@ -38,102 +38,172 @@ def _images(b: int):
     return np.random.default_rng(b).standard_normal((b, 3, 8, 8)).astype(np.float32)  # (B, 3, 8, 8)
 
 
-def _reference_export(tower, example, path) -> None:
-    """The library's export of one tower (what export_onnx does), for an image-like input."""
+# ----------------------------------------------------------------------------- 09.1 the export call (text tower)
+def _tiny_text_tower(context_length: int):
+    """A 'text tower' with one input x (B, L) int64 ids -> (B, 5). Its position table has exactly
+    `context_length` rows, as a model trained on captions of at most that many tokens."""
+    import torch
+    from torch import nn
+
+    class TinyTextTower(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(30, 8)
+            self.pos = nn.Parameter(torch.randn(context_length, 8) * 0.1)  # (context_length, 8)
+            self.proj = nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = self.tok(x) + self.pos[: x.shape[1]]                       # (B, L, 8)
+            return self.proj(h.mean(1))                                    # (B, 5)
+
+    torch.manual_seed(context_length)
+    example = torch.randint(1, 30, (2, context_length), generator=torch.Generator().manual_seed(1))
+    return TinyTextTower().eval(), example                            # the example: batch 2, full length
+
+
+def _ids(b: int, length: int):
+    import numpy as np
+
+    return np.random.default_rng(b * 100 + length).integers(1, 30, (b, length), dtype=np.int64)  # (B, L)
+
+
+def _reference_export(tower, example, path, context_length):
+    """The library's export of one text tower (what export_onnx does): batch and length symbolic."""
     from cnclip_edu.deploy.export import export_program
 
-    export_program(tower, "image", example).save(str(path))
+    program = export_program(tower, "text", example[:, :context_length])
+    program.save(str(path))
+    return program
 
 
-def _export_report(export_fn, batches: tuple[int, ...] = (1, 3)) -> dict:
-    """Export the tiny tower with `export_fn`, then read back the names, the batch axis and a run per batch."""
+def _declared_ranges(program) -> object:
+    """(min, max) of every axis of the input as torch.export recorded it, read from the returned ONNXProgram."""
+    exported = getattr(program, "exported_program", None)
+    if exported is None:
+        return f"没有返回 torch.onnx.export 的结果（得到的是 {type(program).__name__}）"
+    x = [n for n in exported.graph.nodes if n.op == "placeholder"][-1].meta["val"]   # the user input, last
+    ranges = []
+    for d in x.shape:
+        if isinstance(d, int):
+            ranges.append(f"固定为 {d}")
+        else:
+            r = exported.range_constraints.get(d.node.expr)
+            ranges.append(f"{r.lower} 到 {r.upper}" if r is not None else "?")
+    return ranges
+
+
+def _export_report(export_fn, context_length: int = 12, shapes: tuple = ((1, 3), (3, 12))) -> dict:
+    """Export the tiny text tower with `export_fn`, read back names, axes, dtype and declared ranges, run it."""
     import onnx
     import onnxruntime as ort
 
-    tower, example = _tiny_tower()
+    tower, example = _tiny_text_tower(context_length)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "tiny.onnx"
-        export_fn(tower, example, str(path))
+        path = Path(tmp) / "tiny_text.onnx"
+        program = export_fn(tower, example, str(path), context_length)
         graph = onnx.load(str(path)).graph
-        dim0 = graph.input[0].type.tensor_type.shape.dim[0]
+        dims = graph.input[0].type.tensor_type.shape.dim
         # The new exporter tags every node with where it came from (pkg.torch.onnx.* metadata); the legacy
-        # TorchScript tracer (dynamo=False) does not. With dynamic_axes the legacy file is dynamic too on this
-        # tower, but the tracer silently bakes Python ints computed from shapes (see the notebook's discussion).
+        # TorchScript tracer (dynamo=False) does not (and it silently bakes Python ints computed from shapes).
         new_exporter = any(p.key.startswith("pkg.torch.onnx") for n in graph.node for p in n.metadata_props)
         report = {"导出器": "新导出器 (dynamo=True)" if new_exporter else "旧导出器 (TorchScript tracer, dynamo=False)",
-                  "batch 维": "动态 (symbolic)" if dim0.dim_param else f"固定为 {dim0.dim_value}",
+                  "输入的各维": [f"动态 (symbolic)" if d.dim_param else f"固定为 {d.dim_value}" for d in dims],
+                  "输入类型": onnx.TensorProto.DataType.Name(graph.input[0].type.tensor_type.elem_type),
                   "输入名 (input_names)": [i.name for i in graph.input],
-                  "输出名 (output_names)": [o.name for o in graph.output]}
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) if dim0.dim_param else None
-        for b in batches:
-            report[f"batch {b} 的输出"] = (session.run(None, {graph.input[0].name: _images(b)})[0] if session
-                                          else f"无法运行：batch 维固定为 {dim0.dim_value}")
+                  "输出名 (output_names)": [o.name for o in graph.output],
+                  "声明的取值范围 (torch.export)": _declared_ranges(program)}
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for b, length in shapes:
+            try:
+                report[f"输入 ({b}, {length}) 的输出"] = session.run(None, {graph.input[0].name: _ids(b, length)})[0]
+            except Exception as err:  # a fixed axis: ONNX Runtime refuses the shape
+                report[f"输入 ({b}, {length}) 的输出"] = f"无法运行：{type(err).__name__}"
     return report
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_report() -> dict:
-    return _export_report(_reference_export)
+@functools.lru_cache(maxsize=4)
+def _reference_report(context_length: int, shapes: tuple) -> dict:
+    return _export_report(_reference_export, context_length, shapes)
 
 
-def _report_case(export_fn) -> dict:
-    return _reference_report() if export_fn is _reference_export else _export_report(export_fn)
+def _report_case(export_fn, context_length: int = 12, shapes: tuple = ((1, 3), (3, 12))) -> dict:
+    if export_fn is _reference_export:
+        return _reference_report(context_length, shapes)
+    return _export_report(export_fn, context_length, shapes)
+
+
+def _export_mutants() -> dict:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+
+    def fixed_length(tower, example, path, context_length):
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: batch}})
+
+    def length_up_to_4096(tower, example, path, context_length):
+        length = torch.export.Dim("length", min=1, max=4096)
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
+
+    def length_without_max(tower, example, path, context_length):
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"],
+                                 dynamic_shapes={"x": {0: batch, 1: torch.export.Dim("length", min=1)}})
+
+    def right_but_no_return(tower, example, path, context_length):
+        length = torch.export.Dim("length", min=1, max=context_length)
+        torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                          output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
+
+    def wrong_input_name(tower, example, path, context_length):
+        length = torch.export.Dim("length", min=1, max=context_length)
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["input"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
+
+    def legacy_exporter(tower, example, path, context_length):
+        return torch.onnx.export(tower, (example,), path, dynamo=False, input_names=["text"],
+                                 output_names=["text_features"],
+                                 dynamic_axes={"text": {0: "batch", 1: "length"}})
+
+    return {"只声明了 batch，长度维被固定成示例的长度": fixed_length,
+            "长度上限写成 4096（位置向量表只有 context_length 行）": length_up_to_4096,
+            "长度维没有上限": length_without_max, "没有 return 导出的结果": right_but_no_return,
+            "输入名写成了 input": wrong_input_name, "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter}
+
+
+def _hidden_export_cases(seed: int):
+    rng = random.Random(seed)
+    ctx = rng.randint(6, 16)
+    shapes = ((rng.randint(1, 5), rng.randint(1, ctx - 1)), (rng.randint(2, 9), ctx))
+    return [Case("另一个 context_length 的微型文本塔：读回各维和范围，用另外几个形状运行",
+                 lambda f, ctx=ctx, shapes=shapes: _report_case(f, ctx, shapes))]
+
+
+register(Exercise(
+    id="09.1", title="导出文本塔：两个动态维 (torch.onnx.export)", points=3,
+    hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的，声明时用 forward 的参数名，"
+         "不是导出后的输入名。长度的上限想一想：位置向量表有几行？最后把 torch.onnx.export 的返回值 return 出去。",
+    reference=_reference_export,
+    cases=lambda: [Case("微型文本塔 (context_length 12)：读回名字、各维、类型和声明的范围，用 (1, 3) 和 (3, 12) 运行",
+                        _report_case)],
+    mutants=_export_mutants,
+    hidden=_hidden_export_cases,
+    builds=("cnclip_edu.deploy.export.export_program", "cnclip_edu.deploy.export.export_onnx"),
+))
 
 
 @functools.lru_cache(maxsize=1)
 def _tiny_session():
     import onnxruntime as ort
 
+    from cnclip_edu.deploy.export import export_program
+
     tower, example = _tiny_tower()
     with tempfile.TemporaryDirectory() as tmp:
-        _reference_export(tower, example, Path(tmp) / "tiny.onnx")
+        export_program(tower, "image", example).save(str(Path(tmp) / "tiny.onnx"))
         model_bytes = (Path(tmp) / "tiny.onnx").read_bytes()
     return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-
-
-# ----------------------------------------------------------------------------- 09.1 the export call
-def _export_mutants() -> dict:
-    import torch
-
-    batch = torch.export.Dim("batch", min=1, max=4096)
-
-    def no_dynamic_batch(tower, example, path):
-        torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["image"],
-                          output_names=["image_features"])
-
-    def wrong_input_name(tower, example, path):
-        torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["input"],
-                          output_names=["image_features"], dynamic_shapes={"x": {0: batch}})
-
-    def no_output_name(tower, example, path):
-        torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["image"],
-                          dynamic_shapes={"x": {0: batch}})
-
-    def legacy_exporter(tower, example, path):
-        torch.onnx.export(tower, (example,), path, dynamo=False, input_names=["image"],
-                          output_names=["image_features"], dynamic_axes={"image": {0: "batch"}})
-
-    def legacy_with_dynamic_shapes(tower, example, path):  # the legacy exporter refuses dynamic_shapes
-        torch.onnx.export(tower, (example,), path, dynamo=False, input_names=["image"],
-                          output_names=["image_features"], dynamic_shapes={"x": {0: batch}})
-
-    return {"没有声明动态 batch（dynamic_shapes）": no_dynamic_batch, "输入名写成了 input": wrong_input_name,
-            "忘了 output_names": no_output_name, "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter,
-            "dynamo=False + dynamic_shapes": legacy_with_dynamic_shapes}
-
-
-register(Exercise(
-    id="09.1", title="导出一个塔 (torch.onnx.export)", points=3,
-    hint="用 dynamo=True；input_names / output_names 都是列表；dynamic_shapes 的键是 forward 的参数名 \"x\"，"
-         "值是 {0: torch.export.Dim(\"batch\", min=1, max=4096)}。最常见的错误是忘了 dynamic_shapes："
-         "batch 维就被固定成示例的大小 2。",
-    reference=_reference_export,
-    cases=lambda: [Case("微型塔：读回输入输出名、batch 维，并用 batch 1 和 3 运行", _report_case)],
-    mutants=_export_mutants,
-    hidden=lambda seed: [Case("微型塔：读回名字和 batch 维，用另外几个 batch 大小运行",
-                              lambda f, bs=tuple(random.Random(seed).sample(range(1, 12), 2)): _export_report(f, bs))],
-    builds=("cnclip_edu.deploy.export.export_program", "cnclip_edu.deploy.export.export_onnx"),
-))
 
 
 # ----------------------------------------------------------------------------- 09.2 a session run
@@ -161,8 +231,8 @@ def _reference_run(session, x):
 
 register(Exercise(
     id="09.2", title="用 ONNX Runtime 运行 (InferenceSession.run)", points=2,
-    hint="输入名从 session.get_inputs()[0].name 读取；session.run(None, {名字: numpy 数组}) 返回一个列表，"
-         "取第 0 个元素；ONNX Runtime 只收 numpy，不收 torch 张量。",
+    hint="输入名问 session 要，不要写死；session.run 的返回值是列表，要的是其中第一个输出本身；"
+         "ONNX Runtime 只收 numpy，不收 torch 张量。",
     reference=_reference_run,
     cases=lambda: [Case(f"微型塔的 session，batch {b}", lambda f, b=b: f(_tiny_session(), _images(b)))
                    for b in (1, 4)],
@@ -242,7 +312,8 @@ def _weights():
     w = torch.randn(16, 8, generator=g) * 0.05
     skew = torch.randn(32, generator=g).abs() * 0.01
     skew[3] = -0.2  # the largest magnitude is negative
-    return [("一个 16×8 的权重矩阵", w), ("最大绝对值是负数的向量", skew)]
+    return [("一个 16×8 的权重矩阵", w), ("最大绝对值是负数的向量", skew),
+            ("全为 0 的张量（缩放系数会是 0）", torch.zeros(4, 6))]
 
 
 def _roundtrip_mutants() -> dict:
@@ -263,8 +334,13 @@ def _roundtrip_mutants() -> dict:
         scale = w.abs().max() / 127
         return torch.floor(w / scale).clamp(-127, 127) * scale
 
+    def zero_scale_nan(w):  # right on every tensor but the all-zero one: 0 / 0 -> NaN
+        scale = w.abs().max() / 127
+        return torch.round(w / scale).clamp(-127, 127) * scale
+
     return {"没有 round（没有量化）": no_round, "用 max 而不是绝对值的 max": uses_max_not_absmax,
-            "除以 255（那是 uint8 的范围）": uses_255, "用 floor 而不是 round": floor_not_round}
+            "除以 255（那是 uint8 的范围）": uses_255, "用 floor 而不是 round": floor_not_round,
+            "全为 0 时除以 0（得到 NaN）": zero_scale_nan}
 
 
 def _reference_roundtrip(w):
@@ -275,8 +351,8 @@ def _reference_roundtrip(w):
 
 register(Exercise(
     id="09.4", title="int8 对称量化再还原 (quantize + dequantize)", points=2,
-    hint="缩放系数用绝对值的最大值除以 127（最大的权重是负数时，只看 max 会放不下它）；取整用 round 而不是 floor；"
-         "最后把整数乘回缩放系数，返回浮点张量。",
+    hint="缩放系数要让绝对值最大的元素（可能是负数）正好落在整数网格的端点上；取整要就近，不是向下；"
+         "最后把整数乘回缩放系数，返回浮点张量。全为 0 的张量没有最大值可以定缩放系数：别让它除以 0。",
     reference=_reference_roundtrip,
     cases=lambda: [Case(label, lambda f, w=w: f(w.clone())) for label, w in _weights()],
     mutants=_roundtrip_mutants,
@@ -293,7 +369,8 @@ def _hidden_weights(seed: int):
     w = torch.randn(rows, cols, generator=g) * 0.02
     i, j = int(torch.randint(rows, (), generator=g)), int(torch.randint(cols, (), generator=g))
     w[i, j] = -0.3  # the largest magnitude is negative
-    return [("一个随机大小的权重矩阵（绝对值最大的是负数）", w), ("一个全为正的权重向量", w.abs().flatten()[:50])]
+    return [("一个随机大小的权重矩阵（绝对值最大的是负数）", w), ("一个全为正的权重向量", w.abs().flatten()[:50]),
+            ("一个随机大小的全 0 张量", torch.zeros(cols, rows))]
 
 
 
