@@ -56,7 +56,7 @@ def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = ()
     ax_valid.set(xlabel="步数 (step)", ylabel="损失",
                  title="验证：InfoNCE，重复描述算负样本" + (f"\n每进程 batch {vbatch}" if vbatch else ""))
 
-    curves = [("train", "t2i_acc", "-", "C0", "训练 batch 内 文→图 准确率" + (f"（{batch} 选 1）" if batch else "")),
+    curves = [("train", "t2i_acc", "-", "C0", "训练 batch 内 文→图 准确率" + (f"（{batch} 个候选）" if batch else "")),
               ("valid", "t2i_r1", "s-", "C2", "验证 文→图 R@1（整个验证集）")]
     for kind, key, style, color, label in curves:
         x, y = _series(records, kind, key)
