@@ -671,6 +671,8 @@ CHOOSE_CASES = [
     ("150 条文本（140 条 20 个 id，10 条 30–39 个），不传 q（默认 0.99）", [20] * 140 + list(range(30, 40)), None),
     ("q=1：全部放下，就是最长的那条", [0, 2, 5], 1.0),
     ("只有一条空文本（0 个 id），q=0.5", [0], 0.5),
+    # q * N a whole number, exactly representable (8 * 0.75 = 6): "reaches q" is >=, so the 6th text is enough
+    ("8 条未排序的文本，q=0.75：第 6 条放下时正好 75%", [5, 1, 8, 3, 7, 2, 6, 4], 0.75),
 ]
 
 
@@ -706,6 +708,9 @@ def _choose_hidden(seed: int) -> list[Case]:
         cases.append(_choose_case(f"随机的 id 个数（近似正态加一条长尾，未排序），q={q}", counts, q))
     counts = [rng.randint(0, 60) for _ in range(rng.randint(5, 50))]
     cases.append(_choose_case("随机的 id 个数，q=1", counts, 1.0))
+    q = rng.choice([0.5, 0.75, 0.875])                    # dyadic: q * N is exactly a whole number
+    counts = [rng.randint(0, 60) for _ in range(8 * rng.randint(2, 12))]
+    cases.append(_choose_case(f"随机的 id 个数，q={q}，q·N 正好是整数", counts, q))
     return cases
 
 
@@ -724,6 +729,8 @@ def _choose_mistake(kind: str):
             return int(math.ceil(np.percentile(n, 100 * q))) + 2
         if kind == "floor_index":
             return n[max(0, int(q * len(n)) - 1)] + 2
+        if kind == "strict_gt":  # "share > q" instead of "share reaches q"; all texts when none exceeds q
+            return next((n[j] for j in range(len(n)) if (j + 1) / len(n) > q), n[-1]) + 2
         k = math.ceil(q * len(n))
         return n[k - 1] + (0 if kind == "no_plus_2" else 2)
     return choose_context_length
@@ -745,5 +752,6 @@ register(Exercise(
         "用中位数 + 2": _choose_mistake("median"),
         "np.percentile 的默认线性插值再向上取整": _choose_mistake("percentile"),
         "忘了先排序": _choose_mistake("unsorted"),
+        "用 > 而不是 ≥：q·N 正好是整数时多放了一条": _choose_mistake("strict_gt"),
     },
 ))
