@@ -134,8 +134,23 @@ class _TinyClip(torch.nn.Module):
         self.embed = torch.nn.Embedding(vocab, dim)
         self.text_proj = torch.nn.Linear(dim, dim)
         self.logit_scale = torch.nn.Parameter(torch.tensor(2.3))
+        # The feature cache's point is memory: never more than one micro-batch's activations kept for backward.
+        # With micro_rows set, forward notes whether a forward that builds a graph covered more rows than one
+        # micro-batch, or started while an earlier one had not been through backward yet.
+        self.micro_rows: int | None = None
+        self._pending = 0
+        self.one_at_a_time = True
+        self.logit_scale.register_hook(self._backward_seen)   # every backward of the loss reaches logit_scale
+
+    def _backward_seen(self, grad):
+        self._pending = 0
+        return grad
 
     def forward(self, images, tokens):
+        if self.micro_rows is not None and torch.is_grad_enabled():
+            if self._pending or images.shape[0] > self.micro_rows:
+                self.one_at_a_time = False
+            self._pending += 1
         img = F.normalize(self.visual(images), dim=-1)                          # (B, D)
         txt = F.normalize(self.text_proj(self.embed(tokens).mean(1)), dim=-1)   # (B, L, D) -> (B, D)
         return img, txt, self.logit_scale.exp()
@@ -158,13 +173,14 @@ def _run_accum(f, k: int, b: int, seed: int, stale_grads: bool = False) -> dict:
     model = _TinyClip(seed)
     g = torch.Generator().manual_seed(seed + 1)
     micro = [(torch.randn(b, 12, generator=g), torch.randint(0, 50, (b, 5), generator=g)) for _ in range(k)]
+    model.micro_rows = b
     if stale_grads:  # what the previous optimizer step left behind
         for p in model.parameters():
             p.grad = torch.full_like(p, 0.25)
     loss = guarded(f, feature_cache_step, BUILDS_04_2)(model, micro, ClipLoss())
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         loss = loss.item()
-    out = {"返回的损失": loss}
+    out = {"返回的损失": loss, "带梯度的前向一次只有一个小批次": model.one_at_a_time}
     for name, p in model.named_parameters():
         out[f"{name} 的梯度"] = p.grad.detach().clone() if p.grad is not None else None
     return out
@@ -228,7 +244,22 @@ def _mutants_04_2():
             total += loss.item()
         return total
 
+    def one_graph(model, micro, loss_fn):   # the right gradients, but all K micro-batches' activations alive at once
+        model.zero_grad()
+        feats = [model(x, t) for x, t in micro]
+        loss = loss_fn(torch.cat([f[0] for f in feats]), torch.cat([f[1] for f in feats]), feats[0][2])
+        loss.backward()
+        return loss.item()
+
+    def concatenated(model, micro, loss_fn):   # the big batch in one forward: no accumulation at all
+        model.zero_grad()
+        loss = loss_fn(*model(torch.cat([x for x, _ in micro]), torch.cat([t for _, t in micro])))
+        loss.backward()
+        return loss.item()
+
     return {"每个小批次各算一个损失再取平均（朴素累积）": mean_of_micro_losses,
+            "K 个小批次都带梯度前向、最后一起反传一次（梯度对，但所有激活同时留在内存里）": one_graph,
+            "把 K 个小批次拼成一个大批次、只前向一次（根本没有累积）": concatenated,
             "缓存的特征没有 detach（第一遍没有 no_grad）：梯度重复计了 K 次": two_pass(no_grad=False),
             "开始时没有把梯度清零（上一步的梯度混了进来）": two_pass(zero=False),
             "logit_scale 的梯度没有除以 K（每一遍都给了它完整的梯度）": two_pass(scale_s=False),
