@@ -262,7 +262,9 @@ def _read_written(f, n: int, c: int, t: int, seed: int, dataset: str):
 def _elevater_cases():
     runs = [("12 张图、4 个类别、每类 4 个模板（各模板长度不同）", 12, 4, 4, 0, "toy-combo_heldout"),
             ("5 张图、7 个类别、每类 2 个模板", 5, 7, 2, 1, "toy-color"),
-            ("3 张图、3 个类别、只有 1 个模板", 3, 3, 1, 2, "toy-shape")]
+            ("3 张图、3 个类别、只有 1 个模板", 3, 3, 1, 2, "toy-shape"),
+            # a Chinese dataset name: ensure_ascii=True (json.dumps' default) writes \uXXXX instead of the characters
+            ("4 张图、3 个类别、数据集名是中文", 4, 3, 2, 3, "玩具-形状")]
     return [Case(label, lambda f, n=n, c=c, t=t, s=s, d=d: _read_written(f, n, c, t, s, d))
             for label, n, c, t, s, d in runs]
 
@@ -275,7 +277,8 @@ def _elevater_hidden(seed: int):
                  _read_written(f, n, c, t, s, d))
             for kind, c, t, d in (("类别多、模板多", rng.randint(6, 12), 4, "toy-combo_seen"),
                                   ("类别少、模板少", rng.randint(2, 4), 2, "cifar-10"),
-                                  ("只有 1 个模板", rng.randint(2, 8), 1, "toy-color"))]
+                                  ("只有 1 个模板", rng.randint(2, 8), 1, "toy-color"),
+                                  ("数据集名是中文", rng.randint(2, 6), 2, rng.choice(["玩具-颜色", "花卉-102"])))]
 
 
 def _compare_files(expected: str, got) -> str | None:
@@ -324,7 +327,7 @@ def _elevater_mistake(kind: str):
         if kind == "no_seed_axis":
             obj["predictions"] = preds
         path = Path(save_dir) / f"{dataset}.json"
-        path.write_text(json.dumps(obj, ensure_ascii=False, indent=2 if kind == "indent" else None),
+        path.write_text(json.dumps(obj, ensure_ascii=kind == "ascii", indent=2 if kind == "indent" else None),
                         encoding="utf-8")
         return path
     return write_elevater
@@ -345,6 +348,7 @@ register(Exercise(
             "cnclip_edu.eval.zeroshot.classifier_from_text_features"),
     mutants=lambda: {
         "键名写错（dataset 而不是 dataset_name）": _elevater_mistake("key_name"),
+        "json.dumps 用了默认的 ensure_ascii=True（中文写成 \\uXXXX）": _elevater_mistake("ascii"),
         "键的顺序和 cn_clip 不同": _elevater_mistake("key_order"),
         "概率没有做 softmax（写的是 100 · 余弦）": _elevater_mistake("logits"),
         "概率没有四舍五入到 6 位": _elevater_mistake("no_round"),
