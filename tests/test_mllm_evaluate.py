@@ -116,3 +116,14 @@ def test_accuracy_by_shapes_and_where_wrong_replies_come_from():
     assert accuracy_by_shapes(samples, replies, canvases) == {("形状", 1): (1.0, 1), ("形状", 2): (0.0, 1),
                                                               ("颜色", 2): (0.5, 2)}
     assert wrong_replies(samples, replies, canvases) == (1, 1)
+
+
+def test_one_shape_questions_by_shapes_on_the_canvas():
+    from cnclip_edu.mllm.evaluate import one_shape_by_shapes
+
+    one = Canvas(1, (Item("红色", "圆形", "大", 0),), 240, 0.0, ((0, 0),))
+    two = Canvas(2, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 1)), 240, 0.0, ((0, 0), (0, 0)))
+    samples = [Sample(0, [("红色的是什么形状？", "圆形")], ["形状"]), Sample(1, [("左边的是大的还是小的？", "大的")], ["大小"]),
+               Sample(1, [("红色的圆形在哪里？", "左边")], ["位置"]), Sample(1, [("图中有几个图形？", "两个")], ["数量"])]
+    replies = ["圆形", "小的", "左边", "两个"]  # the count question is about all shapes: not counted
+    assert one_shape_by_shapes(samples, replies, [one, two]) == {1: (1.0, 1), 2: (0.5, 2)}

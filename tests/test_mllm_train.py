@@ -139,3 +139,31 @@ def test_length_batches_cover_every_sample_once_per_epoch_and_pad_less():
     assert padding(bucketed) < padding(plain) / 3
     assert length_batches(encoded, 8, 20, seed=3)[:8] != length_batches(encoded, 8, 20, seed=4)[:8]
     assert len(length_batches(encoded, 8, 20, seed=3)) == 20  # more steps than one epoch: epoch after epoch
+
+
+def test_tile_embedding_marks_each_cell_and_the_thumbnail(setup):
+    clip, pre, world, _, _ = setup
+    cfg = VLMConfig(tile_embed=True, downsample=0.25, decoder=DecoderConfig(vocab_size=0, width=32, layers=1, heads=2,
+                                                                              mlp_hidden=64))
+    model = copy.deepcopy(build_model(replace_vlm(TINY, cfg), world, clip.visual, pre)[0])
+    assert model.tokens_per_tile == 1
+    ctx = model.img_context
+    # row 0: a 3-cell canvas (3 tiles + thumbnail), row 1: one cell (no thumbnail), row 2: no image
+    ids = torch.tensor([[9, ctx, ctx, ctx, ctx, 9], [9, ctx, 9, 9, 0, 0], [9, 9, 9, 9, 9, 9]])
+    idx = model.tile_index(ids == ctx)
+    assert idx[0, 1:5].tolist() == [0, 1, 2, model.cfg.max_num] and idx[1, 1].item() == 0
+    feats = torch.randn(5, 1, model.projector.norm.normalized_shape[0])
+    with torch.no_grad():
+        x = model.embed_inputs(ids, feats)
+        want = model.projector(feats).reshape(-1, 32) + model.tile_pos.weight[[0, 1, 2, model.cfg.max_num, 0]]
+    torch.testing.assert_close(x[ids == ctx], want)
+    set_trainable(model, ("decoder",))
+    assert not model.tile_pos.weight.requires_grad
+    set_trainable(model, ("projector",))
+    assert model.tile_pos.weight.requires_grad and not model.decoder.embed.weight.requires_grad
+
+
+def replace_vlm(cfg: RecipeConfig, vlm: VLMConfig) -> RecipeConfig:
+    from dataclasses import replace
+
+    return replace(cfg, vlm=vlm)

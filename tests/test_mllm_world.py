@@ -116,3 +116,13 @@ def test_training_chats_mix_captions_questions_and_rounds():
     assert any(k == ["描述"] for k in kinds) and any(len(k) == 3 for k in kinds) and any("追问" in k for k in kinds)
     for s in chats:
         assert len({q for q, _ in s.turns}) == len(s.turns)  # no question asked twice in one chat
+
+
+def test_train_shapes_keep_thins_one_shape_training_canvases_only():
+    from dataclasses import replace
+
+    base = make_world(SMALL)
+    thin = make_world(replace(SMALL, train_shapes_keep=(0.2, 1.0, 1.0)))
+    ones = lambda cvs: sum(len(cv.items) == 1 for cv in cvs) / len(cvs)  # noqa: E731
+    assert ones(thin.train_canvases) < ones(base.train_canvases) / 2
+    assert thin.test_canvases == base.test_canvases  # the test is drawn as before

@@ -99,6 +99,21 @@ def accuracy_by_shapes(samples: Sequence[Sample], replies: Sequence[str],
     return {k: (sum(v) / len(v), len(v)) for k, v in sorted(hits.items())}
 
 
+# Questions whose answer is an attribute of the one shape they name (by colour, shape or position): on a canvas with
+# 2-3 shapes they need the question bound to the right shape. 数量 is about all shapes, 有无 / 左右 about pairs.
+ONE_SHAPE_QTYPES = ("颜色", "形状", "大小", "位置")
+
+
+def one_shape_by_shapes(samples: Sequence[Sample], replies: Sequence[str],
+                        canvases: Sequence[Canvas]) -> dict[int, tuple[float, int]]:
+    """Shapes on the canvas (1, 2, 3) -> (accuracy, number of questions) of the ONE_SHAPE_QTYPES questions."""
+    hits: dict[int, list[bool]] = defaultdict(list)
+    for s, r in zip(samples, replies):
+        if s.qtypes[0] in ONE_SHAPE_QTYPES:
+            hits[len(canvases[s.canvas].items)].append(r == s.turns[0][1])
+    return {n: (sum(v) / len(v), len(v)) for n, v in sorted(hits.items())}
+
+
 def wrong_replies(samples: Sequence[Sample], replies: Sequence[str], canvases: Sequence[Canvas]) -> tuple[int, int]:
     """Wrong first-round replies split into (a colour or shape of some shape on the same canvas - the
     wrong shape was picked, a word that names nothing on the canvas - the attribute was misread)."""

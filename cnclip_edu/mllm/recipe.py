@@ -20,7 +20,7 @@ import torch
 
 from .batches import ImageBank
 from .chat import ChatVocab
-from .evaluate import (accuracy_by_type, ask_single, caption_scores, describe, multi_round)
+from .evaluate import accuracy_by_type, ask_single, caption_scores, describe, multi_round, one_shape_by_shapes
 from .train import Stage, StageResult, train_stage
 from .vlm import MiniVLM, VLMConfig
 from .world import (CAPTION_PROMPT, QTYPES, Canvas, Sample, WorldConfig, ask, caption, chat_samples,
@@ -34,6 +34,8 @@ class RecipeConfig:
     chats_per_canvas: int = 4        # stage-2 chats per canvas (captions, questions, 2-3 rounds)
     caption_share: float = 0.2       # of the stage-2 chats: captions ...
     multi_round_share: float = 0.3   # ... and 2-3 round chats; the rest are single questions
+    # How often a drawn training canvas with 1, 2, 3 shapes is kept (rejection; the test canvases are never filtered).
+    train_shapes_keep: tuple[float, float, float] = (1.0, 1.0, 1.0)
     n_text_chats: int = 6000         # stage-0 text, from canvases that are never drawn
     text_context: float = 0.8        # share of stage-0 chats whose scene is described in words in <img>...</img>
     # Stage-0 loss: "answers" (a chat model's instruction tuning, as InternLM2-Chat) or "all" (plain language
@@ -75,15 +77,23 @@ class World:
     multi_round: list[Sample]       # 3-round chats about seen canvases
 
 
+def _train_canvas(rng: random.Random, combos, cells_probs, keep: tuple[float, float, float]) -> Canvas:
+    """A training canvas, drawn again while a coin with P(keep[shapes - 1]) says no."""
+    while True:
+        cv = sample_canvas(rng, combos, cells_probs)
+        if keep[len(cv.items) - 1] >= 1.0 or rng.random() < keep[len(cv.items) - 1]:
+            return cv
+
+
 def make_world(cfg: RecipeConfig) -> World:
     wc = cfg.world
     seen, held = wc.seen(), wc.heldout()
     rng = random.Random(f"mllm-{cfg.seed}-train")
-    train = [sample_canvas(rng, seen, wc.cells_probs) for _ in range(cfg.n_train_canvases)]
+    train = [_train_canvas(rng, seen, wc.cells_probs, cfg.train_shapes_keep) for _ in range(cfg.n_train_canvases)]
     sft = chat_samples(rng, train, seen, cfg.chats_per_canvas, cfg.multi_round_share, cfg.caption_share)
     captions = [Sample(i, [(CAPTION_PROMPT, caption(cv))], ["描述"]) for i, cv in enumerate(train)]
     trng = random.Random(f"mllm-{cfg.seed}-text")
-    text_canvases = [sample_canvas(trng, seen, wc.cells_probs) for _ in range(cfg.n_text_chats // 3)]
+    text_canvases = [_train_canvas(trng, seen, wc.cells_probs, cfg.train_shapes_keep) for _ in range(cfg.n_text_chats // 3)]
     text = chat_samples(trng, text_canvases, seen, 3)
     for s in text:  # reading comprehension: the scene in words where the image will later be
         if trng.random() < cfg.text_context:
@@ -158,7 +168,11 @@ def evaluate_all(model: MiniVLM, world: World, bank: ImageBank) -> dict:
     """Every number of the chapter, in one dict (accuracies in [0, 1])."""
     out: dict = {}
     for mode in ("image", "text_only", "mismatched"):
-        out[f"seen_{mode}"] = accuracy_by_type(world.test_questions, ask_single(model, bank, world.test_questions, mode))
+        replies = ask_single(model, bank, world.test_questions, mode)
+        out[f"seen_{mode}"] = accuracy_by_type(world.test_questions, replies)
+        if mode == "image":
+            out["seen_replies"] = replies
+            out["one_shape_by_shapes"] = one_shape_by_shapes(world.test_questions, replies, world.test_canvases)
         for name, qs in (("heldout_shape", world.heldout_shape), ("heldout_color", world.heldout_color)):
             replies = ask_single(model, bank, qs, mode)
             out[f"{name}_{mode}"] = accuracy_by_type(qs, replies)["全部"]

@@ -61,10 +61,12 @@ def set_trainable(model, parts: tuple[str, ...]) -> int:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    modules = {"vit": model.vision, "projector": model.projector, "decoder": model.decoder}
-    for name, mod in modules.items():
-        for p in mod.parameters():
-            p.requires_grad_(name in parts)
+    modules = {"vit": [model.vision], "projector": [model.projector, getattr(model, "tile_pos", None)],
+               "decoder": [model.decoder]}
+    for name, mods in modules.items():
+        for mod in mods:
+            for p in (mod.parameters() if mod is not None else ()):
+                p.requires_grad_(name in parts)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

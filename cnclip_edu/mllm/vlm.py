@@ -35,6 +35,8 @@ class VLMConfig:
     # notebook 11's recipe (seed 0 / 1) answers its held-out shape questions 0.63 / 0.48 with -4 (text-only 0.125 / 0.125),
     # 0.54 / 0.25 with -1 (text-only 0.25 / 0.0): what the image adds rises from 29 / 25 to 51 / 36 points.
     select_layer: int = -4
+    # A learned vector per tile index (cell 1, 2, ... and one for the thumbnail), added to that tile's image tokens.
+    tile_embed: bool = False
     decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(vocab_size=0))
 
     def tokens_per_tile(self, vit_grid: int) -> int:
@@ -52,6 +54,10 @@ class MiniVLM(nn.Module):
         dcfg = DecoderConfig(**{**cfg.decoder.__dict__, "vocab_size": len(vocab)})
         self.decoder = Decoder(dcfg)
         self.projector = MLPProjector(feat_dim, dcfg.width)
+        # index max_num is the thumbnail's; trained with the projector (train.set_trainable)
+        self.tile_pos = nn.Embedding(cfg.max_num + 1, dcfg.width) if cfg.tile_embed else None
+        if self.tile_pos is not None:
+            nn.init.normal_(self.tile_pos.weight, std=dcfg.init_std)
         self.img_context = vocab.index[IMG_CONTEXT_ID]
         self.eos = vocab.index[SPECIAL_IDS[IM_END]]
 
@@ -77,9 +83,20 @@ class MiniVLM(nn.Module):
         if img.shape[0] != n_slots:
             raise ValueError(f"{n_slots} <IMG_CONTEXT> tokens in the batch but {img.shape[0]} image tokens "
                              f"({feats.shape[0]} tiles x {feats.shape[1]})")
+        if self.tile_pos is not None:
+            img = img + self.tile_pos(self.tile_index(slots)[slots])
         x = x.clone()
         x[slots] = img.to(x.dtype)
         return x
+
+    def tile_index(self, slots: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool image slots -> (B, L) long: which tile of its row's image each slot holds, 0, 1, ...
+        left to right, and `max_num` for the thumbnail (the last tile of an image cut into more than one)."""
+        rank = slots.long().cumsum(1) - 1                             # (B, L): index among the row's image tokens
+        tile = rank.clamp(min=0) // self.tokens_per_tile              # (B, L)
+        n_tiles = (slots.sum(1, keepdim=True) // self.tokens_per_tile)  # (B, 1)
+        thumb = (tile == n_tiles - 1) & (n_tiles > 1) & self.cfg.use_thumbnail
+        return torch.where(thumb, torch.full_like(tile, self.cfg.max_num), tile)
 
     def forward(self, ids: torch.Tensor, valid: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:
         return self.decoder(self.embed_inputs(ids, feats), valid)  # (B, L, V)
