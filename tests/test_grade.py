@@ -308,7 +308,11 @@ def test_grade_costs_only_what_each_failure_should(tmp_path, fake_exercises):
     assert errors["carol"].startswith("96_alpha.ipynb: kernel 崩溃 (DeadKernelError)")
     assert errors["carol"].endswith("96_alpha.ipynb: cell 3: 超时被中断 (interrupted at the cell time limit) (+1 个"
                                     f"单元格出错 / more cell errors); {missing}; 96.q1: 没有运行到检查 (check not reached)")
-    assert errors["dave"].startswith("96_alpha.ipynb: 超时 (timeout): 超过 45 s，后面的单元格没有运行; ")
+    # the notebook's 45 s run out inside a sleeping cell: the grader interrupts it with the time left; whether the
+    # interrupt lands in that window ("超过 45 s") or the kernel has to be stopped ("不响应中断，kernel 已中止") depends
+    # on the machine's load — both are the notebook's timeout, and the grades above are the same either way
+    assert errors["dave"].startswith("96_alpha.ipynb: 超时 (timeout)"), errors["dave"]
+    assert ("超过 45 s，后面的单元格没有运行; " in errors["dave"]) or ("kernel 已中止; " in errors["dave"]), errors["dave"]
     assert errors["dave"].endswith(f"{missing}; 96.q1: 超时 (timeout)")
     assert errors["erin"] == (f"{missing}; 96.1: 用了库自己的实现 (library used)：交上来的是库里的参考实现本身; "
                               "96.q1: 检查格被删除 (check deleted)")
