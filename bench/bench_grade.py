@@ -16,6 +16,7 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     argv = sys.argv[1:] if argv is None else list(argv)
     a = ap.parse_args(argv)
+    # a killed benchmark leaves no temp class behind: SIGTERM unwinds like Ctrl-C, so the folder below is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     notebooks = [p for pre in a.notebooks for p in find_notebooks(REPO_NOTEBOOKS, [pre])]
     load0 = os.getloadavg()[0]
     rows, grades = [], {}
