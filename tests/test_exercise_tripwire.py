@@ -16,7 +16,7 @@ CHEATS = {
     "01.1": (lambda t: TOK.basic_tokenize(t), "Tokenizer.basic_tokenize"),
     "01.2": (lambda w, v: TOK.wordpiece(w), "Tokenizer.wordpiece"),
     "01.3": (load_vocab, "cnclip_edu.tokenizer.load_vocab"),
-    "01.4": (lambda t, v: TOK.encode(t), "Tokenizer.encode"),
+    "01.4": (lambda ts, v: TOK.encode_batch(ts), "Tokenizer.encode_batch"),
     "01.5": (lambda t, v, L=52: cc.tokenize(t, L), "cnclip_edu.tokenizer.tokenize"),
     "00.1": (lambda i, t, s: cc.model.clip.CLIP.get_similarity(None, None, None), "CLIP.get_similarity"),
     "00.2": (lambda *args: hard_negatives.hard_negative_groups(*args), "hard_negative_groups"),

@@ -1,14 +1,15 @@
 """Notebook 01 (the tokenizer): the student writes the whole tokenizer, piece by piece.
 
 01.1 `is_cjk` + `basic_tokenize`, 01.2 `wordpiece(word, vocab)`, 01.3 `load_vocab(path)`,
-01.4 `encode(text, vocab)` (01.1 + 01.2 + the vocab, [UNK] = 100), 01.5 `tokenize(texts, vocab,
-context_length)` on top of the student's own `encode`, 01.6 `decode(ids, vocab)` (ids back to text,
+01.4 `encode_batch(texts, vocab)` (01.1 + 01.2 + the vocab, [UNK] = 100, each distinct word cut once per
+call; the cell gives `encode(text, vocab)` on top of it), 01.5 `tokenize(texts, vocab, context_length)` on
+top of the student's own `encode_batch`, 01.6 `decode(ids, vocab)` (ids back to text,
 the spacing rule of `cnclip_edu.decode`), 01.7 `choose_context_length(n_ids, q)` (the smallest L that
 keeps a share q of the texts whole; section 6 picks L with it). 01.3-01.5 are the names the capstone of
 notebook 05 loads from the student's `%%my_clip` cells.
 
 Each answer is compared with the library (`Tokenizer.basic_tokenize`, `Tokenizer.wordpiece`,
-`load_vocab`, `Tokenizer.encode`, `cnclip_edu.tokenize`, `Tokenizer.decode`, `choose_context_length`), which tests/test_tokenizer.py proves equal
+`load_vocab`, `Tokenizer.encode_batch`, `cnclip_edu.tokenize`, `Tokenizer.decode`, `choose_context_length`), which tests/test_tokenizer.py proves equal
 to cn_clip on every Unicode code point and 100k+ sentences. The public cases hold what trips
 students up (accents, full-width letters, `￥99`, emoji, the edges of the ideograph blocks, CJK
 punctuation, words of exactly 200 / 201 characters, the U+2028 line of vocab.txt, a row that fits
@@ -384,17 +385,70 @@ PARITY_SENTENCES = ["南京市长江大桥", "北京大学的学生在看 iPhone
                     "e-mail: user@mail.cn", "$99 或 ￥99", "繁體中文測試", "一件 XL 码的白色纯棉T恤，夏季新款短袖"]
 
 
-def _library_encode(text: str, vocab: dict[str, int]) -> list[int]:
-    return _tok().encode(text)   # the cases always pass the library's vocab
+def _library_encode_batch(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
+    """The library's ids of each text, in the ids of `vocab` (the cases pass the library's tokens, maybe
+    renumbered: `vocab` maps every library token to its id there)."""
+    inv, ids = _tok().inv_vocab, dict(dict.items(vocab))   # a plain copy: the reference asks no counting vocab
+    return [[ids[inv[i]] for i in row] for row in _tok().encode_batch(list(texts))]
 
 
-_guard_encode = guard_for(_library_encode, BUILDS_ENCODE, warm=_tok)
+_guard_encode = guard_for(_library_encode_batch, BUILDS_ENCODE, warm=_tok)
 
 
 def _encode_case(label: str, texts: list[str]) -> Case:
     def run(f):
+        return _guard_encode(f)(list(texts), _vocab_copy())
+    return Case(label, run)
+
+
+class _CountingVocab(dict):
+    """A vocab that counts how often it is asked (`in`, `[]`, `.get`): the cost of WordPiece is these look-ups."""
+
+    lookups = 0
+
+    def __contains__(self, key):
+        self.lookups += 1
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        self.lookups += 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def _lookup_budget(texts: list[str]) -> int:
+    """Look-ups allowed when every distinct word is cut once: a greedy loop over an n-character word tries
+    at most n(n+1)/2 candidates and looks up at most n pieces (twice each, with an `in` before the `[]`)."""
+    words = {w for t in texts for w in _tok().basic_tokenize(t)}
+    return sum(len(w) * (len(w) + 1) // 2 + 2 * len(w) for w in words) + 10
+
+
+_CACHE_WORDS = ["unaffable", "running", "shoes", "bluetooth", "iphone", "macbook", "adidas", "hello", "world"]
+
+
+def _repeated_words_case(label: str, rng: random.Random, n_texts: int) -> Case:
+    """Many different texts made of the same few words: an answer that cuts every word again each time it
+    appears (or caches whole texts, which never repeat here) asks the vocab far more often than the budget."""
+    texts = [" ".join(rng.choice(_CACHE_WORDS) for _ in range(6)) + f" {i}号" for i in range(n_texts)]
+    budget = _lookup_budget(texts)
+
+    def run(f):
+        g, vocab = _guard_encode(f), _CountingVocab(_vocab_copy())
+        rows = g(texts, vocab)
+        return {"ids": rows, "每个不同的词只切一次（查词表的次数没超过上限）": vocab.lookups <= budget}
+    return Case(label, run)
+
+
+def _two_vocabs_case(label: str, texts: list[str]) -> Case:
+    """The same texts with the course vocab, then with the same tokens renumbered (id + 1000): ids come
+    from the vocab passed in, so a cache that outlives one call answers the second call with the first vocab's ids."""
+    def run(f):
         g, vocab = _guard_encode(f), _vocab_copy()
-        return [g(t, vocab) for t in texts]
+        shifted = {t: i + 1000 for t, i in vocab.items()}
+        return {"原词表": g(list(texts), vocab), "id 全部加 1000 的词表": g(list(texts), shifted)}
     return Case(label, run)
 
 
@@ -421,31 +475,75 @@ def _random_sentence(rng: random.Random) -> str:
 
 def _encode_hidden(seed: int) -> list[Case]:
     rng = random.Random(seed)
-    return [_encode_case("随机的中英数字标点混排句子", [_random_sentence(rng) for _ in range(4)]) for _ in range(3)] + [
+    return [_encode_case("随机的中英数字标点混排句子", [_random_sentence(rng) for _ in range(rng.randint(3, 8))])
+            for _ in range(3)] + [
         _encode_case("随机混排的文本（各区段汉字、假名、拉丁字母、标点、空白）",
-                     [_random_text(rng, rng.randint(5, 30)) for _ in range(4)])]
+                     [_random_text(rng, rng.randint(5, 30)) for _ in range(4)]),
+        _repeated_words_case("随机的一批文本，几个英文词反复出现", rng, rng.randint(150, 250)),
+        _two_vocabs_case("随机句子先用原词表，再用 id 全部加 1000 的词表", [_random_sentence(rng) for _ in range(3)]),
+    ]
+
+
+def _student_encode_batch(texts, vocab, *, mistake: str = "", _shared: dict | None = None):
+    """`encode_batch` as the notebook's solution writes it, with one usual mistake switched on."""
+    if mistake in ("chars", "no_basic", "drop_unk", "cls_sep"):
+        return [_student_encode(t, vocab, mistake=mistake) for t in texts]
+    if mistake == "no_cache":
+        return [_student_encode(t, vocab) for t in texts]
+    if mistake == "text_cache":   # whole texts as keys: a text that comes again is free, a word is not
+        cache_t: dict[str, list[int]] = {}
+        for t in texts:
+            if t not in cache_t:
+                cache_t[t] = _student_encode(t, vocab)
+        return [cache_t[t] for t in texts]
+    cache = _shared if mistake == "global_cache" else {}
+    rows = []
+    for text in texts:
+        ids: list[int] = []
+        for word in _student_basic(text):
+            if word not in cache:
+                cache[word] = [vocab[p] for p in _student_wordpiece(word, vocab)]
+            ids += cache[word]
+        rows.append(ids)
+    if mistake == "flat":
+        return [i for row in rows for i in row]
+    return rows
+
+
+def _encode_mutant(mistake: str):
+    shared: dict = {}   # the module-level cache of the "global_cache" mistake: it outlives one call
+    return lambda ts, v: _student_encode_batch(ts, v, mistake=mistake, _shared=shared)
 
 
 register(Exercise(
-    id="01.4", title="encode：你的 BasicTokenizer + WordPiece + 词表 → id 列表", points=3,
-    hint="先用你的 BasicTokenizer 切词，每个词再交给你的 WordPiece，最后把每个片段换成它在词表里的 id；"
-         "配不上的词已经是 [UNK] 这个片段了，它在词表里也有 id（100）。encode 不加 [CLS]/[SEP]，也不截断。",
-    reference=_library_encode,
+    id="01.4", title="encode_batch：一批文本 → 每条一串 id，每个不同的词只切一次", points=3,
+    hint="一条文本的 id：你的 BasicTokenizer 切词，每个词交给你的 WordPiece，每个片段换成它在词表里的 id（配不上的词是 "
+         "[UNK] 这个片段，id 在词表里查），不加 [CLS]/[SEP]、不截断。一批文本里反复出现的是“词”（一个汉字、一个英文词），"
+         "不是整条文本：记住每个词切出的 id，再遇到就直接用。想一想这份记录该活多久——id 来自传进来的那份词表。",
+    reference=_library_encode_batch,
     cases=lambda: [
         _encode_case("第 1、3 部分的对照句（与 cn_clip 逐个相同的 id）", PARITY_SENTENCES),
         _encode_case("空字符串、只有空白、只有控制字符", ["", "  \t\u3000 ", "\u200b\x00"]),
         _encode_case("恰好 200 个字符的词与 201 个字符的词", ["x" * 200 + " 和 " + "x" * 201]),
         _encode_case("带重音、去掉重音后恰好 200 个字符的词", ["é" * 200]),
         _encode_case("表情、扩展区汉字、假名、中文标点", ["😀🎉表情", "𠮷野家の牛丼「大盛」", "《三体》……——“好看”"]),
+        _encode_case("空的一批", []),
+        _repeated_words_case("200 条各不相同的文本，都由同样 9 个英文词拼成", random.Random(0), 200),
+        _two_vocabs_case("同一批文本先用原词表，再用同样的词条、id 全部加 1000 的词表",
+                         ["unaffable 手机", "iPhone 15 Pro", "😀表情"]),
     ],
     hidden=_encode_hidden,
     builds=BUILDS_ENCODE,
     needs=("01.1", "01.2"),
     mutants=lambda: {
-        "不做 BasicTokenizer，直接按空格切": lambda t, v: _student_encode(t, v, mistake="no_basic"),
-        "一个字符一个 id（英文和数字也按字符查）": lambda t, v: _student_encode(t, v, mistake="chars"),
-        "把 [UNK] 丢掉了": lambda t, v: _student_encode(t, v, mistake="drop_unk"),
-        "encode 里就加了 [CLS] 和 [SEP]": lambda t, v: _student_encode(t, v, mistake="cls_sep"),
+        "不做 BasicTokenizer，直接按空格切": _encode_mutant("no_basic"),
+        "一个字符一个 id（英文和数字也按字符查）": _encode_mutant("chars"),
+        "把 [UNK] 丢掉了": _encode_mutant("drop_unk"),
+        "encode 里就加了 [CLS] 和 [SEP]": _encode_mutant("cls_sep"),
+        "没有缓存：每次遇到同一个词都重新切": _encode_mutant("no_cache"),
+        "按整条文本缓存（文本几乎不重复，词才重复）": _encode_mutant("text_cache"),
+        "缓存放在函数外面，换了词表还用旧的 id": _encode_mutant("global_cache"),
+        "整批的 id 拼成了一个列表（没有分行）": _encode_mutant("flat"),
     },
 ))
 
@@ -688,8 +786,13 @@ _guard_choose = guard_for(_library_choose, BUILDS_CHOOSE)
 
 def _choose_case(label: str, counts: list[int], q: float | None) -> Case:
     def run(f):
+        import numbers
+
         g = _guard_choose(f)
-        return g(list(counts)) if q is None else g(list(counts), q)
+        out = g(list(counts)) if q is None else g(list(counts), q)
+        # the spec says a Python int (a numpy integer prints the same but is another type); plain data for the grader
+        value = int(out) if isinstance(out, numbers.Integral) else repr(out)
+        return {"L": value, "返回值的类型": type(out).__name__}
     return Case(label, run)
 
 
@@ -731,6 +834,9 @@ def _choose_mistake(kind: str):
             return n[max(0, int(q * len(n)) - 1)] + 2
         if kind == "strict_gt":  # "share > q" instead of "share reaches q"; all texts when none exceeds q
             return next((n[j] for j in range(len(n)) if (j + 1) / len(n) > q), n[-1]) + 2
+        if kind == "numpy_int":  # np.sort and an index: right number, but a numpy.int64
+            s = np.sort(np.asarray(n_ids))
+            return s[math.ceil(q * len(s)) - 1] + 2
         k = math.ceil(q * len(n))
         return n[k - 1] + (0 if kind == "no_plus_2" else 2)
     return choose_context_length
@@ -753,5 +859,6 @@ register(Exercise(
         "np.percentile 的默认线性插值再向上取整": _choose_mistake("percentile"),
         "忘了先排序": _choose_mistake("unsorted"),
         "用 > 而不是 ≥：q·N 正好是整数时多放了一条": _choose_mistake("strict_gt"),
+        "返回了 numpy 的整数 (numpy.int64)，不是 Python int": _choose_mistake("numpy_int"),
     },
 ))
