@@ -56,3 +56,22 @@ def test_the_library_accumulation_is_not_an_answer_to_04_2():
     with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("04.2", lazy)
     X.check("04.2", X.get("04.2").reference)  # the routine is armed again afterwards
+
+
+def test_hidden_04_2_cases_require_the_feature_cache():
+    """The mutants with exact gradients but no memory saving (one graph for all K micro-batches, the
+    concatenated batch, a first pass that builds graphs) are refused by the grading cases too."""
+    ex = X.get("04.2")
+    cache_free = {k: m for k, m in ex.mutants().items() if "梯度对" in k or "根本没有累积" in k}
+    assert len(cache_free) == 3, list(cache_free)
+    for seed in (0, 1):
+        for name, wrong in cache_free.items():
+            assert _run(ex, wrong, ex.hidden(seed)) is not None, f"seed {seed}: {name} passed"
+
+
+def test_the_reference_imported_by_notebook_04_is_not_an_answer_to_04_4():
+    from cnclip_edu.course.exercises.nb04 import local_rank_loss
+
+    with pytest.raises(X.ExerciseFailed, match="调用了库里"):
+        X.check("04.4", lambda *args: local_rank_loss(*args))
+    X.check("04.4", X.get("04.4").reference)  # armed again afterwards

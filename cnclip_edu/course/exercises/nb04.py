@@ -180,7 +180,7 @@ def _run_accum(f, k: int, b: int, seed: int, stale_grads: bool = False) -> dict:
     loss = guarded(f, feature_cache_step, BUILDS_04_2)(model, micro, ClipLoss())
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         loss = loss.item()
-    out = {"返回的损失": loss, "带梯度的前向一次只有一个小批次": model.one_at_a_time}
+    out = {"返回的损失": loss, "带梯度的前向一次只有一个微批次": model.one_at_a_time}
     for name, p in model.named_parameters():
         out[f"{name} 的梯度"] = p.grad.detach().clone() if p.grad is not None else None
     return out
@@ -188,9 +188,9 @@ def _run_accum(f, k: int, b: int, seed: int, stale_grads: bool = False) -> dict:
 
 def _cases_04_2():
     return [
-        Case("K = 4 个小批次，每个 B = 3", lambda f: _run_accum(f, 4, 3, seed=0)),
-        Case("K = 2 个小批次，每个 B = 5", lambda f: _run_accum(f, 2, 5, seed=1)),
-        Case("K = 1（只有一个小批次：就是普通的一步）", lambda f: _run_accum(f, 1, 4, seed=2)),
+        Case("K = 4 个微批次，每个 B = 3", lambda f: _run_accum(f, 4, 3, seed=0)),
+        Case("K = 2 个微批次，每个 B = 5", lambda f: _run_accum(f, 2, 5, seed=1)),
+        Case("K = 1（只有一个微批次：就是普通的一步）", lambda f: _run_accum(f, 1, 4, seed=2)),
         Case("K = 3，模型的 .grad 里还留着上一步的梯度", lambda f: _run_accum(f, 3, 2, seed=3, stale_grads=True)),
     ]
 
@@ -212,7 +212,8 @@ def _mutants_04_2():
         rest = cache[:at] + cache[at + 1:]
         return torch.cat(rest[:at] + [fresh] + rest[at:])
 
-    def two_pass(zero=True, no_grad=True, scale_s=True, divide_loss=False, slot_zero=False, append=False):
+    def two_pass(zero=True, no_grad=True, scale_s=True, divide_loss=False, slot_zero=False, append=False,
+                 detach_cache=False):
         def step(model, micro, loss_fn):
             if zero:
                 model.zero_grad()
@@ -220,6 +221,8 @@ def _mutants_04_2():
             ctx = torch.no_grad() if no_grad else torch.enable_grad()
             with ctx:
                 cache = [model(x, t)[:2] for x, t in micro]
+            if detach_cache:   # right values and gradients, but pass 1 built K graphs (only to throw them away)
+                cache = [(i.detach(), t.detach()) for i, t in cache]
             ci, ct = [c[0] for c in cache], [c[1] for c in cache]
             for j, (x, t) in enumerate(micro):
                 img, txt, s = model(x, t)
@@ -257,10 +260,12 @@ def _mutants_04_2():
         loss.backward()
         return loss.item()
 
-    return {"每个小批次各算一个损失再取平均（朴素累积）": mean_of_micro_losses,
-            "K 个小批次都带梯度前向、最后一起反传一次（梯度对，但所有激活同时留在内存里）": one_graph,
-            "把 K 个小批次拼成一个大批次、只前向一次（根本没有累积）": concatenated,
+    return {"每个微批次各算一个损失再取平均（朴素累积）": mean_of_micro_losses,
+            "K 个微批次都带梯度前向、最后一起反传一次（梯度对，但所有激活同时留在内存里）": one_graph,
+            "把 K 个微批次拼成一个大批次、只前向一次（根本没有累积）": concatenated,
             "缓存的特征没有 detach（第一遍没有 no_grad）：梯度重复计了 K 次": two_pass(no_grad=False),
+            "第一遍没有 no_grad、事后才 detach（梯度对，但第一遍白白为 K 个微批次建了计算图）":
+                two_pass(no_grad=False, detach_cache=True),
             "开始时没有把梯度清零（上一步的梯度混了进来）": two_pass(zero=False),
             "logit_scale 的梯度没有除以 K（每一遍都给了它完整的梯度）": two_pass(scale_s=False),
             "像普通累积那样把每一遍的损失除以 K": two_pass(divide_loss=True, scale_s=False),
@@ -270,7 +275,7 @@ def _mutants_04_2():
 
 register(Exercise(
     id="04.2", title="带特征缓存的梯度累积 (feature cache)", points=3,
-    hint="两遍：第一遍不求导，只为每个小批次留下特征；第二遍每次只让一个小批次带梯度，把它的新特征放回它在大批次里"
+    hint="两遍：第一遍不求导，只为每个微批次留下特征；第二遍每次只让一个微批次带梯度，把它的新特征放回它在大批次里"
          "原来的位置，其余用缓存，在整个大批次上算损失、反传。想一想 K 遍反传加起来时，哪个量被每一遍都完整地求导了一次"
          "（它应当只算一次），以及开始之前 .grad 里可能还有什么。",
     reference=feature_cache_step, cases=_cases_04_2, mutants=_mutants_04_2, hidden=_hidden_04_2,
@@ -387,7 +392,8 @@ def _cases_04_4():
             for w, r in [(2, 1), (4, 0), (4, 3)]]
 
 
-BUILDS_04_4 = ("cnclip_edu.loss.ClipLoss.forward",)
+# the reference itself too: notebook 04 imports it as the fallback after the check, so it is within reach
+BUILDS_04_4 = ("cnclip_edu.loss.ClipLoss.forward", "cnclip_edu.course.exercises.nb04.local_rank_loss")
 
 
 def _hidden_04_4(seed: int):
