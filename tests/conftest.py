@@ -1,9 +1,22 @@
-"""Shared pytest set-up: deterministic CPU torch, and a skip rule for GPU-only tests."""
+"""Shared pytest set-up: a skip rule for GPU-only tests, and the course run in the background.
+
+The course (all 12 notebooks, `make course`'s defaults) takes most of `make test`'s time but uses the two
+cores only part of the time, so it starts in a background process (`course_driver.py`) as soon as
+collection shows that a test needs it (`course_run`), and runs while the unit tests do; `course_run`
+waits for it. With CNCLIP_COURSE_FOREGROUND=1 the fixture runs the notebooks itself, after the tests
+before it, as it always did (a debugger, or a machine with one core)."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+_COURSE = pytest.StashKey[tuple]()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -22,3 +35,45 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    needs = any("course_run" in getattr(item, "fixturenames", ()) for item in session.items)
+    if not needs or session.config.option.collectonly or os.environ.get("CNCLIP_COURSE_FOREGROUND") == "1":
+        return
+    work = session.config._tmp_path_factory.mktemp("course")
+    log = open(work.parent / "course_driver.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(HERE / "course_driver.py"), str(work), str(work / "results.json")],
+                            env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    session.config.stash[_COURSE] = (proc, work, log)
+
+
+def pytest_sessionfinish(session):
+    started = session.config.stash.get(_COURSE, None)
+    if started is not None:
+        proc, _, log = started
+        if proc.poll() is None:  # the run was cut short (-x, Ctrl-C): the notebooks stop with their driver
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def course_run(request, tmp_path_factory):
+    """(work folder, {"00": NotebookResult, ...}) of every course notebook, run in order in one folder."""
+    from cnclip_edu.course import runner as course
+
+    started = request.config.stash.get(_COURSE, None)
+    if started is None:
+        work = tmp_path_factory.mktemp("course")
+        return work, {nb.name[:2]: course.run_notebook(nb, work, {}) for nb in course.find_notebooks(course.REPO_NOTEBOOKS)}
+    proc, work, log = started
+    rc = proc.wait()
+    done = work / "results.json"
+    if rc != 0 or not done.is_file():
+        log.flush()
+        tail = (work.parent / "course_driver.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+        pytest.fail(f"the background course run exited with {rc}:\n{tail}")
+    rows = json.loads(done.read_text(encoding="utf-8"))
+    return work, {k: course.NotebookResult(r["name"], r["status"], r["wall_s"], Path(r["output_path"]), r["metrics"],
+                                           r["error"]) for k, r in rows.items()}
