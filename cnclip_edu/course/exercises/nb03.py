@@ -14,10 +14,15 @@ exercise has grading cases drawn from a seed (`hidden`) and names the library ro
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import random
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -473,6 +478,68 @@ def _load_malicious(f, where="top"):
         return "执行了文件里的代码" if marker.exists() else "没有报错"
 
 
+_TORCH_LOAD_CODE = inspect.unwrap(torch.load).__code__
+
+
+@contextmanager
+def _record_loads() -> Iterator[dict[str, list]]:
+    """Record how `torch.load` and `nn.Module.load_state_dict` are called while the block runs.
+
+    `torch.load`: a profile hook reads the arguments as the call starts (any alias of the function runs
+    the same code object), so `weights_only` / `map_location` are what the caller passed or the
+    default (None on torch >= 2.6, False before). `load_state_dict`: its default `strict=True` cannot be
+    told from an explicit one by the values, so the method is wrapped and the call's own arguments read."""
+    seen: dict[str, list] = {"load": [], "strict": []}
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code is _TORCH_LOAD_CODE:
+            seen["load"].append((frame.f_locals.get("weights_only"), frame.f_locals.get("map_location")))
+
+    original = torch.nn.Module.load_state_dict
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def recording(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        seen["strict"].append(bound.arguments.get("strict", "默认值"))
+        return original(self, *args, **kwargs)
+
+    previous = sys.getprofile()
+    torch.nn.Module.load_state_dict = recording
+    sys.setprofile(hook)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(previous)
+        torch.nn.Module.load_state_dict = original
+
+
+def _explicit_arguments(f):
+    """Load a good file under `_record_loads`; -> "明确写出了…" or what was left to a default (in Chinese).
+
+    Not guarded: a call into the library loader is refused by the other cases; this one only reads
+    the arguments (the library's own loader writes all three out)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = _write(d, official_layout(tiny_clip(seed=59), seed=59))
+        with _record_loads() as seen:
+            f(tiny_clip(seed=60), path)
+    problems = []
+    if not seen["load"]:
+        problems.append("没有用 torch.load 读文件")
+    elif any(w is not True for w, _ in seen["load"]):
+        problems.append(f"torch.load 没有写 weights_only=True（这台机器上的 torch {torch.__version__.split('+')[0]} "
+                        "不写时默认是 True，所以碰巧安全；但 torch 2.6 之前默认是 False，同一行代码在那些版本上"
+                        "会执行文件里藏着的代码。安全不能靠默认值，要明确写出来）")
+    if seen["load"] and any(m is None for _, m in seen["load"]):
+        problems.append("torch.load 没有写 map_location（在 GPU 上存的文件，到了没有 GPU 的机器上就读不出来）")
+    if not seen["strict"]:
+        problems.append("没有用 load_state_dict 装进模型")
+    elif any(s is not True for s in seen["strict"]):
+        problems.append("load_state_dict 没有明确写 strict=True（要把“名字对不上就报错”写在代码里，"
+                        "读代码的人不用去记默认值）")
+    return "；".join(problems) if problems else "weights_only=True、map_location、strict=True 都明确写出来了"
+
+
 def _load_cases():
     return [Case("cn_clip 格式的文件（module. + bert.pooler）装进另一个随机模型", lambda f: _load_features(f, 53, 54)),
             Case("FlashAttention 参数名的文件", lambda f: _load_features(f, 55, 56, flash=True)),
@@ -481,7 +548,9 @@ def _load_cases():
             Case("文件里多了一个模型没有的参数：必须报错",
                  lambda f: _load_refused(f, lambda sd: sd.update({"module.visual.extra_head.weight": torch.ones(3)}))),
             Case("文件里藏着读取时会执行的代码（pickle 里的任意对象）：必须拒绝，不能执行它",
-                 lambda f: _load_malicious(f))]
+                 lambda f: _load_malicious(f)),
+            Case("安全和严格要明确写在代码里：weights_only=True、map_location、strict=True，不依赖默认值",
+                 _explicit_arguments)]
 
 
 def _load_hidden(seed: int):
@@ -491,14 +560,20 @@ def _load_hidden(seed: int):
     where = rng.choice(["top", "name"])
     return [Case("随机布局的 cn_clip 文件", lambda f: _load_features(f, seed, seed + 1, prefix=prefix, flash=flash)),
             Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone))),
-            Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where))]
+            Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where)),
+            Case("明确写出的参数", _explicit_arguments)]
 
 
-def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True):
+_DEFAULT = object()   # a _loader argument left out of the call (the function's default applies)
+
+
+def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True, map_location="cpu"):
     def load(model, path):
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+        kwargs = {k: v for k, v in (("map_location", map_location), ("weights_only", weights_only)) if v is not _DEFAULT}
+        obj = torch.load(path, **kwargs)
         sd = obj["state_dict"] if take_state_dict else obj
-        model.load_state_dict(normalize_keys(sd) if map_keys else sd, strict=strict)
+        sd = normalize_keys(sd) if map_keys else sd
+        model.load_state_dict(sd) if strict is _DEFAULT else model.load_state_dict(sd, strict=strict)
         return model if returns else None
     return load
 
@@ -515,6 +590,10 @@ register(Exercise(
         "没有取出 checkpoint['state_dict']": _loader(take_state_dict=False),
         "忘了 return model": _loader(returns=False),
         "weights_only=False：读文件时执行了文件里的代码": _loader(weights_only=False),
+        "torch.load(path)：weights_only 和 map_location 都靠默认值": _loader(weights_only=_DEFAULT, map_location=_DEFAULT),
+        "没写 weights_only（torch 2.6 之前的默认值会执行文件里的代码）": _loader(weights_only=_DEFAULT),
+        "没写 map_location": _loader(map_location=_DEFAULT),
+        "load_state_dict(sd)：strict 靠默认值": _loader(strict=_DEFAULT),
         "没有转换参数名，用 strict=False 硬装": _loader(strict=False, map_keys=False),
         "直接调用库里的 read_checkpoint + load_weights": lambda m, path: _library_load(m, path),
     }))
