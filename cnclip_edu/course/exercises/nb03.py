@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 from cnclip_edu.model.checkpoint import load_weights, normalize_keys, read_checkpoint
 from cnclip_edu.model.clip import CLIP
-from cnclip_edu.model.text import BertEmbeddings, padding_bias
+from cnclip_edu.model.text import BertEmbeddings, BertLayer, TextConfig, padding_bias
 
 from .core import Case, Exercise, register
-from .guards import guarded, refuse_shortcuts
+from .guards import MARK, guarded, refuse_shortcuts, watch
 from .towers import images, tiny_clip, tokens
 
 _TEXT = "cnclip_edu.model.text."
@@ -596,6 +596,137 @@ register(Exercise(
         "load_state_dict(sd)：strict 靠默认值": _loader(strict=_DEFAULT),
         "没有转换参数名，用 strict=False 硬装": _loader(strict=False, map_keys=False),
         "直接调用库里的 read_checkpoint + load_weights": lambda m, path: _library_load(m, path),
+    }))
+
+
+# ----------------------------------------------------------------------------- 03.7 a layer as your own nn.Module
+class _LibraryLayer(BertLayer):
+    """The reference answer to 03.7: the library's BertLayer built from (H, heads, I), called as (x, ids)."""
+
+    def __init__(self, H: int, heads: int, I: int):
+        super().__init__(TextConfig(name="layer", text_hidden_size=H, text_num_attention_heads=heads,
+                                    text_intermediate_size=I))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # (B, L, H), (B, L) -> (B, L, H)
+        return super().forward(x, padding_bias(ids, x.dtype))
+
+
+_MODULE_BUILDS = tuple(_TEXT + n + ".__init__" for n in ("BertLayer", "BertAttention", "BertSelfAttention",
+                                                         "DenseLayerNorm", "BertIntermediate", "BertEncoder",
+                                                         "BertModel"))
+
+
+def _weights_of(H, heads, I, seed, bert_init):
+    """A state_dict for one library layer: every tensor random (so swapped names show), or BERT's init."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layer = _LibraryLayer(H, heads, I)
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in layer.state_dict().items():
+        is_scale = "LayerNorm.weight" in k
+        if bert_init:  # Linear weights N(0, 0.02), biases 0, LayerNorm scale 1 and shift 0
+            sd[k] = torch.ones_like(v) if is_scale else torch.randn(v.shape, generator=g) * 0.02 \
+                if k.endswith(".weight") and "LayerNorm" not in k else torch.zeros_like(v)
+        else:
+            sd[k] = (1.0 if is_scale else 0.0) + torch.randn(v.shape, generator=g) * 0.3
+    return sd
+
+
+def _build_load_run(cls, H, heads, I, sd, x, ids):
+    """cls(H, heads, I), the library's weights loaded strictly, eval mode; -> its output, or why not (str)."""
+    layer = cls(H, heads, I)
+    if not isinstance(layer, torch.nn.Module):
+        return f"{cls} 建出来的不是 nn.Module，而是 {type(layer).__name__}"
+    try:
+        layer.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return "库里一层的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
+    with torch.no_grad():
+        return layer.eval()(x, ids)
+
+
+def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
+    def run(cls):
+        sd = _weights_of(H, heads, I, seed, bert_init)
+        L = max(lengths)
+        x = torch.randn(len(lengths), L, H, generator=torch.Generator().manual_seed(seed + 1)) * scale
+        ids = tokens(lengths, L, seed=seed + 2)
+        if cls is _LibraryLayer:
+            return _build_load_run(cls, H, heads, I, sd, x, ids)
+        with watch(_MODULE_BUILDS) as hits:
+            out = _build_load_run(cls, H, heads, I, sd, x, ids)
+        return {MARK: hits[0]} if hits else out
+    return run
+
+
+def _module_cases():
+    return [Case("H = 24、3 个头、I = 96（= 4H）：装进库里一层的权重，再比较输出", _module_case(24, 3, 96, 71, [9, 5, 2])),
+            Case("I 不是 4H：H = 16、2 个头、I = 40", _module_case(16, 2, 40, 72, [7, 7, 3])),
+            Case("输入很小、BERT 的初始化（LayerNorm 的输入方差比 1e-5 还小得多）：LayerNorm 的 eps 要和 BERT 一样",
+                 _module_case(24, 4, 64, 73, [8, 4], scale=1e-4, bert_init=True))]
+
+
+def _module_hidden(seed: int):
+    rng = random.Random(seed)
+    heads = rng.choice([1, 2, 4])
+    H, I = heads * rng.randint(3, 8), rng.choice([2, 3, 5]) * 8
+    L = rng.randint(3, 10)
+    lengths = [L, rng.randint(2, L)]
+    return [Case("随机宽度的一层", _module_case(H, heads, I, seed, lengths)),
+            Case("随机宽度、很小的输入", _module_case(H, heads, I, seed + 7, lengths, scale=1e-4, bert_init=True))]
+
+
+def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu):
+    """A student-style MyBertLayer with one choice done differently (for the mutants)."""
+    class SelfAttention(torch.nn.Module):
+        def __init__(self, H, heads):
+            super().__init__()
+            self.heads = heads
+            self.query, self.key, self.value = (torch.nn.Linear(H, H, bias=bias) for _ in range(3))
+
+    class DenseLN(torch.nn.Module):
+        def __init__(self, d_in, d_out):
+            super().__init__()
+            self.dense = torch.nn.Linear(d_in, d_out, bias=bias)
+            self.LayerNorm = torch.nn.LayerNorm(d_out, eps=eps)
+
+    class Layer(torch.nn.Module):
+        def __init__(self, H, heads, I):
+            super().__init__()
+            I = 4 * H if inner == "4H" else I
+            if flat_names:  # q, k, v straight under `attention` (attention.query, ...)
+                self.attention = SelfAttention(H, heads)
+            else:
+                self.attention = torch.nn.Module()
+                self.attention.self = SelfAttention(H, heads)
+            self.attention.output = DenseLN(H, H)
+            self.intermediate = torch.nn.Module()
+            self.intermediate.dense = torch.nn.Linear(H, I, bias=bias)
+            self.output = DenseLN(I, H)
+
+        def forward(self, x, ids):
+            a = _masked_attention(self.attention if flat_names else self.attention.self, x, ids)
+            x = self.attention.output.LayerNorm(x + self.attention.output.dense(a))
+            h = act(self.intermediate.dense(x))
+            return self.output.LayerNorm(x + self.output.dense(h))
+    return Layer
+
+
+register(Exercise(
+    id="03.7", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
+    hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
+         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的宽度用参数 I；forward 可以直接交给你在 03.3 写的函数。",
+    reference=_LibraryLayer, needs=("03.3",),
+    cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(),
+    mutants=lambda: {
+        "LayerNorm 用了默认的 eps（1e-5）": _mutant_layer(eps=1e-5),
+        "q、k、v 直接挂在 attention 下面（名字和官方权重对不上）": _mutant_layer(flat_names=True),
+        "Linear 没有偏置 (bias=False)": _mutant_layer(bias=False),
+        "中间层宽度写死成 4H": _mutant_layer(inner="4H"),
+        "FFN 用了 tanh 近似的 GELU": _mutant_layer(act=lambda t: F.gelu(t, approximate="tanh")),
+        "直接用库里的 BertLayer": lambda H, heads, I: _LibraryLayer(H, heads, I),
     }))
 
 
