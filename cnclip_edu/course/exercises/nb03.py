@@ -22,10 +22,12 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from cnclip_edu.model.checkpoint import load_weights, normalize_keys, read_checkpoint
 from cnclip_edu.model.clip import CLIP
@@ -70,9 +72,64 @@ def _hidden_states(model, ids):
 
 
 # ----------------------------------------------------------------------------- 03.1 embeddings
+_FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.tensor, torch.as_tensor,
+              torch.randn, torch.rand, torch.randint, torch.linspace, torch.eye}
+_MOVES = {"to", "cuda", "type_as", "new_tensor"}   # ops that put a tensor where the caller says (left unflagged)
+
+
+class _DefaultDevice(TorchFunctionMode):
+    """Find a tensor that a factory (`torch.arange(L)`, ...) made without `device=` and that then meets the
+    input's data in one op: on a GPU the two would sit on different devices and the op would fail.
+
+    The check runs on a CPU, where both are on the CPU, so the values cannot tell; this mode follows the
+    tensor instead. What it grew into (`.expand`, indexing by it) stays flagged until it is moved (`.to`);
+    0-dim tensors are not flagged (PyTorch mixes a CPU scalar with a GPU tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: dict[int, tuple[torch.Tensor, str]] = {}   # id -> (tensor, the factory's name)
+        self.mixed: list[str] = []
+
+    def _mark(self, t: Any, name: str) -> None:
+        if torch.is_tensor(t) and t.dim() > 0:
+            self.made[id(t)] = (t, name)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FACTORIES:
+            if "device" not in kwargs:
+                self._mark(out, f"torch.{func.__name__}")
+            return out
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if torch.is_tensor(t)]
+        made = [self.made[id(t)][1] for t in tensors if id(t) in self.made and self.made[id(t)][0] is t]
+        if made and getattr(func, "__name__", "") in _MOVES:  # moved where the caller says; on a CPU `.to`
+            self.made.pop(id(out), None)                         # returns the same tensor: unmark it
+        elif made:
+            others = [t for t in tensors if id(t) not in self.made and t.dim() > 0]
+            if others:
+                self.mixed.append(made[0])
+            else:
+                self._mark(out, made[0])
+        return out
+
+
+def _default_device_use(f, m, ids):
+    """-> "没有" or which factory's tensor met the input's data without a device (in Chinese)."""
+    mode = _DefaultDevice()
+    with mode:
+        out = _emb(f, m, ids)
+    if isinstance(out, dict):  # refused (the shortcut marker)
+        return out
+    if mode.mixed:
+        return (f"{mode.mixed[0]}(...) 没有写 device，新建的张量留在默认设备 (CPU) 上，又和输入的数据一起计算了："
+                "输入和模型在 GPU 上时，这一步会报“不在同一个设备上”的错")
+    return "新建的张量都和输入在同一设备上"
+
+
 def _embeddings(emb, ids, positions=None, token_type=True, layer_norm=True):
     L = ids.shape[1]
-    pos = torch.arange(L) if positions is None else positions(L)
+    pos = torch.arange(L, device=ids.device) if positions is None else positions(L)
     x = emb.word_embeddings(ids) + emb.position_embeddings(pos)
     if token_type:
         x = x + emb.token_type_embeddings.weight[0]
@@ -88,16 +145,33 @@ def _emb(f, m, ids):
         return _emb_run(f, m.bert.embeddings, ids)
 
 
+def _emb_cases():
+    a = tiny_clip(seed=1)
+    ids = tokens(_LENGTHS, 12, seed=3)
+    return [*_model_cases(_emb)(),
+            Case("输入在 GPU 上时也要能算：新建的位置 id 要和输入在同一设备上", lambda f: _default_device_use(f, a, ids))]
+
+
+def _emb_hidden(seed: int):
+    cases = _model_hidden(_emb)(seed)
+    m, ids = tiny_clip(seed=seed + 2), tokens([5, 3], 6, seed=seed + 3)
+    return [*cases, Case("新建张量的设备", lambda f: _default_device_use(f, m, ids))]
+
+
 register(Exercise(
     id="03.1", title="BERT 的三种嵌入相加再 LayerNorm", points=2,
-    hint="三张表各查一次：词按 id 查，位置按 0, 1, …, L-1 查（第一个位置的编号是几？），句子类型只有一句话；"
+    hint="三张表各查一次：词按 id 查，位置按 0, 1, …, L-1 查（第一个位置的编号是几？你新建的位置编号在哪个设备上？），句子类型只有一句话；"
          "三者相加之后还有一步。",
     reference=BertEmbeddings.forward,
-    cases=_model_cases(_emb), hidden=_model_hidden(_emb), builds=_EMB_BUILDS, compare=refuse_shortcuts(),
+    cases=_emb_cases, hidden=_emb_hidden, builds=_EMB_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "忘了句子类型嵌入 (token type)": lambda e, ids: _embeddings(e, ids, token_type=False),
         "忘了 LayerNorm": lambda e, ids: _embeddings(e, ids, layer_norm=False),
-        "位置从 1 开始编号": lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(1, L + 1)),
+        "位置从 1 开始编号": lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(1, L + 1, device=ids.device)),
+        "torch.arange(L) 没有写 device（输入在 GPU 上时出错）":
+            lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(L)),
+        "位置 id 建在 CPU 上再扩成 (B, L)": lambda e, ids: _embeddings(
+            e, ids, positions=lambda L: torch.arange(L).expand(ids.shape[0], L)[0]),
         "直接调用库里的 emb(ids)": lambda e, ids: e(ids),
     }))
 
