@@ -1,6 +1,7 @@
 """Exercises of notebook 03 (the text tower and checkpoints): BERT's embeddings, masked attention, one
 post-LN layer, `encode_text(model, tokens)`, then loading an official cn_clip checkpoint: the key
-mapping (03.5) and the strict load (03.6); 03.q1 counts one layer's parameters from a formula.
+mapping (03.5) and the strict load (03.6), and one layer as the student's own module (03.7); 03.q1
+counts one layer's parameters from a formula.
 
 Layer-level answers run on seeded tiny models (towers.py) and token batches with different amounts of
 padding, compared with the library's own module; the checkpoint answers run on cn_clip-layout files
@@ -8,7 +9,12 @@ written on the fly from a tiny model (`{"state_dict": {"module.…": …}}`, the
 included, optionally the FlashAttention names of a flash model's in-memory state_dict: cn_clip's
 training script converts them back before saving, a hand-saved file keeps them) and are compared
 with the library's loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 also
-gets a file whose unpickling would run code (`_Payload`), which a safe loader refuses. Every
+gets a file whose unpickling would run code (`_Payload`), which a safe loader refuses, and a run that
+reads the arguments its `torch.load` / `load_state_dict` were given (`_record_loads`: on torch >= 2.6 a
+bare `torch.load(path)` is safe only by default, which is what the notebook tells students not to rely
+on). 03.1 also follows tensors made without `device=` (`_DefaultDevice`). 03.7 is one BERT layer as the
+student's own nn.Module: the library layer's weights must load into it strictly and give the same
+output (an I != 4H width, and inputs small enough that LayerNorm's eps shows). Every
 exercise has grading cases drawn from a seed (`hidden`) and names the library routines it builds
 (`builds`, guards.py).
 """
@@ -791,7 +797,7 @@ def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu)
 register(Exercise(
     id="03.7", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
     hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
-         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的宽度用参数 I；forward 可以直接交给你在 03.3 写的函数。",
+         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的宽度用参数 I；自注意力的子模块还要记下头数。",
     reference=_LibraryLayer, needs=("03.3",),
     cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
