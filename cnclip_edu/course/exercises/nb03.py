@@ -1,6 +1,7 @@
 """Exercises of notebook 03 (the text tower and checkpoints): BERT's embeddings, masked attention, one
 post-LN layer, `encode_text(model, tokens)`, then loading an official cn_clip checkpoint: the key
-mapping (03.5) and the strict load (03.6); 03.q1 counts one layer's parameters from a formula.
+mapping (03.5) and the strict load (03.6), and one layer as the student's own module (03.7); 03.q1
+counts one layer's parameters from a formula.
 
 Layer-level answers run on seeded tiny models (towers.py) and token batches with different amounts of
 padding, compared with the library's own module; the checkpoint answers run on cn_clip-layout files
@@ -8,26 +9,38 @@ written on the fly from a tiny model (`{"state_dict": {"module.…": …}}`, the
 included, optionally the FlashAttention names of a flash model's in-memory state_dict: cn_clip's
 training script converts them back before saving, a hand-saved file keeps them) and are compared
 with the library's loader (`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 also
-gets a file whose unpickling would run code (`_Payload`), which a safe loader refuses. Every
+gets a file whose unpickling would run code (`_Payload`), which a safe loader refuses, and a run that
+reads the arguments its `torch.load` / `load_state_dict` were given (`_record_loads`: on torch >= 2.6 a
+bare `torch.load(path)` is safe only by default, which is what the notebook tells students not to rely
+on). 03.1 also follows tensors made without `device=` (`_DefaultDevice`). 03.7 is one BERT layer as the
+student's own nn.Module: the library layer's weights must load into it strictly and give the same
+output (an I != 4H width, and inputs small enough that LayerNorm's eps shows). Every
 exercise has grading cases drawn from a seed (`hidden`) and names the library routines it builds
 (`builds`, guards.py).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import random
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from cnclip_edu.model.checkpoint import load_weights, normalize_keys, read_checkpoint
 from cnclip_edu.model.clip import CLIP
-from cnclip_edu.model.text import BertEmbeddings, padding_bias
+from cnclip_edu.model.text import BertEmbeddings, BertLayer, TextConfig, padding_bias
 
 from .core import Case, Exercise, register
-from .guards import guarded, refuse_shortcuts
+from .guards import MARK, guarded, refuse_shortcuts, watch
 from .towers import images, tiny_clip, tokens
 
 _TEXT = "cnclip_edu.model.text."
@@ -65,9 +78,64 @@ def _hidden_states(model, ids):
 
 
 # ----------------------------------------------------------------------------- 03.1 embeddings
+_FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.tensor, torch.as_tensor,
+              torch.randn, torch.rand, torch.randint, torch.linspace, torch.eye}
+_MOVES = {"to", "cuda", "type_as", "new_tensor"}   # ops that put a tensor where the caller says (left unflagged)
+
+
+class _DefaultDevice(TorchFunctionMode):
+    """Find a tensor that a factory (`torch.arange(L)`, ...) made without `device=` and that then meets the
+    input's data in one op: on a GPU the two would sit on different devices and the op would fail.
+
+    The check runs on a CPU, where both are on the CPU, so the values cannot tell; this mode follows the
+    tensor instead. What it grew into (`.expand`, indexing by it) stays flagged until it is moved (`.to`);
+    0-dim tensors are not flagged (PyTorch mixes a CPU scalar with a GPU tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: dict[int, tuple[torch.Tensor, str]] = {}   # id -> (tensor, the factory's name)
+        self.mixed: list[str] = []
+
+    def _mark(self, t: Any, name: str) -> None:
+        if torch.is_tensor(t) and t.dim() > 0:
+            self.made[id(t)] = (t, name)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FACTORIES:
+            if "device" not in kwargs:
+                self._mark(out, f"torch.{func.__name__}")
+            return out
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if torch.is_tensor(t)]
+        made = [self.made[id(t)][1] for t in tensors if id(t) in self.made and self.made[id(t)][0] is t]
+        if made and getattr(func, "__name__", "") in _MOVES:  # moved where the caller says; on a CPU `.to`
+            self.made.pop(id(out), None)                         # returns the same tensor: unmark it
+        elif made:
+            others = [t for t in tensors if id(t) not in self.made and t.dim() > 0]
+            if others:
+                self.mixed.append(made[0])
+            else:
+                self._mark(out, made[0])
+        return out
+
+
+def _default_device_use(f, m, ids):
+    """-> "没有" or which factory's tensor met the input's data without a device (in Chinese)."""
+    mode = _DefaultDevice()
+    with mode:
+        out = _emb(f, m, ids)
+    if isinstance(out, dict):  # refused (the shortcut marker)
+        return out
+    if mode.mixed:
+        return (f"{mode.mixed[0]}(...) 没有写 device，新建的张量留在默认设备 (CPU) 上，又和输入的数据一起计算了："
+                "输入和模型在 GPU 上时，这一步会报“不在同一个设备上”的错")
+    return "新建的张量都和输入在同一设备上"
+
+
 def _embeddings(emb, ids, positions=None, token_type=True, layer_norm=True):
     L = ids.shape[1]
-    pos = torch.arange(L) if positions is None else positions(L)
+    pos = torch.arange(L, device=ids.device) if positions is None else positions(L)
     x = emb.word_embeddings(ids) + emb.position_embeddings(pos)
     if token_type:
         x = x + emb.token_type_embeddings.weight[0]
@@ -83,16 +151,33 @@ def _emb(f, m, ids):
         return _emb_run(f, m.bert.embeddings, ids)
 
 
+def _emb_cases():
+    a = tiny_clip(seed=1)
+    ids = tokens(_LENGTHS, 12, seed=3)
+    return [*_model_cases(_emb)(),
+            Case("输入在 GPU 上时也要能算：新建的位置 id 要和输入在同一设备上", lambda f: _default_device_use(f, a, ids))]
+
+
+def _emb_hidden(seed: int):
+    cases = _model_hidden(_emb)(seed)
+    m, ids = tiny_clip(seed=seed + 2), tokens([5, 3], 6, seed=seed + 3)
+    return [*cases, Case("新建张量的设备", lambda f: _default_device_use(f, m, ids))]
+
+
 register(Exercise(
     id="03.1", title="BERT 的三种嵌入相加再 LayerNorm", points=2,
-    hint="三张表各查一次：词按 id 查，位置按 0, 1, …, L-1 查（第一个位置的编号是几？），句子类型只有一句话；"
+    hint="三张表各查一次：词按 id 查，位置按 0, 1, …, L-1 查（第一个位置的编号是几？你新建的位置编号在哪个设备上？），句子类型只有一句话；"
          "三者相加之后还有一步。",
     reference=BertEmbeddings.forward,
-    cases=_model_cases(_emb), hidden=_model_hidden(_emb), builds=_EMB_BUILDS, compare=refuse_shortcuts(),
+    cases=_emb_cases, hidden=_emb_hidden, builds=_EMB_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "忘了句子类型嵌入 (token type)": lambda e, ids: _embeddings(e, ids, token_type=False),
         "忘了 LayerNorm": lambda e, ids: _embeddings(e, ids, layer_norm=False),
-        "位置从 1 开始编号": lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(1, L + 1)),
+        "位置从 1 开始编号": lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(1, L + 1, device=ids.device)),
+        "torch.arange(L) 没有写 device（输入在 GPU 上时出错）":
+            lambda e, ids: _embeddings(e, ids, positions=lambda L: torch.arange(L)),
+        "位置 id 建在 CPU 上再扩成 (B, L)": lambda e, ids: _embeddings(
+            e, ids, positions=lambda L: torch.arange(L).expand(ids.shape[0], L)[0]),
         "直接调用库里的 emb(ids)": lambda e, ids: e(ids),
     }))
 
@@ -473,6 +558,68 @@ def _load_malicious(f, where="top"):
         return "执行了文件里的代码" if marker.exists() else "没有报错"
 
 
+_TORCH_LOAD_CODE = inspect.unwrap(torch.load).__code__
+
+
+@contextmanager
+def _record_loads() -> Iterator[dict[str, list]]:
+    """Record how `torch.load` and `nn.Module.load_state_dict` are called while the block runs.
+
+    `torch.load`: a profile hook reads the arguments as the call starts (any alias of the function runs
+    the same code object), so `weights_only` / `map_location` are what the caller passed or the
+    default (None on torch >= 2.6, False before). `load_state_dict`: its default `strict=True` cannot be
+    told from an explicit one by the values, so the method is wrapped and the call's own arguments read."""
+    seen: dict[str, list] = {"load": [], "strict": []}
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code is _TORCH_LOAD_CODE:
+            seen["load"].append((frame.f_locals.get("weights_only"), frame.f_locals.get("map_location")))
+
+    original = torch.nn.Module.load_state_dict
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def recording(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        seen["strict"].append(bound.arguments.get("strict", "默认值"))
+        return original(self, *args, **kwargs)
+
+    previous = sys.getprofile()
+    torch.nn.Module.load_state_dict = recording
+    sys.setprofile(hook)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(previous)
+        torch.nn.Module.load_state_dict = original
+
+
+def _explicit_arguments(f):
+    """Load a good file under `_record_loads`; -> "明确写出了…" or what was left to a default (in Chinese).
+
+    Not guarded: a call into the library loader is refused by the other cases; this one only reads
+    the arguments (the library's own loader writes all three out)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = _write(d, official_layout(tiny_clip(seed=59), seed=59))
+        with _record_loads() as seen:
+            f(tiny_clip(seed=60), path)
+    problems = []
+    if not seen["load"]:
+        problems.append("没有用 torch.load 读文件")
+    elif any(w is not True for w, _ in seen["load"]):
+        problems.append(f"torch.load 没有写 weights_only=True（这台机器上的 torch {torch.__version__.split('+')[0]} "
+                        "不写时默认是 True，所以碰巧安全；但 torch 2.6 之前默认是 False，同一行代码在那些版本上"
+                        "会执行文件里藏着的代码。安全不能靠默认值，要明确写出来）")
+    if seen["load"] and any(m is None for _, m in seen["load"]):
+        problems.append("torch.load 没有写 map_location（在 GPU 上存的文件，到了没有 GPU 的机器上就读不出来）")
+    if not seen["strict"]:
+        problems.append("没有用 load_state_dict 装进模型")
+    elif any(s is not True for s in seen["strict"]):
+        problems.append("load_state_dict 没有明确写 strict=True（要把“名字对不上就报错”写在代码里，"
+                        "读代码的人不用去记默认值）")
+    return "；".join(problems) if problems else "weights_only=True、map_location、strict=True 都明确写出来了"
+
+
 def _load_cases():
     return [Case("cn_clip 格式的文件（module. + bert.pooler）装进另一个随机模型", lambda f: _load_features(f, 53, 54)),
             Case("FlashAttention 参数名的文件", lambda f: _load_features(f, 55, 56, flash=True)),
@@ -481,7 +628,9 @@ def _load_cases():
             Case("文件里多了一个模型没有的参数：必须报错",
                  lambda f: _load_refused(f, lambda sd: sd.update({"module.visual.extra_head.weight": torch.ones(3)}))),
             Case("文件里藏着读取时会执行的代码（pickle 里的任意对象）：必须拒绝，不能执行它",
-                 lambda f: _load_malicious(f))]
+                 lambda f: _load_malicious(f)),
+            Case("安全和严格要明确写在代码里：weights_only=True、map_location、strict=True，不依赖默认值",
+                 _explicit_arguments)]
 
 
 def _load_hidden(seed: int):
@@ -491,14 +640,20 @@ def _load_hidden(seed: int):
     where = rng.choice(["top", "name"])
     return [Case("随机布局的 cn_clip 文件", lambda f: _load_features(f, seed, seed + 1, prefix=prefix, flash=flash)),
             Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone))),
-            Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where))]
+            Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where)),
+            Case("明确写出的参数", _explicit_arguments)]
 
 
-def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True):
+_DEFAULT = object()   # a _loader argument left out of the call (the function's default applies)
+
+
+def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True, map_location="cpu"):
     def load(model, path):
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+        kwargs = {k: v for k, v in (("map_location", map_location), ("weights_only", weights_only)) if v is not _DEFAULT}
+        obj = torch.load(path, **kwargs)
         sd = obj["state_dict"] if take_state_dict else obj
-        model.load_state_dict(normalize_keys(sd) if map_keys else sd, strict=strict)
+        sd = normalize_keys(sd) if map_keys else sd
+        model.load_state_dict(sd) if strict is _DEFAULT else model.load_state_dict(sd, strict=strict)
         return model if returns else None
     return load
 
@@ -515,8 +670,143 @@ register(Exercise(
         "没有取出 checkpoint['state_dict']": _loader(take_state_dict=False),
         "忘了 return model": _loader(returns=False),
         "weights_only=False：读文件时执行了文件里的代码": _loader(weights_only=False),
+        "torch.load(path)：weights_only 和 map_location 都靠默认值": _loader(weights_only=_DEFAULT, map_location=_DEFAULT),
+        "没写 weights_only（torch 2.6 之前的默认值会执行文件里的代码）": _loader(weights_only=_DEFAULT),
+        "没写 map_location": _loader(map_location=_DEFAULT),
+        "load_state_dict(sd)：strict 靠默认值": _loader(strict=_DEFAULT),
         "没有转换参数名，用 strict=False 硬装": _loader(strict=False, map_keys=False),
         "直接调用库里的 read_checkpoint + load_weights": lambda m, path: _library_load(m, path),
+    }))
+
+
+# ----------------------------------------------------------------------------- 03.7 a layer as your own nn.Module
+class _LibraryLayer(BertLayer):
+    """The reference answer to 03.7: the library's BertLayer built from (H, heads, I), called as (x, ids)."""
+
+    def __init__(self, H: int, heads: int, I: int):
+        super().__init__(TextConfig(name="layer", text_hidden_size=H, text_num_attention_heads=heads,
+                                    text_intermediate_size=I))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # (B, L, H), (B, L) -> (B, L, H)
+        return super().forward(x, padding_bias(ids, x.dtype))
+
+
+_MODULE_BUILDS = tuple(_TEXT + n + ".__init__" for n in ("BertLayer", "BertAttention", "BertSelfAttention",
+                                                         "DenseLayerNorm", "BertIntermediate", "BertEncoder",
+                                                         "BertModel"))
+
+
+def _weights_of(H, heads, I, seed, bert_init):
+    """A state_dict for one library layer: every tensor random (so swapped names show), or BERT's init."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layer = _LibraryLayer(H, heads, I)
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in layer.state_dict().items():
+        is_scale = "LayerNorm.weight" in k
+        if bert_init:  # Linear weights N(0, 0.02), biases 0, LayerNorm scale 1 and shift 0
+            sd[k] = torch.ones_like(v) if is_scale else torch.randn(v.shape, generator=g) * 0.02 \
+                if k.endswith(".weight") and "LayerNorm" not in k else torch.zeros_like(v)
+        else:
+            sd[k] = (1.0 if is_scale else 0.0) + torch.randn(v.shape, generator=g) * 0.3
+    return sd
+
+
+def _build_load_run(cls, H, heads, I, sd, x, ids):
+    """cls(H, heads, I), the library's weights loaded strictly, eval mode; -> its output, or why not (str)."""
+    layer = cls(H, heads, I)
+    if not isinstance(layer, torch.nn.Module):
+        return f"{cls} 建出来的不是 nn.Module，而是 {type(layer).__name__}"
+    try:
+        layer.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return "库里一层的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
+    with torch.no_grad():
+        return layer.eval()(x, ids)
+
+
+def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
+    def run(cls):
+        sd = _weights_of(H, heads, I, seed, bert_init)
+        L = max(lengths)
+        x = torch.randn(len(lengths), L, H, generator=torch.Generator().manual_seed(seed + 1)) * scale
+        ids = tokens(lengths, L, seed=seed + 2)
+        if cls is _LibraryLayer:
+            return _build_load_run(cls, H, heads, I, sd, x, ids)
+        with watch(_MODULE_BUILDS) as hits:
+            out = _build_load_run(cls, H, heads, I, sd, x, ids)
+        return {MARK: hits[0]} if hits else out
+    return run
+
+
+def _module_cases():
+    return [Case("H = 24、3 个头、I = 96（= 4H）：装进库里一层的权重，再比较输出", _module_case(24, 3, 96, 71, [9, 5, 2])),
+            Case("I 不是 4H：H = 16、2 个头、I = 40", _module_case(16, 2, 40, 72, [7, 7, 3])),
+            Case("输入很小、BERT 的初始化（LayerNorm 的输入方差比 1e-5 还小得多）：LayerNorm 的 eps 要和 BERT 一样",
+                 _module_case(24, 4, 64, 73, [8, 4], scale=1e-4, bert_init=True))]
+
+
+def _module_hidden(seed: int):
+    rng = random.Random(seed)
+    heads = rng.choice([1, 2, 4])
+    H, I = heads * rng.randint(3, 8), rng.choice([2, 3, 5]) * 8
+    L = rng.randint(3, 10)
+    lengths = [L, rng.randint(2, L)]
+    return [Case("随机宽度的一层", _module_case(H, heads, I, seed, lengths)),
+            Case("随机宽度、很小的输入", _module_case(H, heads, I, seed + 7, lengths, scale=1e-4, bert_init=True))]
+
+
+def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu):
+    """A student-style MyBertLayer with one choice done differently (for the mutants)."""
+    class SelfAttention(torch.nn.Module):
+        def __init__(self, H, heads):
+            super().__init__()
+            self.heads = heads
+            self.query, self.key, self.value = (torch.nn.Linear(H, H, bias=bias) for _ in range(3))
+
+    class DenseLN(torch.nn.Module):
+        def __init__(self, d_in, d_out):
+            super().__init__()
+            self.dense = torch.nn.Linear(d_in, d_out, bias=bias)
+            self.LayerNorm = torch.nn.LayerNorm(d_out, eps=eps)
+
+    class Layer(torch.nn.Module):
+        def __init__(self, H, heads, I):
+            super().__init__()
+            I = 4 * H if inner == "4H" else I
+            if flat_names:  # q, k, v straight under `attention` (attention.query, ...)
+                self.attention = SelfAttention(H, heads)
+            else:
+                self.attention = torch.nn.Module()
+                self.attention.self = SelfAttention(H, heads)
+            self.attention.output = DenseLN(H, H)
+            self.intermediate = torch.nn.Module()
+            self.intermediate.dense = torch.nn.Linear(H, I, bias=bias)
+            self.output = DenseLN(I, H)
+
+        def forward(self, x, ids):
+            a = _masked_attention(self.attention if flat_names else self.attention.self, x, ids)
+            x = self.attention.output.LayerNorm(x + self.attention.output.dense(a))
+            h = act(self.intermediate.dense(x))
+            return self.output.LayerNorm(x + self.output.dense(h))
+    return Layer
+
+
+register(Exercise(
+    id="03.7", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
+    hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
+         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的宽度用参数 I；自注意力的子模块还要记下头数。",
+    reference=_LibraryLayer, needs=("03.3",),
+    cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(),
+    mutants=lambda: {
+        "LayerNorm 用了默认的 eps（1e-5）": _mutant_layer(eps=1e-5),
+        "q、k、v 直接挂在 attention 下面（名字和官方权重对不上）": _mutant_layer(flat_names=True),
+        "Linear 没有偏置 (bias=False)": _mutant_layer(bias=False),
+        "中间层宽度写死成 4H": _mutant_layer(inner="4H"),
+        "FFN 用了 tanh 近似的 GELU": _mutant_layer(act=lambda t: F.gelu(t, approximate="tanh")),
+        "直接用库里的 BertLayer": lambda H, heads, I: _LibraryLayer(H, heads, I),
     }))
 
 
