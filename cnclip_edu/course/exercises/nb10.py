@@ -7,14 +7,20 @@ sample photos' own train split (ids as the converter numbers them); the others a
 to catch each usual slip: one record per row, unstripped captions, an image listed twice, sorted
 instead of first-seen order, ids from 0.
 
-10.2 splits the photos into train / valid by photo. The spec pins the shuffle (photos once each in
-first-seen order, `random.Random(seed).shuffle`, the first n_valid are valid), so that the split is
-the same in every process: a split keyed on `hash()` of a str is not (PYTHONHASHSEED). Each case runs
-the answer several times and compares with the library's split what must hold, each named on its
-own so a failure says which: the rows kept in order, every photo on one side only, the number of
-valid photos (round half up), the valid photos themselves, the same split for the same seed, a
-different one for other seeds. Cases: the sample photos, exact halves (n * fraction = k.5),
-one photo with many captions (a list of photos with repeats picks it twice), captions interleaved.
+10.2 splits the photos into train / valid by photo. Which photos go to valid is NOT compared with
+the library: any shuffle decided by the seed alone is right (sorting first, `Random(seed).sample`,
+shuffling indices...). Each case runs the answer several times and checks properties, each named on
+its own so a failure says which: the rows kept in order (no caption lost), every photo on one side
+only, the number of valid photos (round half up), the same split for the same seed, the same split
+in another Python process (simulated by photo names whose hash() is salted differently, as
+PYTHONHASHSEED does: catches sorting by hash() or shuffling a set), a different one for other seeds.
+Cases: the sample photos, exact halves (n * fraction = k.5), one photo with many captions (a list of
+photos with repeats picks it twice), captions interleaved.
+
+10.3 chooses the "nothing found" threshold of a search box on validation results
+(`eval.threshold.threshold_from_valid`: top-1 score and whether it is gold per caption; candidates
+-1, midpoints, 1; most captions right, the largest among equals). Cases: mixed right / wrong with a
+caption whose top-1 is its second gold photo, all right (-1), all wrong (1), ties, one caption.
 """
 from __future__ import annotations
 
