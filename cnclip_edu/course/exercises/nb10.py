@@ -98,9 +98,9 @@ def _reference(rows, image_ids, start_text_id=1):
 
 register(Exercise(
     id="10.1", title="描述文件的行 → MUGE 的 texts.jsonl 记录", points=2,
-    hint="用一个字典 {描述: [image_id, ...]} 按行累积：描述先 .strip()，字典的键和记录里的 text 都用去掉空格后的描述；同一张图只记一次；"
-         "Python 3.7+ 的 dict 保持插入顺序，所以 enumerate(字典.items()) 给出的就是首次出现的顺序，"
-         "text_id = start_text_id + 序号。常见错误：每行一条记录（没合并相同描述）、忘了 strip（或只在比较时 strip、存的还是原文）、"
+    hint="按去掉首尾空格的描述把行归到一起，并记住每条描述第一次出现的先后；记录里的 text 也是去掉空格后的描述；"
+         "同一张图在一条描述下只记一次；text_id 从 start_text_id 起按首次出现的顺序数。"
+         "常见错误：每行一条记录（没合并相同描述）、忘了 strip（或只在比较时 strip、存的还是原文）、"
          "同一张图重复、把描述或 image_ids 排了序、text_id 从 0 开始。",
     reference=_reference,
     cases=_cases,
