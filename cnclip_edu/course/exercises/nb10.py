@@ -7,14 +7,20 @@ sample photos' own train split (ids as the converter numbers them); the others a
 to catch each usual slip: one record per row, unstripped captions, an image listed twice, sorted
 instead of first-seen order, ids from 0.
 
-10.2 splits the photos into train / valid by photo. The spec pins the shuffle (photos once each in
-first-seen order, `random.Random(seed).shuffle`, the first n_valid are valid), so that the split is
-the same in every process: a split keyed on `hash()` of a str is not (PYTHONHASHSEED). Each case runs
-the answer several times and compares with the library's split what must hold, each named on its
-own so a failure says which: the rows kept in order, every photo on one side only, the number of
-valid photos (round half up), the valid photos themselves, the same split for the same seed, a
-different one for other seeds. Cases: the sample photos, exact halves (n * fraction = k.5),
-one photo with many captions (a list of photos with repeats picks it twice), captions interleaved.
+10.2 splits the photos into train / valid by photo. Which photos go to valid is NOT compared with
+the library: any shuffle decided by the seed alone is right (sorting first, `Random(seed).sample`,
+shuffling indices...). Each case runs the answer several times and checks properties, each named on
+its own so a failure says which: the rows kept in order (no caption lost), every photo on one side
+only, the number of valid photos (round half up), the same split for the same seed, the same split
+in another Python process (simulated by photo names whose hash() is salted differently, as
+PYTHONHASHSEED does: catches sorting by hash() or shuffling a set), a different one for other seeds.
+Cases: the sample photos, exact halves (n * fraction = k.5), one photo with many captions (a list of
+photos with repeats picks it twice), captions interleaved.
+
+10.3 chooses the "nothing found" threshold of a search box on validation results
+(`eval.threshold.threshold_from_valid`: top-1 score and whether it is gold per caption; candidates
+-1, midpoints, 1; most captions right, the largest among equals). Cases: mixed right / wrong with a
+caption whose top-1 is its second gold photo, all right (-1), all wrong (1), ties, one caption.
 """
 from __future__ import annotations
 
@@ -92,9 +98,9 @@ def _reference(rows, image_ids, start_text_id=1):
 
 register(Exercise(
     id="10.1", title="描述文件的行 → MUGE 的 texts.jsonl 记录", points=2,
-    hint="用一个字典 {描述: [image_id, ...]} 按行累积：描述先 .strip()，字典的键和记录里的 text 都用去掉空格后的描述；同一张图只记一次；"
-         "Python 3.7+ 的 dict 保持插入顺序，所以 enumerate(字典.items()) 给出的就是首次出现的顺序，"
-         "text_id = start_text_id + 序号。常见错误：每行一条记录（没合并相同描述）、忘了 strip（或只在比较时 strip、存的还是原文）、"
+    hint="按去掉首尾空格的描述把行归到一起，并记住每条描述第一次出现的先后；记录里的 text 也是去掉空格后的描述；"
+         "同一张图在一条描述下只记一次；text_id 从 start_text_id 起按首次出现的顺序数。"
+         "常见错误：每行一条记录（没合并相同描述）、忘了 strip（或只在比较时 strip、存的还是原文）、"
          "同一张图重复、把描述或 image_ids 排了序、text_id 从 0 开始。",
     reference=_reference,
     cases=_cases,
@@ -113,25 +119,46 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 10.2 split by photo
-def _split_properties(f, rows, fraction, seed):
-    """What must hold of a by-photo split, as plain data (the same for every correct answer).
+class _Salted(str):
+    """A file name whose hash() is that of another Python process (str hashes are salted per process,
+    PYTHONHASHSEED): equal to the plain name, so only an answer whose split depends on hash() notices."""
 
-    The valid photos themselves are compared too: the spec pins the shuffle (photos in first-seen
-    order, `random.Random(seed).shuffle`), because a split must be reproducible in another process,
-    and e.g. sorting by `hash((photo, seed))` passes every other property yet changes with
-    PYTHONHASHSEED, which Python draws afresh in each process."""
+    salt = 0
+
+    def __hash__(self) -> int:
+        return hash(str(self)) ^ type(self).salt
+
+
+def _in_other_process(f, rows, fraction, seed, salt):
+    """Run f on rows whose photo names hash as in another process; the valid photos, as plain str."""
+    salted = type("_SaltedHere", (_Salted,), {"salt": salt})
+    out = f([(salted(i), c) for i, c in rows], fraction, seed)
+    return sorted({str(r[0]) for r in out if r[2] == "valid"})
+
+
+def _split_properties(f, rows, fraction, seed):
+    """What must hold of any correct by-photo split, as plain data (the same for every correct answer).
+
+    Which photos land in valid is not compared with the library: any seeded shuffle is right. What
+    is checked is that the split is reproducible, also in another process: e.g. sorting by
+    `hash((photo, seed))` or shuffling `list(set(photos))` gives the same split twice in one
+    process but a different one after a restart, because Python salts str hashes per process;
+    `_Salted` names play that other process here."""
     out = [tuple(r) for r in f(list(rows), fraction, seed)]
     sides: dict[str, set] = {}
     for image, _, split in out:
-        sides.setdefault(image, set()).add(split)
+        sides.setdefault(str(image), set()).add(split)
     again = [tuple(r) for r in f(list(rows), fraction, seed)]
-    valid_sets = {frozenset(r[0] for r in f(list(rows), fraction, s) if r[2] == "valid") for s in range(seed, seed + 8)}
-    return {"行（去掉 split 列）保持原样和原顺序": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
+    mine = sorted({str(r[0]) for r in out if r[2] == "valid"})
+    elsewhere = [_in_other_process(f, rows, fraction, seed, salt) for salt in (0x5A17, 0x2C3B9D)]
+    valid_sets = {frozenset(str(r[0]) for r in f(list(rows), fraction, s) if r[2] == "valid")
+                  for s in range(seed, seed + 8)}
+    return {"行（去掉 split 列）保持原样和原顺序，一条描述也不少": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
             "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
             "两边都出现的照片": sorted(i for i, s in sides.items() if len(s) > 1),
-            "valid 的照片数": len({r[0] for r in out if r[2] == "valid"}),
-            "valid 的是哪几张照片": sorted({r[0] for r in out if r[2] == "valid"}),
+            "valid 的照片数": len(mine),
             "同一个 seed 两次结果相同": again == out,
+            "同一个 seed 在另一个 Python 进程里（字符串的 hash 不同）结果相同": all(e == mine for e in elsewhere),
             "换 seed 划分会变": len(valid_sets) > 1}
 
 
@@ -197,13 +224,41 @@ def _split_mistake(kind: str):
             random.shuffle(photos)
         elif kind == "hash":     # fixed within one process only: str hashes are salted per process
             photos.sort(key=lambda p: hash((p, seed)))
+        elif kind == "set":      # set order follows the str hashes: another process, another order
+            photos = list(set(photos))
+            rng.shuffle(photos)
         elif kind != "no_shuffle":
             rng.shuffle(photos)
         n = len(set(photos)) * valid_fraction
         n_valid = {"int": int(n), "round": round(n), "ceil": math.ceil(n)}.get(kind, math.floor(n + 0.5))
         valid = set(photos[:n_valid])
-        return [(i, c, "valid" if i in valid else "train") for i, c in rows]
+        out = [(i, c, "valid" if i in valid else "train") for i, c in rows]
+        if kind == "grouped":    # the rows regrouped photo by photo: the file order is lost
+            out.sort(key=lambda r: photos.index(r[0]))
+        elif kind == "one_row":  # one row per photo: the photo's other captions are dropped
+            out = list({r[0]: r for r in reversed(out)}.values())[::-1]
+        return out
     return split_by_photo
+
+
+def _split_alternatives():
+    """Correct answers written differently from the library: each must pass (tests prove it)."""
+    import math
+
+    def sample_sorted(rows, valid_fraction, seed):
+        photos = sorted({i for i, _ in rows})
+        valid = set(random.Random(seed).sample(photos, math.floor(len(photos) * valid_fraction + 0.5)))
+        return [(i, c, "valid" if i in valid else "train") for i, c in rows]
+
+    def shuffled_indices(rows, valid_fraction, seed):
+        photos = list(dict.fromkeys(i for i, _ in rows))
+        order = list(range(len(photos)))
+        random.Random(seed * 7919 + 1).shuffle(order)
+        n_valid = int(len(photos) * valid_fraction + 0.5)
+        valid = {photos[k] for k in order[:n_valid]}
+        return [(i, c, "valid" if i in valid else "train") for i, c in rows]
+
+    return {"先排序再 random.Random(seed).sample": sample_sorted, "打乱下标而不是文件名": shuffled_indices}
 
 
 register(Exercise(
@@ -211,8 +266,9 @@ register(Exercise(
     hint="划分的单位是照片：先决定每张照片在哪一边，再让每一行跟着它的照片走。可复现要一个只属于这个函数、"
          "只由 seed 决定的随机数生成器（全局的随机状态和别的代码共用；字符串的 hash() 每个进程都不同）。"
          "照片数 × 比例四舍五入，恰好 .5 时进位（round(2.5) == 2，int() 是截断）。"
-         "“valid 的是哪几张照片”不对时，打开笔记本里的第二层提示，看和库相同的打乱方式。"
-         "常见错误：打乱的是行而不是照片、照片列表里有重复、照片列表排了序或用了 set()（顺序变了）、没有用 seed。",
+         "哪几张照片进 valid 不和库比较：任何由 seed 决定的打乱都对，但换一个 Python 进程结果也必须相同"
+         "（set() 的顺序和 hash() 都随进程变）。"
+         "常见错误：打乱的是行而不是照片、照片列表里有重复、用 set() 去重后直接打乱、没有用 seed、行的顺序变了或丢了行。",
     reference=_split_reference,
     cases=_split_cases,
     hidden=_split_hidden,
@@ -226,5 +282,110 @@ register(Exercise(
         "用全局的 random.shuffle，没有用 seed": _split_mistake("unseeded"),
         "没有打乱：总是取前几张照片": _split_mistake("no_shuffle"),
         "按 hash((照片, seed)) 排序代替打乱：换一个进程（PYTHONHASHSEED）划分就变": _split_mistake("hash"),
+        "list(set(照片)) 之后再打乱：set 的顺序随进程变": _split_mistake("set"),
+        "输出按照片重新分组，行的顺序变了": _split_mistake("grouped"),
+        "每张照片只输出一行，丢了其余的描述": _split_mistake("one_row"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 10.3 "nothing found" threshold
+def _valid_results(rows):
+    """(text_id, top-1 score, ranked image ids, gold ids) rows -> the three dicts of the exercise."""
+    import numpy as np
+
+    scores = {t: np.array([s, s - 0.05, s - 0.1], dtype=np.float32) for t, s, _, _ in rows}
+    ranked = {t: list(r) for t, _, r, _ in rows}
+    gold = {t: list(g) for t, _, _, g in rows}
+    return scores, ranked, gold
+
+
+_MIXED = [  # text_id, top-1 score, ranked image ids, gold: right ones mostly high, two wrong ones high too
+    (53, 0.62, [1, 4, 7], [1]), (54, 0.31, [5, 2, 9], [2]), (55, 0.48, [3, 1, 2], [3]), (56, 0.44, [8, 7, 1], [7, 8]),
+    (57, 0.27, [9, 3, 4], [4]), (58, 0.55, [6, 1, 2], [6]), (59, 0.38, [1, 9, 4], [9]), (60, 0.50, [2, 5, 6], [5]),
+]
+_TIES = [  # two wrong top-1s share a score with a right one; equal counts for several candidates
+    (1, 0.40, [1, 2], [1]), (2, 0.40, [2, 1], [1]), (3, 0.40, [3, 1], [3]), (4, 0.20, [4, 1], [1]),
+    (5, 0.70, [5, 1], [5]), (6, 0.60, [6, 1], [2]),
+]
+
+
+def _threshold_cases():
+    return [
+        Case("8 条描述：有对有错，其中一条有两张 gold 照片、排第 1 的是第二张", lambda f: f(*_valid_results(_MIXED))),
+        Case("全部排对：一张照片都不该挡掉", lambda f: f(*_valid_results([(k, 0.3 + 0.1 * k, [k], [k]) for k in range(4)]))),
+        Case("全部排错：什么都不该接受",
+             lambda f: f(*_valid_results([(k, 0.3 + 0.1 * k, [k], [k + 1]) for k in range(4)]))),
+        Case("几条描述的分数相同、几个阈值一样好", lambda f: f(*_valid_results(_TIES))),
+        Case("只有一条描述（排对了）", lambda f: f(*_valid_results([(7, 0.12, [3, 1], [1, 3])]))),
+    ]
+
+
+def _threshold_hidden(seed: int):
+    rng = random.Random(seed)
+    cases = []
+    for kind in ("有对有错、分数有重复、有多张 gold 的描述", "分数很接近的一组描述"):
+        rows = []
+        for t in range(rng.randint(6, 20)):
+            ok = rng.random() < 0.5
+            gold = rng.sample(range(1, 30), rng.choice([1, 1, 2, 3]))
+            top = rng.choice(gold) if ok else rng.choice([i for i in range(1, 30) if i not in gold])
+            s = round(rng.uniform(0.1, 0.7) + (0.1 if ok else 0.0), 2 if kind.startswith("有对") else 3)
+            rows.append((100 + t, s, [top, rng.randint(1, 29)], gold))
+        cases.append(Case(kind, lambda f, rows=rows: f(*_valid_results(rows))))
+    return cases
+
+
+def _threshold_reference(scores, ranked, gold):
+    from cnclip_edu.eval.threshold import threshold_from_valid
+
+    return threshold_from_valid(scores, ranked, gold)
+
+
+def _threshold_mistake(kind: str):
+    def threshold_from_valid(scores, ranked, gold):
+        if kind == "first_gold":
+            top = [(float(scores[t][0]), ranked[t][0] == gold[t][0]) for t in ranked]
+        elif kind == "gold_score":   # the score of the best gold photo in the top-k, not of the top-1
+            top = [(float(next((s for s, i in zip(scores[t], ranked[t]) if i in gold[t]), scores[t][0])),
+                    ranked[t][0] in gold[t]) for t in ranked]
+        else:
+            top = [(float(scores[t][0]), ranked[t][0] in gold[t]) for t in ranked]
+        values = sorted({s for s, _ in top})
+        if kind == "max_wrong":
+            return max([s for s, ok in top if not ok], default=-1.0)
+        if kind == "min_right":
+            return min([s for s, ok in top if ok], default=1.0)
+        inner = values if kind == "scores" else [(a + b) / 2 for a, b in zip(values, values[1:])]
+        candidates = inner if kind == "no_ends" else [-1.0] + inner + [1.0]
+        if not candidates:
+            candidates = [values[0]]
+        best, best_right = -1.0, -1
+        for t in candidates:
+            right = sum((s > t) == ok for s, ok in top)
+            if right > best_right or (right == best_right and kind != "smallest"):
+                best, best_right = t, right
+        return best
+    return threshold_from_valid
+
+
+register(Exercise(
+    id="10.3", title="给搜索框定“没有找到”的阈值（在 valid 上选）", points=3,
+    hint="每条 valid 描述只看排第 1 的那张照片：它的相似度，和它是不是这条描述的 gold 照片之一（gold 可能不止一张）。"
+         "候选阈值是 -1、相邻两个不同分数的中点、1；分数大于阈值才接受。数一数每个候选在几条描述上判断对了"
+         "（接受了对的，或挡掉了错的），取最多的；一样多时取最大的那个。"
+         "常见错误：只和第一张 gold 比、没有两端的候选、一样多时取了最小的、用分数本身而不是中点。",
+    reference=_threshold_reference,
+    cases=_threshold_cases,
+    hidden=_threshold_hidden,
+    builds=("cnclip_edu.eval.threshold.threshold_from_valid",),
+    mutants=lambda: {
+        "只和 gold 里的第一张照片比较": _threshold_mistake("first_gold"),
+        "用 top-k 里 gold 照片的分数，而不是排第 1 的照片的分数": _threshold_mistake("gold_score"),
+        "阈值 = 排错的描述里最高的分数": _threshold_mistake("max_wrong"),
+        "阈值 = 排对的描述里最低的分数": _threshold_mistake("min_right"),
+        "候选用分数本身，不用中点": _threshold_mistake("scores"),
+        "候选里没有 -1 和 1 两端": _threshold_mistake("no_ends"),
+        "判断对的条数一样多时取了最小的阈值": _threshold_mistake("smallest"),
     },
 ))
