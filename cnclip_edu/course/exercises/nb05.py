@@ -233,9 +233,11 @@ def _read_lmdb(path: Path, pickled: bool):
 BUILDS_05_2 = ("cnclip_edu.data.lmdb_build.build_lmdb",)
 
 
-def _run_writer(f, texts=None):
+def _run_writer(f, texts=None, crlf=False):
     with tempfile.TemporaryDirectory() as tmp:
         tsv, jsonl = _write_dataset(Path(tmp) / "src", texts=texts)
+        if crlf:  # a TSV written on Windows: every line ends in \r\n
+            tsv.write_bytes(tsv.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         out = Path(tmp) / "lmdb" / "mini"
         out.mkdir(parents=True)
         returned = guarded(f, write_split_lmdb, BUILDS_05_2)(tsv, jsonl, out, 16 << 20)
@@ -244,15 +246,17 @@ def _run_writer(f, texts=None):
 
 
 def _cases_05_2():
-    return [Case("5 张图、5 条描述（其中一条有 2 张图、一条没有图）", _run_writer)]
+    return [Case("5 张图、5 条描述（其中一条有 2 张图、一条没有图）", _run_writer),
+            Case("同样的数据，TSV 的行尾是 \\r\\n", lambda f: _run_writer(f, crlf=True))]
 
 
 def _hidden_05_2(seed: int):
-    return [Case("5 张图、随机的 4-7 条描述（每条 0-3 张图）", lambda f: _run_writer(f, _random_texts(seed)))]
+    return [Case("5 张图、随机的 4-7 条描述（每条 0-3 张图）", lambda f: _run_writer(f, _random_texts(seed))),
+            Case("随机的描述，TSV 的行尾是 \\r\\n", lambda f: _run_writer(f, _random_texts(seed), crlf=True))]
 
 
 def _hand_writer(pairs_key="index", count_keys=True, first_only=False, raw_bytes=False, swap=False,
-                 close=True, commit=True):
+                 close=True, commit=True, keep_cr=False):
     """A hand-written builder with one slip switched on (the mutants)."""
     import lmdb
 
@@ -263,8 +267,11 @@ def _hand_writer(pairs_key="index", count_keys=True, first_only=False, raw_bytes
         envs.append(env)
         txn = env.begin(write=True)
         n_img = 0
-        for line in open(tsv_path, encoding="utf-8"):
-            sid, b64 = line.strip().split("\t")
+        # keep_cr: the file read as bytes (no newline translation), only b"\n" stripped
+        lines = (raw.decode("utf-8").rstrip("\n") for raw in open(tsv_path, "rb")) if keep_cr else \
+            (line.strip() for line in open(tsv_path, encoding="utf-8"))
+        for line in lines:
+            sid, b64 = line.split("\t")
             value = base64.b64decode(b64) if raw_bytes else b64.encode("utf-8")
             txn.put(str(int(sid)).encode("utf-8"), value)
             n_img += 1
@@ -306,7 +313,8 @@ def _mutants_05_2():
             "imgs 里存的是解码后的图片字节，不是 base64": _hand_writer(raw_bytes=True),
             "pickle 的顺序写成了 (text_id, image_id, text)": _hand_writer(swap=True),
             "写事务没有 commit（图片一张也没写进去）": _hand_writer(commit=False),
-            "忘了 env.close()": _hand_writer(close=False)}
+            "忘了 env.close()": _hand_writer(close=False),
+            "按字节读 TSV、只去掉了行尾的 \\n（\\r\\n 的行把 \\r 写进了 base64）": _hand_writer(keep_cr=True)}
 
 
 register(Exercise(
