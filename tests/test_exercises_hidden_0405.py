@@ -28,13 +28,15 @@ def test_hidden_cases_accept_the_reference_and_reject_mutants(exercise_id):
         cases = ex.hidden(seed)
         assert cases and all(c.label for c in cases)
         assert _run(ex, ex.reference, cases) is None
-    caught = 0
+    caught, needed = 0, len(ex.mutants()) // 2
     for name, wrong in ex.mutants().items():
+        if caught >= needed:  # what this test asserts is proven; the rest would only cost time (05.3 spawns)
+            break
         try:
             caught += _run(ex, wrong, ex.hidden(0)) is not None
         except Exception:
             caught += 1
-    assert caught >= len(ex.mutants()) // 2, f"{exercise_id}: hidden cases catch only {caught} mutants"
+    assert caught >= needed, f"{exercise_id}: hidden cases catch only {caught} mutants"
 
 
 def test_the_library_loss_is_not_an_answer_to_04_1():
