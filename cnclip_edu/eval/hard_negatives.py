@@ -5,8 +5,8 @@ proves little: a model that only reads colour gets it right. To ask "does it see
 wrong captions must share the colour; to ask "does it see the colour?" they must share the shape.
 Notebook 00 (exercise 00.2) builds these two groups for a held-out combination ("紫色十字"):
 
-    same_colour, same_shape = hard_negative_groups("紫色", "十字", COLORS, SHAPES, heldout)
-    # same_colour = [("紫色", "十字"), ("紫色", "圆形"), ...]; same_shape = [("紫色", "十字"), ("红色", "十字"), ...]
+    same_color, same_shape = hard_negative_groups("紫色", "十字", COLORS, SHAPES, heldout)
+    # same_color = [("紫色", "十字"), ("紫色", "圆形"), ...]; same_shape = [("紫色", "十字"), ("红色", "十字"), ...]
 
 The negatives skip combinations the training split held out: a held-out negative is a combination
 the model never saw either, so a miss on it would not say which of the two it failed on. The
@@ -27,6 +27,6 @@ def hard_negative_groups(color: str, shape: str, colors: Sequence[str], shapes: 
     target is never left out.
     """
     skip = set(map(tuple, heldout))
-    same_colour = [(color, shape)] + [(color, s) for s in shapes if s != shape and (color, s) not in skip]
+    same_color = [(color, shape)] + [(color, s) for s in shapes if s != shape and (color, s) not in skip]
     same_shape = [(color, shape)] + [(c, shape) for c in colors if c != color and (c, shape) not in skip]
-    return same_colour, same_shape
+    return same_color, same_shape
