@@ -246,7 +246,10 @@ def _probe_case(label, combos, logits):
     def run(f):
         draw, logits_of = _fake_world(combos, logits)
         prob, rank = _guard_probe(f)(list(combos), draw, logits_of)
-        return float(prob), int(rank)
+        # the spec asks for a Python float and int (plain numbers to print and compare), not 0-dim tensors
+        prob = float(prob) if isinstance(prob, float) else f"prob 应当是 Python 的 float，得到的是 {type(prob).__name__}"
+        ok_rank = isinstance(rank, int) and not isinstance(rank, bool)
+        return prob, (rank if ok_rank else f"rank 应当是 Python 的 int，得到的是 {type(rank).__name__}")
     return Case(label, run)
 
 
@@ -307,6 +310,8 @@ def _probe_mistake(kind: str):
         rank = higher if kind == "zero_based" else higher + 1
         if kind == "first_only":
             rank = 1 if int(target.argmax()) == 0 else 2
+        if kind == "tensors":
+            return prob, (target > target[0]).sum() + 1
         return float(prob), rank
     return probe_rank
 
@@ -327,5 +332,6 @@ register(Exercise(
         "名次从 0 数起": _probe_mistake("zero_based"),
         "用 >= 比较，把正确描述自己也数进去了": _probe_mistake("ge"),
         "只判断是不是第一，不数排第几": _probe_mistake("first_only"),
+        "返回的是 0 维张量，不是 float 和 int": _probe_mistake("tensors"),
     },
 ))
