@@ -41,17 +41,17 @@ def caption_of(color: str, shape: str) -> str:
     return f"一个{color}的{shape}"
 
 
-def probe_rank(combos: Sequence[Combo], draw: Callable[[str, str], Any],
-               logits_of: Callable[[list[str], list[Any]], Any]) -> tuple[float, int]:
+def probe_rank(combos: Sequence[Combo], draw_fn: Callable[[str, str], Any],
+               logits_fn: Callable[[list[str], list[Any]], Any]) -> tuple[float, int]:
     """-> (the target picture's probability on its own caption, that caption's rank; 1 = highest).
 
-    `combos[0]` is the target (as `hard_negative_groups` returns it); `draw(color, shape)` makes one
-    picture; `logits_of(captions, pictures)` -> logits (pictures, captions). The softmax runs along the
+    `combos[0]` is the target (as `hard_negative_groups` returns it); `draw_fn(color, shape)` makes one
+    picture; `logits_fn(captions, pictures)` -> logits (pictures, captions). The softmax runs along the
     captions (dim=-1): the question is "which caption is this picture". Ties do not push the rank down:
     only captions with a strictly higher probability count.
     """
     captions = [caption_of(c, s) for c, s in combos]
-    pictures = [draw(c, s) for c, s in combos]
-    probs = logits_of(captions, pictures).softmax(dim=-1)   # (pictures, captions)
+    pictures = [draw_fn(c, s) for c, s in combos]
+    probs = logits_fn(captions, pictures).softmax(dim=-1)   # (pictures, captions)
     target = probs[0]                                        # the target picture over all captions
     return float(target[0]), int((target > target[0]).sum()) + 1

@@ -9,8 +9,8 @@ have more texts than images, so a forgotten transpose shows as a wrong shape.
 away from the front of both lists (so "target first" is tested), hold the target itself out (so
 it must be kept anyway) and hold out some negatives in both directions (so each must be skipped).
 
-00.3 is compared with `eval.hard_negatives.probe_rank`, run in a fake world: `draw` returns a label
-instead of a picture and `logits_of` looks the (picture, caption) logit up in a fixed table, so no model
+00.3 is compared with `eval.hard_negatives.probe_rank`, run in a fake world: `draw_fn` returns a label
+instead of a picture and `logits_fn` looks the (picture, caption) logit up in a fixed table, so no model
 runs. A caption that is not in the training phrasing is refused with a message; the tables are not
 symmetric and scale rows differently, so softmax along the wrong dimension, the wrong row, a 0-based or
 "is it first?" rank and a logit instead of a probability all give different answers.
@@ -212,10 +212,10 @@ register(Exercise(
 ))
 
 
-def _library_probe(combos, draw, logits_of):
+def _library_probe(combos, draw_fn, logits_fn):
     from cnclip_edu.eval.hard_negatives import probe_rank
 
-    return probe_rank(combos, draw, logits_of)
+    return probe_rank(combos, draw_fn, logits_fn)
 
 
 _guard_probe = guard_for(_library_probe, BUILDS_PROBE)
@@ -235,7 +235,7 @@ def _fake_world(combos, logits):
                 raise ValueError(f"描述 {cap!r} 不是训练数据的句式（应当像 {captions[0]!r}）")
         for pic in pics:
             if pic not in pictures:
-                raise ValueError(f"{pic!r} 不是 draw 画出的这组图之一")
+                raise ValueError(f"{pic!r} 不是 draw_fn 画出的这组图之一")
         rows = [pictures.index(p) for p in pics]
         cols = [captions.index(c) for c in caps]
         return logits[rows][:, cols].clone()
@@ -298,11 +298,11 @@ def _probe_hidden(seed: int):
 
 
 def _probe_mistake(kind: str):
-    def probe_rank(combos, draw, logits_of):
+    def probe_rank(combos, draw_fn, logits_fn):
         fmt = "{}{}" if kind == "caption" else "一个{}的{}"
         captions = [fmt.format(c, s) for c, s in combos]
-        pictures = [draw(c, s) for c, s in combos]
-        logits = logits_of(captions, pictures)
+        pictures = [draw_fn(c, s) for c, s in combos]
+        logits = logits_fn(captions, pictures)
         probs = logits.softmax(dim=0 if kind == "dim0" else -1)
         target = probs[:, 0] if kind == "column" else probs[0]
         prob = logits[0, 0] if kind == "logit" else target[0]
