@@ -20,6 +20,7 @@ CHEATS = {
     "01.5": (lambda t, v, L=52: cc.tokenize(t, L), "cnclip_edu.tokenizer.tokenize"),
     "00.1": (lambda i, t, s: cc.model.clip.CLIP.get_similarity(None, None, None), "CLIP.get_similarity"),
     "00.2": (lambda *args: hard_negatives.hard_negative_groups(*args), "hard_negative_groups"),
+    "00.3": (lambda *args: hard_negatives.probe_rank(*args), "probe_rank"),
 }
 
 

@@ -25,3 +25,20 @@ def test_every_negative_differs_from_the_target_in_exactly_one_attribute():
                 assert not set(group[1:]) & set(heldout)
             assert all(c == color and s != shape for c, s in same_colour[1:])
             assert all(c != color and s == shape for c, s in same_shape[1:])
+
+
+def test_probe_rank_reads_the_target_row_along_the_captions():
+    import torch
+
+    from cnclip_edu.eval.hard_negatives import probe_rank
+
+    combos = [("紫色", "十字"), ("紫色", "圆形"), ("紫色", "菱形")]
+    seen = {}
+
+    def logits_of(captions, pictures):
+        seen["captions"], seen["pictures"] = captions, pictures
+        return torch.tensor([[1.0, 2.0, 0.0], [9.0, 0.0, 0.0], [9.0, 0.0, 0.0]])   # column 0 favours pictures 1, 2
+
+    prob, rank = probe_rank(combos, lambda c, s: c + s, logits_of)
+    assert seen == {"captions": ["一个紫色的十字", "一个紫色的圆形", "一个紫色的菱形"], "pictures": ["紫色十字", "紫色圆形", "紫色菱形"]}
+    assert rank == 2 and abs(prob - torch.tensor([1.0, 2.0, 0.0]).softmax(0)[0].item()) < 1e-6

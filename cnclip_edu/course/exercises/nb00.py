@@ -8,6 +8,12 @@ have more texts than images, so a forgotten transpose shows as a wrong shape.
 00.2 is compared with `eval.hard_negatives.hard_negative_groups`. The public cases put the target
 away from the front of both lists (so "target first" is tested), hold the target itself out (so
 it must be kept anyway) and hold out some negatives in both directions (so each must be skipped).
+
+00.3 is compared with `eval.hard_negatives.probe_rank`, run in a fake world: `draw_fn` returns a label
+instead of a picture and `logits_fn` looks the (picture, caption) logit up in a fixed table, so no model
+runs. A caption that is not in the training phrasing is refused with a message; the tables are not
+symmetric and scale rows differently, so softmax along the wrong dimension, the wrong row, a 0-based or
+"is it first?" rank and a logit instead of a probability all give different answers.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from .tripwire import guard_for
 
 BUILDS = ("cnclip_edu.model.clip.CLIP.get_similarity",)
 BUILDS_HARD = ("cnclip_edu.eval.hard_negatives.hard_negative_groups",)
+BUILDS_PROBE = ("cnclip_edu.eval.hard_negatives.probe_rank",)
 
 
 def _library_similarity(image_features, text_features, logit_scale):
@@ -201,5 +208,130 @@ register(Exercise(
         "目标留在它在列表里原来的位置，没有放在第一个": _hard_mistake("in_place"),
         "目标在负例里又出现了一次": _hard_mistake("target_again"),
         "两个列表弄反了": _hard_mistake("swapped"),
+    },
+))
+
+
+def _library_probe(combos, draw_fn, logits_fn):
+    from cnclip_edu.eval.hard_negatives import probe_rank
+
+    return probe_rank(combos, draw_fn, logits_fn)
+
+
+_guard_probe = guard_for(_library_probe, BUILDS_PROBE)
+
+
+def _fake_world(combos, logits):
+    """-> (draw, logits_of) for a fake model whose logit for (picture i, caption j) is `logits[i, j]`."""
+    captions = [f"一个{c}的{s}" for c, s in combos]
+    pictures = [f"图：{c}{s}" for c, s in combos]
+
+    def draw(color, shape):
+        return f"图：{color}{shape}"
+
+    def logits_of(caps, pics):
+        for cap in caps:
+            if cap not in captions:
+                raise ValueError(f"描述 {cap!r} 不是训练数据的句式（应当像 {captions[0]!r}）")
+        for pic in pics:
+            if pic not in pictures:
+                raise ValueError(f"{pic!r} 不是 draw_fn 画出的这组图之一")
+        rows = [pictures.index(p) for p in pics]
+        cols = [captions.index(c) for c in caps]
+        return logits[rows][:, cols].clone()
+    return draw, logits_of
+
+
+def _probe_case(label, combos, logits):
+    def run(f):
+        draw, logits_of = _fake_world(combos, logits)
+        prob, rank = _guard_probe(f)(list(combos), draw, logits_of)
+        # the spec asks for a Python float and int (plain numbers to print and compare), not 0-dim tensors
+        prob = float(prob) if isinstance(prob, float) else f"prob 应当是 Python 的 float，得到的是 {type(prob).__name__}"
+        ok_rank = isinstance(rank, int) and not isinstance(rank, bool)
+        return prob, (rank if ok_rank else f"rank 应当是 Python 的 int，得到的是 {type(rank).__name__}")
+    return Case(label, run)
+
+
+def _probe_logits(n: int, target_rank: int, seed: int):
+    """(n, n) logits, not symmetric, rows on different scales; the target picture's own caption
+    (row 0, column 0) has rank `target_rank` in row 0, and column 0 would rank it differently."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, n, generator=g) * torch.linspace(2.0, 6.0, n)[:, None]
+    row = logits[0].clone()
+    order = torch.argsort(row, descending=True)
+    others = [int(j) for j in order if int(j) != 0]
+    ranked = others[: target_rank - 1] + [0] + others[target_rank - 1:]
+    values = torch.sort(row, descending=True).values
+    logits[0, ranked] = values                    # row 0 sorted so that column 0 sits at target_rank
+    logits[1:, 0] = logits[0, 0] + 3.0            # column 0: other pictures like caption 0 more
+    return logits
+
+
+def _probe_cases():
+    return [
+        _probe_case("紫色十字和 5 个同色异形的负例，目标排第 1", [("紫色", "十字"), ("紫色", "圆形"), ("紫色", "正方形"),
+                    ("紫色", "三角形"), ("紫色", "五角星"), ("紫色", "菱形")], _probe_logits(6, 1, 0)),
+        _probe_case("绿色三角形和 3 个同形异色的负例，目标排第 3", [("绿色", "三角形"), ("红色", "三角形"), ("黄色", "三角形"),
+                    ("蓝色", "三角形")], _probe_logits(4, 3, 1)),
+        _probe_case("黑色圆形和 6 个同形异色的负例，目标排第 7（最后）", [("黑色", "圆形")] + [(c, "圆形") for c in _COLOURS[:6]],
+                    _probe_logits(7, 7, 2)),
+    ]
+
+
+def _probe_hidden(seed: int):
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(3):
+        n = rng.randint(3, 8)
+        if rng.random() < 0.5:
+            shape, colours = rng.choice(_SHAPES), rng.sample(_COLOURS, n)
+            combos = [(c, shape) for c in colours]
+        else:
+            colour, shapes = rng.choice(_COLOURS), rng.sample(_SHAPES, min(n, len(_SHAPES)))
+            combos = [(colour, s) for s in shapes]
+        cases.append(_probe_case("随机的一组难负例、随机的 logits 和目标名次", combos,
+                                 _probe_logits(len(combos), rng.randint(1, len(combos)), rng.randrange(10 ** 6))))
+    return cases
+
+
+def _probe_mistake(kind: str):
+    def probe_rank(combos, draw_fn, logits_fn):
+        fmt = "{}{}" if kind == "caption" else "一个{}的{}"
+        captions = [fmt.format(c, s) for c, s in combos]
+        pictures = [draw_fn(c, s) for c, s in combos]
+        logits = logits_fn(captions, pictures)
+        probs = logits.softmax(dim=0 if kind == "dim0" else -1)
+        target = probs[:, 0] if kind == "column" else probs[0]
+        prob = logits[0, 0] if kind == "logit" else target[0]
+        higher = int((target >= target[0]).sum()) if kind == "ge" else int((target > target[0]).sum())
+        rank = higher if kind == "zero_based" else higher + 1
+        if kind == "first_only":
+            rank = 1 if int(target.argmax()) == 0 else 2
+        if kind == "tensors":
+            return prob, (target > target[0]).sum() + 1
+        return float(prob), rank
+    return probe_rank
+
+
+register(Exercise(
+    id="00.3", title="把一组难负例变成一次检验：目标图给正确描述的概率和名次", points=1,
+    hint="每个组合一句训练句式的描述（\"一个紫色的十字\"）、一张图，顺序和组合一样；问的是\"这张图是哪句话\"，"
+         "所以 softmax 沿描述那一维，看目标图（第 0 张）那一行；名次 = 这一行里比正确描述（第 0 句）概率严格更高的有几句，再加 1。",
+    reference=_library_probe,
+    cases=_probe_cases,
+    hidden=_probe_hidden,
+    builds=BUILDS_PROBE,
+    mutants=lambda: {
+        "描述没有用训练数据的句式": _probe_mistake("caption"),
+        "softmax 沿 dim=0（这句话是哪张图）": _probe_mistake("dim0"),
+        "看的是第 0 列（各张图给第 0 句的概率），不是目标图那一行": _probe_mistake("column"),
+        "返回的是 logit，不是概率": _probe_mistake("logit"),
+        "名次从 0 数起": _probe_mistake("zero_based"),
+        "用 >= 比较，把正确描述自己也数进去了": _probe_mistake("ge"),
+        "只判断是不是第一，不数排第几": _probe_mistake("first_only"),
+        "返回的是 0 维张量，不是 float 和 int": _probe_mistake("tensors"),
     },
 ))
