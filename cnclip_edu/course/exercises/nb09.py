@@ -512,7 +512,8 @@ def _profile_cases():
             _profile_case("长度固定的文本输入 (-1, 52)", (-1, 52), 52, 32),
             _profile_case("max_batch = 1", (-1, -1), 24, 1),
             _profile_case("opt_batch 大于 max_batch（应当报 ValueError）", (-1, -1), 52, 16, 32),
-            _profile_case("分辨率也是动态的图像输入 (-1, 3, -1, -1)（应当报 ValueError）", (-1, 3, -1, -1), 52, 8)]
+            _profile_case("分辨率也是动态的图像输入 (-1, 3, -1, -1)（应当报 ValueError）", (-1, 3, -1, -1), 52, 8),
+            _profile_case("batch 固定为 1 的图像输入 (1, 3, 224, 224)（应当报 ValueError）", (1, 3, 224, 224), 52, 8)]
 
 
 def _profile_hidden(seed: int):
@@ -522,17 +523,23 @@ def _profile_hidden(seed: int):
             _profile_case("随机 context 长度的文本输入", (-1, -1), L, mb, rng.choice([None, rng.randint(1, mb)])),
             _profile_case("长度固定的文本输入", (-1, L), L, mb),
             _profile_case("opt_batch 大于 max_batch", (-1, -1), L, mb, mb + rng.randint(1, 9)),
-            _profile_case("还有别的动态维", (-1, 3, -1, r), L, mb)]
+            _profile_case("还有别的动态维", (-1, 3, -1, r), L, mb),
+            _profile_case("batch 固定的输入", rng.choice([(rng.randint(1, 8), 3, r, r), (rng.randint(1, 8), -1)]), L, mb)]
 
 
 def _profile_mutants() -> dict:
     def make(*, swap_min_opt=False, max_len_minus_1=False, min_len_full=False, fixed_min_1=False,
-             text_axis_always=False, opt_default_1=False, no_check=False, all_dynamic_as_length=False):
+             text_axis_always=False, opt_default_1=False, no_check=False, all_dynamic_as_length=False,
+             fixed_batch="raise"):
         def answer(shape, context_length, max_batch, opt_batch=None):
+            if shape[0] >= 0 and fixed_batch == "raise":
+                raise ValueError("the batch axis is fixed")
             opt_batch = opt_batch or (1 if opt_default_1 else max_batch)
             if not no_check and not 1 <= opt_batch <= max_batch:
                 raise ValueError("need 1 <= opt_batch <= max_batch")
             lo, opt, hi = [1], [opt_batch], [max_batch]
+            if shape[0] >= 0 and fixed_batch == "itself":
+                lo, opt, hi = [shape[0]], [shape[0]], [shape[0]]
             for axis, d in enumerate(shape[1:], start=1):
                 is_length = (axis == 1 and len(shape) == 2 and (d < 0 or text_axis_always)) or \
                     (all_dynamic_as_length and d < 0)
@@ -558,12 +565,15 @@ def _profile_mutants() -> dict:
             "文本的第 1 维一律当成长度（长度固定的图才出错）": make(text_axis_always=True),
             "opt_batch 默认取 1": make(opt_default_1=True),
             "没有检查 1 <= opt_batch <= max_batch": make(no_check=True),
-            "把所有动态维都当成长度": make(all_dynamic_as_length=True)}
+            "把所有动态维都当成长度": make(all_dynamic_as_length=True),
+            "batch 固定时照样给 (1, opt_batch, max_batch)（TensorRT 不能用这个 profile）": make(fixed_batch="range"),
+            "batch 固定时给 (d, d, d)，没有报错（max_batch 被悄悄忽略）": make(fixed_batch="itself")}
 
 
 register(Exercise(
     id="09.6", title="TensorRT 的优化配置 (optimization profile)", points=3,
     hint="每一维给 (min, opt, max) 三个数：第 0 维是 batch，(1, opt_batch, max_batch)，opt_batch 默认取 max_batch，"
+         "第 0 维是固定的数时没有合法的 batch 范围，报 ValueError；"
          "不满足 1 <= opt_batch <= max_batch 时报 ValueError；固定的维三个数都等于它自己；文本输入 (2 维) 的第 1 维"
          "如果是动态的 (-1)，就是长度，范围要从 1（截过 padding 的短句）一直到 context_length（最长的句子）；"
          "其他动态维不知道该给什么范围，报 ValueError。",
