@@ -683,7 +683,7 @@ def _build_mutants() -> dict:
                 Path(engine_path).write_text(str(plan))
         return answer
 
-    return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃、11 删除）": make(explicit_batch=True),
+    return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃）": make(explicit_batch=True),
             "创建网络时没有 STRONGLY_TYPED（精度不由图决定）": make(no_flags=True),
             "设了 BuilderFlag.FP16（强类型网络里不允许，11 已删除）": make(fp16_flag=True),
             "没有检查解析结果（坏文件也接着构建）": make(check_parse=False),
