@@ -194,16 +194,21 @@ register(Exercise(
 
 
 @functools.lru_cache(maxsize=1)
-def _tiny_session():
-    import onnxruntime as ort
-
+def _tiny_image_onnx() -> bytes:
+    """The tiny tower exported once (batch dynamic), shared by 09.2 and 09.8."""
     from cnclip_edu.deploy.export import export_program
 
     tower, example = _tiny_tower()
     with tempfile.TemporaryDirectory() as tmp:
         export_program(tower, "image", example).save(str(Path(tmp) / "tiny.onnx"))
-        model_bytes = (Path(tmp) / "tiny.onnx").read_bytes()
-    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        return (Path(tmp) / "tiny.onnx").read_bytes()
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_session():
+    import onnxruntime as ort
+
+    return ort.InferenceSession(_tiny_image_onnx(), providers=["CPUExecutionProvider"])
 
 
 # ----------------------------------------------------------------------------- 09.2 a session run
@@ -744,12 +749,10 @@ def _search_models() -> tuple[bytes, bytes]:
     import cnclip_edu as cc
     from cnclip_edu.deploy.export import export_program
 
-    image_tower, example = _tiny_tower()
     text_example = cc.tokenize(["红色的圆形", "两个蓝色的三角形"], context_length=_SEARCH_CONTEXT)  # (2, 12)
     with tempfile.TemporaryDirectory() as tmp:
-        export_program(image_tower, "image", example).save(str(Path(tmp) / "img.onnx"))
         export_program(_tiny_search_text_tower(), "text", text_example).save(str(Path(tmp) / "txt.onnx"))
-        return (Path(tmp) / "img.onnx").read_bytes(), (Path(tmp) / "txt.onnx").read_bytes()
+        return _tiny_image_onnx(), (Path(tmp) / "txt.onnx").read_bytes()
 
 
 def _search_sessions(mean, std):
