@@ -73,6 +73,8 @@ def test_profile_covers_batch_and_text_length(onnx_files):
         T.plan_profile(text, opt_length=60)
     with pytest.raises(ValueError, match="axis 2 is dynamic"):
         T.profile_shapes((-1, 3, -1, -1), {"tower": "image"})
+    with pytest.raises(ValueError, match="batch axis is fixed at 1"):  # cn_clip's batch-1 export: no valid range
+        T.profile_shapes((1, 3, 224, 224), {"tower": "image"})
 
 
 # ----------------------------------------------------------------------------- GPU

@@ -102,10 +102,15 @@ def profile_shapes(shape: Sequence[int], meta: dict[str, str], min_batch: int = 
 
     Batch: (min_batch, opt_batch, max_batch), opt_batch default max_batch. Text length: (1, opt_length,
     context_length), opt_length default the context length: kernels tuned for the longest caption
-    also serve the shorter ones. Any other dynamic axis is an error.
+    also serve the shorter ones. Any other dynamic axis is an error, and so is a fixed batch axis: such a
+    file (cn_clip's official batch-1 export) accepts that one batch only, so no batch range 1..max_batch
+    could be valid for it, and `TrtEncoder`'s chunking by max_batch would not apply; re-export it.
     """
-    axes = [_batch_range(min_batch, opt_batch, max_batch)]  # (min, opt, max) per axis
     shape = tuple(int(d) for d in shape)
+    if shape and shape[0] >= 0:
+        raise ValueError(f"input shape {shape}: the batch axis is fixed at {shape[0]}; TensorRT would accept only "
+                         f"that batch, so no profile 1..max_batch fits it: export with a dynamic batch axis")
+    axes = [_batch_range(min_batch, opt_batch, max_batch)]  # (min, opt, max) per axis
     for axis, d in enumerate(shape[1:], start=1):
         if d >= 0:
             axes.append((d, d, d))
