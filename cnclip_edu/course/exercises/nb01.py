@@ -203,10 +203,11 @@ def _basic_hidden(seed: int) -> list[Case]:
 
 
 register(Exercise(
-    id="01.1", title="BasicTokenizer：is_cjk、清洗、汉字单独成词、小写、去重音、切标点", points=3,
-    hint="is_cjk 只看码位 (code point) 落没落在表里的某个区段，区段两端都算；假名、韩文不在表里。basic_tokenize 按第 3 部分的"
-         "四步走：先让每个汉字成为独立的词，再按任意空白切；每个词小写，先分解 (NFD) 才能删掉重音符；标点单独成词，"
-         "别忘了 ASCII 里那几个在 Unicode 中算“符号”的字符。",
+    id="01.1", title="BasicTokenizer：汉字单独成词、小写、去重音、切标点", points=3,
+    hint="清洗 (clean_text) 已经给出，先调用它。之后按第 3 部分的顺序：一个字是不是汉字，只看它的码位落没落在 CJK_RANGES 的"
+         "某个区段里（两端都算；假名、韩文不在里面），在每个汉字两边加空格，再按任意空白切开；每个词先小写，再做 NFD 分解，"
+         "然后删掉类别为 Mn 的字符（不先分解就删不掉重音）；最后把每个标点（is_punctuation 说了算）单独切成一个词，"
+         "标点前后的部分各成一个词。",
     reference=_library_basic_tokenize,
     cases=lambda: [Case(label, lambda f, t=text: _guard_basic(f)(t)) for label, text in BASIC_CASES],
     hidden=_basic_hidden,
@@ -283,7 +284,7 @@ register(Exercise(
     mutants=lambda: {
         "后续片段忘了加 ##": lambda w, v: _student_wordpiece(w, v, prefix=False),
         "从最短的子串开始试": lambda w, v: _student_wordpiece(w, v, longest_first=False),
-        "只把配不上的那一段变成 [UNK]": lambda w, v: _student_wordpiece(w, v, whole_word_unk=False),
+        "只把匹配不上的那一段变成 [UNK]": lambda w, v: _student_wordpiece(w, v, whole_word_unk=False),
         "忘了 200 个字符的上限": lambda w, v: _student_wordpiece(w, v, too_long=lambda n: False),
         "上限差一：恰好 200 个字符也当成太长 (>=)": lambda w, v: _student_wordpiece(w, v, too_long=lambda n: n >= 200),
     },
@@ -517,7 +518,7 @@ def _encode_mutant(mistake: str):
 
 register(Exercise(
     id="01.4", title="encode_batch：一批文本 → 每条一串 id，每个不同的词只切一次", points=3,
-    hint="一条文本的 id：你的 BasicTokenizer 切词，每个词交给你的 WordPiece，每个片段换成它在词表里的 id（配不上的词是 "
+    hint="一条文本的 id：你的 BasicTokenizer 切词，每个词交给你的 WordPiece，每个片段换成它在词表里的 id（切不出来的词是 "
          "[UNK] 这个片段，id 在词表里查），不加 [CLS]/[SEP]、不截断。一批文本里反复出现的是“词”（一个汉字、一个英文词），"
          "不是整条文本：记住每个词切出的 id，再遇到就直接用。想一想这份记录该活多久——id 来自传进来的那份词表。",
     reference=_library_encode_batch,
