@@ -51,7 +51,7 @@ def test_summarize_names_what_is_wrong():
 
 
 def test_launcher_runs_a_worker_file_under_torchrun(tmp_path):
-    worker = tmp_path / "ex06_4.py"
+    worker = tmp_path / "ex06_5.py"
     worker.write_text("from cnclip_edu.train.ddp_demo import train_worker\n", encoding="utf-8")
     out = tmp_path / "out"
     res = run_torchrun(["--worker", worker, "--out", out, "--n-pairs", 8, "--batch-size", 2, "--epochs", 1],
@@ -61,11 +61,11 @@ def test_launcher_runs_a_worker_file_under_torchrun(tmp_path):
     ranks = D.read_ranks(out)
     assert len(ranks) == 2 and D.max_param_diff(ranks[0]["params"], ranks[1]["params"]) == 0
     stub = tmp_path / "stub.py"
-    stub.write_text('def train_worker(*a, **k):\n    raise NotImplementedError("练习 06.4")\n', encoding="utf-8")
+    stub.write_text('def train_worker(*a, **k):\n    raise NotImplementedError("练习 06.5")\n', encoding="utf-8")
     with pytest.raises(TrainingFailed):
         run_torchrun(["--worker", stub, "--out", tmp_path / "out2"], nproc_per_node=2, module="cnclip_edu.train.ddp_demo",
                      log_file=tmp_path / "launch2.log", live_plot=False, echo=False)
-    assert D.worker_error(tmp_path / "out2") == "NotImplementedError: 练习 06.4"
+    assert D.worker_error(tmp_path / "out2") == "NotImplementedError: 练习 06.5"
     assert D.worker_error(out) is None
 
 

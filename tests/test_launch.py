@@ -122,7 +122,7 @@ def test_run_forked_reports_stubs_errors_and_hangs():
     import torch.distributed as dist
 
     def stub():
-        raise NotImplementedError("练习 06.3")
+        raise NotImplementedError("练习 06.4")
 
     def broken():
         raise ValueError("bad rank")

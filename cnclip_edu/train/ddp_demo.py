@@ -1,7 +1,7 @@
 """The DDP training worker of notebook 06: the trainer's distributed skeleton, small enough to check.
 
     torchrun --standalone --nproc_per_node=2 -m cnclip_edu.train.ddp_demo --out runs/ddp   # the library's worker
-    torchrun ... -m cnclip_edu.train.ddp_demo --worker my_clip/ex06_4.py --out runs/ddp    # a student's worker
+    torchrun ... -m cnclip_edu.train.ddp_demo --worker my_clip/ex06_5.py --out runs/ddp    # a student's worker
 
 Every process that torchrun starts runs `train_worker`: join the process group (gloo on CPU, NCCL
 with one GPU per process), wrap a tiny CLIP in DistributedDataParallel, read its shard of a small
@@ -218,7 +218,7 @@ def read_ranks(out_dir: str | os.PathLike) -> list[dict]:
 
 
 def worker_error(out_dir: str | os.PathLike) -> str | None:
-    """The first rank's exception as one line ("NotImplementedError: 练习 06.4"), if a rank raised."""
+    """The first rank's exception as one line ("NotImplementedError: 练习 06.5"), if a rank raised."""
     files = sorted(Path(out_dir, RANKS_DIR).glob("error_rank*.txt"))
     return files[0].read_text(encoding="utf-8") if files else None
 

@@ -159,7 +159,43 @@ register(Exercise(
     builds=("cnclip_edu.train.loop.plain_step",)))
 
 
-# ----------------------------------------------------------------------------- 06.3 hello, rank
+# ----------------------------------------------------------------------------- 06.3 the single-process loop
+def _loop_reference(model, loader, optimizer, loss_fn, steps, base_lr, warmup, step_fn, lr_fn, device="cpu",
+                    known_positives=True):
+    from cnclip_edu.train.single import train_loop
+
+    return train_loop(model, loader, optimizer, loss_fn, steps, base_lr, warmup, step_fn, lr_fn, device,
+                      known_positives)
+
+
+def _loop_cases():
+    from . import loop_cases
+
+    return loop_cases.cases()
+
+
+def _loop_hidden(seed: int):
+    from . import loop_cases
+
+    return loop_cases.hidden(seed)
+
+
+def _loop_mutants():
+    from . import loop_cases
+
+    return loop_cases.mutants()
+
+
+register(Exercise(
+    id="06.3", title="单进程训练循环：一个个 epoch 取数据，设好每一步的学习率，再走一步", points=3,
+    hint="数数的是步数，不是 epoch：一遍 loader 用完了而步数还没到，就再从头遍历一遍（重新遍历会重新洗牌）。"
+         "第 k 步（从 0 数）的学习率是 lr_fn(k, …, steps)，总步数是整个训练的步数；它要在这一步之前写进优化器的每一个参数组"
+         "（AdamW 有衰减和不衰减两组）。正样本矩阵只在 known_positives 为真时才给。别忘了切到训练模式。",
+    reference=_loop_reference, cases=_loop_cases, mutants=_loop_mutants, hidden=_loop_hidden,
+    builds=("cnclip_edu.train.single.train_loop",)))
+
+
+# ----------------------------------------------------------------------------- 06.4 hello, rank
 def _hello_reference(dataset_len: int = 10, batch_size: int = 2, seed: int = 0) -> dict:
     from cnclip_edu.train.hello import hello_rank
 
@@ -222,7 +258,7 @@ def _hello_hidden(seed: int):
 
 
 register(Exercise(
-    id="06.3", title="你好，rank：init_process_group + DistributedSampler + all_reduce", points=3,
+    id="06.4", title="你好，rank：init_process_group + DistributedSampler + all_reduce", points=3,
     hint="dist.init_process_group(\"gloo\") 之后用 dist.get_rank() / dist.get_world_size()；"
          "DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)——所有进程用同一个 seed，"
          "排列才相同、分片才不重叠；DataLoader(data, batch_size=batch_size, sampler=sampler)；"
@@ -231,7 +267,7 @@ register(Exercise(
     builds=("cnclip_edu.train.hello.hello_rank",)))
 
 
-# ----------------------------------------------------------------------------- 06.4 the DDP worker
+# ----------------------------------------------------------------------------- 06.5 the DDP worker
 _DDP_LR = 0.1
 _SLOW_SAVE_S = 0.8
 _memo: dict[tuple, object] = {}
@@ -381,7 +417,7 @@ def _ddp_mutants():
 
 
 register(Exercise(
-    id="06.4", title="DDP 训练进程：进程组 + DistributedSampler + DDP + 只在 rank 0 保存", points=5,
+    id="06.5", title="DDP 训练进程：进程组 + DistributedSampler + DDP + 只在 rank 0 保存", points=5,
     hint="每个进程：init_process_group（CPU 用 gloo，GPU 用 nccl）；从环境变量 LOCAL_RANK 知道自己是本机第几个进程，"
          "有 GPU 时先 torch.cuda.set_device；模型用 DistributedDataParallel 包起来，它保证各进程的参数始终相同；"
          "DistributedSampler 在每个 epoch 开始时要 set_epoch；损失要知道 rank 和 world_size 才能用上别的进程的负样本；"
@@ -390,7 +426,7 @@ register(Exercise(
     builds=("cnclip_edu.train.ddp_demo.train_worker",)))
 
 
-# ----------------------------------------------------------------------------- 06.5 the start of a finetune
+# ----------------------------------------------------------------------------- 06.6 the start of a finetune
 _FT_LR, _FT_WD = 1e-2, 0.5  # large enough that a missing or extra weight decay shows after one step
 
 
@@ -536,7 +572,7 @@ def _ft_mutants():
 
 
 register(Exercise(
-    id="06.5", title="微调的起点：只加载权重 + 冻结视觉塔 + 只优化还要训练的参数", points=4,
+    id="06.6", title="微调的起点：只加载权重 + 冻结视觉塔 + 只优化还要训练的参数", points=4,
     hint="DDP 存下的键比模型自己的参数名多一个前缀；加载要严格，对不上的键必须报错而不是被悄悄跳过；"
          "冻结一个塔就是让它的参数不再需要梯度，而优化器只应该拿到还需要梯度的参数——想想冻结和建优化器谁先谁后；"
          "权重衰减只给矩阵，一维的增益、偏置和 logit_scale 不衰减（与第 3 部分 build_optimizer 的规则相同）。",
