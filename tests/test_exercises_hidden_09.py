@@ -1,6 +1,6 @@
 """Notebook 09: the grading cases drawn from a seed accept the reference and reject every mutant, for the
-exercises whose hidden cases carry the edge inputs (09.5: sums above 2**24; 09.6: a fixed batch axis; 09.8: a long query, a grayscale
-picture, another mean and std)."""
+exercises whose hidden cases carry the edge inputs (09.5: sums above 2**24; 09.6: a fixed batch axis; 09.8: a long
+query, a grayscale picture, another mean and std)."""
 from __future__ import annotations
 
 import pytest
