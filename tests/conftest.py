@@ -23,6 +23,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_collection_modifyitems(config, items):
+    # the tests that wait for the background course run last, so that every other test overlaps with it
+    items.sort(key=lambda item: "course_run" in getattr(item, "fixturenames", ()))  # stable: order kept otherwise
     try:
         import torch
 

@@ -1,12 +1,11 @@
-"""train/single.py: the single-process loop of notebook 06 (exercise 06.3) and its grading cases."""
+"""train/single.py: the single-process loop of notebook 06 (exercise 06.3); its grading cases are held to
+every mutant on three seeds in test_exercises_hidden.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cnclip_edu.course import exercises as X
 from cnclip_edu.course.exercises import loop_cases
-from cnclip_edu.course.exercises.compare import default_compare
 from cnclip_edu.train.single import train_loop
 
 
@@ -30,18 +29,3 @@ def test_an_empty_loader_is_an_error_not_an_endless_loop():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="no batch"):
         train_loop(model, [], opt, None, 3, 0.1, 0, lambda *a: 0.0, lambda *a: 0.1)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_hidden_cases_accept_the_reference_and_reject_every_mutant(seed):
-    ex = X.get("06.3")
-    for case in ex.hidden(seed):
-        assert default_compare(case.run(ex.reference), case.run(ex.reference)) is None
-    for name, wrong in ex.mutants().items():
-        diffs = []
-        for case in ex.hidden(seed):
-            try:
-                diffs.append(default_compare(case.run(ex.reference), case.run(wrong)))
-            except Exception as e:  # a mutant may crash on a case: that is a rejection too
-                diffs.append(repr(e))
-        assert any(diffs), f"hidden cases of seed {seed} accept the mutant: {name}"

@@ -115,6 +115,14 @@ def _urlsafe(b64: str) -> str:
     return out
 
 
+def _cut_jpeg(jpeg_b64: str, keep: float = 0.5) -> str:
+    """A JPEG cut inside its entropy-coded scan: the header is intact, so `Image.open` and `verify()`
+    (which does not decode JPEG data) both pass; only decoding the pixels finds the truncation."""
+    raw = base64.b64decode(jpeg_b64)
+    scan = raw.index(b"\xff\xda")                       # start-of-scan marker: the pixel data follows
+    return base64.b64encode(raw[: scan + int((len(raw) - scan) * keep)]).decode("ascii")
+
+
 def _cases_05_1():
     png, jpeg = _png_b64(_COLORS[0]), _png_b64(_COLORS[1], fmt="JPEG")
     raw = base64.b64decode(png)
@@ -126,6 +134,7 @@ def _cases_05_1():
         Case("URL 安全字母表的 base64（'-'、'_' 代替 '+'、'/'，cn_clip 读得懂）",
              lambda f: _run_decode(f, f"1005\t{_urlsafe(jpeg)}")),
         Case("截断的 PNG（只有前 2/3 的字节）", lambda f: _run_decode(f, f"1002\t{truncated}")),
+        Case("截断的 JPEG（文件头完好，像素数据只剩一半）", lambda f: _run_decode(f, f"1006\t{_cut_jpeg(jpeg)}")),
         Case("base64 里混进了非法字符 '!*'", lambda f: _run_decode(f, f"1003\t{junk}")),
         Case("id 与 base64 之间是空格而不是制表符", lambda f: _run_decode(f, f"1004 {png}")),
     ]
@@ -139,11 +148,13 @@ def _hidden_05_1(seed: int):
     png, jpeg = _png_b64(color, size=rng.randint(8, 20)), _png_b64(color, fmt="JPEG", size=rng.randint(8, 20))
     raw = base64.b64decode(png)
     cut = base64.b64encode(raw[: rng.randint(len(raw) // 3, len(raw) - 8)]).decode("ascii")
+    jpeg_cut = _cut_jpeg(jpeg, keep=rng.uniform(0.4, 0.8))
     at = rng.randint(4, len(png) - 4)
     iid = rng.randint(1, 10**9)
     return [Case("一行 PNG，末尾带换行", lambda f: _run_decode(f, f"{iid}\t{png}\n")),
             Case("一行 JPEG，末尾是 \\r\\n", lambda f: _run_decode(f, f"{iid}\t{jpeg}\r\n")),
             Case("截断的图片", lambda f: _run_decode(f, f"{iid}\t{cut}")),
+            Case("截断的 JPEG", lambda f: _run_decode(f, f"{iid}\t{jpeg_cut}")),
             Case("base64 里有非法字符", lambda f: _run_decode(f, f"{iid}\t{png[:at]}#{png[at:]}")),
             Case("URL 安全字母表的 base64", lambda f: _run_decode(f, f"{iid}\t{_urlsafe(jpeg)}")),
             Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra"))]
@@ -180,7 +191,15 @@ def _mutants_05_1():
         img.load()
         return int(sid), img
 
+    def verify_then_reopen(line):
+        # the common idiom: verify() checks PNG chunks and CRCs, but does not decode JPEG data
+        sid, b64 = line.strip().split("\t")
+        raw = base64.b64decode(b64.replace("-", "+").replace("_", "/"), validate=True)
+        Image.open(io.BytesIO(raw)).verify()
+        return int(sid), Image.open(io.BytesIO(raw))           # verify() leaves the image unusable: open again
+
     return {"没有 img.load()（Image.open 只读文件头，截断的图混了过去）": lazy,
+            "用 img.verify() 代替解码（对 JPEG 不解码像素，截断的 JPEG 混了过去）": verify_then_reopen,
             "b64decode 没有 validate=True（非法字符被悄悄丢掉）": lenient,
             "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline,
             "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only}
@@ -190,7 +209,7 @@ register(Exercise(
     id="05.1", title="读一行 TSV：解码并验证 base64 图片", points=2,
     hint="一行要恰好是两列，id 是整数，行尾的换行不属于 base64；base64 有两种字母表，第 63、64 个字符不同，两种都要认；"
          "想一想 b64decode 默认怎样对待字母表以外的字符，"
-         "以及 Image.open 返回时到底读了多少字节——截断的图片要在你返回之前就暴露出来。",
+         "以及 Image.open 返回时到底读了多少字节——截断的图片（PNG 和 JPEG）要在你返回之前就暴露出来：只检查文件结构不够，要真的把像素解出来。",
     reference=decode_tsv_line, cases=_cases_05_1, mutants=_mutants_05_1, hidden=_hidden_05_1, builds=BUILDS_05_1))
 
 
