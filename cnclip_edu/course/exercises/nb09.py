@@ -395,6 +395,9 @@ def _linear_inputs(seed: int, n: int, k: int, m: int, kind: str):
         x = torch.zeros(n, k)
     elif kind == "outlier":
         x[int(torch.randint(n, (), generator=g)), int(torch.randint(k, (), generator=g))] = 40.0
+    elif kind == "large":  # long rows of large same-sign products: |acc| > 2**24, where float32 stops being exact
+        x = torch.rand(n, k, generator=g) * 0.5 + 0.5
+        return x, torch.rand(m, k, generator=g) * 0.05 + 0.30, torch.randn(m, generator=g) * 0.1
     w = torch.randn(m, k, generator=g) * 0.05
     w[int(torch.randint(m, (), generator=g)), int(torch.randint(k, (), generator=g))] = -0.35
     return x, w, torch.randn(m, generator=g) * 0.1
@@ -413,7 +416,8 @@ def _linear_cases():
             _linear_case("全为正的激活（比如 GELU 之后）", 1, 4, 32, 8, "positive"),
             _linear_case("全为负的激活", 2, 3, 32, 8, "negative"),
             _linear_case("全为 0 的一批", 3, 2, 16, 4, "zero"),
-            _linear_case("一个很大的离群值 (outlier)，没有 bias", 4, 6, 48, 12, "outlier", bias=False)]
+            _linear_case("一个很大的离群值 (outlier)，没有 bias", 4, 6, 48, 12, "outlier", bias=False),
+            _linear_case("很长的一行 (K = 2048)：累加和超过 2**24，float32 不再能精确表示每个整数", 5, 3, 2048, 4, "large")]
 
 
 def _linear_hidden(seed: int):
@@ -422,7 +426,9 @@ def _linear_hidden(seed: int):
              ("全为负的激活，随机大小", "negative"), ("带离群值的激活，随机大小", "outlier")]
     return [_linear_case(label, rng.randrange(1 << 30), rng.randint(1, 9), rng.randint(24, 96), rng.randint(1, 20), kind)
             for label, kind in kinds] + [_linear_case("全为 0 的一批，随机大小", rng.randrange(1 << 30),
-                                                      rng.randint(1, 4), rng.randint(4, 32), rng.randint(1, 8), "zero")]
+                                                      rng.randint(1, 4), rng.randint(4, 32), rng.randint(1, 8), "zero"),
+                                   _linear_case("很长的一行，累加和超过 2**24，随机大小", rng.randrange(1 << 30),
+                                                rng.randint(2, 4), rng.randint(2048, 3072), rng.randint(3, 6), "large")]
 
 
 def _reference_int8_linear(x, weight, bias):
@@ -435,7 +441,7 @@ def _int8_linear_mutants() -> dict:
     import torch
 
     def make(*, range_without_zero=False, per_row=False, symmetric_act=False, forget_zp=False, w_max=False,
-             w_255=False, float_acc=False, uint8_subtract=False, narrow_acc=False):
+             w_255=False, float_acc=False, float_acc_cast=False, uint8_subtract=False, narrow_acc=False):
         def answer(x, weight, bias):
             w_scale = (weight.max() if w_max else weight.abs().max()) / (255 if w_255 else 127)
             w_q = torch.round(weight / w_scale).clamp(-127, 127).to(torch.int8)
@@ -459,6 +465,8 @@ def _int8_linear_mutants() -> dict:
                 a = x_q.to(torch.int32) - zp.to(torch.int32)
             if float_acc:
                 acc = a.float() @ w_q.float().T
+            elif float_acc_cast:  # exact only while every partial sum stays below 2**24
+                acc = (a.float() @ w_q.float().T).round().to(torch.int32)
             elif narrow_acc:
                 acc = a.to(torch.int16) @ w_q.to(torch.int16).T  # sums overflow int16
             else:
@@ -474,6 +482,7 @@ def _int8_linear_mutants() -> dict:
             "权重的缩放系数用 max 而不是 max|w|": make(w_max=True),
             "权重除以 255（那是 uint8 的级数）": make(w_255=True),
             "在浮点里相乘（acc 不是整数）": make(float_acc=True),
+            "在 float32 里累加再转成 int32（和超过 2**24 时丢掉末位）": make(float_acc_cast=True),
             "在 uint8 里减零点（负数回绕成大正数）": make(uint8_subtract=True),
             "用 int16 累加（溢出）": make(narrow_acc=True)}
 
