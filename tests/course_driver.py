@@ -2,8 +2,8 @@
 
     python tests/course_driver.py WORK RESULTS.json
 
-conftest.py starts this in the background as soon as pytest has collected a test that needs the course
-(`course_run`), so that the 12 notebooks run while the unit tests do; the fixture then waits for it.
+With CNCLIP_COURSE_BACKGROUND=1, conftest.py starts this in the background as soon as pytest has collected a test
+that needs the course (`course_run`), so that the 12 notebooks run while the unit tests do; the fixture waits for it.
 Unlike `cnclip-edu course` it does not stop at the first failing notebook: every notebook is reported.
 CNCLIP_COURSE_SELECT="02 05" runs only those notebooks (a quick look at a few; the others then fail as not run).
 It dies with pytest (PR_SET_PDEATHSIG); its kernels follow their parent (ipykernel's parent poller).
