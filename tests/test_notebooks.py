@@ -1,5 +1,5 @@
 """Every course notebook, executed end to end with papermill in one shared work folder, in order,
-exactly as `make course` runs them (`course_run` in conftest.py: in the background, while the unit tests run); then the metrics each notebook records are checked against the
+exactly as `make course` runs them (`course_run` in conftest.py, after the other tests); then the metrics each notebook records are checked against the
 floors of DESIGN §6 and the training issue. Each notebook also runs on its own, so one failure does
 not hide the others: we keep going and report every notebook."""
 from __future__ import annotations
