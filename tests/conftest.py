@@ -3,10 +3,8 @@ run once, in order, in one folder, after every other test. CNCLIP_COURSE_SELECT=
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
