@@ -33,6 +33,10 @@ def test_retrieval_grid_marks_hits():
     assert axes[0, 2].get_xlabel() == "#2 0.80 ✓" and axes[0, 2].spines["top"].get_edgecolor()[:3] == \
         matplotlib.colors.to_rgb(retrieval.HIT)
     assert axes[1, 1].spines["top"].get_edgecolor()[:3] == matplotlib.colors.to_rgb(retrieval.MISS)
+    assert axes[1, 1].get_xlabel() == "#1 0.50 ✗"   # a miss is marked, not only coloured
+    plt.close(fig)
+    fig = retrieval.plot_retrieval_grid(["x"], [[1000]], imgs, scores=[[0.9512]], k=1, digits=3)
+    assert np.array(fig.axes)[1].get_xlabel() == "#1 0.951"   # no gold given: no mark
     plt.close(fig)
     fig = retrieval.plot_recall_bars({"t2i": {"r1": 0.5, "r5": 0.8, "r10": 0.9, "mean_recall": 0.73}})
     plt.close(fig)
@@ -115,6 +119,7 @@ def test_search_box_returns_top_images(model):
     assert len(hits) == 3 and hits[0][1] >= hits[1][1] >= hits[2][1]
     box = s.widget()
     assert box.children[0].children[0].value == "一个红色的圆形"
+    assert repr(box).startswith("（搜索框") and "VBox" not in box._repr_mimebundle_()["text/plain"]   # a saved notebook
     with pytest.raises(ValueError, match="empty query"):
         s.search("  ")
 

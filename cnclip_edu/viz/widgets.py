@@ -15,6 +15,18 @@ import numpy as np
 _LABEL_SPLIT = re.compile(r"[,，、;；\s]+")
 
 
+def _panel(children: list, note: str):
+    """A VBox whose plain-text form is `note`: a saved notebook (or a kernel without a frontend) shows
+    that sentence instead of `VBox(children=(HBox(...` ; a live JupyterLab draws the controls."""
+    import ipywidgets as w
+
+    class Panel(w.VBox):
+        def __repr__(self) -> str:
+            return note
+
+    return Panel(children)
+
+
 def parse_labels(text: str) -> list[str]:
     """"红色的圆形，蓝色的方块、绿色三角形" -> three labels (commas, 、, ; or spaces separate)."""
     return [t for t in _LABEL_SPLIT.split(text.strip()) if t]
@@ -77,7 +89,7 @@ class RetrievalSearch:
         box.observe(run, names="value")
         button = w.Button(description="搜索 (search)")
         button.on_click(run)
-        return w.VBox([w.HBox([box, button]), out])
+        return _panel([w.HBox([box, button]), out], "（搜索框：在运行中的 JupyterLab 里才会显示）")
 
 
 class ZeroShotDemo:
@@ -137,4 +149,4 @@ class ZeroShotDemo:
         pick.observe(run, names="value")
         text.observe(run, names="value")
         run()
-        return w.VBox([w.HBox([pick, text]), out])
+        return _panel([w.HBox([pick, text]), out], "（零样本分类演示：在运行中的 JupyterLab 里才会显示）")

@@ -22,7 +22,7 @@ class ChunkReadError(RuntimeError):
 
 
 def _how(chunk: int) -> str:
-    return (f"检查时的图库像一个放不进内存、只能分块读的大文件：只能用 len(gallery)、gallery.shape，"
+    return (f"检查时的检索库像一个放不进内存、只能分块读的大文件：只能用 len(gallery)、gallery.shape，"
             f"和 gallery[start:end] 一次读出至多一块（chunk_size = {chunk} 条）；归一化、乘法都在读出来的这一块上做。")
 
 
@@ -65,30 +65,30 @@ class ChunkedGallery:
         elif isinstance(first, slice):
             n = len(range(*first.indices(len(self._rows))))
         else:
-            raise ChunkReadError(f"图库只能按连续的行号区间读（gallery[start:end]），不能用 {type(first).__name__} 作下标。"
+            raise ChunkReadError(f"检索库只能按连续的行号区间读（gallery[start:end]），不能用 {type(first).__name__} 作下标。"
                                  + _how(self._chunk))
         if n > self._chunk:
             shown = f"{first.start or 0}:{'' if first.stop is None else first.stop}"
-            raise ChunkReadError(f"你一次读了图库的 {n} 条（gallery[{shown}]），超过了一块：练习 07.2 要一块一块地读。"
+            raise ChunkReadError(f"你一次读了检索库的 {n} 条（gallery[{shown}]），超过了一块：练习 07.2 要一块一块地读。"
                                  + _how(self._chunk))
         return self._rows[key].clone()                      # a copy: writing into it leaves the gallery as it was
 
     def split(self, split_size: int, dim: int = 0) -> tuple:
         if dim not in (0, -self._rows.ndim):
-            raise ChunkReadError("图库只能沿第 0 维（条目那一维）分块。" + _how(self._chunk))
+            raise ChunkReadError("检索库只能沿第 0 维（条目那一维）分块。" + _how(self._chunk))
         return tuple(self[s:s + split_size] for s in range(0, len(self._rows), split_size))
 
     # ------------------------------------------------------------------ what it refuses
     def __getattr__(self, name: str):
         if name.startswith("__"):                          # copy / pickle probing: behave like a plain object
             raise AttributeError(name)
-        raise ChunkReadError(f"你对整个图库用了 gallery.{name}：这等于把它整个读进内存。" + _how(self._chunk))
+        raise ChunkReadError(f"你对整个检索库用了 gallery.{name}：这等于把它整个读进内存。" + _how(self._chunk))
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         chunk = next((a._chunk for a in args if isinstance(a, ChunkedGallery)), 0)
         name = getattr(func, "__name__", str(func))
-        raise ChunkReadError(f"你把整个图库交给了 {name}：这等于把它整个读进内存。" + _how(chunk))
+        raise ChunkReadError(f"你把整个检索库交给了 {name}：这等于把它整个读进内存。" + _how(chunk))
 
     def __repr__(self) -> str:
         n, d = self._rows.shape

@@ -1,5 +1,6 @@
 """Notebook 07 (retrieval evaluation): the student writes the feature-extraction loop, cosine top-k, the
-chunked top-k with a running merge (what lets exact retrieval scale past memory), and Recall@K / mean recall.
+chunked top-k with a running merge (what lets exact retrieval scale past memory), Recall@K / mean recall,
+and the inversion of the text -> image gold annotation that image -> text scoring needs.
 
 07.0 is compared with the library's `eval.features._extract` (what `extract_text_features` and
 `extract_image_features` run) on a tiny tower with parameters, over a list of `(id, input)` pairs whose
@@ -30,6 +31,14 @@ as an unstable sort may (torch's CPU sort keeps short rows in order, which would
 07.3 is compared with `eval.recall.evaluate` (equal to cn_clip's `evaluation.py`, see
 tests/test_recall.py). The cases hold a query whose SECOND gold image is ranked first, hits at
 ranks 5, 6, 10 and 11 (off-by-one at both ends), and queries with several gold images in the top 10.
+
+07.4 (text -> image gold inverted into image -> text gold, what cn_clip's
+`transform_ir_annotation_to_tr.py` does) is compared with `eval.recall.t2i_to_i2t`. The result is
+compared as an ordered list of (image id, text ids) pairs, because the order is part of the contract:
+cn_clip writes the `.tr.jsonl` file in first-seen image order, text ids in annotation order. The
+annotations have unsorted text ids, images shared by several captions, captions with several images,
+and image ids numerically equal to text ids (the toy data numbers both from 3000000); the case also
+reports whether the answer left its input unchanged.
 """
 from __future__ import annotations
 
@@ -169,7 +178,7 @@ def _features(n_queries: int, n_gallery: int, dim: int, seed: int):
 
 
 def _topk_cases():
-    return [Case(f"{q} 条查询、图库 {n} 条、维度 {d}、k = {k}（长度各不相同）",
+    return [Case(f"{q} 条查询、检索库 {n} 条、维度 {d}、k = {k}（长度各不相同）",
                  lambda f, q=q, n=n, d=d, k=k, s=s: f(*_features(q, n, d, s), k))
             for q, n, d, k, s in [(3, 8, 4, 3, 0), (5, 40, 16, 10, 1), (1, 6, 8, 1, 2)]]
 
@@ -179,9 +188,9 @@ def _topk_hidden(seed: int):
 
     rng = random.Random(seed)
     out = []
-    for kind in ("图库比查询多", "k = 1", "k 等于图库大小"):
+    for kind in ("检索库比查询多", "k = 1", "k 等于检索库大小"):
         q, n, d = rng.randint(1, 6), rng.randint(7, 30), rng.choice((4, 8, 16))
-        k = {"k = 1": 1, "k 等于图库大小": n}.get(kind, rng.randint(2, 6))
+        k = {"k = 1": 1, "k 等于检索库大小": n}.get(kind, rng.randint(2, 6))
         out.append(Case(kind, lambda f, q=q, n=n, d=d, k=k, s=rng.randrange(10 ** 6): f(*_features(q, n, d, s), k)))
     return out
 
@@ -207,8 +216,8 @@ def _topk_mistake(kind: str):
 
 register(Exercise(
     id="07.1", title="余弦 top-k：归一化、相似度矩阵、topk", points=2,
-    hint="余弦只看方向：先让每个查询、每个图库条目都变成长度 1，再算每个查询和每个图库条目的内积，排成 (查询数, 图库数)；"
-         "然后在每一行（图库那一维）里取最大的 k 个，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
+    hint="余弦只看方向：先让每个查询、每个检索库条目都变成长度 1，再算每个查询和每个检索库条目的内积，排成 (查询数, 检索库数)；"
+         "然后在每一行（检索库那一维）里取最大的 k 个，分数从大到小。常见错误：忘了归一化（点积会偏向长向量）、"
          "矩阵乘反了或沿错了维度取最大值（形状会不对）、排序方向反了（最好的排到了最后）。",
     reference=_library_topk,
     cases=_topk_cases,
@@ -284,13 +293,13 @@ def _run_chunked(answer, queries, gallery, k: int, chunk: int):
 
 
 def _chunk_cases():
-    rand = [("图库 10 条、每块 4 条（最后一块只有 2 条）、k = 3", 3, 10, 8, 3, 4, 0),
-            ("图库 12 条、每块 4 条、k = 6 比一块还大", 4, 12, 16, 6, 4, 1),
-            ("图库 9 条、每块 3 条（恰好整除）、k = 9 等于图库大小", 2, 9, 8, 9, 3, 2),
-            ("图库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
+    rand = [("检索库 10 条、每块 4 条（最后一块只有 2 条）、k = 3", 3, 10, 8, 3, 4, 0),
+            ("检索库 12 条、每块 4 条、k = 6 比一块还大", 4, 12, 16, 6, 4, 1),
+            ("检索库 9 条、每块 3 条（恰好整除）、k = 9 等于检索库大小", 2, 9, 8, 9, 3, 2),
+            ("检索库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
     cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: _run_chunked(f, *_features(q, n, d, s), k, c))
              for label, q, n, d, k, c, s in rand]
-    cases.append(Case("平局：图库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
+    cases.append(Case("平局：检索库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
                       lambda f: _run_chunked(f, *_tie_inputs(5, 14, 4, 10), 6, 5)))
     return cases
 
@@ -300,12 +309,12 @@ def _chunk_hidden(seed: int):
 
     rng = random.Random(seed)
     cases = []
-    for kind in ("块大小整除图库", "块大小不整除图库（最后一块不满）", "k 等于图库大小", "k 比一块大",
+    for kind in ("块大小整除检索库", "块大小不整除检索库（最后一块不满）", "k 等于检索库大小", "k 比一块大",
                  "平局跨块"):
         chunk = rng.randint(2, 7)
         n_chunks = rng.randint(2, 5)
-        n = chunk * n_chunks + (0 if kind in ("块大小整除图库", "k 等于图库大小") else rng.randint(1, chunk - 1))
-        k = {"k 等于图库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
+        n = chunk * n_chunks + (0 if kind in ("块大小整除检索库", "k 等于检索库大小") else rng.randint(1, chunk - 1))
+        k = {"k 等于检索库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
         q, s = rng.randint(1, 6), rng.randrange(10 ** 6)
         if kind == "平局跨块":
             cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: _run_chunked(f, *_tie_inputs(q, n, 3, s), k, c)))
@@ -357,7 +366,7 @@ def _chunk_mistake(kind: str):
 register(Exercise(
     id="07.2", title="分块 top-k：逐块计算，与当前的 top-k 合并", points=4,
     hint="当前的 top-k 从空的 (Q, 0) 开始；对每一块：先把查询和这一块都归一化、算出 (Q, 块长) 的余弦，取这一块自己的前 k 个"
-         "（块可能比 k 短，最后一块可能不满），把块内下标加上这一块的起点变成图库里的下标，再和当前的 top-k 拼在一起重新取前 k 个。"
+         "（块可能比 k 短，最后一块可能不满），把块内下标加上这一块的起点变成检索库里的下标，再和当前的 top-k 拼在一起重新取前 k 个。"
          "平局要和库一样：分数相同时下标小的在前——排序用 stable=True，拼接时把下标小的那一份（之前各块的结果）放在前面。",
     reference=_library_chunked,
     cases=_chunk_cases,
@@ -373,7 +382,7 @@ register(Exercise(
         "忘了归一化": _chunk_mistake("no_norm"),
         "没有合并，只剩最后一块的 top-k": _chunk_mistake("no_merge"),
         "一次算整个 (Q, N) 矩阵再稳定排序（没有分块）": _chunk_mistake("whole"),
-        "先把整个图库读出来 (gallery[:])，再一次算完": _chunk_mistake("whole_read"),
+        "先把整个检索库读出来 (gallery[:])，再一次算完": _chunk_mistake("whole_read"),
         "排序都没写 stable=True（平局先后全凭运气）": _chunk_mistake("unstable"),
         "块内用了稳定排序，合并时的 argsort 没写 stable=True": _chunk_mistake("unstable_merge"),
     },
@@ -417,8 +426,8 @@ def _random_run(seed: int, n_queries: int = 40, n_items: int = 30):
 
 
 def _recall_cases():
-    return [Case("4 条手工查询：第 2 张 gold 排第 1、gold 排第 5、第 6、第 11", lambda f: f(*_hand_made())),
-            Case("40 条随机查询（每条 1-4 张 gold，有的前 10 里有多张 gold）", lambda f: f(*_random_run(0))),
+    return [Case("4 条手工查询：第 2 张正例排第 1、正例排第 5、第 6、第 11", lambda f: f(*_hand_made())),
+            Case("40 条随机查询（每条 1-4 张正例，有的前 10 里有多张正例）", lambda f: f(*_random_run(0))),
             Case("另一组 40 条随机查询", lambda f: f(*_random_run(1)))]
 
 
@@ -445,19 +454,98 @@ def _recall_mistake(kind: str):
 
 register(Exercise(
     id="07.3", title="Recall@K 与 mean recall", points=2,
-    hint="对每条查询：它的 gold 列表里只要有任意一张出现在 pred[q][:k] 里就算命中 1 次（不论命中几张）；"
+    hint="对每条查询：它的正例列表（gold[q]）里只要有任意一张出现在 pred[q][:k] 里就算命中 1 次（不论命中几张）；"
          "R@K = 命中的查询数 / 查询总数（0 到 1 之间的比例）；mean_recall = (R@1 + R@5 + R@10) / 3。"
-         "常见错误：只认 gold 的第一张图、把命中的图片张数累加、前 K 个写成 pred[q][:k+1]、乘了 100。",
+         "常见错误：只认第一张正例、把命中的图片张数累加、前 K 个写成 pred[q][:k+1]、乘了 100。",
     reference=_library_recall,
     cases=_recall_cases,
-    hidden=lambda seed: [Case("随机查询（每条 1-4 张 gold）", lambda f: f(*_random_run(seed * 2 + 11))),
-                         Case("另一组随机查询，图库更小", lambda f: f(*_random_run(seed * 2 + 12, n_items=14)))],
+    hidden=lambda seed: [Case("随机查询（每条 1-4 张正例）", lambda f: f(*_random_run(seed * 2 + 11))),
+                         Case("另一组随机查询，检索库更小", lambda f: f(*_random_run(seed * 2 + 12, n_items=14)))],
     builds=("cnclip_edu.eval.recall.evaluate",),
     mutants=lambda: {
-        "只认 gold 的第一张图": _recall_mistake("first_gold_only"),
-        "把前 K 个里命中的 gold 张数累加": _recall_mistake("count_all"),
+        "只认第一张正例": _recall_mistake("first_gold_only"),
+        "把前 K 个里命中的正例张数累加": _recall_mistake("count_all"),
         "前 K 个多取了一个 (pred[q][:k+1])": _recall_mistake("off_by_one"),
         "算成了百分数": _recall_mistake("percent"),
         "算成了 precision（命中张数 / K）": _recall_mistake("precision"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 07.4 inverting the gold annotation
+def _library_invert(gold_t2i):
+    from cnclip_edu.eval.recall import t2i_to_i2t
+
+    return t2i_to_i2t(gold_t2i)
+
+
+def _hand_gold() -> dict:
+    """Text ids unsorted; image 3000000 is gold for three captions; ids shared between texts and images."""
+    return {3000007: [3000002, 3000000], 3000001: [3000000], 3000000: [3000005, 3000002, 3000000],
+            3000003: [3000006]}
+
+
+def _random_gold(seed: int, n_texts: int = 30, n_images: int = 12) -> dict:
+    """n_texts captions in shuffled id order, 1-4 gold images each from a small shared pool."""
+    import random
+
+    rng = random.Random(seed)
+    texts = rng.sample(range(3_000_000, 3_000_000 + 4 * n_texts), n_texts)   # not sorted: dict order = file order
+    images = list(range(3_000_000, 3_000_000 + n_images))                   # overlaps the text ids
+    return {t: rng.sample(images, rng.randint(1, 4)) for t in texts}
+
+
+def _run_invert(answer, gold_t2i: dict):
+    import copy
+
+    given = copy.deepcopy(gold_t2i)
+    out = answer(given)
+    return {"结果（按键的先后）": [[int(k), [int(t) for t in v]] for k, v in out.items()],
+            "传进来的字典没有被改动": given == gold_t2i}
+
+
+def _invert_mistake(kind: str):
+    def invert_gold(gold_t2i):
+        if kind == "unchanged":                               # forgot to invert
+            return dict(gold_t2i)
+        out = {}
+        items = [(t, gold_t2i.pop(t)) for t in list(gold_t2i)] if kind == "pops" else gold_t2i.items()
+        for text_id, image_ids in items:
+            for image_id in (image_ids[:1] if kind == "first_image" else image_ids):
+                if kind == "overwrite":
+                    out[image_id] = [text_id]
+                elif kind == "set":
+                    out.setdefault(image_id, set()).add(text_id)
+                else:
+                    out.setdefault(image_id, []).append(text_id)
+        if kind == "sorted_keys":
+            return dict(sorted(out.items()))
+        if kind == "sorted_texts":
+            return {k: sorted(v) for k, v in out.items()}
+        return {k: list(v) for k, v in out.items()}
+    return invert_gold
+
+
+register(Exercise(
+    id="07.4", title="把标注反过来：从 描述 → 图片 到 图片 → 描述", points=1,
+    hint="对每条描述、它的每一张正例图：把这条描述的 id 记到那张图名下（第一次见到这张图时先给它一个空列表）。"
+         "字典按插入的先后保存键，所以按原来的顺序走一遍，图片的先后和每张图下描述的先后就都对了；不要改动传进来的字典。"
+         "常见错误：每次都新建列表（只剩最后一条描述）、只看每条描述的第一张图、对键或描述排序、用集合收集（先后乱了）。",
+    reference=_library_invert,
+    cases=lambda: [Case("手工标注：描述 id 没排序，一张图是三条描述的正例，图片 id 和描述 id 数值相同",
+                        lambda f: _run_invert(f, _hand_gold())),
+                   Case("30 条描述、12 张图（每条 1-4 张正例）", lambda f: _run_invert(f, _random_gold(0)))],
+    hidden=lambda seed: [Case("随机标注（描述 id 没排序）", lambda f: _run_invert(f, _random_gold(seed * 2 + 21))),
+                         Case("随机标注，图片更少（很多描述共用一张图）",
+                              lambda f: _run_invert(f, _random_gold(seed * 2 + 22, n_texts=25, n_images=6)))],
+    builds=("cnclip_edu.eval.recall.t2i_to_i2t",),
+    mutants=lambda: {
+        "忘了反过来（原样返回）": _invert_mistake("unchanged"),
+        "每次都新建列表 out[image_id] = [text_id]（只剩最后一条描述）": _invert_mistake("overwrite"),
+        "只看每条描述的第一张正例图": _invert_mistake("first_image"),
+        "图片按 id 排了序（不是第一次出现的先后）": _invert_mistake("sorted_keys"),
+        "每张图下的描述 id 排了序": _invert_mistake("sorted_texts"),
+        "用集合收集描述 id（先后乱了）": _invert_mistake("set"),
+        "边处理边 pop，清空了传进来的字典": _invert_mistake("pops"),
     },
 ))
