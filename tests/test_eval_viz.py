@@ -33,7 +33,7 @@ def test_retrieval_grid_marks_hits():
     assert axes[0, 2].get_xlabel() == "#2 0.80 ✓" and axes[0, 2].spines["top"].get_edgecolor()[:3] == \
         matplotlib.colors.to_rgb(retrieval.HIT)
     assert axes[1, 1].spines["top"].get_edgecolor()[:3] == matplotlib.colors.to_rgb(retrieval.MISS)
-    assert axes[1, 1].get_xlabel() == "#1 0.50 ✗"   # a miss is marked, not only coloured
+    assert axes[1, 1].get_xlabel() == "#1 0.50 ×"   # a miss is marked, not only coloured
     plt.close(fig)
     fig = retrieval.plot_retrieval_grid(["x"], [[1000]], imgs, scores=[[0.9512]], k=1, digits=3)
     assert np.array(fig.axes)[1].get_xlabel() == "#1 0.951"   # no gold given: no mark

@@ -47,7 +47,7 @@ def plot_retrieval_grid(queries: Sequence[str], ranked_ids: Sequence[Sequence[in
                         k: int = 5, cell: float = 1.5, title: str | None = None, digits: int = 2):
     """One row per query: its text on the left, its top-k images to the right.
 
-    A gold match gets a green frame and a check mark, a miss a red frame and a cross (when `gold` is
+    A gold match gets a green frame and a check mark, a miss a red frame and a × (when `gold` is
     given: the marks, not only the colours, tell them apart); `scores` (cosine similarities) are printed
     under each image with `digits` decimals (3 shows why #1 beat #2 when both round to the same 0.95).
     """
@@ -74,7 +74,7 @@ def plot_retrieval_grid(queries: Sequence[str], ranked_ids: Sequence[Sequence[in
             for spine in ax.spines.values():
                 spine.set_edgecolor(color)
                 spine.set_linewidth(3)
-            mark = (" ✓" if hit else " ✗") if gold is not None else ""
+            mark = (" ✓" if hit else " ×") if gold is not None else ""
             label = f"#{c + 1}" + (f" {scores[r][c]:.{digits}f}" if scores is not None else "") + mark
             ax.set_xlabel(label, fontsize=8, color=color)
     if title:
