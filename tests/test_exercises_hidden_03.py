@@ -28,3 +28,16 @@ def test_03_6_record_restores_load_state_dict():
     before = torch.nn.Module.load_state_dict
     assert nb03._explicit_arguments(nb03._library_load).startswith("weights_only=True")
     assert torch.nn.Module.load_state_dict is before
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_03_8_hidden_draw_rejects_every_mutant(seed):
+    """The whole text tower (03.8): every seed's hidden configuration tells each plausible wrong module apart
+    (names, table sizes, the embedding LayerNorm's eps), and the reference passes it."""
+    from hidden_cases import first_difference
+
+    ex = X.get("03.8")
+    cases = ex.hidden(seed)
+    assert first_difference(ex, ex.reference, cases) is None
+    let_through = [name for name, wrong in ex.mutants().items() if first_difference(ex, wrong, cases) is None]
+    assert not let_through, let_through
