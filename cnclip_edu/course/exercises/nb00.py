@@ -276,7 +276,7 @@ def _probe_logits(n: int, target_rank: int, seed: int, ties: int = 0):
     values = torch.sort(row, descending=True).values
     logits[0, ranked] = values                    # row 0 sorted so that column 0 sits at target_rank
     assert target_rank + ties <= n, "not enough captions below the target to tie with"
-    logits[0, ranked[target_rank: target_rank + ties]] = logits[0, 0]   # exact ties -> equal probabilities
+    logits[0, ranked[target_rank: target_rank + ties]] = logits[0, 0].clone()   # exact ties -> equal probabilities
     logits[1:, 0] = logits[0, 0] + 3.0            # column 0: other pictures like caption 0 more
     return logits
 
