@@ -1,5 +1,5 @@
 """Notebook 00: exercise 00.3's fake world refuses a caption that is not in the training phrasing
-(the grading cases of every exercise: test_exercises_hidden.py)."""
+(the grading cases of every exercise: test_exercises_hidden.py), and its tie cases really tie."""
 from __future__ import annotations
 
 import pytest
@@ -12,3 +12,21 @@ def test_probe_rank_refuses_a_caption_outside_the_training_phrasing():
     with pytest.raises(X.ExerciseFailed) as err:
         X.check("00.3", ex.mutants()["描述没有用训练数据的句式"])
     assert "不是训练数据的句式" in str(err.value)
+
+
+def test_probe_rank_tie_cases_really_tie():
+    """The tie cases must give captions exactly the right one's probability (a rounding difference would
+    turn the tie into a plain order and let `(p >= p[0]).sum()` through): the right caption keeps the
+    rank the case asks for, with `ties` others equal to it."""
+    from cnclip_edu.course.exercises import nb00
+    from cnclip_edu.eval.hard_negatives import probe_rank
+
+    for n, rank, seed, ties in [(5, 2, 3, 2), (3, 1, 0, 2), (8, 4, 7, 4), (6, 1, 11, 1)]:
+        logits = nb00._probe_logits(n, rank, seed, ties)
+        row = logits.softmax(dim=-1)[0]
+        assert int((row == row[0]).sum()) == ties + 1, (n, rank, seed, ties, row)
+        combos = [("红色", s) for s in ["圆形", "正方形", "三角形", "五角星", "十字", "菱形", "a", "b"][:n]]
+        draw, logits_of = nb00._fake_world(combos, logits)
+        assert probe_rank(combos, draw, logits_of)[1] == rank
+    for seed in range(5):   # every hidden draw's first case holds a tie
+        assert "一样高" in nb00._probe_hidden(seed)[0].label

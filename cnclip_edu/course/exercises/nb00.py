@@ -13,7 +13,9 @@ it must be kept anyway) and hold out some negatives in both directions (so each 
 instead of a picture and `logits_fn` looks the (picture, caption) logit up in a fixed table, so no model
 runs. A caption that is not in the training phrasing is refused with a message; the tables are not
 symmetric and scale rows differently, so softmax along the wrong dimension, the wrong row, a 0-based or
-"is it first?" rank and a logit instead of a probability all give different answers.
+"is it first?" rank and a logit instead of a probability all give different answers. One public case
+and the first hidden case tie other captions exactly with the right one, so a rank that counts ties
+as ahead (`(p >= p[0]).sum()` without the + 1) is caught.
 """
 from __future__ import annotations
 
@@ -190,6 +192,8 @@ def _hard_mistake(kind: str):
             return same_colour, same_shape
         if kind == "swapped":
             same_colour, same_shape = same_shape, same_colour
+        if kind == "sorted":   # e.g. looping over set(shapes) - {shape}: the order of `shapes` / `colors` is lost
+            same_colour, same_shape = sorted(same_colour), sorted(same_shape)
         return [(color, shape)] + same_colour, [(color, shape)] + same_shape
     return hard_negative_groups
 
@@ -197,7 +201,7 @@ def _hard_mistake(kind: str):
 register(Exercise(
     id="00.2", title="为一个组合挑难负例：同色异形、同形异色", points=1,
     hint="每个列表是目标加上\"只换掉一个属性\"的组合：同色异形只换形状，同形异色只换颜色。目标排第一且只出现一次；"
-         "负例要跳过留出组合，但目标本身即使是留出组合也要保留。",
+         "负例要跳过留出组合，但目标本身即使是留出组合也要保留；负例的先后照传进来的 shapes / colors 的顺序。",
     reference=_library_hard_negatives,
     cases=_hard_cases,
     hidden=_hard_hidden,
@@ -208,6 +212,7 @@ register(Exercise(
         "目标留在它在列表里原来的位置，没有放在第一个": _hard_mistake("in_place"),
         "目标在负例里又出现了一次": _hard_mistake("target_again"),
         "两个列表弄反了": _hard_mistake("swapped"),
+        "负例没有按 shapes / colors 给的顺序（例如先变成集合再遍历）": _hard_mistake("sorted"),
     },
 ))
 
@@ -253,9 +258,13 @@ def _probe_case(label, combos, logits):
     return Case(label, run)
 
 
-def _probe_logits(n: int, target_rank: int, seed: int):
+def _probe_logits(n: int, target_rank: int, seed: int, ties: int = 0):
     """(n, n) logits, not symmetric, rows on different scales; the target picture's own caption
-    (row 0, column 0) has rank `target_rank` in row 0, and column 0 would rank it differently."""
+    (row 0, column 0) has rank `target_rank` in row 0, and column 0 would rank it differently.
+
+    `ties` captions ranked just below the target get exactly the target's logit in row 0, so their
+    probabilities equal the target's: they must not push its rank down (the spec counts only
+    strictly higher captions), which a `>=` count without the `+ 1` gets wrong."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -266,6 +275,8 @@ def _probe_logits(n: int, target_rank: int, seed: int):
     ranked = others[: target_rank - 1] + [0] + others[target_rank - 1:]
     values = torch.sort(row, descending=True).values
     logits[0, ranked] = values                    # row 0 sorted so that column 0 sits at target_rank
+    assert target_rank + ties <= n, "not enough captions below the target to tie with"
+    logits[0, ranked[target_rank: target_rank + ties]] = logits[0, 0].clone()   # exact ties -> equal probabilities
     logits[1:, 0] = logits[0, 0] + 3.0            # column 0: other pictures like caption 0 more
     return logits
 
@@ -278,13 +289,16 @@ def _probe_cases():
                     ("蓝色", "三角形")], _probe_logits(4, 3, 1)),
         _probe_case("黑色圆形和 6 个同形异色的负例，目标排第 7（最后）", [("黑色", "圆形")] + [(c, "圆形") for c in _COLOURS[:6]],
                     _probe_logits(7, 7, 2)),
+        _probe_case("红色正方形和 4 个同色异形的负例，有 2 句描述和正确描述一样高（并列），目标排第 2",
+                    [("红色", "正方形"), ("红色", "圆形"), ("红色", "三角形"), ("红色", "十字"), ("红色", "菱形")],
+                    _probe_logits(5, 2, 3, ties=2)),
     ]
 
 
 def _probe_hidden(seed: int):
     rng = random.Random(seed)
     cases = []
-    for _ in range(3):
+    for k in range(3):
         n = rng.randint(3, 8)
         if rng.random() < 0.5:
             shape, colours = rng.choice(_SHAPES), rng.sample(_COLOURS, n)
@@ -292,8 +306,12 @@ def _probe_hidden(seed: int):
         else:
             colour, shapes = rng.choice(_COLOURS), rng.sample(_SHAPES, min(n, len(_SHAPES)))
             combos = [(colour, s) for s in shapes]
-        cases.append(_probe_case("随机的一组难负例、随机的 logits 和目标名次", combos,
-                                 _probe_logits(len(combos), rng.randint(1, len(combos)), rng.randrange(10 ** 6))))
+        n = len(combos)
+        # the first case always ties captions with the right one (ties must not lower its rank)
+        rank = rng.randint(1, n - 1) if k == 0 else rng.randint(1, n)
+        ties = rng.randint(1, n - rank) if k == 0 else 0
+        label = "随机的一组难负例、随机的 logits 和目标名次" + ("，有和正确描述一样高的描述" if ties else "")
+        cases.append(_probe_case(label, combos, _probe_logits(n, rank, rng.randrange(10 ** 6), ties)))
     return cases
 
 
@@ -308,6 +326,8 @@ def _probe_mistake(kind: str):
         prob = logits[0, 0] if kind == "logit" else target[0]
         higher = int((target >= target[0]).sum()) if kind == "ge" else int((target > target[0]).sum())
         rank = higher if kind == "zero_based" else higher + 1
+        if kind == "ge_itself":   # counts itself instead of adding 1: right until another caption ties with it
+            rank = int((target >= target[0]).sum())
         if kind == "first_only":
             rank = 1 if int(target.argmax()) == 0 else 2
         if kind == "tensors":
@@ -331,6 +351,7 @@ register(Exercise(
         "返回的是 logit，不是概率": _probe_mistake("logit"),
         "名次从 0 数起": _probe_mistake("zero_based"),
         "用 >= 比较，把正确描述自己也数进去了": _probe_mistake("ge"),
+        "用 >= 数、不再加 1（和正确描述一样高的描述被算成排在它前面）": _probe_mistake("ge_itself"),
         "只判断是不是第一，不数排第几": _probe_mistake("first_only"),
         "返回的是 0 维张量，不是 float 和 int": _probe_mistake("tensors"),
     },
