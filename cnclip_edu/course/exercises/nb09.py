@@ -107,7 +107,7 @@ def _export_report(export_fn, context_length: int = 12, shapes: tuple = ((1, 3),
         # TorchScript tracer (dynamo=False) does not (and it silently bakes Python ints computed from shapes).
         new_exporter = any(p.key.startswith("pkg.torch.onnx") for n in graph.node for p in n.metadata_props)
         report = {"导出器": "新导出器 (dynamo=True)" if new_exporter else "旧导出器 (TorchScript tracer, dynamo=False)",
-                  "输入的各维": [f"动态 (symbolic)" if d.dim_param else f"固定为 {d.dim_value}" for d in dims],
+                  "输入的各维": [f"动态，名字 {d.dim_param!r}" if d.dim_param else f"固定为 {d.dim_value}" for d in dims],
                   "输入类型": onnx.TensorProto.DataType.Name(graph.input[0].type.tensor_type.elem_type),
                   "输入名 (input_names)": [i.name for i in graph.input],
                   "输出名 (output_names)": [o.name for o in graph.output],
@@ -156,6 +156,11 @@ def _export_mutants() -> dict:
         torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
                           output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
 
+    def other_dim_names(tower, example, path, context_length):  # right ranges, but the file says 'B' and 'L'
+        b, length = torch.export.Dim("B", min=1, max=65536), torch.export.Dim("L", min=1, max=context_length)
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: b, 1: length}})
+
     def wrong_input_name(tower, example, path, context_length):
         length = torch.export.Dim("length", min=1, max=context_length)
         return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["input"],
@@ -169,7 +174,9 @@ def _export_mutants() -> dict:
     return {"只声明了 batch，长度维被固定成示例的长度": fixed_length,
             "长度上限写成 4096（位置向量表只有 context_length 行）": length_up_to_4096,
             "长度维没有上限": length_without_max, "没有 return 导出的结果": right_but_no_return,
-            "输入名写成了 input": wrong_input_name, "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter}
+            "输入名写成了 input": wrong_input_name,
+            "动态维的名字写成 B 和 L（文件里的形状是 ['B', 'L']，不是约定的 ['batch', 'length']）": other_dim_names,
+            "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter}
 
 
 def _hidden_export_cases(seed: int):
@@ -182,7 +189,8 @@ def _hidden_export_cases(seed: int):
 
 register(Exercise(
     id="09.1", title="导出文本塔：两个动态维 (torch.onnx.export)", points=3,
-    hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的，声明时用 forward 的参数名，"
+    hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的（符号的名字就是文件里形状上写的字符串，"
+         "按约定叫 batch 和 length），声明时用 forward 的参数名，"
          "不是导出后的输入名。长度的上限想一想：位置向量表有几行？最后把 torch.onnx.export 的返回值 return 出去。",
     reference=_reference_export,
     cases=lambda: [Case("微型文本塔 (context_length 12)：读回名字、各维、类型和声明的范围，用 (1, 3) 和 (3, 12) 运行",
@@ -814,7 +822,7 @@ def _search_case(label: str, seed: int, n_pictures: int, queries: list[str], top
 def _search_cases():
     return [_search_case("6 张大小不一的图（有一张灰度图），3 个查询，top 2", 0, 6, ["红色的圆形", "一个蓝色的方块", "绿"], 2),
             _search_case("一个超过 context_length 的长查询，top 1", 1, 4, ["一个黄色的正方形在绿色的星星左边", "紫色"], 1),
-            _search_case("另一组均值和方差，5 个查询，top 3", 2, 5, ["圆", "三角形", "星星", "两个", "白色的背景"], 3,
+            _search_case("另一组均值和标准差，5 个查询，top 3", 2, 5, ["圆", "三角形", "星星", "两个", "白色的背景"], 3,
                          mean=(0.6, 0.1, 0.4), std=(0.1, 0.35, 0.2))]
 
 
@@ -825,7 +833,7 @@ def _search_hidden(seed: int):
     mean = tuple(round(rng.uniform(0.1, 0.9), 3) for _ in range(3))
     std = tuple(round(rng.uniform(0.1, 0.4), 3) for _ in range(3))
     n = rng.randint(3, 9)
-    return [_search_case("随机的图片、查询和均值方差", rng.randrange(1 << 30), n, queries, rng.randint(1, n), mean, std),
+    return [_search_case("随机的图片、查询和均值、标准差", rng.randrange(1 << 30), n, queries, rng.randint(1, n), mean, std),
             _search_case("混进一个很长的查询", rng.randrange(1 << 30), n,
                          queries[:1] + ["".join(rng.choice(chars) for _ in range(rng.randint(15, 30)))], 1, mean, std)]
 
@@ -875,8 +883,8 @@ def _search_mutants() -> dict:
             return order, np.take_along_axis(sims, order, axis=1)
         return answer
 
-    return {"像素没有除以 255": make(no_255=True), "没有减均值、除方差": make(no_norm=True),
-            "用了库里 CLIP 的均值方差，而不是元数据里的": make(clip_constants=True),
+    return {"像素没有除以 255": make(no_255=True), "没有减均值、除以标准差": make(no_norm=True),
+            "用了库里 CLIP 的均值和标准差，而不是元数据里的": make(clip_constants=True),
             "用 reshape 而不是 transpose 把 (R, R, 3) 变成 (3, R, R)": make(reshape_chw=True),
             "特征没有 L2 归一化（按点积排序）": make(no_l2=True),
             "只归一化了图像特征（分数不是余弦）": make(l2_images_only=True),
@@ -889,7 +897,7 @@ def _search_mutants() -> dict:
 
 register(Exercise(
     id="09.8", title="只靠两个 .onnx 文件做以文搜图（预处理全从元数据来）", points=5,
-    hint="需要的数都在两个 session 的元数据里：分辨率、均值、方差、文本长度，别写死，也别用库的预处理；"
+    hint="需要的数都在两个 session 的元数据里：分辨率、均值、标准差 (std)、文本长度，别写死，也别用库的预处理；"
          "图片先统一成 RGB、按元数据写的方式缩放，再变成 (N, 3, R, R) 的 float32；两边的特征都要 L2 归一化，"
          "分数才是余弦；每个查询按分数从大到小取前 top_k 张图。",
     reference=_reference_search,
