@@ -278,6 +278,29 @@ def test_bad_inputs_give_clear_errors(model, fp32_files):
         enc.encode_text(torch.full((1, L), 30000))
 
 
+def test_run_checked_refuses_what_the_session_would_refuse(model, fp32_files):
+    """run_checked (exercise 09.2's reference): the session's own input description is the contract."""
+    import onnxruntime as ort
+
+    from cnclip_edu.deploy.onnx_runner import run_checked, run_session
+
+    R = model.image_resolution
+    img = ort.InferenceSession(str(fp32_files[0]), providers=["CPUExecutionProvider"])
+    txt = ort.InferenceSession(str(fp32_files[1]), providers=["CPUExecutionProvider"])
+    x = np.zeros((2, 3, R, R), np.float32)
+    np.testing.assert_array_equal(run_checked(img, x), run_session(img, x))          # a good input: the same output
+    ids = cc.tokenize(["红色的圆形"], context_length=model.context_length)[:, :7].numpy()
+    assert run_checked(txt, ids).shape == run_session(img, x)[:1].shape                # any length: a dynamic axis
+    with pytest.raises(ValueError, match=rf"image: expected shape \('batch', 3, {R}, {R}\), got \(3, {R}, {R}\)"):
+        run_checked(img, x[0])
+    with pytest.raises(ValueError, match=r"got \(2, 3, 16, 16\)"):
+        run_checked(img, np.zeros((2, 3, 16, 16), np.float32))
+    with pytest.raises(TypeError, match=r"image: expected dtype float32 \(tensor\(float\)\), got float64"):
+        run_checked(img, x.astype(np.float64))
+    with pytest.raises(TypeError, match=r"text: expected dtype int64 .*got int32"):
+        run_checked(txt, ids.astype(np.int32))
+
+
 def test_loading_errors_and_provider_choice(fp32_files, tmp_path, monkeypatch):
     image, text = fp32_files
     with pytest.raises(ValueError, match="this is the text tower, passed as the image tower"):

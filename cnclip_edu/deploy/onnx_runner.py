@@ -120,6 +120,30 @@ def run_session(session, x: np.ndarray) -> np.ndarray:
     return session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: x})[0]
 
 
+def check_feed(session, x: np.ndarray) -> None:
+    """Refuse `x` before ONNX Runtime does, against the session's own description of its (first) input.
+
+    `NodeArg.shape` holds an int for a fixed axis and a name (or None) for a dynamic one; `NodeArg.type`
+    is e.g. 'tensor(float)'. A wrong rank or fixed axis raises ValueError, a wrong element type TypeError;
+    both name the input, what it expects and what came. ONNX Runtime refuses the same inputs, but with a
+    message about its internals ("INVALID_ARGUMENT : Got invalid dimensions ..."); it never casts.
+    """
+    inp = session.get_inputs()[0]
+    want = tuple(d if isinstance(d, int) else (d or "?") for d in inp.shape)   # ('batch', 3, 224, 224)
+    got = tuple(int(d) for d in x.shape)
+    if len(got) != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, got)):
+        raise ValueError(f"{inp.name}: expected shape {want}, got {got}")
+    dtype = _NP_DTYPES.get(inp.type)
+    if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
+        raise TypeError(f"{inp.name}: expected dtype {np.dtype(dtype).name} ({inp.type}), got {np.dtype(x.dtype).name}")
+
+
+def run_checked(session, x: np.ndarray) -> np.ndarray:
+    """`run_session` after `check_feed`: a wrong shape or dtype fails with an error that says what was expected."""
+    check_feed(session, x)
+    return run_session(session, x)
+
+
 def default_providers() -> list[str]:
     """TensorRT EP, CUDA EP, CPU: those of them this onnxruntime build offers, in that order."""
     import onnxruntime as ort

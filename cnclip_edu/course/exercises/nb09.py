@@ -32,12 +32,6 @@ def _tiny_tower():
     return TinyTower().eval(), torch.randn(2, 3, 8, 8)  # the tower and its example input (batch 2)
 
 
-def _images(b: int):
-    import numpy as np
-
-    return np.random.default_rng(b).standard_normal((b, 3, 8, 8)).astype(np.float32)  # (B, 3, 8, 8)
-
-
 # ----------------------------------------------------------------------------- 09.1 the export call (text tower)
 def _tiny_text_tower(context_length: int):
     """A 'text tower' with one input x (B, L) int64 ids -> (B, 5). Its position table has exactly
@@ -107,7 +101,7 @@ def _export_report(export_fn, context_length: int = 12, shapes: tuple = ((1, 3),
         # TorchScript tracer (dynamo=False) does not (and it silently bakes Python ints computed from shapes).
         new_exporter = any(p.key.startswith("pkg.torch.onnx") for n in graph.node for p in n.metadata_props)
         report = {"导出器": "新导出器 (dynamo=True)" if new_exporter else "旧导出器 (TorchScript tracer, dynamo=False)",
-                  "输入的各维": [f"动态 (symbolic)" if d.dim_param else f"固定为 {d.dim_value}" for d in dims],
+                  "输入的各维": [f"动态，名字 {d.dim_param!r}" if d.dim_param else f"固定为 {d.dim_value}" for d in dims],
                   "输入类型": onnx.TensorProto.DataType.Name(graph.input[0].type.tensor_type.elem_type),
                   "输入名 (input_names)": [i.name for i in graph.input],
                   "输出名 (output_names)": [o.name for o in graph.output],
@@ -156,6 +150,11 @@ def _export_mutants() -> dict:
         torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
                           output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
 
+    def other_dim_names(tower, example, path, context_length):  # right ranges, but the file says 'B' and 'L'
+        b, length = torch.export.Dim("B", min=1, max=65536), torch.export.Dim("L", min=1, max=context_length)
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: b, 1: length}})
+
     def wrong_input_name(tower, example, path, context_length):
         length = torch.export.Dim("length", min=1, max=context_length)
         return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["input"],
@@ -169,7 +168,9 @@ def _export_mutants() -> dict:
     return {"只声明了 batch，长度维被固定成示例的长度": fixed_length,
             "长度上限写成 4096（位置向量表只有 context_length 行）": length_up_to_4096,
             "长度维没有上限": length_without_max, "没有 return 导出的结果": right_but_no_return,
-            "输入名写成了 input": wrong_input_name, "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter}
+            "输入名写成了 input": wrong_input_name,
+            "动态维的名字写成 B 和 L（文件里的形状是 ['B', 'L']，不是约定的 ['batch', 'length']）": other_dim_names,
+            "用了旧导出器 (dynamo=False) + dynamic_axes": legacy_exporter}
 
 
 def _hidden_export_cases(seed: int):
@@ -182,7 +183,8 @@ def _hidden_export_cases(seed: int):
 
 register(Exercise(
     id="09.1", title="导出文本塔：两个动态维 (torch.onnx.export)", points=3,
-    hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的，声明时用 forward 的参数名，"
+    hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的（符号的名字就是文件里形状上写的字符串，"
+         "按约定叫 batch 和 length），声明时用 forward 的参数名，"
          "不是导出后的输入名。长度的上限想一想：位置向量表有几行？最后把 torch.onnx.export 的返回值 return 出去。",
     reference=_reference_export,
     cases=lambda: [Case("微型文本塔 (context_length 12)：读回名字、各维、类型和声明的范围，用 (1, 3) 和 (3, 12) 运行",
@@ -211,41 +213,134 @@ def _tiny_session():
     return ort.InferenceSession(_tiny_image_onnx(), providers=["CPUExecutionProvider"])
 
 
-# ----------------------------------------------------------------------------- 09.2 a session run
+# ----------------------------------------------------------------------------- 09.2 a checked session run
+@functools.lru_cache(maxsize=1)
+def _tiny_text_session():
+    """A tiny text graph written by hand (milliseconds, no export): input 'text', int64, ('batch', 'length')
+    -> 'text_features' (batch, 5), the mean of the ids' rows of a (30, 5) table."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((30, 5)).astype(np.float32), "table")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "text"], ["rows"]),                            # (B, L, 5)
+         helper.make_node("ReduceMean", ["rows", "axes"], ["text_features"], keepdims=0)],  # (B, 5)
+        "tiny_text", [helper.make_tensor_value_info("text", TensorProto.INT64, ["batch", "length"])],
+        [helper.make_tensor_value_info("text_features", TensorProto.FLOAT, ["batch", 5])], [table, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8                                    # IR 8 carries opset 18; a newer IR may be past this onnxruntime
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _feed(kind: str, shape: tuple, dtype: str):
+    """A numpy input for the tiny image ('image') or text ('text') session: this shape and dtype."""
+    import numpy as np
+
+    rng = np.random.default_rng(sum(shape) + len(dtype))
+    if kind == "text":
+        return rng.integers(1, 30, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _run_case(label: str, kind: str, shape: tuple, dtype: str) -> Case:
+    """Run the answer on one input; a refusal is judged by its type and whether its message names the input
+    and what came (the shape as a tuple for a ValueError, the dtype's name for a TypeError)."""
+    def run(f):
+        session = _tiny_session() if kind == "image" else _tiny_text_session()
+        x = _feed(kind, shape, dtype)
+        try:
+            return f(session, x)
+        except NotImplementedError:
+            raise
+        except (ValueError, TypeError) as err:
+            said = str(err)
+            got = str(tuple(shape)) if isinstance(err, ValueError) else dtype
+            return {"报错类型": type(err).__name__, "报错里有输入名": session.get_inputs()[0].name in said,
+                    "报错里有实际给的": got in said}
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime's own refusal, or a mistake in the answer
+            return f"没有先检查：{type(err).__name__}"
+    return Case(label, run)
+
+
+def _run_cases():
+    return [_run_case("微型视觉塔，batch 1", "image", (1, 3, 8, 8), "float32"),
+            _run_case("微型视觉塔，batch 4", "image", (4, 3, 8, 8), "float32"),
+            _run_case("微型文本塔（int64 id），(3, 5)：长度也是动态维", "text", (3, 5), "int64"),
+            _run_case("忘了 batch 维的一张图 (3, 8, 8)（应当 ValueError）", "image", (3, 8, 8), "float32"),
+            _run_case("分辨率不对的图 (2, 3, 16, 16)（应当 ValueError）", "image", (2, 3, 16, 16), "float32"),
+            _run_case("float64 的像素（numpy 的默认类型，应当 TypeError）", "image", (2, 3, 8, 8), "float64"),
+            _run_case("float32 的 token id（应当 TypeError）", "text", (2, 4), "float32")]
+
+
+def _run_hidden(seed: int):
+    rng = random.Random(seed)
+    b, n, length = rng.randint(2, 40), rng.randint(1, 9), rng.randint(1, 12)
+    kind = rng.choice(["image", "text"])
+    return [_run_case("微型视觉塔，另一个 batch 大小", "image", (b, 3, 8, 8), "float32"),
+            _run_case("微型文本塔，另一个形状", "text", (n, length), "int64"),
+            _run_case("另一个分辨率不对的图", "image", (n, 3, rng.choice([4, 7, 9, 32]), 8), "float32"),
+            _run_case("少了一维的输入", kind, rng.choice([(3, 8, 8), (8,)]), "float32" if kind == "image" else "int64"),
+            _run_case("图像输入的类型不对", "image", (n, 3, 8, 8), rng.choice(["float64", "float16", "int64"])),
+            _run_case("文本输入的类型不对", "text", (n, length), rng.choice(["int32", "float32", "float64"]))]
+
+
 def _session_mutants() -> dict:
+    import numpy as np
     import torch
 
-    def list_not_array(session, x):
-        return session.run(None, {session.get_inputs()[0].name: x})  # forgot [0]
+    def just_run(session, x):  # the two-liner: ONNX Runtime's own error for a bad input
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
 
-    def torch_input(session, x):
-        return session.run(None, {session.get_inputs()[0].name: torch.from_numpy(x)})[0]
+    def make(*, shape=True, dtype=True, all_dims=False, cast=False, dtype_value_error=False, vague=False,
+             as_list=False, torch_in=False, name=None):
+        def answer(session, x):
+            inp = session.get_inputs()[0]
+            if shape:
+                bad = len(x.shape) != len(inp.shape) or any(
+                    (all_dims or isinstance(d, int)) and d != g for d, g in zip(inp.shape, x.shape))
+                if bad:
+                    raise ValueError("bad shape" if vague else f"{inp.name}: expected {inp.shape}, got {tuple(x.shape)}")
+            want = {"tensor(float)": np.float32, "tensor(int64)": np.int64}[inp.type]
+            if cast:
+                x = x.astype(want)
+            elif dtype and x.dtype != want:
+                err = ValueError if dtype_value_error else TypeError
+                raise err("bad dtype" if vague else f"{inp.name}: expected {np.dtype(want).name}, got {x.dtype}")
+            out = session.run(None, {name or inp.name: torch.from_numpy(x) if torch_in else x})
+            return out if as_list else out[0]
+        return answer
 
-    def hard_coded_name(session, x):
-        return session.run(None, {"input": x})[0]
-
-    return {"返回了整个列表（忘了 [0]）": list_not_array, "喂了 torch 张量而不是 numpy": torch_input,
-            "输入名写死成 input": hard_coded_name}
+    return {"没有检查，直接运行（ONNX Runtime 自己报一个难懂的错）": just_run,
+            "只查了形状，没查类型": make(dtype=False),
+            "只查了类型，没查形状": make(shape=False),
+            "把动态维也当成固定的比（'batch'、'length' 不等于任何数）": make(all_dims=True),
+            "类型不对时悄悄转换，而不是报错": make(cast=True),
+            "类型不对时报 ValueError（应当是 TypeError）": make(dtype_value_error=True),
+            "报错没说是哪个输入、实际给了什么": make(vague=True),
+            "返回了整个列表（忘了 [0]）": make(as_list=True),
+            "喂了 torch 张量而不是 numpy": make(torch_in=True),
+            "输入名写死成 input": make(name="input")}
 
 
 def _reference_run(session, x):
-    from cnclip_edu.deploy.onnx_runner import run_session
+    from cnclip_edu.deploy.onnx_runner import run_checked
 
-    return run_session(session, x)
+    return run_checked(session, x)
 
 
 register(Exercise(
-    id="09.2", title="用 ONNX Runtime 运行 (InferenceSession.run)", points=2,
-    hint="输入名问 session 要，不要写死；session.run 的返回值是列表，要的是其中第一个输出本身；"
-         "ONNX Runtime 只收 numpy，不收 torch 张量。",
+    id="09.2", title="检查输入、运行 session (InferenceSession.run)", points=3,
+    hint="session 自己知道它要什么：get_inputs()[0] 有名字、形状（固定的维是数，动态的维是名字）和类型。"
+         "先对照它检查：维数不对、固定的维不对是 ValueError，类型不对是 TypeError（不要悄悄转换），"
+         "报错里写上输入名和实际给的；然后用这个名字喂 numpy 数组，返回值是列表，要的是第一个输出本身。",
     reference=_reference_run,
-    cases=lambda: [Case(f"微型塔的 session，batch {b}", lambda f, b=b: f(_tiny_session(), _images(b)))
-                   for b in (1, 4)],
+    cases=_run_cases,
     mutants=_session_mutants,
-    hidden=lambda seed: [Case("微型塔的 session，另一个 batch 大小",
-                              lambda f, b=b: f(_tiny_session(), _images(b)))
-                         for b in random.Random(seed).sample(range(2, 40), 2)],
-    builds=("cnclip_edu.deploy.onnx_runner.run_session",),
+    hidden=_run_hidden,
+    builds=("cnclip_edu.deploy.onnx_runner.run_checked", "cnclip_edu.deploy.onnx_runner.check_feed",
+            "cnclip_edu.deploy.onnx_runner.run_session"),
 ))
 
 
@@ -503,17 +598,18 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 09.6 the optimization profile
-def _reference_profile(shape, context_length, max_batch, opt_batch=None):
+def _reference_profile(shape, context_length, max_batch, opt_batch=None, opt_length=None):
     from cnclip_edu.deploy.trt import profile_shapes
 
     tower = "text" if len(shape) == 2 else "image"
-    return profile_shapes(shape, {"tower": tower, "context_length": str(context_length)}, 1, opt_batch, max_batch)
+    return profile_shapes(shape, {"tower": tower, "context_length": str(context_length)}, 1, opt_batch, max_batch,
+                          opt_length=opt_length)
 
 
-def _profile_case(label: str, shape, context_length: int, max_batch: int, opt_batch=None) -> Case:
+def _profile_case(label: str, shape, context_length: int, max_batch: int, opt_batch=None, opt_length=None) -> Case:
     def run(f):
         try:
-            out = f(tuple(shape), context_length, max_batch, opt_batch)
+            out = f(tuple(shape), context_length, max_batch, opt_batch, opt_length=opt_length)
         except ValueError:
             return "ValueError（拒绝了这个输入）"
         return [list(int(d) for d in s) for s in out]  # (min, opt, max), tuples or lists alike
@@ -525,6 +621,8 @@ def _profile_cases():
             _profile_case("文本输入 (-1, -1)，context 52，max_batch 64，opt_batch 8", (-1, -1), 52, 64, 8),
             _profile_case("长度固定的文本输入 (-1, 52)", (-1, 52), 52, 32),
             _profile_case("max_batch = 1", (-1, -1), 24, 1),
+            _profile_case("在线搜索那样的文本配置：opt_batch 1，opt_length 16", (-1, -1), 52, 64, 1, 16),
+            _profile_case("opt_length 大于 context_length（应当报 ValueError）", (-1, -1), 52, 64, 1, 60),
             _profile_case("opt_batch 大于 max_batch（应当报 ValueError）", (-1, -1), 52, 16, 32),
             _profile_case("分辨率也是动态的图像输入 (-1, 3, -1, -1)（应当报 ValueError）", (-1, 3, -1, -1), 52, 8),
             _profile_case("batch 固定为 1 的图像输入 (1, 3, 224, 224)（应当报 ValueError）", (1, 3, 224, 224), 52, 8)]
@@ -536,6 +634,8 @@ def _profile_hidden(seed: int):
     return [_profile_case("随机分辨率的图像输入", (-1, 3, r, r), L, mb, rng.choice([None, rng.randint(1, mb)])),
             _profile_case("随机 context 长度的文本输入", (-1, -1), L, mb, rng.choice([None, rng.randint(1, mb)])),
             _profile_case("长度固定的文本输入", (-1, L), L, mb),
+            _profile_case("给了 opt_length 的文本输入", (-1, -1), L, mb, rng.randint(1, mb), rng.randint(1, L - 1)),
+            _profile_case("opt_length 超出长度范围", (-1, -1), L, mb, None, L + rng.randint(1, 9)),
             _profile_case("opt_batch 大于 max_batch", (-1, -1), L, mb, mb + rng.randint(1, 9)),
             _profile_case("还有别的动态维", (-1, 3, -1, r), L, mb),
             _profile_case("batch 固定的输入", rng.choice([(rng.randint(1, 8), 3, r, r), (rng.randint(1, 8), -1)]), L, mb)]
@@ -544,8 +644,8 @@ def _profile_hidden(seed: int):
 def _profile_mutants() -> dict:
     def make(*, swap_min_opt=False, max_len_minus_1=False, min_len_full=False, fixed_min_1=False,
              text_axis_always=False, opt_default_1=False, no_check=False, all_dynamic_as_length=False,
-             fixed_batch="raise"):
-        def answer(shape, context_length, max_batch, opt_batch=None):
+             fixed_batch="raise", ignore_opt_length=False, no_length_check=False, length_max_is_opt=False):
+        def answer(shape, context_length, max_batch, opt_batch=None, opt_length=None):
             if shape[0] >= 0 and fixed_batch == "raise":
                 raise ValueError("the batch axis is fixed")
             opt_batch = opt_batch or (1 if opt_default_1 else max_batch)
@@ -558,9 +658,12 @@ def _profile_mutants() -> dict:
                 is_length = (axis == 1 and len(shape) == 2 and (d < 0 or text_axis_always)) or \
                     (all_dynamic_as_length and d < 0)
                 if is_length:
+                    length = context_length if ignore_opt_length else (opt_length or context_length)
+                    if not no_length_check and not 1 <= length <= context_length:
+                        raise ValueError("need 1 <= opt_length <= context_length")
                     lo.append(context_length if min_len_full else 1)
-                    opt.append(context_length)
-                    hi.append(context_length - 1 if max_len_minus_1 else context_length)
+                    opt.append(length)
+                    hi.append(length if length_max_is_opt else context_length - 1 if max_len_minus_1 else context_length)
                 elif d >= 0:
                     lo.append(1 if fixed_min_1 else d)
                     opt.append(d)
@@ -581,16 +684,17 @@ def _profile_mutants() -> dict:
             "没有检查 1 <= opt_batch <= max_batch": make(no_check=True),
             "把所有动态维都当成长度": make(all_dynamic_as_length=True),
             "batch 固定时照样给 (1, opt_batch, max_batch)（TensorRT 不能用这个 profile）": make(fixed_batch="range"),
-            "batch 固定时给 (d, d, d)，没有报错（max_batch 被悄悄忽略）": make(fixed_batch="itself")}
+            "batch 固定时给 (d, d, d)，没有报错（max_batch 被悄悄忽略）": make(fixed_batch="itself"),
+            "没理会 opt_length（长度的 opt 总是 context_length）": make(ignore_opt_length=True),
+            "没有检查 1 <= opt_length <= context_length": make(no_length_check=True),
+            "长度的 max 也取了 opt_length（比 opt 长的句子放不进）": make(length_max_is_opt=True)}
 
 
 register(Exercise(
     id="09.6", title="TensorRT 的优化配置 (optimization profile)", points=3,
-    hint="每一维给 (min, opt, max) 三个数：第 0 维是 batch，(1, opt_batch, max_batch)，opt_batch 默认取 max_batch，"
-         "第 0 维是固定的数时没有合法的 batch 范围，报 ValueError；"
-         "不满足 1 <= opt_batch <= max_batch 时报 ValueError；固定的维三个数都等于它自己；文本输入 (2 维) 的第 1 维"
-         "如果是动态的 (-1)，就是长度，范围要从 1（截过 padding 的短句）一直到 context_length（最长的句子）；"
-         "其他动态维不知道该给什么范围，报 ValueError。",
+    hint="逐维想：min 和 max 是服务要能跑的范围（batch 1 到 max_batch；文本长度从截过 padding 的最短 1 到 context_length），"
+         "opt 是调用者选的形状（opt_batch / opt_length，不给时取最大），要在 [1, max] 里，否则报 ValueError；"
+         "固定的维三个数都等于它自己；第 0 维固定、或有 batch 和文本长度以外的动态维时，给不出合法的配置，报 ValueError。",
     reference=_reference_profile,
     cases=_profile_cases,
     mutants=_profile_mutants,
@@ -814,7 +918,7 @@ def _search_case(label: str, seed: int, n_pictures: int, queries: list[str], top
 def _search_cases():
     return [_search_case("6 张大小不一的图（有一张灰度图），3 个查询，top 2", 0, 6, ["红色的圆形", "一个蓝色的方块", "绿"], 2),
             _search_case("一个超过 context_length 的长查询，top 1", 1, 4, ["一个黄色的正方形在绿色的星星左边", "紫色"], 1),
-            _search_case("另一组均值和方差，5 个查询，top 3", 2, 5, ["圆", "三角形", "星星", "两个", "白色的背景"], 3,
+            _search_case("另一组均值和标准差，5 个查询，top 3", 2, 5, ["圆", "三角形", "星星", "两个", "白色的背景"], 3,
                          mean=(0.6, 0.1, 0.4), std=(0.1, 0.35, 0.2))]
 
 
@@ -825,7 +929,7 @@ def _search_hidden(seed: int):
     mean = tuple(round(rng.uniform(0.1, 0.9), 3) for _ in range(3))
     std = tuple(round(rng.uniform(0.1, 0.4), 3) for _ in range(3))
     n = rng.randint(3, 9)
-    return [_search_case("随机的图片、查询和均值方差", rng.randrange(1 << 30), n, queries, rng.randint(1, n), mean, std),
+    return [_search_case("随机的图片、查询和均值、标准差", rng.randrange(1 << 30), n, queries, rng.randint(1, n), mean, std),
             _search_case("混进一个很长的查询", rng.randrange(1 << 30), n,
                          queries[:1] + ["".join(rng.choice(chars) for _ in range(rng.randint(15, 30)))], 1, mean, std)]
 
@@ -875,8 +979,8 @@ def _search_mutants() -> dict:
             return order, np.take_along_axis(sims, order, axis=1)
         return answer
 
-    return {"像素没有除以 255": make(no_255=True), "没有减均值、除方差": make(no_norm=True),
-            "用了库里 CLIP 的均值方差，而不是元数据里的": make(clip_constants=True),
+    return {"像素没有除以 255": make(no_255=True), "没有减均值、除以标准差": make(no_norm=True),
+            "用了库里 CLIP 的均值和标准差，而不是元数据里的": make(clip_constants=True),
             "用 reshape 而不是 transpose 把 (R, R, 3) 变成 (3, R, R)": make(reshape_chw=True),
             "特征没有 L2 归一化（按点积排序）": make(no_l2=True),
             "只归一化了图像特征（分数不是余弦）": make(l2_images_only=True),
@@ -889,7 +993,7 @@ def _search_mutants() -> dict:
 
 register(Exercise(
     id="09.8", title="只靠两个 .onnx 文件做以文搜图（预处理全从元数据来）", points=5,
-    hint="需要的数都在两个 session 的元数据里：分辨率、均值、方差、文本长度，别写死，也别用库的预处理；"
+    hint="需要的数都在两个 session 的元数据里：分辨率、均值、标准差 (std)、文本长度，别写死，也别用库的预处理；"
          "图片先统一成 RGB、按元数据写的方式缩放，再变成 (N, 3, R, R) 的 float32；两边的特征都要 L2 归一化，"
          "分数才是余弦；每个查询按分数从大到小取前 top_k 张图。",
     reference=_reference_search,
