@@ -217,10 +217,13 @@ def _prepared_properties(f, path: str, max_side):
     size_ok = size[long_side] == round(want[long_side]) and abs(size[short_side] - want[short_side]) <= 1
     props["尺寸：转正后的长边 = min(原长边, max_side)，短边按原比例（±1 像素）"] = (
         "对" if size_ok else f"{size[0]}×{size[1]}")
+    pixels = "像素接近转正、透明处铺白、缩小后的原图（平均差 < 10）"
     if size_ok:
         expected = np.asarray(upright.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
         diff = float(np.abs(np.asarray(img.convert("RGB"), dtype=np.float64) - expected).mean())
-        props["像素接近转正、透明处铺白、缩小后的原图（平均差 < 10）"] = diff < 10
+        props[pixels] = diff < 10
+    else:
+        props[pixels] = "尺寸不对，没有比较"
     return props
 
 
