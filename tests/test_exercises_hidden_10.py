@@ -1,5 +1,6 @@
-"""Notebook 10: 10.2 accepts correct splits that shuffle differently from the library (it grades
-properties, not our RNG call); 10.3's library threshold follows its stated rule. Every exercise's
+"""Notebook 10: 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
+quality, rounding); 10.3 accepts correct splits that shuffle differently from the library (it grades
+properties, not our RNG call); 10.4's library threshold follows its stated rule. Every exercise's
 grading cases: test_exercises_hidden.py."""
 from __future__ import annotations
 
@@ -10,17 +11,34 @@ from cnclip_edu.course.exercises import nb10
 from hidden_cases import first_difference as _run
 
 
-@pytest.mark.parametrize("name", list(nb10._split_alternatives()))
-def test_10_2_accepts_a_different_correct_shuffle(name):
-    answer = nb10._split_alternatives()[name]
+@pytest.mark.parametrize("name", list(nb10._prepare_alternatives()))
+def test_10_2_accepts_another_correct_preparation(name):
+    answer = nb10._prepare_alternatives()[name]
     ex = X.get("10.2")
     assert _run(ex, answer, ex.cases()) is None
-    assert _run(ex, answer, ex.hidden(0)) is None
+    for seed in (0, 1, 2):
+        assert _run(ex, answer, ex.hidden(seed)) is None
     X.check("10.2", answer)
 
 
-def test_10_2_rejects_a_split_that_changes_with_the_process_hash():
+def test_10_2_catches_a_sideways_photo_and_a_black_background():
     ex = X.get("10.2")
+    assert "转正" in ex.hint and "白" in ex.hint
+    assert "尺寸" in _run(ex, nb10._prepare_mistake("no_exif"), ex.cases())
+    assert "像素" in _run(ex, nb10._prepare_mistake("black_alpha"), ex.cases())
+
+
+@pytest.mark.parametrize("name", list(nb10._split_alternatives()))
+def test_10_3_accepts_a_different_correct_shuffle(name):
+    answer = nb10._split_alternatives()[name]
+    ex = X.get("10.3")
+    assert _run(ex, answer, ex.cases()) is None
+    assert _run(ex, answer, ex.hidden(0)) is None
+    X.check("10.3", answer)
+
+
+def test_10_3_rejects_a_split_that_changes_with_the_process_hash():
+    ex = X.get("10.3")
     for kind in ("hash", "set"):
         diff = _run(ex, nb10._split_mistake(kind), ex.cases())
         assert diff and "另一个 Python 进程" in diff, diff
