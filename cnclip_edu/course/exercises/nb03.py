@@ -732,8 +732,11 @@ def _build_load_run(cls, H, heads, I, sd, x, ids):
 
 
 def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
+    # the weights come from a library layer: built here, when the case is made, not inside `run`, which
+    # the grader calls with the tripwires of 03.7 armed (BertLayer.__init__ would trip on the case itself)
+    sd = _weights_of(H, heads, I, seed, bert_init)
+
     def run(cls):
-        sd = _weights_of(H, heads, I, seed, bert_init)
         L = max(lengths)
         x = torch.randn(len(lengths), L, H, generator=torch.Generator().manual_seed(seed + 1)) * scale
         ids = tokens(lengths, L, seed=seed + 2)
@@ -866,8 +869,9 @@ def _build_tower_run(cls, cfg, E, sd, ids):
 
 
 def _tower_case(cfg, E, seed, lengths, small_embeddings=False):
+    sd = _tower_weights(cfg, E, seed, small_embeddings)   # made with the case, before any tripwire is armed (03.7)
+
     def run(cls):
-        sd = _tower_weights(cfg, E, seed, small_embeddings)
         ids = tokens(lengths, max(lengths), seed=seed + 1)
         if cls is _LibraryTower:
             return _build_tower_run(cls, cfg, E, sd, ids)
