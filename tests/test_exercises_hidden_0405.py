@@ -48,3 +48,16 @@ def test_the_reference_imported_by_notebook_04_is_not_an_answer_to_04_4():
     with pytest.raises(X.ExerciseFailed, match="调用了库里"):
         X.check("04.4", lambda *args: local_rank_loss(*args))
     X.check("04.4", X.get("04.4").reference)  # armed again afterwards
+
+
+def test_hidden_05_3_cases_require_both_base64_alphabets():
+    """A Dataset that decodes with plain `b64decode` (silently dropping the URL-safe '-' and '_', as
+    05.1 teaches) is refused by the grading case built from a URL-safe TSV, for every seed."""
+    ex = X.get("05.3")
+    wrong = [m for name, m in ex.mutants().items() if "URL 安全" in name]
+    assert len(wrong) == 1
+    for seed in (0, 1):
+        cases = [c for c in ex.hidden(seed) if "URL 安全" in c.label]
+        assert len(cases) == 1, [c.label for c in ex.hidden(seed)]
+        assert _run(ex, ex.reference, cases) is None
+        assert _run(ex, wrong[0], cases) is not None, f"seed {seed}: the standard-alphabet decode passed"

@@ -45,6 +45,10 @@ def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
 # data.mdb, so an LMDB rebuilt in place is opened afresh.
 _ENVS: dict[tuple, tuple[lmdb.Environment, lmdb.Transaction]] = {}
 _ENVS_PID = os.getpid()
+# The path as the caller spelled it -> (st_dev, st_ino, key in _ENVS): a read then costs one stat()
+# and two dict lookups. Resolving the path (an lstat per component) only happens on a miss; a stale
+# entry is harmless, since a hit is used only while _ENVS still holds its key and the inode matches.
+_LOOKUP: dict[str, tuple[int, int, tuple]] = {}
 
 
 def _forget_inherited_envs() -> None:
@@ -67,16 +71,22 @@ if hasattr(os, "register_at_fork"):
 
 
 def shared_txn(path: str | os.PathLike) -> lmdb.Transaction:
-    """A long-lived read transaction on the LMDB folder `path`, opened lazily in this process."""
+    """A long-lived read transaction on the LMDB folder `path`, opened lazily in this process.
+    Called on every read (twice per sample), so the common case is one stat() of data.mdb (to notice
+    an LMDB rebuilt in place) and a dict lookup; the path is resolved only when it is not cached."""
     _forget_inherited_envs()
-    path = Path(path)
-    data = path / "data.mdb"
+    spelled = os.fspath(path)
     try:
-        st = data.stat()
+        st = os.stat(os.path.join(spelled, "data.mdb"))
     except OSError:
-        raise FileNotFoundError(f"{path} is not an LMDB folder (no data.mdb); "
+        raise FileNotFoundError(f"{spelled} is not an LMDB folder (no data.mdb); "
                                 "build it with `cnclip-edu build-lmdb`") from None
+    hit = _LOOKUP.get(spelled)
+    if hit is not None and hit[0] == st.st_dev and hit[1] == st.st_ino and hit[2] in _ENVS:
+        return _ENVS[hit[2]][1]
+    path = Path(spelled)
     key = (str(path.resolve()), st.st_dev, st.st_ino)
+    _LOOKUP[spelled] = (st.st_dev, st.st_ino, key)
     if key not in _ENVS:
         try:
             env = lmdb.open(str(path), readonly=True, create=False, lock=False, readahead=False,

@@ -5,7 +5,8 @@ the student's own tokenizer, towers, loss and Dataset in one training step (`cap
 References are the library's own code (`formats.decode_b64` / `open_image`, `lmdb_build.build_lmdb`,
 `dataset.LMDBDataset`) run on a tiny dataset written here, in a temporary folder, for every case.
 The mutants are the slips a student makes: a lazy `Image.open`, a lenient base64 decode, pairs keyed
-by text id, a forgotten `num_samples`, `commit` or `env.close()`, an LMDB opened in `__init__`, ...
+by text id, a forgotten `num_samples`, `commit` or `env.close()`, an LMDB opened in `__init__`, a Dataset that
+decodes only the standard base64 alphabet, ...
 """
 from __future__ import annotations
 
@@ -50,11 +51,15 @@ _TEXTS = [  # (text_id, text, image_ids): several images per text, one text with
 ]
 
 
-def _write_dataset(folder: Path, split: str = "mini", texts=None) -> tuple[Path, Path]:
-    """`{split}_imgs.tsv` (5 PNG/JPEG images) and `{split}_texts.jsonl` (by default 5 texts, 6 pairs) in `folder`."""
+def _write_dataset(folder: Path, split: str = "mini", texts=None, urlsafe: bool = False) -> tuple[Path, Path]:
+    """`{split}_imgs.tsv` (5 PNG/JPEG images) and `{split}_texts.jsonl` (by default 5 texts, 6 pairs) in `folder`.
+    `urlsafe`: the TSV's base64 in the URL-safe alphabet ('-_' for '+/'), which cn_clip and build_lmdb accept."""
     from cnclip_edu.data import formats
 
     images = [(1001 + k, _png_b64(c, fmt="JPEG" if k == 3 else "PNG")) for k, c in enumerate(_COLORS)]
+    if urlsafe:
+        images = [(i, b64.replace("+", "-").replace("/", "_")) for i, b64 in images]
+        assert any("-" in b64 or "_" in b64 for _, b64 in images), "no '+' or '/' to translate: not a real case"
     tsv, jsonl = formats.imgs_tsv(folder, split), formats.texts_jsonl(folder, split)
     formats.write_imgs_tsv(tsv, images)
     formats.write_texts_jsonl(jsonl, _TEXTS if texts is None else texts)
@@ -390,7 +395,7 @@ def _toy_tokenizer(texts, context_length):
     return out
 
 
-def _run_dataset(cls, mode: str, texts=None):
+def _run_dataset(cls, mode: str, texts=None, urlsafe: bool = False):
     import pickle as _pickle
 
     import torch
@@ -402,7 +407,7 @@ def _run_dataset(cls, mode: str, texts=None):
     ctx = contextlib.nullcontext() if cls is _Reference else armed(BUILDS_05_3)
     with tempfile.TemporaryDirectory() as tmp, ctx:
         src = Path(tmp) / "src"
-        _write_dataset(src, texts=texts)
+        _write_dataset(src, texts=texts, urlsafe=urlsafe)
         build_lmdb(src, ["mini"], progress=False, verbose=False)
         root = src / "lmdb" / "mini"
         ds = cls(root, 16, 12, tokenizer=_toy_tokenizer) if mode == "tokenizer" else cls(root, 16, 12)
@@ -423,6 +428,12 @@ def _run_dataset(cls, mode: str, texts=None):
                     return "IndexError"
                 except Exception as e:
                     return f"{type(e).__name__}（应当是 IndexError）"
+            if mode == "main":  # every sample read in this process, in order
+                items = [ds[i] for i in range(len(ds))]
+                if not items:  # a hidden draw may pair no image with any text
+                    return {"样本数": 0}
+                return {"样本数": len(items), "图片 (N, 3, 16, 16)": torch.stack([im for im, _ in items]),
+                        "tokens (N, 12)": torch.stack([tok for _, tok in items])}
             if mode == "pickle_after_read":  # what spawn / forkserver do: the worker gets pickle.loads(pickle.dumps(ds))
                 ds[0]
                 out = {"读过 ds[0] 之后 pickle.dumps(ds)": True, "pickle 出来的副本持有打开的 LMDB": None,
@@ -461,13 +472,18 @@ def _cases_05_3():
             Case("主进程先读过 ds[0]，再 pickle（spawn / forkserver 的 worker 拿到的就是 pickle 出来的副本）",
                  lambda c: _run_dataset(c, "pickle_after_read")),
             Case("越界的下标 ds[len(ds)]", lambda c: _run_dataset(c, "end")),
-            Case("传入别的 tokenizer（每个字一个 id）", lambda c: _run_dataset(c, "tokenizer"))]
+            Case("传入别的 tokenizer（每个字一个 id）", lambda c: _run_dataset(c, "tokenizer")),
+            Case("用 URL 安全字母表（'-'、'_'）写的 TSV 建成的 LMDB，主进程按顺序读出全部样本",
+                 lambda c: _run_dataset(c, "main", urlsafe=True))]
 
 
 def _hidden_05_3(seed: int):
     return [Case(f"随机的描述与配对，{kind}", (lambda m: lambda c: _run_dataset(c, m, _random_texts(seed)))(mode))
             for kind, mode in (("2 个 worker", "workers"), ("主进程先读过", "parent_first"), ("越界下标", "end"),
-                               ("长度", "fresh"), ("读过之后 pickle", "pickle_after_read"))]
+                               ("长度", "fresh"), ("读过之后 pickle", "pickle_after_read"))] + \
+        [Case("随机的描述与配对，URL 安全字母表的 base64",  # one text reaches every image: all of them are read
+              lambda c: _run_dataset(c, "main", _random_texts(seed) + [(8100, "五张图都是它的标准匹配", [1005, 1003, 1001, 1004, 1002])],
+                                     urlsafe=True))]
 
 
 class _Mini:
@@ -528,7 +544,8 @@ class _Mini:
         key = bytes(index) if self.slip == "bytes_key" else str(index).encode("utf-8")
         image_id, text_id, text = pickle.loads(pairs.get(key))
         b64 = imgs.get(str(text_id if self.slip == "text_id" else image_id).encode("utf-8"))
-        image = self.transform(Image.open(io.BytesIO(base64.b64decode(b64))))
+        decode = base64.b64decode if self.slip == "standard_only" else base64.urlsafe_b64decode  # urlsafe: both alphabets
+        image = self.transform(Image.open(io.BytesIO(decode(b64))))
         if self.slip == "raw_text":
             return image, text
         text = text if self.slip == "no_preprocess" else preprocess_text(text)
@@ -548,7 +565,8 @@ def _mutants_05_3():
              "no_index": "tokens 没有取 [0]（形状是 (1, L)）", "ignores_tokenizer": "没有用传进来的 tokenizer",
              "no_getstate": "没有 __getstate__：读过一次之后，对象连同打开的 LMDB 一起 pickle，spawn / forkserver 的 worker 失败",
              "getstate_keeps_envs": "__getstate__ 只去掉了事务，LMDB 环境对象还留在要 pickle 的状态里",
-             "getstate_drops_attr": "__getstate__ 把 txns 整个删掉了：副本第一次读取时没有这个属性"}
+             "getstate_drops_attr": "__getstate__ 把 txns 整个删掉了：副本第一次读取时没有这个属性",
+             "standard_only": "base64 用 b64decode 解码：URL 安全字母表的 '-'、'_' 被悄悄丢掉（练习 05.1 讲过）"}
     return {desc: functools.partial(_Mini, slip=slip) for slip, desc in slips.items()}
 
 
@@ -558,7 +576,8 @@ register(Exercise(
          "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。"
          "读过一次之后，对象里就有了句柄：spawn / forkserver 的 worker 拿到的是 pickle 出来的副本，所以 pickle 时要把句柄"
          "从对象的状态里拿掉（Python 在 pickle 一个对象时会问它要哪些状态），副本在自己的进程里第一次读取时再打开。"
-         "第 index 条样本的键、它指向的图片、越界时抛什么异常，都照 cn_clip 的约定来。",
+         "第 index 条样本的键、它指向的图片、越界时抛什么异常，都照 cn_clip 的约定来；imgs 里的 base64 和 TSV 里的一样，"
+         "可能用两种字母表中的任何一种，解码时都要认（练习 05.1 讲过默认的 b64decode 怎样对待字母表以外的字符）。",
     reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3, hidden=_hidden_05_3, builds=BUILDS_05_3))
 
 
