@@ -118,6 +118,26 @@ def test_hello_main_writes_each_rank_line_in_one_write(monkeypatch):
     assert len(writes) == 1 and writes[0].endswith(b"\n") and json.loads(writes[0])["rank"] == 0
 
 
+def test_hello_main_runs_a_students_file_and_names_its_error(monkeypatch, tmp_path, capfd):
+    """Notebook 06 launches the student's own hello_rank (the %%my_clip file of 06.4) under torchrun; a stub
+    or a broken file exits non-zero with one line the notebook shows before it falls back to the library's."""
+    import json
+
+    from cnclip_edu.train import hello
+
+    writes = []
+    monkeypatch.setattr(hello.os, "write", lambda fd, b: writes.append(b) or len(b))
+    mine = tmp_path / "ex06_4.py"
+    mine.write_text("def hello_rank(n, b, seed):\n    return {'rank': 0, 'world_size': 1, 'batches': [[seed]]}\n",
+                    encoding="utf-8")
+    assert hello.main(["--worker", str(mine), "--seed", "7"]) == 0
+    assert json.loads(writes[0])["batches"] == [[7]]
+    stub = tmp_path / "stub.py"
+    stub.write_text("def hello_rank(*a):\n    raise NotImplementedError('练习 06.4')\n", encoding="utf-8")
+    assert hello.main(["--worker", str(stub)]) == 1
+    assert "hello_rank 出错 (rank 0): NotImplementedError: 练习 06.4" in capfd.readouterr().err
+
+
 def test_run_forked_reports_stubs_errors_and_hangs():
     import torch.distributed as dist
 

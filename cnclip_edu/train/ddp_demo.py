@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import runpy
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +37,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
+
+from .hello import load_function
 
 CHECKPOINT = "model.pt"     # what rank 0 writes into out_dir
 RANKS_DIR = "ranks"         # where `main` stores each rank's return value
@@ -133,10 +134,7 @@ def train_worker(out_dir: str, epochs: int = 2, batch_size: int = 4, lr: float =
 
 def load_worker(path: str | os.PathLike, name: str = "train_worker") -> Callable[..., dict]:
     """The function `name` defined in a Python file (a student's saved notebook cell)."""
-    namespace = runpy.run_path(str(path), run_name="ddp_worker")
-    if name not in namespace:
-        raise AttributeError(f"{path} defines no function {name!r}")
-    return namespace[name]
+    return load_function(path, name)
 
 
 def _flat(state: dict) -> torch.Tensor:

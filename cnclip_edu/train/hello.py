@@ -1,6 +1,7 @@
 """Hello, rank: the smallest DDP program, to see what torchrun gives each process before the trainer.
 
     torchrun --standalone --nproc_per_node=2 -m cnclip_edu.train.hello --dataset-len 10 --batch-size 2
+    torchrun ... -m cnclip_edu.train.hello --worker my_clip/ex06_4.py ...   # a student's hello_rank
 
 Each worker joins the process group (gloo runs on CPU; NCCL needs one GPU per process), reads its
 share of a dataset through `DistributedSampler`, and sums a number over all ranks with `all_reduce`.
@@ -19,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import runpy
 import socket
 import sys
 import traceback
@@ -45,6 +47,14 @@ def hello_rank(dataset_len: int = 10, batch_size: int = 2, seed: int = 0) -> dic
     dist.destroy_process_group()
     return {"rank": rank, "world_size": world_size, "batches": batches, "local_sum": local_sum,
             "global_sum": int(total.item())}
+
+
+def load_function(path: str | os.PathLike, name: str) -> Callable[..., Any]:
+    """The function `name` defined in a Python file (a student's cell saved by %%my_clip)."""
+    namespace = runpy.run_path(str(path), run_name="course_worker")
+    if name not in namespace:
+        raise AttributeError(f"{path} defines no function {name!r}")
+    return namespace[name]
 
 
 def _free_port() -> int:
@@ -115,8 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset-len", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", default=None, help="a Python file defining hello_rank (default: the library's)")
     a = p.parse_args(argv)
-    out = hello_rank(a.dataset_len, a.batch_size, a.seed)
+    try:
+        fn = load_function(a.worker, "hello_rank") if a.worker else hello_rank
+        out = fn(a.dataset_len, a.batch_size, a.seed)
+    except Exception as exc:  # one line the notebook can show, after the traceback torchrun prints
+        traceback.print_exc()
+        print(f"hello_rank 出错 (rank {os.environ.get('RANK', '0')}): {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        return 1
     # what the launcher handed this process: torchrun sets LOCAL_RANK and adds no argument
     out.update(argv=sys.argv[1:], LOCAL_RANK=os.environ.get("LOCAL_RANK"))
     # One JSON line per rank, which the notebook parses. One write() call, not print(): the ranks

@@ -75,9 +75,10 @@ def _step_reference(model, optimizer, loss_fn, images, tokens, positive_mask=Non
     return plain_step(model, optimizer, loss_fn, images, tokens, positive_mask)
 
 
-def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0) -> dict:
+def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0, start_scale: float = 4.7) -> dict:
     """Steps of `step_fn` on a fresh, tiny CLIP (the course towers, narrower and shallower; seeded), a fixed batch of 8 pairs with
-    duplicate captions, and a logit_scale started above ln(100) so that the clamp shows."""
+    duplicate captions, and a logit_scale started outside [0, ln(100)] so that the clamp shows: above ln(100) by
+    default (the upper bound), below 0 with a negative `start_scale` (the lower bound: s >= 1)."""
     import torch
 
     from cnclip_edu import tokenize
@@ -91,7 +92,7 @@ def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0)
     model = create_model(tiny_clip_config())  # the course towers, narrower and shallower
     model.train()
     with torch.no_grad():
-        model.logit_scale.fill_(4.7)  # above ln(100) = 4.6052: the first clamp pulls it back
+        model.logit_scale.fill_(start_scale)  # 4.7 > ln(100) = 4.6052, or < 0: the first clamp pulls it back
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1)
     g = torch.Generator().manual_seed(1 + seed)
     images = torch.randn(8, 3, model.image_resolution, model.image_resolution, generator=g)  # (B, 3, R, R)
@@ -111,12 +112,14 @@ def _run_steps(step_fn, n_steps: int = 3, with_mask: bool = True, seed: int = 0)
 
 def _step_cases():
     return [Case("小号 CLIP，8 对图文（含重复描述），positive_mask，连续 3 步", lambda f: _run_steps(f)),
-            Case("同上，positive_mask=None，1 步", lambda f: _run_steps(f, n_steps=1, with_mask=False))]
+            Case("同上，positive_mask=None，1 步", lambda f: _run_steps(f, n_steps=1, with_mask=False)),
+            Case("logit_scale 从 -0.5 开始（s < 1），positive_mask，1 步", lambda f: _run_steps(f, n_steps=1, start_scale=-0.5))]
 
 
-def _step_variant(zero_grad: str = "first", clamp_max: float = math.log(100), pass_mask: bool = True):
+def _step_variant(zero_grad: str = "first", clamp_max: float = math.log(100), pass_mask: bool = True,
+                  clamp_min: float | None = 0.0):
     """A train_step written with one of the usual slips: zero_grad "first" (right), "never" or
-    "after_backward"; the clamp's upper bound; whether positive_mask reaches the loss."""
+    "after_backward"; the clamp's bounds (no lower bound: None); whether positive_mask reaches the loss."""
     import torch
 
     def step(model, optimizer, loss_fn, images, tokens, positive_mask=None):
@@ -129,7 +132,7 @@ def _step_variant(zero_grad: str = "first", clamp_max: float = math.log(100), pa
             optimizer.zero_grad()
         optimizer.step()
         with torch.no_grad():
-            model.logit_scale.clamp_(0, clamp_max)
+            model.logit_scale.clamp_(min=clamp_min, max=clamp_max)
         return loss.item()
 
     return step
@@ -139,6 +142,7 @@ def _step_mutants():
     return {"忘了 optimizer.zero_grad()：梯度一步步累加": _step_variant(zero_grad="never"),
             "zero_grad 放在 backward 和 step 之间：梯度被清掉": _step_variant(zero_grad="after_backward"),
             "截断到 100 而不是 ln(100)": _step_variant(clamp_max=100.0),
+            "只截上限、没有下限：s 可以小于 1": _step_variant(clamp_min=None),
             "没有把 positive_mask 传给损失": _step_variant(pass_mask=False)}
 
 
@@ -147,14 +151,17 @@ def _step_hidden(seed: int):
 
     rng = random.Random(seed)
     s = rng.randrange(1, 10_000)
+    low = -rng.uniform(0.1, 1.0)  # ln s below 0: s < 1, which the lower bound must lift back to ln 1 = 0
     return [Case("另一个随机初始化和另一批图片，positive_mask，连续 3 步", lambda f: _run_steps(f, seed=s)),
-            Case("同上，positive_mask=None，2 步", lambda f: _run_steps(f, n_steps=2, with_mask=False, seed=s + 1))]
+            Case("同上，positive_mask=None，2 步", lambda f: _run_steps(f, n_steps=2, with_mask=False, seed=s + 1)),
+            Case("logit_scale 从 0 以下开始，1 步", lambda f: _run_steps(f, n_steps=1, seed=s + 2, start_scale=low))]
 
 
 register(Exercise(
     id="06.2", title="一步训练：前向 → 损失 → 反向 → 更新 → 截断温度", points=3,
     hint="梯度会累加：清零要在这一步的 backward 之前，不能夹在 backward 和 step 之间；positive_mask 要交给损失；"
-         "截断在参数更新之后、不记录计算图、就地进行；参数存的是 ln(s)，s 的上限 100 对应的参数上限是 ln(100)，不是 100。",
+         "截断在参数更新之后、不记录计算图、就地进行；参数存的是 ln(s)，1 ≤ s ≤ 100 对应的参数区间是 [ln 1, ln 100]："
+         "下限和上限都要有，上限不是 100。",
     reference=_step_reference, cases=_step_cases, mutants=_step_mutants, hidden=_step_hidden,
     builds=("cnclip_edu.train.loop.plain_step",)))
 
@@ -259,10 +266,9 @@ def _hello_hidden(seed: int):
 
 register(Exercise(
     id="06.4", title="你好，rank：init_process_group + DistributedSampler + all_reduce", points=3,
-    hint="dist.init_process_group(\"gloo\") 之后用 dist.get_rank() / dist.get_world_size()；"
-         "DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)——所有进程用同一个 seed，"
-         "排列才相同、分片才不重叠；DataLoader(data, batch_size=batch_size, sampler=sampler)；"
-         "dist.all_reduce(t) 是就地 (in place) 求和，之后每个进程的 t 都是总和；最后 dist.destroy_process_group()。",
+    hint="先加入进程组，再问清自己是第几个、一共几个；分数据的采样器要知道这两个数，而且所有进程要用同一个 seed——"
+         "排列相同，各自取的那一份才不重叠；求总和是一次所有进程都要参加的集合通信，它就地改写你交给它的张量，"
+         "之后每个进程手里都是总和；最后退出进程组。",
     reference=_hello_reference, cases=_hello_cases, mutants=_hello_mutants, hidden=_hello_hidden,
     builds=("cnclip_edu.train.hello.hello_rank",)))
 
