@@ -128,16 +128,16 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 10.2 one photo -> base64 JPEG
-_IMAGE_DIR: list = []   # one temporary folder per process for the cases' image files
+_IMAGE_DIR: list = []   # one temporary folder per process for the cases' image files, removed at exit
 
 
 def _image_dir():
     import tempfile
     from pathlib import Path
 
-    if not _IMAGE_DIR:
-        _IMAGE_DIR.append(Path(tempfile.mkdtemp(prefix="cnclip-ex10-")))
-    return _IMAGE_DIR[0]
+    if not _IMAGE_DIR:  # TemporaryDirectory removes itself when the process ends (its finalizer runs at exit)
+        _IMAGE_DIR.append(tempfile.TemporaryDirectory(prefix="cnclip-ex10-"))
+    return Path(_IMAGE_DIR[0].name)
 
 
 def _picture(w: int, h: int, seed: int):
