@@ -717,18 +717,23 @@ def _weights_of(H, heads, I, seed, bert_init):
     return sd
 
 
-def _build_load_run(cls, H, heads, I, sd, x, ids):
-    """cls(H, heads, I), the library's weights loaded strictly, eval mode; -> its output, or why not (str)."""
-    layer = cls(H, heads, I)
-    if not isinstance(layer, torch.nn.Module):
-        return f"{cls} 建出来的不是 nn.Module，而是 {type(layer).__name__}"
+def _load_strict_and_run(module, built_by: str, weights: str, sd, *inputs):
+    """The student's freshly built `module`, the library's weights loaded strictly, eval mode;
+    -> its output on `inputs`, or why not (str). Shared by 03.7 (one layer) and 03.8 (the tower)."""
+    if not isinstance(module, torch.nn.Module):
+        return f"{built_by} 建出来的不是 nn.Module，而是 {type(module).__name__}"
     try:
-        layer.load_state_dict(sd, strict=True)
+        module.load_state_dict(sd, strict=True)
     except RuntimeError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        return "库里一层的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
+        return f"库里{weights}的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
     with torch.no_grad():
-        return layer.eval()(x, ids)
+        return module.eval()(*inputs)
+
+
+def _build_load_run(cls, H, heads, I, sd, x, ids):
+    """cls(H, heads, I) loaded with one library layer's weights; -> its output (B, L, H), or why not (str)."""
+    return _load_strict_and_run(cls(H, heads, I), str(cls), "一层", sd, x, ids)
 
 
 def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
@@ -855,17 +860,8 @@ def _tower_weights(cfg, E, seed, small_embeddings):
 
 
 def _build_tower_run(cls, cfg, E, sd, ids):
-    """cls(cfg, E), the library's weights loaded strictly, eval mode; -> its features, or why not (str)."""
-    tower = cls(cfg, E)
-    if not isinstance(tower, torch.nn.Module):
-        return f"MyTextTower(cfg, embed_dim) 建出来的不是 nn.Module，而是 {type(tower).__name__}"
-    try:
-        tower.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        return "库里文本塔的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
-    with torch.no_grad():
-        return tower.eval()(ids)
+    """cls(cfg, E) loaded with the library's text-tower weights; -> its features (B, E), or why not (str)."""
+    return _load_strict_and_run(cls(cfg, E), "MyTextTower(cfg, embed_dim)", "文本塔", sd, ids)
 
 
 def _tower_case(cfg, E, seed, lengths, small_embeddings=False):
