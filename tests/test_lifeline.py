@@ -86,10 +86,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
 
 
+def _as_in_a_terminal() -> None:
+    """preexec_fn: SIGHUP back to its default (terminate). A suite started under `nohup` passes SIGHUP down
+    ignored, and an ignored signal stays ignored across exec: the launcher would then rightly survive the
+    "closed terminal" and the test would wait 30 s for nothing."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM], ids=["SIGKILL", "SIGHUP", "SIGTERM"])
 def test_torchrun_dies_with_the_python_process_that_launched_it(tmp_path, how):
     code = LAUNCH.format(log=str(tmp_path / "launch.log"), dir=str(tmp_path), tests=str(HERE))
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=_env(), start_new_session=True)
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=_env(), start_new_session=True,
+                              preexec_fn=_as_in_a_terminal)
     try:
         tree = _started_tree(tmp_path)
         _stop_and_check(tree, lambda: os.kill(parent.pid, how))
