@@ -23,10 +23,10 @@ def test_03_6_refuses_a_bare_torch_load_and_says_why():
 
 
 def test_03_6_record_restores_load_state_dict():
-    from cnclip_edu.course.exercises import nb03
+    from cnclip_edu.course.exercises import nb03_checkpoint
 
     before = torch.nn.Module.load_state_dict
-    assert nb03._explicit_arguments(nb03._library_load).startswith("weights_only=True")
+    assert nb03_checkpoint._explicit_arguments(nb03_checkpoint._library_load).startswith("weights_only=True")
     assert torch.nn.Module.load_state_dict is before
 
 
