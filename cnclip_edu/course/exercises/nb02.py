@@ -22,7 +22,7 @@ from cnclip_edu.model.vision import ResidualAttentionBlock, SelfAttention, Visio
 
 from .core import Case, Exercise, register
 from .guards import guarded, refuse_shortcuts, strict_dtype
-from .towers import images, tiny_clip, tiny_vit
+from .towers import feature_gradients, images, tiny_clip, tiny_vit
 
 _VISION = "cnclip_edu.model.vision."
 _SDPA = "torch.nn.functional.scaled_dot_product_attention"
@@ -279,18 +279,7 @@ def _features(f, model, x):
 
 def _gradients(f, model, x):
     """Gradients of a fixed weighted sum of the features w.r.t. a few visual parameters (None: none arrived)."""
-    model.zero_grad(set_to_none=True)
-    out = _encode_run(f, model, x)
-    if isinstance(out, dict):  # refused (the shortcut marker)
-        return out
-    if not torch.is_tensor(out) or not out.requires_grad:
-        return [None] * len(_GRAD_PARAMS)
-    w = torch.linspace(-1, 1, out.numel()).view(out.shape)
-    (out * w).sum().backward()
-    params = dict(model.named_parameters())
-    grads = [None if params[n].grad is None else params[n].grad.clone() for n in _GRAD_PARAMS]
-    model.zero_grad(set_to_none=True)
-    return grads
+    return feature_gradients(_encode_run, _GRAD_PARAMS, f, model, x)
 
 
 def _encode_image_cases():

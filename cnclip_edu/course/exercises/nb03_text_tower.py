@@ -22,7 +22,7 @@ from cnclip_edu.model.text import BertEmbeddings, padding_bias
 from .core import Case, Exercise, register
 from .default_device import _DefaultDevice
 from .guards import guarded, refuse_shortcuts
-from .towers import tiny_clip, tokens
+from .towers import feature_gradients, tiny_clip, tokens
 
 _TEXT = "cnclip_edu.model.text."
 _SDPA = "torch.nn.functional.scaled_dot_product_attention"
@@ -248,17 +248,7 @@ def _text_features(f, m, ids):
 
 def _text_gradients(f, m, ids):
     """Gradients of a fixed weighted sum of the features w.r.t. a few text parameters (None: none arrived)."""
-    m.zero_grad(set_to_none=True)
-    out = _encode_run(f, m, ids)
-    if isinstance(out, dict):  # refused (the shortcut marker)
-        return out
-    if not torch.is_tensor(out) or not out.requires_grad:
-        return [None] * len(_GRAD_PARAMS)
-    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-    params = dict(m.named_parameters())
-    grads = [None if params[n].grad is None else params[n].grad.clone() for n in _GRAD_PARAMS]
-    m.zero_grad(set_to_none=True)
-    return grads
+    return feature_gradients(_encode_run, _GRAD_PARAMS, f, m, ids)
 
 
 def _encode_text_cases():

@@ -70,3 +70,21 @@ def tiny_clip(seed: int = 0, vocab_size: int = 8000, resolution: int = 12, patch
     with torch.no_grad():
         model.logit_scale.fill_(2.0 + 0.1 * seed)  # exp(2.0) = 7.4: a forgotten exp() shows
     return model
+
+
+def feature_gradients(run, names: tuple[str, ...], f, model: nn.Module, x: torch.Tensor):
+    """Gradients of a fixed weighted sum of `run(f, model, x)` (the features, (B, E)) w.r.t. the parameters
+    `names` of `model` (None: none arrived there), or the refusal marker `run` returned. Used by 02.5 and 03.4:
+    an answer computed under `torch.no_grad()` or `.detach()` gives the same features but no gradients."""
+    model.zero_grad(set_to_none=True)
+    out = run(f, model, x)
+    if isinstance(out, dict):  # refused (the shortcut marker)
+        return out
+    if not torch.is_tensor(out) or not out.requires_grad:
+        return [None] * len(names)
+    w = torch.linspace(-1, 1, out.numel()).view(out.shape)
+    (out * w).sum().backward()
+    params = dict(model.named_parameters())
+    grads = [None if params[n].grad is None else params[n].grad.clone() for n in names]
+    model.zero_grad(set_to_none=True)
+    return grads
