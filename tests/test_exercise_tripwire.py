@@ -7,7 +7,7 @@ import torch
 
 import cnclip_edu as cc
 from cnclip_edu.course import exercises as X
-from cnclip_edu.course.exercises import nb01
+from cnclip_edu.course.exercises import nb01_encode
 from cnclip_edu.eval import hard_negatives
 from cnclip_edu.tokenizer import get_tokenizer, load_vocab
 
@@ -40,6 +40,6 @@ def test_library_works_after_a_tripped_check():
 
 
 def test_student_style_answer_using_no_library_routine_passes(capsys):
-    X.check("01.5", lambda texts, vocab, L=52: nb01._student_tokenize(texts, vocab, L))
+    X.check("01.5", lambda texts, vocab, L=52: nb01_encode._student_tokenize(texts, vocab, L))
     assert "✅ 练习 01.5 通过" in capsys.readouterr().out
-    assert torch.equal(nb01._student_tokenize(["a"], TOK.vocab, 4), torch.tensor([[101, 143, 102, 0]]))
+    assert torch.equal(nb01_encode._student_tokenize(["a"], TOK.vocab, 4), torch.tensor([[101, 143, 102, 0]]))
