@@ -22,7 +22,7 @@ from cnclip_edu.model.vision import ResidualAttentionBlock, SelfAttention, Visio
 
 from .core import Case, Exercise, register
 from .guards import guarded, refuse_shortcuts, strict_dtype
-from .towers import feature_gradients, images, tiny_clip, tiny_vit
+from .towers import feature_probes, images, tiny_clip, tiny_vit
 
 _VISION = "cnclip_edu.model.vision."
 _SDPA = "torch.nn.functional.scaled_dot_product_attention"
@@ -272,14 +272,8 @@ _GRAD_PARAMS = ("visual.conv1.weight", "visual.class_embedding", "visual.positio
                 "visual.transformer.resblocks.0.attn.in_proj_weight", "visual.ln_pre.weight", "visual.proj")
 
 
-def _features(f, model, x):
-    with torch.no_grad():
-        return _encode_run(f, model, x)
-
-
-def _gradients(f, model, x):
-    """Gradients of a fixed weighted sum of the features w.r.t. a few visual parameters (None: none arrived)."""
-    return feature_gradients(_encode_run, _GRAD_PARAMS, f, model, x)
+# the features (no autograd), and the gradients of a weighted sum of them w.r.t. a few visual parameters
+_features, _gradients = feature_probes(_encode_run, _GRAD_PARAMS)
 
 
 def _encode_image_cases():

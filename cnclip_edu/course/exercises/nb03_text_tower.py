@@ -22,7 +22,7 @@ from cnclip_edu.model.text import BertEmbeddings, padding_bias
 from .core import Case, Exercise, register
 from .default_device import _DefaultDevice
 from .guards import guarded, refuse_shortcuts
-from .towers import feature_gradients, tiny_clip, tokens
+from .towers import feature_probes, tiny_clip, tokens
 
 _TEXT = "cnclip_edu.model.text."
 _SDPA = "torch.nn.functional.scaled_dot_product_attention"
@@ -241,14 +241,8 @@ _GRAD_PARAMS = ("bert.embeddings.word_embeddings.weight", "bert.embeddings.posit
                 "text_projection")
 
 
-def _text_features(f, m, ids):
-    with torch.no_grad():
-        return _encode_run(f, m, ids)
-
-
-def _text_gradients(f, m, ids):
-    """Gradients of a fixed weighted sum of the features w.r.t. a few text parameters (None: none arrived)."""
-    return feature_gradients(_encode_run, _GRAD_PARAMS, f, m, ids)
+# the features (no autograd), and the gradients of a weighted sum of them w.r.t. a few text parameters
+_text_features, _text_gradients = feature_probes(_encode_run, _GRAD_PARAMS)
 
 
 def _encode_text_cases():

@@ -72,19 +72,29 @@ def tiny_clip(seed: int = 0, vocab_size: int = 8000, resolution: int = 12, patch
     return model
 
 
-def feature_gradients(run, names: tuple[str, ...], f, model: nn.Module, x: torch.Tensor):
-    """Gradients of a fixed weighted sum of `run(f, model, x)` (the features, (B, E)) w.r.t. the parameters
-    `names` of `model` (None: none arrived there), or the refusal marker `run` returned. Used by 02.5 and 03.4:
-    an answer computed under `torch.no_grad()` or `.detach()` gives the same features but no gradients."""
-    model.zero_grad(set_to_none=True)
-    out = run(f, model, x)
-    if isinstance(out, dict):  # refused (the shortcut marker)
-        return out
-    if not torch.is_tensor(out) or not out.requires_grad:
-        return [None] * len(names)
-    w = torch.linspace(-1, 1, out.numel()).view(out.shape)
-    (out * w).sum().backward()
-    params = dict(model.named_parameters())
-    grads = [None if params[n].grad is None else params[n].grad.clone() for n in names]
-    model.zero_grad(set_to_none=True)
-    return grads
+def feature_probes(run, names: tuple[str, ...]):
+    """The two probes of an encode exercise (02.5 `encode_image`, 03.4 `encode_text`) for `run(f, model, x)`,
+    the answer or the reference run under its guard: -> (features, gradients), both called as (f, model, x).
+
+    `features`: the features (B, E), computed without autograd. `gradients`: the gradients of a fixed
+    weighted sum of the features w.r.t. the parameters `names` of `model` (None: none arrived there), or
+    the refusal marker `run` returned. An answer computed under `torch.no_grad()` or `.detach()` gives the
+    same features but no gradients."""
+    def features(f, model: nn.Module, x: torch.Tensor):
+        with torch.no_grad():
+            return run(f, model, x)
+
+    def gradients(f, model: nn.Module, x: torch.Tensor):
+        model.zero_grad(set_to_none=True)
+        out = run(f, model, x)
+        if isinstance(out, dict):  # refused (the shortcut marker)
+            return out
+        if not torch.is_tensor(out) or not out.requires_grad:
+            return [None] * len(names)
+        w = torch.linspace(-1, 1, out.numel()).view(out.shape)
+        (out * w).sum().backward()
+        params = dict(model.named_parameters())
+        grads = [None if params[n].grad is None else params[n].grad.clone() for n in names]
+        model.zero_grad(set_to_none=True)
+        return grads
+    return features, gradients
