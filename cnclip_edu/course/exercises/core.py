@@ -3,7 +3,8 @@
     from cnclip_edu.course import check
     check("02.1", patchify)        # ✅ 练习 02.1 通过 (3/3), or a Chinese message saying what is wrong
 
-Each exercise is registered once (`register`) in the module of its notebook (`nb02.py`, ...): an id,
+Each exercise is registered once (`register`) in the module of its notebook (`nb02.py`, ...,
+or one of its parts `nb03_checkpoint.py`, ... that `nb03.py` imports): an id,
 a Chinese title and hint, points, a `reference` (usually the library's own function, or a number)
 and the cases to run. A case runs the answer and the reference the same way and compares the two
 results, so a check proves "same output as the tested library on these inputs", nothing weaker.
