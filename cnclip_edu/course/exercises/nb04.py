@@ -41,6 +41,17 @@ def _grad_of_images(f, img, txt, s):
     return torch.autograd.grad(loss, img)[0]  # (N, D)
 
 
+def _on_other_device(f, *features, **kwargs) -> dict:
+    """f on features that live on another device than the CPU: the `meta` device (shapes, no data) stands
+    in for a GPU on a machine without one. A tensor the answer makes on the CPU (labels from a bare
+    `torch.arange(N)`) then meets the features in one op and raises, as it would on a GPU. -> where the
+    loss came out and its shape: plain data, the same for every right answer."""
+    loss = f(*[x.to("meta") for x in features], **kwargs)
+    if not isinstance(loss, torch.Tensor):
+        return {"损失的类型": type(loss).__name__}
+    return {"损失所在的设备": str(loss.device), "损失的形状": list(loss.shape)}
+
+
 BUILDS_04_1 = ("cnclip_edu.loss.ClipLoss.forward", "cnclip_edu.loss.contrastive_loss")
 
 
@@ -57,6 +68,8 @@ def _cases_04_1():
         Case("5 对特征 (5, 4)，s 是 0 维张量 torch.tensor(50.)", lambda f: mine(f)(img5, txt5, torch.tensor(50.0))),
         Case("4 对几乎对齐的特征，s = 100（logits 接近 100：检查数值稳定）", lambda f: mine(f)(img4, txt4, 100.0)),
         Case("对图片特征的梯度 (8, 16)，s = 14.3（损失必须可求导）", lambda f: _grad_of_images(mine(f), img8, txt8, 14.3)),
+        Case("特征不在 CPU 上（用 meta 设备代替 GPU）：labels 要建在特征所在的设备上",
+             lambda f: _on_other_device(lambda i, t: mine(f)(i, t, 14.3), img8, txt8)),
     ]
 
 
@@ -66,7 +79,7 @@ def _hidden_04_1(seed: int):
     rng = random.Random(seed)
     cases = []
     for kind in ("随机大小的特征，s 是 float", "随机大小的特征，s 是 0 维张量", "只有 1 对特征", "s = 100 且特征几乎对齐",
-                 "对图片特征的梯度"):
+                 "对图片特征的梯度", "特征不在 CPU 上"):
         n = 1 if kind == "只有 1 对特征" else rng.randint(2, 12)
         dim = rng.choice([3, 8, 24])
         noise = 0.02 if "对齐" in kind else rng.uniform(0.3, 1.5)
@@ -74,6 +87,9 @@ def _hidden_04_1(seed: int):
         s = 100.0 if "100" in kind else round(rng.uniform(1.0, 60.0), 2)
         if "梯度" in kind:
             cases.append(Case(kind, (lambda i, t, s: lambda f: _grad_of_images(guarded(f, clip_loss, BUILDS_04_1), i, t, s))(img, txt, s)))
+        elif "CPU" in kind:
+            cases.append(Case(kind, (lambda i, t, s: lambda f: _on_other_device(
+                lambda a, b: guarded(f, clip_loss, BUILDS_04_1)(a, b, s), i, t))(img, txt, s)))
         else:
             scale = torch.tensor(s) if "张量" in kind else s
             cases.append(Case(kind, (lambda i, t, s: lambda f: guarded(f, clip_loss, BUILDS_04_1)(i, t, s))(img, txt, scale)))
@@ -109,7 +125,12 @@ def _mutants_04_1():
     def as_float(i, t, s):
         return clip_loss(i, t, s).item()
 
-    return {"只算了图到文一个方向": one_direction, "忘了乘 logit_scale": no_scale,
+    def labels_on_cpu(i, t, s):   # right on CPU tensors; on a GPU the labels meet the logits and raise
+        logits = s * i @ t.T
+        return (F.cross_entropy(logits, labels(logits)) + F.cross_entropy(logits.T, labels(logits))) / 2
+
+    return {"labels 建在 CPU 上（torch.arange(N) 没有指定 device：特征在 GPU 上时报错）": labels_on_cpu,
+            "只算了图到文一个方向": one_direction, "忘了乘 logit_scale": no_scale,
             "除以了 logit_scale（把 s 当成了 τ）": divided_by_scale, "两个方向相加后忘了除以 2": no_half,
             "手写 softmax 直接 exp（s = 100 时溢出）": naive_softmax, "返回了 .item()（不能求导）": as_float}
 
@@ -117,7 +138,7 @@ def _mutants_04_1():
 register(Exercise(
     id="04.1", title="对称 InfoNCE 损失 (symmetric InfoNCE)", points=2,
     hint="先想清楚 logits 矩阵的第 i 行、第 j 列是什么，正确答案落在哪里；两个方向各是一次「在 N 个候选里认出自己」的"
-         "交叉熵，一个看行、一个看列。logit_scale 已经取过 exp，直接乘。别自己写 exp 再除以和（s = 100 时会溢出），"
+         "交叉熵，一个看行、一个看列。logit_scale 已经取过 exp，直接乘。你新建的 labels 要和 logits 在同一个设备上（特征可能在 GPU 上）。别自己写 exp 再除以和（s = 100 时会溢出），"
          "也别返回 Python 数（还要 backward）。库里的 ClipLoss 不能用：它是拿来和你比较的。",
     reference=clip_loss, cases=_cases_04_1, mutants=_mutants_04_1, hidden=_hidden_04_1, builds=BUILDS_04_1))
 
@@ -386,10 +407,20 @@ def _run_local(f, world_size: int, rank: int, batch: int = 3, dim: int = 8, seed
     return {"损失": loss.detach(), "全批图片特征的梯度": g_img, "全批文本特征的梯度": g_txt}
 
 
+def _local_on_other_device(f, world_size: int, rank: int, batch: int = 3, dim: int = 8, seed: int = 0) -> dict:
+    """`_run_local`'s features on the meta device (a GPU stand-in): labels made on the CPU raise."""
+    img_full, txt_full = _pairs(world_size * batch, dim, noise=0.8, seed=seed)
+    rows = slice(rank * batch, (rank + 1) * batch)
+    return _on_other_device(lambda i, t, ai, at: f(i, t, ai, at, rank, 10.0),
+                            img_full[rows], txt_full[rows], img_full, txt_full)
+
+
 def _cases_04_4():
     return [Case(f"W = {w} 个进程，rank = {r}，每个进程 B = 3",
                  (lambda w, r: lambda f: _run_local(guarded(f, local_rank_loss, BUILDS_04_4), w, r, seed=w + r))(w, r))
-            for w, r in [(2, 1), (4, 0), (4, 3)]]
+            for w, r in [(2, 1), (4, 0), (4, 3)]] + [
+        Case("W = 2，rank = 1，特征不在 CPU 上（用 meta 设备代替 GPU）：labels 要建在特征所在的设备上",
+             lambda f: _local_on_other_device(guarded(f, local_rank_loss, BUILDS_04_4), 2, 1, seed=5))]
 
 
 # the reference itself too: notebook 04 imports it as the fallback after the check, so it is within reach
@@ -404,7 +435,10 @@ def _hidden_04_4(seed: int):
                 w, (0 if kind == "rank 0" else w - 1 if kind == "最后一个 rank" else rng.randrange(w)),
                 rng.randint(1, 4), rng.randrange(10**6)))
             for kind, w in (("随机的 W 和 rank", rng.choice([2, 3, 4])), ("rank 0", rng.choice([2, 4])),
-                            ("最后一个 rank", rng.choice([2, 3])))]
+                            ("最后一个 rank", rng.choice([2, 3])))] + [
+        Case("特征不在 CPU 上", (lambda w, b, s: lambda f: _local_on_other_device(
+            guarded(f, local_rank_loss, BUILDS_04_4), w, w - 1, batch=b, seed=s))(
+                rng.choice([2, 3]), rng.randint(2, 4), rng.randrange(10**6)))]
 
 
 def _mutants_04_4():
@@ -419,13 +453,18 @@ def _mutants_04_4():
         logits = s * i @ at.T
         return contrastive_loss(logits, logits, labels)
 
-    return {"标签没有加 rank * B 的偏移": no_offset, "只用本地的 B 列（没有用聚合来的负样本）": local_columns,
+    def labels_on_cpu(i, t, ai, at, rank, s):   # right on CPU tensors; on a GPU the labels meet the logits and raise
+        labels = torch.arange(i.shape[0]) + rank * i.shape[0]
+        return contrastive_loss(s * i @ at.T, s * t @ ai.T, labels)
+
+    return {"labels 建在 CPU 上（torch.arange(B) 没有指定 device：特征在 GPU 上时报错）": labels_on_cpu,
+            "标签没有加 rank * B 的偏移": no_offset, "只用本地的 B 列（没有用聚合来的负样本）": local_columns,
             "文到图也用了图片行 (img_local @ all_txt.T)": same_rows_twice}
 
 
 register(Exercise(
     id="04.4", title="local_loss：本 rank 的 B 行对全部 W·B 列", points=2,
     hint="本 rank 的 B 张图片对全部 W·B 句文本打分、B 句文本对全部 W·B 张图片打分，两个矩阵都是 (B, W·B)；"
-         "再想一想：本 rank 的第 i 个样本在全局批次里排第几？它就是第 i 行正确答案所在的列。",
+         "再想一想：本 rank 的第 i 个样本在全局批次里排第几？它就是第 i 行正确答案所在的列。labels 要建在特征所在的设备上。",
     reference=local_rank_loss, cases=_cases_04_4, mutants=_mutants_04_4, hidden=_hidden_04_4,
     builds=BUILDS_04_4))
