@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 from cnclip_edu.course import exercises as X
-from cnclip_edu.course.exercises import nb10
+from cnclip_edu.course.exercises import nb10_prepare, nb10_split
 from hidden_cases import first_difference as _run
 
 
-@pytest.mark.parametrize("name", list(nb10._prepare_alternatives()))
+@pytest.mark.parametrize("name", list(nb10_prepare._prepare_alternatives()))
 def test_10_2_accepts_another_correct_preparation(name):
-    answer = nb10._prepare_alternatives()[name]
+    answer = nb10_prepare._prepare_alternatives()[name]
     ex = X.get("10.2")
     assert _run(ex, answer, ex.cases()) is None
     for seed in (0, 1, 2):
@@ -24,13 +24,13 @@ def test_10_2_accepts_another_correct_preparation(name):
 def test_10_2_catches_a_sideways_photo_and_a_black_background():
     ex = X.get("10.2")
     assert "转正" in ex.hint and "白" in ex.hint
-    assert "尺寸" in _run(ex, nb10._prepare_mistake("no_exif"), ex.cases())
-    assert "像素" in _run(ex, nb10._prepare_mistake("black_alpha"), ex.cases())
+    assert "尺寸" in _run(ex, nb10_prepare._prepare_mistake("no_exif"), ex.cases())
+    assert "像素" in _run(ex, nb10_prepare._prepare_mistake("black_alpha"), ex.cases())
 
 
-@pytest.mark.parametrize("name", list(nb10._split_alternatives()))
+@pytest.mark.parametrize("name", list(nb10_split._split_alternatives()))
 def test_10_3_accepts_a_different_correct_shuffle(name):
-    answer = nb10._split_alternatives()[name]
+    answer = nb10_split._split_alternatives()[name]
     ex = X.get("10.3")
     assert _run(ex, answer, ex.cases()) is None
     assert _run(ex, answer, ex.hidden(0)) is None
@@ -40,7 +40,7 @@ def test_10_3_accepts_a_different_correct_shuffle(name):
 def test_10_3_rejects_a_split_that_changes_with_the_process_hash():
     ex = X.get("10.3")
     for kind in ("hash", "set"):
-        diff = _run(ex, nb10._split_mistake(kind), ex.cases())
+        diff = _run(ex, nb10_split._split_mistake(kind), ex.cases())
         assert diff and "另一个 Python 进程" in diff, diff
 
 

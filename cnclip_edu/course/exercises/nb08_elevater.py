@@ -1,0 +1,203 @@
+"""Exercise 08.3 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
+prediction file, byte for byte.
+
+08.3 (build-along: the ensemble classifier from encoded prompts + the ELEVATER prediction file that
+cn_clip's evaluation reads) is compared byte for byte with the file the library's writer
+(`classifier_from_text_features`, `classify_features`, `elevater_object`, `save_elevater`) makes from the
+same inputs. The probabilities are rounded to 6 decimals, where one float32 rounding step in a cosine
+already moves the 6th decimal; so the cases are built from vectors whose entries are small multiples of
+1/32 with lengths that are powers of two, where every normalisation, mean and dot product is exact in
+float32 whatever order an answer sums in: a correct answer writes the library's bytes, a wrong formula
+or format cannot. Class vectors and images are small perturbations of one direction, so cosines differ
+by a few 1/128 and the probabilities are neither 0 nor 1.
+"""
+from __future__ import annotations
+
+from .core import Case, Exercise, register
+from .nb08_common import _course_model
+
+
+# ----------------------------------------------------------------------------- 08.3 the ELEVATER file
+def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
+    """The library's writer on the same inputs: ensemble classifier -> softmax(100 cos) -> <dataset>.json."""
+    import numpy as np
+
+    from cnclip_edu.eval.zeroshot import (classifier_from_text_features, classify_features, elevater_object,
+                                          save_elevater)
+
+    clf = classifier_from_text_features(prompt_feats / prompt_feats.norm(dim=-1, keepdim=True))   # (D, C)
+    result = classify_features(image_feats, clf, np.zeros(len(image_feats), dtype=np.int64),
+                               [str(c) for c in range(clf.shape[1])])
+    n_params = sum(p.numel() for p in model.parameters())
+    n_visual = sum(p.numel() for p in model.visual.parameters())
+    return save_elevater(elevater_object(result.probs, "CN-CLIP-" + vision_model, dataset, n_params, n_visual),
+                         save_dir, dataset)
+
+
+def _signed_shuffle(rng, pattern, n=8):
+    a = list(pattern) + [0] * (n - len(pattern))
+    a = [v * rng.choice((-1, 1)) for v in a]
+    rng.shuffle(a)
+    return a
+
+
+def _perturb(rng, a, times):
+    """Flip the sign of a small entry (+-1 or +-2): the length stays 16 (a / 16 has length 1) and the cosine
+    with the unperturbed vector moves by 2 a_i^2 / 256, a few hundredths: 100 x that is a logit of about 1."""
+    a = list(a)
+    small = [i for i, v in enumerate(a) if 0 < abs(v) <= 2]
+    for _ in range(times):
+        i = rng.choice(small)
+        a[i] = -a[i]
+    return a
+
+
+def _elevater_inputs(n_images: int, n_classes: int, n_templates: int, seed: int):
+    """image_feats (N, 16) unit length, prompt_feats (C, T, 16) of lengths 2^k; every step exact in float32.
+
+    Class c's direction w_c (entries a/16 with sum a^2 = 256, length 1) lives in the first 8 coordinates; its T prompts are
+    2^k * (w_c + e_t) / 2 with e_t in the last 8 coordinates (three entries +-1, |e|^2 = 3, so the
+    prompt has length exactly 2^k) and the e_t cancelling in pairs: the mean of the normalised prompts
+    is w_c / 2 exactly, and an answer that averages before normalising gets another direction.
+    """
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    base = _signed_shuffle(rng, rng.choice(((15, 4, 3, 2, 1, 1), (12, 8, 6, 3, 1, 1, 1))))
+    classes = [_perturb(rng, base, rng.randint(1, 3)) for _ in range(n_classes)]
+    prompts = []
+    for w in classes:
+        es = []
+        for _ in range(n_templates // 2):
+            e = _signed_shuffle(rng, (1, 1, 1))
+            es += [e, [-v for v in e]]
+        es = es or [None]
+        rows = []
+        for e in es:
+            length = 2.0 ** rng.randint(-1, 4)
+            if e is None:      # one template: the prompt is w itself, at some length
+                rows.append([v / 16 * length for v in w] + [0.0] * 8)
+            else:
+                rows.append([v / 32 * length for v in w] + [v / 2 * length for v in e])
+        prompts.append(rows)
+    targets = [rng.randrange(n_classes) for _ in range(n_images)]
+    images = [[v / 16 for v in _perturb(rng, classes[t], rng.randint(0, 2))] + [0.0] * 8 for t in targets]
+    return torch.tensor(images), torch.tensor(prompts)
+
+
+def _read_written(f, n: int, c: int, t: int, seed: int, dataset: str):
+    """Run the answer in a fresh folder; -> the text of the file it wrote (and says it wrote)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f(_course_model(), "ViT-Course", dataset, *_elevater_inputs(n, c, t, seed), tmp)
+        path = Path(path)
+        if path.resolve() != (Path(tmp) / f"{dataset}.json").resolve():
+            return f"（文件名不对：应当是 <save_dir>/{dataset}.json，你返回的是 {path.name}）"
+        return path.read_bytes().decode("utf-8")
+
+
+def _elevater_cases():
+    runs = [("12 张图、4 个类别、每类 4 个模板（各模板长度不同）", 12, 4, 4, 0, "toy-combo_heldout"),
+            ("5 张图、7 个类别、每类 2 个模板", 5, 7, 2, 1, "toy-color"),
+            ("3 张图、3 个类别、只有 1 个模板", 3, 3, 1, 2, "toy-shape"),
+            # a Chinese dataset name: ensure_ascii=True (json.dumps' default) writes \uXXXX instead of the characters
+            ("4 张图、3 个类别、数据集名是中文", 4, 3, 2, 3, "玩具-形状")]
+    return [Case(label, lambda f, n=n, c=c, t=t, s=s, d=d: _read_written(f, n, c, t, s, d))
+            for label, n, c, t, s, d in runs]
+
+
+def _elevater_hidden(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    return [Case(kind, lambda f, n=rng.randint(2, 20), c=c, t=t, s=rng.randrange(10 ** 6), d=d:
+                 _read_written(f, n, c, t, s, d))
+            for kind, c, t, d in (("类别多、模板多", rng.randint(6, 12), 4, "toy-combo_seen"),
+                                  ("类别少、模板少", rng.randint(2, 4), 2, "cifar-10"),
+                                  ("只有 1 个模板", rng.randint(2, 8), 1, "toy-color"),
+                                  ("数据集名是中文", rng.randint(2, 6), 2, rng.choice(["玩具-颜色", "花卉-102"])))]
+
+
+def _compare_files(expected: str, got) -> str | None:
+    """None if byte-identical; else where the first difference is, with a little context."""
+    if not isinstance(got, str):
+        return f"应当是文件内容（字符串），得到的是 {type(got).__name__}"
+    if got == expected:
+        return None
+    i = next((k for k, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    lo = max(0, i - 40)
+    return (f"文件内容不同（期望 {len(expected)} 个字符，得到 {len(got)} 个），第一处不同在第 {i} 个字符：\n"
+            f"  期望 …{expected[lo:i + 40]}…\n  得到 …{got[lo:i + 40]}…")
+
+
+def _elevater_mistake(kind: str):
+    def write_elevater(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
+        import json
+        from pathlib import Path
+
+        import numpy as np
+
+        f = prompt_feats if kind == "no_prenorm" else prompt_feats / prompt_feats.norm(dim=-1, keepdim=True)
+        w = f.mean(dim=1)
+        w = w / w.norm(dim=-1, keepdim=True)                                  # (C, D)
+        logits = 100.0 * image_feats @ w.T                                     # (N, C)
+        probs = logits if kind == "logits" else logits.softmax(dim=-1)
+        if kind == "transposed":
+            probs = probs.T
+        probs = probs.numpy().astype(np.float64)
+        if kind == "no_round":
+            preds = probs.tolist()
+        elif kind == "round4":
+            preds = np.round(probs, 4).tolist()
+        elif kind == "strings":
+            preds = [[f"{p:.6f}" for p in row] for row in probs]
+        else:
+            preds = np.round(probs, 6).tolist()
+        n_params = sum(p.numel() for p in model.parameters())
+        obj = {"model_name": "CN-CLIP-" + vision_model, "dataset_name": dataset, "num_trainable_params": 0,
+               "num_params": n_params, "num_visual_params": sum(p.numel() for p in model.visual.parameters()),
+               "num_backbone_params": n_params, "n_shot": 0, "rnd_seeds": [123], "predictions": [preds]}
+        if kind == "key_name":
+            obj["dataset"] = obj.pop("dataset_name")
+        if kind == "key_order":
+            obj = dict(sorted(obj.items()))
+        if kind == "no_seed_axis":
+            obj["predictions"] = preds
+        path = Path(save_dir) / f"{dataset}.json"
+        path.write_text(json.dumps(obj, ensure_ascii=kind == "ascii", indent=2 if kind == "indent" else None),
+                        encoding="utf-8")
+        return path
+    return write_elevater
+
+
+register(Exercise(
+    id="08.3", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
+    hint="先做分类器：每个模板的特征除以自己的长度，沿模板那一维平均，再归一化，得到每个类别一个原型；概率是 softmax(100 · 余弦)，"
+         "每行对应一张图、每列对应一个类别（label_cn.txt 的顺序）。文件是一个 JSON 对象，键的名字和先后要和 cn_clip 的一样"
+         "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率先转成 float64 再四舍五入到 6 位小数，外面还有一层\"随机种子\"的列表；"
+         "json.dumps 用默认的分隔符、不缩进、ensure_ascii=False，写到 save_dir/<dataset>.json。",
+    reference=_library_write,
+    cases=_elevater_cases,
+    hidden=_elevater_hidden,
+    compare=_compare_files,
+    builds=("cnclip_edu.eval.zeroshot.elevater_predictions", "cnclip_edu.eval.zeroshot.elevater_object",
+            "cnclip_edu.eval.zeroshot.save_elevater", "cnclip_edu.eval.zeroshot.classify_features",
+            "cnclip_edu.eval.zeroshot.classifier_from_text_features"),
+    mutants=lambda: {
+        "键名写错（dataset 而不是 dataset_name）": _elevater_mistake("key_name"),
+        "json.dumps 用了默认的 ensure_ascii=True（中文写成 \\uXXXX）": _elevater_mistake("ascii"),
+        "键的顺序和 cn_clip 不同": _elevater_mistake("key_order"),
+        "概率没有做 softmax（写的是 100 · 余弦）": _elevater_mistake("logits"),
+        "概率没有四舍五入到 6 位": _elevater_mistake("no_round"),
+        "四舍五入到了 4 位": _elevater_mistake("round4"),
+        "概率写成了字符串 \"0.123457\"": _elevater_mistake("strings"),
+        "概率矩阵转置了（每行一个类别）": _elevater_mistake("transposed"),
+        "少了随机种子那一层列表": _elevater_mistake("no_seed_axis"),
+        "json.dumps 加了缩进": _elevater_mistake("indent"),
+        "平均前没有先归一化每个模板的特征": _elevater_mistake("no_prenorm"),
+    },
+))
