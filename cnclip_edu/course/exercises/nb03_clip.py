@@ -79,7 +79,9 @@ def _hidden(seed: int):
     rng = random.Random(seed)
     n, e = rng.randint(3, 7), rng.randint(4, 24)
     i, j = rng.sample(range(n), 2)
-    scale = rng.uniform(5.0, 50.0)
+    while {i, j} == {0, 1}:                             # other rows than 0 and 1
+        i, j = rng.sample(range(n), 2)
+    scale = rng.uniform(20.0, 50.0)                     # the near pair: cos > 0.99, unit rows < 0.08 apart
     gap = rng.uniform(1.0, 1.6)                         # e^gap between 2.7 and 5: kept apart, though gap < 2
     return [_case("随机的一批特征、随机的两行", _features(n, e, seed), i, j, scale),
             _case("随机的一对很接近的行（logit 差在 ln 2 和 2 之间）",
