@@ -12,7 +12,8 @@ from cnclip_edu.course import exercises as X
 def _bare_load(model, path):
     from cnclip_edu.model.checkpoint import normalize_keys
 
-    model.load_state_dict(normalize_keys(torch.load(path)["state_dict"]), strict=True)
+    obj = torch.load(path)                     # wrapped checkpoint or bare state_dict, both accepted
+    model.load_state_dict(normalize_keys(obj.get("state_dict", obj)), strict=True)
     return model
 
 
@@ -37,6 +38,19 @@ def test_03_8_hidden_draw_rejects_every_mutant(seed):
     from hidden_cases import first_difference
 
     ex = X.get("03.8")
+    cases = ex.hidden(seed)
+    assert first_difference(ex, ex.reference, cases) is None
+    let_through = [name for name, wrong in ex.mutants().items() if first_difference(ex, wrong, cases) is None]
+    assert not let_through, let_through
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_03_10_hidden_draw_rejects_every_mutant(seed):
+    """Which tower lost the information (03.10): every seed's hidden draw (rows other than 0 and 1, a near
+    pair whose gap lies between ln 2 and 2 with a cosine above 0.99) tells each wrong verdict apart."""
+    from hidden_cases import first_difference
+
+    ex = X.get("03.10")
     cases = ex.hidden(seed)
     assert first_difference(ex, ex.reference, cases) is None
     let_through = [name for name, wrong in ex.mutants().items() if first_difference(ex, wrong, cases) is None]

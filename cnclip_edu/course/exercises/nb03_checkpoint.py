@@ -4,7 +4,8 @@ The answers run on cn_clip-layout files written on the fly from a tiny model (`o
 `{"state_dict": {"module.…": …}}`, the unused `bert.pooler.*` included, optionally the FlashAttention
 names of a flash model's in-memory state_dict: cn_clip's training script converts them back before
 saving, a hand-saved file keeps them) and are compared with the library's loader
-(`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 also gets a file whose
+(`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 gets both the wrapped dict and a
+bare state_dict (a hand-written `torch.save(model.state_dict())`), and also a file whose
 unpickling would run code (`_Payload`), which a safe loader refuses, and a run that reads the arguments
 its `torch.load` / `load_state_dict` were given (`_record_loads`; both in load_probes.py). Both exercises
 have grading cases drawn from a seed (`hidden`) and name the library routines they build (`builds`, guards.py).
@@ -154,16 +155,18 @@ _LOAD_BUILDS = (_CKPT + "read_checkpoint", _CKPT + "load_weights", _CKPT + "load
 _load_run = guarded(_library_load, _LOAD_BUILDS)
 
 
-def _write(folder: str, state_dict: dict) -> Path:
+def _write(folder: str, state_dict: dict, bare: bool = False) -> Path:
+    """A checkpoint file: cn_clip's wrapped dict, or (`bare`) the state_dict alone, as a hand-written
+    `torch.save(model.state_dict(), path)` leaves it."""
     path = Path(folder) / "clip_cn_tiny.pt"
-    torch.save({"epoch": 3, "step": 120, "name": "tiny", "state_dict": state_dict}, path)
+    torch.save(state_dict if bare else {"epoch": 3, "step": 120, "name": "tiny", "state_dict": state_dict}, path)
     return path
 
 
-def _load_features(f, source_seed, target_seed, **layout):
+def _load_features(f, source_seed, target_seed, bare=False, **layout):
     """Load a cn_clip-layout file of one tiny CLIP into another (other weights); -> its features."""
     with tempfile.TemporaryDirectory() as d:
-        path = _write(d, official_layout(tiny_clip(seed=source_seed), seed=source_seed, **layout))
+        path = _write(d, official_layout(tiny_clip(seed=source_seed), seed=source_seed, **layout), bare=bare)
         model = _load_run(f, tiny_clip(seed=target_seed), path)
     if isinstance(model, dict):  # refused (the shortcut marker)
         return model
@@ -241,6 +244,8 @@ def _explicit_arguments(f):
 def _load_cases():
     return [Case("cn_clip 格式的文件（module. + bert.pooler）装进另一个随机模型", lambda f: _load_features(f, 53, 54)),
             Case("FlashAttention 参数名的文件", lambda f: _load_features(f, 55, 56, flash=True)),
+            Case("没有包一层的文件：整个文件就是 state_dict（手动 torch.save(model.state_dict()) 存的）",
+                 lambda f: _load_features(f, 61, 62, bare=True, prefix="")),
             Case("文件里缺了 text_projection：必须报错，不能悄悄留着随机初始化的值",
                  lambda f: _load_refused(f, _drop("module.text_projection"))),
             Case("文件里多了一个模型没有的参数：必须报错",
@@ -253,10 +258,12 @@ def _load_cases():
 
 def _load_hidden(seed: int):
     rng = random.Random(seed)
-    prefix, flash = rng.choice(["module.", ""]), rng.random() < 0.5
+    prefix, flash, bare = rng.choice(["module.", ""]), rng.random() < 0.5, rng.random() < 0.5
     gone = rng.choice(["module.logit_scale", "module.visual.ln_post.bias", "module.bert.embeddings.LayerNorm.weight"])
     where = rng.choice(["top", "name"])
     return [Case("随机布局的 cn_clip 文件", lambda f: _load_features(f, seed, seed + 1, prefix=prefix, flash=flash)),
+            Case("随机布局、没有包一层的文件", lambda f: _load_features(f, seed + 2, seed + 3, bare=True,
+                                                                   prefix=prefix, flash=not flash)),
             Case("缺了一个参数的文件：必须报错", lambda f: _load_refused(f, _drop(gone))),
             Case("藏着代码的文件：必须拒绝", lambda f: _load_malicious(f, where=where)),
             Case("明确写出的参数", _explicit_arguments)]
@@ -265,11 +272,15 @@ def _load_hidden(seed: int):
 _DEFAULT = object()   # a _loader argument left out of the call (the function's default applies)
 
 
-def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weights_only=True, map_location="cpu"):
+def _loader(strict=True, take_state_dict="if_wrapped", returns=True, map_keys=True, weights_only=True,
+            map_location="cpu"):
+    """A student-style 03.6 with one choice done differently (for the mutants); take_state_dict:
+    "if_wrapped" (right), True (always obj["state_dict"]) or False (never)."""
     def load(model, path):
         kwargs = {k: v for k, v in (("map_location", map_location), ("weights_only", weights_only)) if v is not _DEFAULT}
         obj = torch.load(path, **kwargs)
-        sd = obj["state_dict"] if take_state_dict else obj
+        wrapped = "state_dict" in obj if take_state_dict == "if_wrapped" else take_state_dict
+        sd = obj["state_dict"] if wrapped else obj
         sd = normalize_keys(sd) if map_keys else sd
         model.load_state_dict(sd) if strict is _DEFAULT else model.load_state_dict(sd, strict=strict)
         return model if returns else None
@@ -279,13 +290,14 @@ def _loader(strict=True, take_state_dict=True, returns=True, map_keys=True, weig
 register(Exercise(
     id="03.6", title="安全、严格地加载 cn_clip 的检查点", points=2,
     hint="读文件时只许读出张量和普通容器，要明确写出来，不依赖 torch 版本的默认值；"
-         "文件里除了权重还有 epoch、step 这些；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
+         "文件可能是包了一层的 checkpoint 字典（除了权重还有 epoch、step 这些），也可能整个就是权重字典，两种都要认；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
          "而不是一句被忽略的提示；函数最后把模型交回去。",
     reference=_library_load, needs=("03.5",),
     cases=_load_cases, hidden=_load_hidden, builds=_LOAD_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "strict=False：缺了参数也不报错": _loader(strict=False),
         "没有取出 checkpoint['state_dict']": _loader(take_state_dict=False),
+        "总是取 checkpoint['state_dict']：没有包一层的文件读不了": _loader(take_state_dict=True),
         "忘了 return model": _loader(returns=False),
         "weights_only=False：读文件时执行了文件里的代码": _loader(weights_only=False),
         "torch.load(path)：weights_only 和 map_location 都靠默认值": _loader(weights_only=_DEFAULT, map_location=_DEFAULT),
