@@ -125,6 +125,8 @@ def _lib_for(rev: str, keep: list) -> str:
     """A folder whose `cnclip_edu` is revision `rev` ('.' = this working tree)."""
     if rev == ".":
         return str(ROOT)
+    if Path(rev).is_dir():  # a checkout of the revision to compare with
+        return str(Path(rev).resolve())
     tmp = tempfile.TemporaryDirectory(prefix="bench-rev-")
     keep.append(tmp)
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp.name, rev], check=True,
@@ -203,6 +205,83 @@ def e2e(a: argparse.Namespace) -> None:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
 
+# ----------------------------------------------------------------------------- notebook 11
+def mllm(a: argparse.Namespace) -> None:
+    """Notebook 11's stages (its default recipe, fewer steps), the body of `mllm.train.train_stage`
+    replayed with a clock around each piece, in this process (the notebook trains in its kernel)."""
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = a.threads
+    lib = _lib_for(a.rev[0] if a.rev else ".", keep := [])
+    sys.path.insert(0, lib)
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(int(a.threads))
+    import cnclip_edu as cc
+    from cnclip_edu.mllm import recipe
+    from cnclip_edu.mllm.batches import collate, encode_samples, model_device
+    from cnclip_edu.mllm.train import length_batches, lr_at, next_token_loss, set_trainable
+    from cnclip_edu.mllm.vlm import VLMConfig
+
+    steps = tuple(int(x) for x in a.steps.split(","))
+    torch.manual_seed(0)
+    clip, preprocess = cc.load("course", device="cpu")
+    clip.eval()
+    cfg = recipe.RecipeConfig(seed=0, steps=steps, batch_size=64, n_train_canvases=3000, n_test_per_type=100,
+                              n_heldout_per_combo=25, n_multi_round=150, vlm=VLMConfig(select_layer=-4))
+    world = recipe.make_world(cfg)
+    model, bank = recipe.build_model(cfg, world, clip.visual, preprocess)
+    data = {"0": world.text_chats, "1": world.caption_chats, "2": world.sft_chats}
+    print(f"rev {a.rev[0] if a.rev else '.'}: torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    for stage in recipe.stages(cfg):
+        times: dict[str, list[float]] = {}
+
+        def clock(name: str, t0: float) -> float:
+            t1 = time.perf_counter()
+            times.setdefault(name, []).append(t1 - t0)
+            return t1
+
+        set_trainable(model, stage.train)
+        vit_trains = "vit" in stage.train
+        if stage.with_image and not vit_trains and bank.features is None:
+            bank.cache_features(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=stage.lr, betas=(0.9, 0.98), weight_decay=stage.weight_decay,
+                                foreach=a.foreach or None)
+        encoded = encode_samples(data[stage.name[0]], bank, model.vocab, model.tokens_per_tile, stage.with_image,
+                                 stage.loss_on)
+        batches = length_batches(encoded, stage.batch_size, stage.steps, stage.bucket, stage.seed)
+        model.train()
+        for step, chunk in enumerate(batches):
+            t_step = t = time.perf_counter()
+            b = collate([encoded[i] for i in chunk]).to(model_device(model))
+            feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
+            t = clock("collate, image features", t)
+            logits = model(b.ids, b.valid, feats)
+            t = clock("forward", t)
+            loss = next_token_loss(logits, b.labels)
+            t = clock("loss", t)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, stage)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t = clock("backward", t)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            t = clock("clip_grad_norm_", t)
+            opt.step()
+            t = clock("AdamW step", t)
+            loss.item()
+            t = clock(".item()", t)
+            clock("whole step", t_step)
+        model.eval()
+        warm = min(3, stage.steps - 1)
+        print(f"stage {stage.name}: {stage.steps} steps, median over steps {warm + 1}..")
+        for name, v in times.items():
+            print(f"  {name:28s} {1000 * statistics.median(v[warm:]):8.2f} ms")
+    for k in reversed(keep):
+        k() if callable(k) else k.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -226,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     ee = sub.choices["e2e"]
     ee.add_argument("--rounds", type=int, default=2)
     ee.add_argument("--json", default=None)
+    mm = sub.add_parser("mllm")
+    mm.add_argument("--steps", default="20,10,30", help="steps of stages 0,1,2")
+    mm.add_argument("--rev", action="append")
+    mm.add_argument("--threads", default=None, help="torch threads (default: torch's, as the notebook)")
+    mm.add_argument("--foreach", action="store_true", help="AdamW foreach=True (train_stage's choice)")
     a = ap.parse_args(argv)
-    {"worker": worker, "phases": phases, "e2e": e2e}[a.cmd](a)
+    {"worker": worker, "phases": phases, "e2e": e2e, "mllm": mllm}[a.cmd](a)
     return 0
 
 

@@ -146,7 +146,14 @@ class _ReadCache:
     """
 
     def __init__(self, budget_mb: float):
-        self.budget, self.used, self.items = int(budget_mb * 2**20), 0, {}
+        self.budget, self.used, self.items, self.source = int(budget_mb * 2**20), 0, {}, None
+
+    def follow(self, source) -> None:
+        """Empty the cache when the LMDB behind it is another one (`shared_txn` gives a new
+        transaction when the files were rebuilt in place, or in a forked worker)."""
+        if source is not self.source:
+            self.items.clear()
+            self.used, self.source = 0, source
 
     @property
     def enabled(self) -> bool:
@@ -232,10 +239,11 @@ class LMDBDataset(Dataset):
         self.transform = transform
         self._gold: dict[int, frozenset[int]] | None = None  # built on first use, never pickled
         self._index: _PairIndex | None = None                 # likewise
+        self._index_source = None                             # the transaction it was read from
         self._cache = _ReadCache(cache_mb())                  # likewise
 
     def __getstate__(self):
-        return {**self.__dict__, "_gold": None, "_index": None, "_cache": _ReadCache(cache_mb())}
+        return {**self.__dict__, "_gold": None, "_index": None, "_index_source": None, "_cache": _ReadCache(cache_mb())}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -263,6 +271,7 @@ class LMDBDataset(Dataset):
         are kept (`_ReadCache`), so a second read of the image only normalises them: the same floats."""
         if type(self.transform) is not ImageTransform or not self._cache.enabled:
             return self.transform(self.load_image(image_id))
+        self._cache.follow(shared_txn(self.root / "imgs"))
         pixels = self._cache.get(("img", image_id))
         if pixels is None:
             pixels = self._cache.put(("img", image_id), self.transform.resized(self.load_image(image_id)))
@@ -290,8 +299,9 @@ class LMDBDataset(Dataset):
 
     def pair_index(self) -> "_PairIndex":
         """(image id, text id) of every record, read once in one pass over the pairs LMDB."""
-        if self._index is None:
-            self._index = _PairIndex.read(self.root / "pairs", self.num_samples)
+        txn = shared_txn(self.root / "pairs")
+        if self._index is None or self._index_source is not txn:  # first use, or the LMDB was rebuilt
+            self._index, self._index_source = _PairIndex.read(self.root / "pairs", self.num_samples), txn
         return self._index
 
     def ids(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
