@@ -161,3 +161,54 @@ def test_augmentation_keeps_colour_and_varies_geometry(data):
     assert (views.mean(dim=(2, 3)) - base.mean(dim=(1, 2))).abs().max() < 0.25
     t = augment.train_transform(32, augment.AugmentConfig(hflip=1.0, degrees=10, color_jitter=0.4))
     assert t(ds.load_image(ds.pair(0)[0])).shape == (3, 32, 32)
+
+
+def test_read_cache_gives_the_same_tensors(data, monkeypatch):
+    """Decoded images and token rows are kept after the first read: the same tensors as without the
+    cache, bit for bit, and a caller that changes a returned tensor in place does not change the cache."""
+    root = data / "lmdb" / "train"
+    monkeypatch.setenv("CNCLIP_DATA_CACHE_MB", "0")
+    plain = LMDBDataset(root, resolution=32, context_length=40)
+    monkeypatch.delenv("CNCLIP_DATA_CACHE_MB")
+    cached = LMDBDataset(root, resolution=32, context_length=40)
+    order = list(range(len(plain))) + list(range(len(plain)))[::-1]  # every record twice: misses, then hits
+    for i in order:
+        (img_a, tok_a), (img_b, tok_b) = plain[i], cached[i]
+        assert torch.equal(img_a, img_b) and torch.equal(tok_a, tok_b)
+    assert plain._cache.used == 0 < cached._cache.used
+    img, tok = cached[0]
+    img.zero_()
+    tok.zero_()
+    assert torch.equal(cached[0][0], plain[0][0]) and torch.equal(cached[0][1], plain[0][1])
+    monkeypatch.setenv("CNCLIP_DATA_CACHE_MB", "0.001")  # a budget smaller than one image: nothing kept
+    tiny = LMDBDataset(root, resolution=32, context_length=40)
+    assert torch.equal(tiny[5][0], plain[5][0]) and tiny._cache.used < 1100
+
+
+def test_positive_mask_is_membership_in_the_records(data):
+    ds = LMDBDataset(data / "lmdb" / "train", resolution=32)
+    pairs = {ds.pair(k)[:2] for k in range(len(ds))}
+    images = sorted({p[0] for p in pairs})[:20] + [10**12, -3]   # + ids that are no image of the split
+    texts = sorted({p[1] for p in pairs})[:25] + [2**62]
+    mask = ds.positive_mask(images, texts)
+    assert mask.shape == (22, 26) and mask.any()
+    assert mask.tolist() == [[(i, t) in pairs for t in texts] for i in images]
+    image_ids, text_ids = ds.ids([4, 0, 4])
+    assert [(i, t) for i, t in zip(image_ids.tolist(), text_ids.tolist())] == [ds.pair(k)[:2] for k in (4, 0, 4)]
+    with pytest.raises(IndexError):
+        ds.ids([0, len(ds)])
+
+
+def test_known_positive_mask_one_process(data):
+    from torch.utils.data import default_collate
+
+    from cnclip_edu.train.data import WithIndex, known_positive_mask
+
+    ds = LMDBDataset(data / "lmdb" / "train", resolution=32)
+    rows = [WithIndex(ds)[i] for i in range(48)]
+    mask = known_positive_mask([default_collate(rows[:24]), default_collate(rows[24:])], ds)  # 2 micro-batches
+    pairs = {ds.pair(k)[:2] for k in range(len(ds))}
+    recs = [ds.pair(i) for i in range(48)]
+    expect = [[torch.equal(rows[i][1], rows[j][1]) or (recs[i][0], recs[j][1]) in pairs for j in range(48)]
+              for i in range(48)]
+    assert mask.tolist() == expect

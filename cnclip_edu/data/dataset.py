@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 
 from ..cli import require
 from . import formats
-from .transforms import image_transform
+from .transforms import ImageTransform, image_transform
 
 lmdb = require("lmdb", "cnclip_edu's LMDB datasets")
 
@@ -126,6 +127,95 @@ def _load_image_record(txn: lmdb.Transaction, image_id: int, where: str):
         raise ValueError(f"{where}: image {key!r} is corrupt: {e}") from None
 
 
+def cache_mb() -> float:
+    """Per-process budget of `_ReadCache` in MiB: env CNCLIP_DATA_CACHE_MB (0 turns it off), default 256."""
+    raw = os.environ.get("CNCLIP_DATA_CACHE_MB", "")
+    try:
+        return max(0.0, float(raw)) if raw else 256.0
+    except ValueError:
+        raise ValueError(f"CNCLIP_DATA_CACHE_MB={raw!r} is not a number of MiB") from None
+
+
+class _ReadCache:
+    """Decoded images (uint8, after the resize) and token rows already read, up to a byte budget.
+
+    An epoch reads each image once per caption it has (the toy world: 58k pairs over 10k images), and
+    the same caption under several images; decoding, resizing and tokenising again gives the same bytes,
+    so we keep them. Filled until the budget is spent, then only read (a large LMDB such as MUGE then
+    caches its first images, nothing more). One per process (a DataLoader worker fills its own).
+    """
+
+    def __init__(self, budget_mb: float):
+        self.budget, self.used, self.items, self.source = int(budget_mb * 2**20), 0, {}, None
+
+    def follow(self, source) -> None:
+        """Empty the cache when the LMDB behind it is another one (`shared_txn` gives a new
+        transaction when the files were rebuilt in place, or in a forked worker)."""
+        if source is not self.source:
+            self.items.clear()
+            self.used, self.source = 0, source
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget > 0
+
+    def get(self, key):
+        return self.items.get(key)
+
+    def put(self, key, value: torch.Tensor) -> torch.Tensor:
+        size = value.numel() * value.element_size() + 200  # + the tensor object and the dict entry
+        if self.used + size <= self.budget:
+            self.items[key] = value
+            self.used += size
+        return value
+
+
+@dataclass
+class _PairIndex:
+    """image_ids[i], text_ids[i]: the ids of record i (LongTensor (N,) each, -1 / -1 where the record
+    is missing), and every (image id, text id) record of the split as sorted codes over the distinct
+    ids (any int64 id), for the vectorised "is this a pair" test of `contains`."""
+    image_ids: torch.Tensor
+    text_ids: torch.Tensor
+    present: torch.Tensor     # (N,) bool: record i exists
+    images: torch.Tensor      # (I,) sorted distinct image ids of all records
+    texts: torch.Tensor       # (T,) sorted distinct text ids
+    codes: torch.Tensor       # (P,) sorted distinct image_rank * T + text_rank
+
+    @classmethod
+    def read(cls, path: Path, num_samples: int) -> "_PairIndex":
+        image_ids = torch.full((num_samples,), -1, dtype=torch.long)
+        text_ids = torch.full((num_samples,), -1, dtype=torch.long)
+        present = torch.zeros(num_samples, dtype=torch.bool)
+        all_img, all_txt = [], []
+        with shared_txn(path).cursor() as cur:
+            for key, raw in cur:
+                if key == formats.NUM_SAMPLES_KEY:
+                    continue
+                name = key.decode("utf-8", "replace")
+                iid, tid, _ = formats.load_pair(raw, key=name)
+                all_img.append(iid)
+                all_txt.append(tid)
+                if name.isdigit() and int(name) < num_samples:
+                    image_ids[int(name)], text_ids[int(name)], present[int(name)] = iid, tid, True
+        img, txt = torch.tensor(all_img, dtype=torch.long), torch.tensor(all_txt, dtype=torch.long)
+        images, img_rank = torch.unique(img, return_inverse=True)
+        texts, txt_rank = torch.unique(txt, return_inverse=True)
+        return cls(image_ids, text_ids, present, images, texts, torch.unique(img_rank * len(texts) + txt_rank))
+
+    @staticmethod
+    def _rank(sorted_ids: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.searchsorted(sorted_ids, ids).clamp(max=max(len(sorted_ids) - 1, 0))
+        return pos, (sorted_ids[pos] == ids) if len(sorted_ids) else torch.zeros_like(ids, dtype=torch.bool)
+
+    def contains(self, image_ids: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+        """Bool, the broadcast shape of the two: whether (image_ids[...], text_ids[...]) is a record."""
+        ri, found_i = self._rank(self.images, image_ids)
+        rt, found_t = self._rank(self.texts, text_ids)
+        pos, found = self._rank(self.codes, ri * len(self.texts) + rt)
+        return found_i & found_t & found
+
+
 class LMDBDataset(Dataset):
     """cn_clip's training dataset: record i -> (image (3, R, R), tokens (L,)).
 
@@ -148,9 +238,12 @@ class LMDBDataset(Dataset):
                 transform = image_transform(resolution)
         self.transform = transform
         self._gold: dict[int, frozenset[int]] | None = None  # built on first use, never pickled
+        self._index: _PairIndex | None = None                 # likewise
+        self._index_source = None                             # the transaction it was read from
+        self._cache = _ReadCache(cache_mb())                  # likewise
 
     def __getstate__(self):
-        return {**self.__dict__, "_gold": None}
+        return {**self.__dict__, "_gold": None, "_index": None, "_index_source": None, "_cache": _ReadCache(cache_mb())}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -171,9 +264,25 @@ class LMDBDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_id, _, text = self.pair(index)
-        image = self.transform(self.load_image(image_id))                             # (3, R, R)
-        tokens = tokenize([preprocess_text(text)], self.context_length)[0]            # (L,)
-        return image, tokens
+        return self._image(image_id), self._tokens(text)                              # (3, R, R), (L,)
+
+    def _image(self, image_id: int) -> torch.Tensor:
+        """The transformed image. With the (deterministic) eval transform, the decoded and resized bytes
+        are kept (`_ReadCache`), so a second read of the image only normalises them: the same floats."""
+        if type(self.transform) is not ImageTransform or not self._cache.enabled:
+            return self.transform(self.load_image(image_id))
+        self._cache.follow(shared_txn(self.root / "imgs"))
+        pixels = self._cache.get(("img", image_id))
+        if pixels is None:
+            pixels = self._cache.put(("img", image_id), self.transform.resized(self.load_image(image_id)))
+        return self.transform.normalize(pixels)
+
+    def _tokens(self, text: str) -> torch.Tensor:
+        """The token row of a caption (a caption repeated under several images is tokenised once)."""
+        row = self._cache.get(("txt", text))
+        if row is None:
+            row = self._cache.put(("txt", text), tokenize([preprocess_text(text)], self.context_length)[0])
+        return row.clone()
 
     # ------------------------------------------------------------------ known positives
     def gold_image_ids(self, text_id: int) -> frozenset[int]:
@@ -188,16 +297,30 @@ class LMDBDataset(Dataset):
             self._gold = {t: frozenset(s) for t, s in gold.items()}
         return self._gold.get(text_id, frozenset())
 
+    def pair_index(self) -> "_PairIndex":
+        """(image id, text id) of every record, read once in one pass over the pairs LMDB."""
+        txn = shared_txn(self.root / "pairs")
+        if self._index is None or self._index_source is not txn:  # first use, or the LMDB was rebuilt
+            self._index, self._index_source = _PairIndex.read(self.root / "pairs", self.num_samples), txn
+        return self._index
+
     def ids(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """image ids and text ids of records `indices`: LongTensor (B,), LongTensor (B,)."""
-        pairs = [self.pair(int(i)) for i in indices]
-        return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+        idx = [int(i) for i in indices]
+        index = self.pair_index()
+        for i in idx:
+            if not 0 <= i < self.num_samples or not index.present[i]:
+                self.pair(i)  # raises the IndexError / KeyError that names the record
+        rows = torch.tensor(idx, dtype=torch.long)
+        return index.image_ids[rows], index.text_ids[rows]
 
     def positive_mask(self, image_ids, text_ids) -> torch.Tensor:
         """BoolTensor (B_img, B_txt): True where image i is a gold match of text j (incl. the diagonal
-        of a batch of pairs) - the in-batch false negatives a contrastive loss may want to mask."""
-        img = [int(i) for i in image_ids]
-        return torch.tensor([[i in self.gold_image_ids(int(t)) for t in text_ids] for i in img], dtype=torch.bool)
+        of a batch of pairs) - the in-batch false negatives a contrastive loss may want to mask.
+        Image i is a gold match of text j exactly when (i, j) is one of the split's pairs."""
+        img = torch.as_tensor([int(i) for i in image_ids], dtype=torch.long)
+        txt = torch.as_tensor([int(t) for t in text_ids], dtype=torch.long)
+        return self.pair_index().contains(img[:, None], txt[None, :])
 
 
 class EvalImageDataset(Dataset):

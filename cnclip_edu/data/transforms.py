@@ -56,11 +56,19 @@ class ImageTransform:
         self.std = torch.tensor(CLIP_STD).view(3, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.normalize(self.resized(img))
+
+    def resized(self, img: Image.Image) -> torch.Tensor:
+        """The first half: PIL image (any mode) -> (R, R, 3) uint8, RGB, resized. A dataset may keep
+        these bytes (a quarter of the floats' size) and call `normalize` on every read."""
         r = self.image_size
         img = to_rgb(img)
         if img.size != (r, r):
             img = img.resize((r, r), Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.array(img, dtype=np.uint8))                          # (R, R, 3) uint8
+        return torch.from_numpy(np.array(img, dtype=np.uint8))                     # (R, R, 3) uint8
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The second half: (R, R, 3) uint8 -> (3, R, R) float, a new tensor (`x` is left as it was)."""
         x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)             # (3, R, R) in [0, 1]
         return x.sub_(self.mean).div_(self.std)
 

@@ -69,10 +69,14 @@ def known_positive_mask(micro_batches: list[list], dataset: Dataset) -> torch.Te
     Rank-major order, as ClipLoss gathers features: this rank's K micro-batches, concatenated.
     """
     tokens = torch.cat([b[1] for b in micro_batches])  # (K*B, L)
-    mask = positive_mask_from_ids(all_gather_no_grad(tokens))  # (N, N)
-    ids = [batch_ids(b, dataset) for b in micro_batches]
-    if all(x is not None for x in ids) and hasattr(dataset, "positive_mask"):
-        image_ids = all_gather_no_grad(torch.cat([x[0] for x in ids])).cpu()
-        text_ids = all_gather_no_grad(torch.cat([x[1] for x in ids])).cpu()
-        mask |= dataset.positive_mask(image_ids.tolist(), text_ids.tolist()).to(mask.device)
+    ids = [batch_ids(b, dataset) for b in micro_batches] if hasattr(dataset, "positive_mask") else [None]
+    if any(x is None for x in ids):
+        return positive_mask_from_ids(all_gather_no_grad(tokens))  # (N, N): identical captions only
+    # one all-gather instead of three (each is a wait for the slowest rank): token rows and both ids side by side
+    image_ids, text_ids = torch.cat([x[0] for x in ids]), torch.cat([x[1] for x in ids])  # (K*B,) each
+    packed = all_gather_no_grad(torch.cat([tokens.long(), image_ids[:, None].to(tokens.device),
+                                           text_ids[:, None].to(tokens.device)], dim=1))  # (N, L + 2)
+    mask = positive_mask_from_ids(packed[:, :-2])  # (N, N)
+    gathered = packed[:, -2:].cpu()
+    mask |= dataset.positive_mask(gathered[:, 0].tolist(), gathered[:, 1].tolist()).to(mask.device)
     return mask

@@ -124,28 +124,45 @@ def _in_notebook() -> bool:
 
 
 class _LivePlot:
-    """Redraw the training curves in one notebook output (a display handle), at most every `every` s."""
+    """Redraw the training curves in one notebook output (a display handle), at most every `every` s.
 
-    def __init__(self, metrics_path: Path, every: float = 5.0):
+    A redraw (three panels rendered to PNG in the notebook's kernel) costs about half a CPU-second, and
+    the kernel shares the cores with the training processes: on 2 cores with 2 ranks, a redraw every
+    5 s took ~10 % of a core away from them, and each rank waits for the slower one at every step. So
+    the wait between redraws is also at least `cpu_share_inv` times the last redraw's duration (<= ~3 %
+    of a core), and a metrics file that has not grown since the last redraw is not drawn again.
+    """
+
+    def __init__(self, metrics_path: Path, every: float = 5.0, cpu_share_inv: float = 30.0):
         from IPython.display import display
 
         from cnclip_edu.viz.training import plot_training_curves
 
-        self.path, self.every, self.last = metrics_path, every, 0.0
+        self.path, self.every, self.cpu_share_inv = metrics_path, every, cpu_share_inv
+        self.last, self.wait, self.drawn = 0.0, every, None
         self._plot, self._handle = plot_training_curves, display("(waiting for the first metrics ...)", display_id=True)
 
     def update(self, force: bool = False) -> None:
-        if not force and time.time() - self.last < self.every:
+        if not force and time.time() - self.last < self.wait:
             return
         self.last = time.time()
+        try:
+            st = self.path.stat()
+        except OSError:
+            return
+        if (st.st_size, st.st_mtime_ns) == self.drawn:  # nothing new since the last redraw
+            return
         records = read_metrics(self.path)
         if not records:
             return
         import matplotlib.pyplot as plt
 
+        t0 = time.perf_counter()
         fig = self._plot(records)
         self._handle.update(fig)
         plt.close(fig)
+        self.drawn = (st.st_size, st.st_mtime_ns)
+        self.wait = max(self.every, self.cpu_share_inv * (time.perf_counter() - t0))
 
 
 def run_torchrun(train_args: list[str], nproc_per_node: int = 2, log_file: str | os.PathLike | None = None,
