@@ -164,10 +164,10 @@ def _unshuffle_mistake(kind: str):
         N, H, W, D = x.shape
         if kind == "torch":  # the same numbers, torch's channel order (d*4 + position)
             return F.pixel_unshuffle(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
-        if kind == "reshape_only":  # no permute: groups 4 neighbours along a row, not a 2x2 block
+        if kind == "reshape_only":  # no permute: groups 4 neighbours along a row, not a 2x2 neighbourhood
             return x.reshape(N, H // 2, W // 2, 4 * D)
         y = x.reshape(N, H // 2, 2, W // 2, 2, D)
-        if kind == "col_major":  # block order top-left, bottom-left, top-right, bottom-right
+        if kind == "col_major":  # order within the neighbourhood top-left, bottom-left, top-right, bottom-right
             return y.permute(0, 1, 3, 4, 2, 5).reshape(N, H // 2, W // 2, 4 * D)
         if kind == "transposed":  # output grid (W/2, H/2)
             return y.permute(0, 3, 1, 2, 4, 5).reshape(N, W // 2, H // 2, 4 * D)
@@ -177,10 +177,10 @@ def _unshuffle_mistake(kind: str):
 
 register(Exercise(
     id="11.2", title="像素重排 (pixel unshuffle, 0.5)", points=2,
-    hint="x 形状 (N, H, W, D)。把行号拆成 (块的行, 块内第几行)、列号拆成 (块的列, 块内第几列)，"
-         "再调换维度的顺序，让两个“块内”的维挨在一起、排在 D 前面，最后把它们和 D 并成一维。"
+    hint="x 形状 (N, H, W, D)。把行号拆成 (2×2 邻域的行, 邻域内第几行)、列号拆成 (邻域的列, 邻域内第几列)，"
+         "再调换维度的顺序，让两个“邻域内”的维挨在一起、排在 D 前面，最后把它们和 D 并成一维。"
          "每个新 token 依次是左上、右上、左下、右下四个 patch 的特征。常见错误：不做 permute 直接 reshape（拼的是同一行相邻的 4 个 patch）、"
-         "用 torch 的 F.pixel_unshuffle（通道顺序不同）、块内顺序写成先列后行。",
+         "用 torch 的 F.pixel_unshuffle（通道顺序不同）、邻域内顺序写成先列后行。",
     reference=_unshuffle_reference,
     cases=_unshuffle_cases,
     hidden=_unshuffle_hidden,
@@ -188,7 +188,7 @@ register(Exercise(
     mutants=lambda: {
         "用 F.pixel_unshuffle（通道按 d*4 + 位置 排列）": _unshuffle_mistake("torch"),
         "没有 permute，直接 reshape": _unshuffle_mistake("reshape_only"),
-        "块内顺序先列后行": _unshuffle_mistake("col_major"),
+        "邻域内顺序先列后行": _unshuffle_mistake("col_major"),
         "输出网格转置成 (W/2, H/2)": _unshuffle_mistake("transposed"),
     },
 ))
