@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rev = git_rev()  # the code this run imports (HEAD may move while it trains)
     clip, preprocess = cc.load("course")
     clip.eval()
     rows = []
@@ -92,7 +93,7 @@ def main() -> None:
     fmt = [[f"{v:.3f}" if isinstance(v, float) else v for v in r] for r in rows]
     cmd = "OMP_NUM_THREADS=1 python bench/bench_mllm_ablations.py " + " ".join(sys.argv[1:])
     md = (f"## mllm-ablations: notebook 11's recipe with one field changed\n\n"
-          f"Command: `{cmd.strip()}` at commit {git_rev()}, {time.strftime('%Y-%m-%d', time.gmtime())}.  \n"
+          f"Command: `{cmd.strip()}` at commit {rev}, {time.strftime('%Y-%m-%d', time.gmtime())}.  \n"
           f"Machine: {machine_info()}.\n\n"
           "Every variant of a seed starts from the same stage-0 decoder and trains stages 1 and 2 again "
           "(RecipeConfig defaults: 3000 canvases, 200 + 100 + 900 steps). Accuracies are exact match; "
