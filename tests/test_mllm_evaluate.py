@@ -9,8 +9,8 @@ import torch
 
 from cnclip_edu.mllm.batches import ImageBank
 from cnclip_edu.mllm.chat import ChatVocab
-from cnclip_edu.mllm.evaluate import (accuracy_by_shapes, accuracy_by_type, caption_scores, mismatch, multi_round,
-                                       parse_caption, wrong_replies)
+from cnclip_edu.mllm.evaluate import (accuracy_by_shapes, accuracy_by_type, caption_scores, follow_ups, mismatch,
+                                       multi_round, parse_caption, wrong_replies)
 from cnclip_edu.mllm.world import Canvas, Item, Sample, WorldConfig, caption, sample_canvas, vocabulary_texts
 
 
@@ -83,6 +83,34 @@ def test_multi_round_reads_its_own_history(bank):
     # a model whose reply depends on how many rounds it has seen is inconsistent
     drift = multi_round(_Stub(lambda r: "红色" if r > 1 else "有"), bank, chats)
     assert drift.consistency == 0 and drift.acc_by_round == [0.0, 0.5, 0.0]
+    assert drift.replies == [["有", "红色", "红色"], ["有", "红色"]]
+
+
+class _ReadsHistory(_Stub):
+    """Colour questions get "蓝色" (wrong here), "它" questions "圆形" only if "红色" was said before, else "正方形"."""
+
+    def generate(self, ids, valid, feats, max_new_tokens):
+        from cnclip_edu.tokenizer import get_tokenizer
+
+        out = []
+        for row, v in zip(ids, valid):
+            said = get_tokenizer().decode(self.vocab.to_tokenizer(row[v].tolist())).replace(" ", "")
+            out.append("圆形" if "它" in said and "红色" in said else "正方形" if "它" in said
+                       else "蓝色" if "颜色" in said else "一个")
+        return out
+
+
+def test_follow_ups_with_own_and_gold_history(bank):
+    chats = [Sample(0, [("图中有几个图形？", "一个"), ("左边的是什么颜色？", "红色"), ("它是什么形状？", "圆形")],
+                    ["数量", "颜色", "追问"]),
+             Sample(1, [("图中有几个图形？", "一个"), ("它是什么形状？", "圆形")], ["数量", "追问"])]
+    model = _ReadsHistory(lambda r: None)
+    mr = multi_round(model, bank, chats)
+    assert mr.replies == [["一个", "蓝色", "正方形"], ["一个", "正方形"]]
+    fu = follow_ups(model, bank, chats, mr.replies)
+    assert fu.after_right == (0.0, 1)                   # chat 1: round 1 right, the follow-up wrong
+    assert fu.after_wrong == (0.0, 1) and fu.after_wrong_gold == 1.0   # chat 0: the gold "红色" fixes round 3
+    assert fu.redone == [(0, 2, "正方形", "圆形")]
 
 
 def test_answer_text_reads_the_scene_from_words_only():

@@ -7,13 +7,15 @@
 - `caption_scores`: exact match of the canonical caption and per-slot accuracy (colour, shape,
   size of the shape at each position, and the number of shapes);
 - `multi_round`: the same questions asked in a 3-round chat, the model reading its own earlier
-  answers: accuracy per round, and consistency with the answer the question gets when asked alone.
+  answers: accuracy per round, and consistency with the answer the question gets when asked alone;
+- `follow_ups`: the follow-up ("它…") rounds split by whether the model's own previous reply was right,
+  and those after a wrong reply asked again with the gold history (does an error carry into the next round?).
 """
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -177,6 +179,7 @@ class MultiRound:
     acc_by_round: list[float]      # accuracy of round 1, 2, 3 with the model's own history
     follow_up_acc: float           # rounds about "它" (needs the previous round)
     consistency: float             # same reply in the chat as when asked alone (non-follow-up rounds >= 2)
+    replies: list[list[str]] = field(default_factory=list)   # the model's reply in every round of every chat
 
 
 def multi_round(model, bank: ImageBank, chats: Sequence[Sample]) -> MultiRound:
@@ -198,4 +201,33 @@ def multi_round(model, bank: ImageBank, chats: Sequence[Sample]) -> MultiRound:
     fu = [replies[i][k] == c.turns[k][1] for i, c in enumerate(chats) for k in range(len(c.turns))
           if c.qtypes[k] == "追问"]
     same = [replies[i][k] == a for (i, k), a in zip(alone_idx, alone)]
-    return MultiRound(acc, sum(fu) / max(1, len(fu)), sum(same) / max(1, len(same)))
+    return MultiRound(acc, sum(fu) / max(1, len(fu)), sum(same) / max(1, len(same)), replies)
+
+
+@dataclass
+class FollowUps:
+    after_right: tuple[float, int]    # (accuracy, questions): follow-ups whose previous own reply was right
+    after_wrong: tuple[float, int]    # ... whose previous own reply was wrong (the model's own history)
+    after_wrong_gold: float           # those same follow-ups asked again with the gold answers as the history
+    # (chat index, round) of the follow-ups after a wrong reply, with the reply under the own / the gold history
+    redone: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
+def follow_ups(model, bank: ImageBank, chats: Sequence[Sample], replies: Sequence[Sequence[str]]) -> FollowUps:
+    """Does a wrong reply carry into the follow-up after it? Accuracy of the "它" rounds after a right and after a
+    wrong own reply (`multi_round`'s replies), and the second group asked again with every earlier round answered
+    by the gold reply: the same question, only the history differs."""
+    right, wrong = [], []
+    for i, c in enumerate(chats):
+        for k in range(1, len(c.turns)):
+            if c.qtypes[k] == "追问":
+                (right if replies[i][k - 1] == c.turns[k - 1][1] else wrong).append((i, k))
+    gold = answer_all(model, bank, [(chats[i].canvas, list(chats[i].turns[:k]) + [(chats[i].turns[k][0], None)])
+                                    for i, k in wrong]) if wrong else []
+
+    def acc(pairs, got):
+        return (sum(g == chats[i].turns[k][1] for (i, k), g in zip(pairs, got)) / max(1, len(pairs)), len(pairs))
+
+    own = [replies[i][k] for i, k in wrong]
+    return FollowUps(acc(right, [replies[i][k] for i, k in right]), acc(wrong, own), acc(wrong, gold)[0],
+                     [(i, k, o, g) for (i, k), o, g in zip(wrong, own, gold)])

@@ -20,7 +20,8 @@ import torch
 
 from .batches import ImageBank
 from .chat import ChatVocab
-from .evaluate import accuracy_by_type, ask_single, caption_scores, describe, multi_round, one_shape_by_shapes
+from .evaluate import (accuracy_by_type, ask_single, caption_scores, describe, follow_ups, multi_round,
+                       one_shape_by_shapes)
 from .train import Stage, StageResult, train_stage
 from .vlm import MiniVLM, VLMConfig
 from .world import (CAPTION_PROMPT, QTYPES, Canvas, Sample, WorldConfig, ask, caption, chat_samples,
@@ -176,6 +177,7 @@ def evaluate_all(model: MiniVLM, world: World, bank: ImageBank) -> dict:
         for name, qs in (("heldout_shape", world.heldout_shape), ("heldout_color", world.heldout_color)):
             replies = ask_single(model, bank, qs, mode)
             out[f"{name}_{mode}"] = accuracy_by_type(qs, replies)["全部"]
+            out[f"{name}_{mode}_replies"] = replies
             if mode == "image":
                 out[f"{name}_replies"] = replies
     caps = describe(model, bank, world.caption_ids)
@@ -184,4 +186,5 @@ def evaluate_all(model: MiniVLM, world: World, bank: ImageBank) -> dict:
     held_caps = describe(model, bank, world.heldout_caption_ids)
     out["caption_heldout"] = caption_scores([world.test_canvases[i] for i in world.heldout_caption_ids], held_caps)
     out["multi_round"] = multi_round(model, bank, world.multi_round)
+    out["follow_ups"] = follow_ups(model, bank, world.multi_round, out["multi_round"].replies)
     return out

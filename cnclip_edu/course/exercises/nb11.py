@@ -1,5 +1,5 @@
 """Notebook 11 (from CLIP to a chat model that sees): the student writes the tiler's grid choice, the
-pixel unshuffle and the answer-only labels.
+pixel unshuffle, the answer-only labels, the VLM forward pass and what each training stage trains.
 
 11.1 is compared with `mllm.tiling.find_closest_aspect_ratio` (InternVL's rule; tests/test_mllm_tiling.py
 checks it against transformers' port on thousands of sizes). The cases hold exact ties between
@@ -19,6 +19,11 @@ chats and tile features in, the scalar loss out. The model is a small MiniVLM wi
 weights (init std 0.3) on a stand-in ViT (the exercise starts from tile features), so that an image
 token one slot off, an unshifted label or a padded position in the loss each move the loss far
 beyond the tolerance. Batches mix 1, 3 and 4 tiles and chats of different length (right padding).
+
+11.5 is what each training stage trains, compared with `mllm.train.set_trainable`: sequences of calls on one
+model (so a part left trainable by the previous stage shows), a model with the per-tile vector `tile_pos`
+(part of the projector), and a misspelt part name that must raise. The case records each call's returned
+count and the trainable parameters of every part after it.
 """
 from __future__ import annotations
 
@@ -164,10 +169,10 @@ def _unshuffle_mistake(kind: str):
         N, H, W, D = x.shape
         if kind == "torch":  # the same numbers, torch's channel order (d*4 + position)
             return F.pixel_unshuffle(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
-        if kind == "reshape_only":  # no permute: groups 4 neighbours along a row, not a 2x2 block
+        if kind == "reshape_only":  # no permute: groups 4 neighbours along a row, not a 2x2 neighbourhood
             return x.reshape(N, H // 2, W // 2, 4 * D)
         y = x.reshape(N, H // 2, 2, W // 2, 2, D)
-        if kind == "col_major":  # block order top-left, bottom-left, top-right, bottom-right
+        if kind == "col_major":  # order within the neighbourhood top-left, bottom-left, top-right, bottom-right
             return y.permute(0, 1, 3, 4, 2, 5).reshape(N, H // 2, W // 2, 4 * D)
         if kind == "transposed":  # output grid (W/2, H/2)
             return y.permute(0, 3, 1, 2, 4, 5).reshape(N, W // 2, H // 2, 4 * D)
@@ -177,10 +182,10 @@ def _unshuffle_mistake(kind: str):
 
 register(Exercise(
     id="11.2", title="像素重排 (pixel unshuffle, 0.5)", points=2,
-    hint="x 形状 (N, H, W, D)。把行号拆成 (块的行, 块内第几行)、列号拆成 (块的列, 块内第几列)，"
-         "再调换维度的顺序，让两个“块内”的维挨在一起、排在 D 前面，最后把它们和 D 并成一维。"
+    hint="x 形状 (N, H, W, D)。把行号拆成 (2×2 邻域的行, 邻域内第几行)、列号拆成 (邻域的列, 邻域内第几列)，"
+         "再调换维度的顺序，让两个“邻域内”的维挨在一起、排在 D 前面，最后把它们和 D 并成一维。"
          "每个新 token 依次是左上、右上、左下、右下四个 patch 的特征。常见错误：不做 permute 直接 reshape（拼的是同一行相邻的 4 个 patch）、"
-         "用 torch 的 F.pixel_unshuffle（通道顺序不同）、块内顺序写成先列后行。",
+         "用 torch 的 F.pixel_unshuffle（通道顺序不同）、邻域内顺序写成先列后行。",
     reference=_unshuffle_reference,
     cases=_unshuffle_cases,
     hidden=_unshuffle_hidden,
@@ -188,7 +193,7 @@ register(Exercise(
     mutants=lambda: {
         "用 F.pixel_unshuffle（通道按 d*4 + 位置 排列）": _unshuffle_mistake("torch"),
         "没有 permute，直接 reshape": _unshuffle_mistake("reshape_only"),
-        "块内顺序先列后行": _unshuffle_mistake("col_major"),
+        "邻域内顺序先列后行": _unshuffle_mistake("col_major"),
         "输出网格转置成 (W/2, H/2)": _unshuffle_mistake("transposed"),
     },
 ))
@@ -437,5 +442,111 @@ register(Exercise(
         "每块的占位符个数写成 patch 数（16），不是像素重排后的 4": _forward_mistake("patches_per_tile"),
         "填充位置的标签写成 0（填充的 id），于是也算进了损失": _forward_mistake("pad_label_zero"),
         "ignore_index 写成填充的 id 0": _forward_mistake("ignore_pad_id"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 11.5 what each stage trains
+def _stage_model(tile_embed: bool):
+    """A fresh small MiniVLM per case (its requires_grad flags are the case's state), optionally with the
+    per-tile vector `tile_pos`, which belongs to the projector's part."""
+    import torch
+
+    from cnclip_edu.mllm import world as W
+    from cnclip_edu.mllm.chat import ChatVocab
+    from cnclip_edu.mllm.decoder import DecoderConfig
+    from cnclip_edu.mllm.vlm import MiniVLM, VLMConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        cfg = VLMConfig(select_layer=-4, tile_embed=tile_embed,
+                        decoder=DecoderConfig(vocab_size=0, width=32, layers=2, heads=2, mlp_hidden=64))
+        return MiniVLM(_StandInViT(), ChatVocab.from_texts(W.vocabulary_texts()), cfg)
+
+
+def _stage_run(f, calls, tile_embed: bool = False):
+    """Call f(model, parts) for each parts in order on one model; after each call record the count it returned
+    (or the exception's type) and, per part, how many of its parameters are trainable."""
+    m = _stage_model(tile_embed)
+    groups = {"vit": [m.vision], "projector": [m.projector], "decoder": [m.decoder], "tile_pos": [m.tile_pos]}
+    out = []
+    for parts in calls:
+        try:
+            got = int(f(m, tuple(parts)))
+        except NotImplementedError:
+            raise                   # the stub: not attempted yet
+        except Exception as e:  # noqa: BLE001 - the type is the answer (ValueError expected for unknown parts)
+            got = type(e).__name__
+        flags = {k: sum(p.numel() for mod in mods if mod is not None for p in mod.parameters() if p.requires_grad)
+                 for k, mods in groups.items()}
+        out.append((got, flags))
+    return out
+
+
+_RECIPE_CALLS = [("decoder",), ("projector",), ("projector", "decoder")]   # stages 0, 1, 2
+
+
+def _stage_cases():
+    return [Case("配方的三个阶段依次在同一个模型上调用：decoder → projector → projector + decoder",
+                 lambda f: _stage_run(f, _RECIPE_CALLS)),
+            Case("先全部训练，再只训练 ViT，再全部冻结（空元组）",
+                 lambda f: _stage_run(f, [("vit", "projector", "decoder"), ("vit",), ()])),
+            Case("模型带每个图块的位置向量 tile_pos（属于 projector）：projector → decoder",
+                 lambda f: _stage_run(f, [("projector",), ("decoder",)], tile_embed=True)),
+            Case("名字写错（\"llm\"）要报 ValueError，之后照常工作",
+                 lambda f: _stage_run(f, [("projector",), ("llm",), ("decoder", "vit")]))]
+
+
+def _stage_hidden(seed: int):
+    rng = random.Random(seed)
+    names = ("vit", "projector", "decoder")
+    calls = [tuple(n for n in names if rng.random() < 0.5) for _ in range(rng.randint(3, 5))]
+    bad = list(calls)
+    bad.insert(rng.randrange(1, len(bad)), (rng.choice(names), rng.choice(("llm", "ViT", "mlp"))))
+    emb = rng.random() < 0.5
+    return [Case("随机的一串调用", lambda f: _stage_run(f, calls, tile_embed=emb)),
+            Case("随机的一串调用，其中一次有写错的名字", lambda f: _stage_run(f, bad, tile_embed=not emb))]
+
+
+def _stage_reference(model, parts):
+    from cnclip_edu.mllm.train import set_trainable
+
+    return set_trainable(model, parts)
+
+
+def _stage_mistake(kind: str):
+    def set_trainable(model, parts):
+        known = ("vit", "projector", "decoder")
+        if kind != "no_check" and any(p not in known for p in parts):
+            raise ValueError(f"unknown parts {parts}")
+        extra = [] if kind == "no_tile_pos" else [getattr(model, "tile_pos", None)]
+        modules = {"vit": [model.vision], "projector": [model.projector, *extra], "decoder": [model.decoder]}
+        for name, mods in modules.items():
+            for mod in mods:
+                for p in (mod.parameters() if mod is not None else ()):
+                    if name in parts:
+                        p.requires_grad_(True)
+                    elif kind != "only_unfreeze":
+                        p.requires_grad_(False)
+        if kind == "count_all":
+            return sum(p.numel() for p in model.parameters())
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return set_trainable
+
+
+register(Exercise(
+    id="11.5", title="每个阶段训练哪些部分 (set_trainable)", points=2,
+    hint="每次调用都要把三个部分的每个参数都设一遍：列出的部分 requires_grad=True，没列出的 False——只打开不关闭的话，"
+         "上一个阶段打开的部分会一直开着。tile_pos（若有）算在 projector 里。返回的是此刻 requires_grad 为 True 的参数个数，"
+         "不是全部参数。名字不在 vit / projector / decoder 里时报 ValueError（拼错的名字不能悄悄地把所有部分都冻结）。",
+    reference=_stage_reference,
+    cases=_stage_cases,
+    hidden=_stage_hidden,
+    builds=("cnclip_edu.mllm.train.set_trainable",),
+    mutants=lambda: {
+        "只把列出的部分打开，不关掉没列出的（上一阶段的状态留下来）": _stage_mistake("only_unfreeze"),
+        "返回全部参数的个数，而不是可训练的": _stage_mistake("count_all"),
+        "忘了 tile_pos（它属于 projector）": _stage_mistake("no_tile_pos"),
+        "名字写错时不报错": _stage_mistake("no_check"),
     },
 ))
