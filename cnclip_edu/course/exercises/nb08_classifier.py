@@ -23,7 +23,7 @@ def _classifier_cases():
     from cnclip_edu.eval.prompts import TOY, TOY_SHAPE
 
     runs = [("6 种形状 × 8 个模板 (TOY_SHAPE)", ["圆形", "正方形", "三角形", "五角星", "十字", "菱形"], TOY_SHAPE),
-            (f"3 个颜色+形状类别 × {len(TOY)} 个模板 (TOY)", ["红色的圆形", "蓝色的菱形", "黑色的十字"], TOY),
+            (f"3 个颜色-形状类别 × {len(TOY)} 个模板 (TOY)", ["红色的圆形", "蓝色的菱形", "黑色的十字"], TOY),
             ("2 个类别 × 1 个模板", ["黄色的三角形", "紫色的五角星"], ["画面里有一个{}"])]
     return [Case(label, lambda f, c=c, t=t: f(_course_model(), c, list(t), "cpu")) for label, c, t in runs]
 
@@ -37,7 +37,7 @@ def _classifier_hidden(seed: int):
     combos = [f"{c}的{s}" for c in TOY_COLORS for s in TOY_SHAPES]
     runs = [("形状类别 × 形状模板", rng.sample(TOY_SHAPES, rng.randint(2, 6)), rng.sample(TOY_SHAPE, rng.randint(2, 8))),
             ("颜色类别 × 颜色模板", rng.sample(TOY_COLORS, rng.randint(2, 8)), rng.sample(TOY_COLOR, rng.randint(2, 6))),
-            ("颜色+形状类别 × 1 个模板", rng.sample(combos, rng.randint(2, 5)), rng.sample(TOY, 1))]
+            ("颜色-形状类别 × 1 个模板", rng.sample(combos, rng.randint(2, 5)), rng.sample(TOY, 1))]
     return [Case(label, lambda f, c=c, t=t: f(_course_model(), c, list(t), "cpu")) for label, c, t in runs]
 
 
