@@ -113,6 +113,21 @@ def test_refusals_name_notebook_cell_and_line(cells, where, what):
     assert any(p.startswith(where + ":") and what in p for p in err.value.problems), err.value.problems
 
 
+def test_a_code_answer_cell_is_emptied_and_may_hold_no_exercise():
+    """An answer key's own experiment (a code cell tagged `solution`) prints the answer: the student gets a
+    comment instead. It must not also be an exercise's block or check (it would vanish with its stub)."""
+    nb = notebook(md("思考题：一只猫的概率是多少？"), code("print('P(一只猫) = 0.01')", tags=["solution"],
+                                                        outputs=[{"output_type": "stream", "name": "stdout",
+                                                                  "text": "P(一只猫) = 0.01\n"}]))
+    student, report = S.make_student_version(nb, "t.ipynb")
+    assert student.cells[1].source == S.CODE_ANSWER_PLACEHOLDER and "0.01" not in json.dumps(student)
+    assert report.code_answers == 1 and "1 code answers" in report.summary()
+    bad = notebook(code("x = None\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION", tags=["solution"]),
+                   code("check('98.1', x)"))
+    with pytest.raises(S.SolutionMarkerError, match=r"t.ipynb:cell 1: a code cell tagged 'solution'"):
+        S.make_student_version(bad, "t.ipynb")
+
+
 def test_prose_may_name_the_markers_and_the_answer_notes():
     nb = notebook(md("答案在 `### BEGIN SOLUTION` 与 `### END SOLUTION` 之间，练习末尾折叠的“参考答案”也是。"),
                   code("x = None\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION"), code("check('98.1', x)"))

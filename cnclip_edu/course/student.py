@@ -10,7 +10,10 @@ does, so that a teacher can move to nbgrader later without rewriting them:
   version the block becomes `# 在此作答 (YOUR CODE HERE)` + `raise NotImplementedError("练习 02.1")` at
   the indentation of the BEGIN line. The id is the one of the first `check("02.1", ...)` call after
   the block (one block and one check per exercise);
-- a markdown answer is a cell tagged `solution`; its text becomes "（在此写下你的答案）".
+- a markdown answer is a cell tagged `solution`; its text becomes "（在此写下你的答案）";
+- a code cell tagged `solution` is an answer key's own experiment (it prints the answer): it becomes an
+  empty cell with a one-line comment. It may hold no solution block or check, and nothing later may
+  need what it defines (the student version would stop there).
 
 Cells that will raise in the student version are tagged `raises-exception` (nbval, papermill and
 JupyterLab's "run all" then go on past them): every check cell (ExerciseNotAttempted) and every cell
@@ -39,6 +42,7 @@ from .runner import REPO_NOTEBOOKS, find_notebooks
 
 STUB_COMMENT = "# 在此作答 (YOUR CODE HERE)"
 MARKDOWN_PLACEHOLDER = "（在此写下你的答案）"
+CODE_ANSWER_PLACEHOLDER = "# 参考答案里的实验：这一格在学生版里是空的，先自己动手试一试"
 RAISES_TAG = "raises-exception"
 SOLUTION_TAG = "solution"
 
@@ -80,10 +84,12 @@ class StudentReport:
     top_level_stubs: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)         # ids of the check cells tagged raises-exception
     markdown_answers: int = 0
+    code_answers: int = 0                                   # code cells tagged `solution`, emptied
 
     def summary(self) -> str:
+        code = f", {self.code_answers} code answers" if self.code_answers else ""
         return (f"{self.name}: {len(self.stubs)} stubs ({len(self.top_level_stubs)} at top level), "
-                f"{len(self.checks)} checks, {self.markdown_answers} markdown answers")
+                f"{len(self.checks)} checks, {self.markdown_answers} markdown answers{code}")
 
 
 def _where(name: str, cell: int, line: int | None = None) -> str:
@@ -161,6 +167,9 @@ def make_student_version(nb, name: str, known_ids: set[str] | None = None):
         if cell.cell_type == "code":
             blocks, checks = _scan_code_cell(name, i, source, problems)
             blocks_by_cell[i] = blocks
+            if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []) and (blocks or checks):
+                problems.append(f"{_where(name, i)}: a code cell tagged '{SOLUTION_TAG}' is emptied in the student "
+                                f"version, so it may hold no solution block or check")
             events += [(i, b.end, "block", b) for b in blocks] + [(i, n, "check", cid) for n, cid in checks]
         elif cell.cell_type == "markdown":
             for n, line in enumerate(source.split("\n"), 1):
@@ -203,7 +212,12 @@ def make_student_version(nb, name: str, known_ids: set[str] | None = None):
     student = copy.deepcopy(nb)
     report = StudentReport(name)
     for i, cell in enumerate(student.cells):
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = CODE_ANSWER_PLACEHOLDER
+            cell.outputs = []
+            cell.execution_count = None
+            report.code_answers += 1
+        elif cell.cell_type == "code":
             blocks = blocks_by_cell.get(i, [])
             if blocks:
                 lines = cell.source.split("\n")
