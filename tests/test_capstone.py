@@ -93,7 +93,7 @@ def work(tmp_path, monkeypatch):
     """A work folder holding every piece, as after running notebooks 01-05 in order."""
     monkeypatch.setattr(pieces, "_dir", None)
     pieces.enable(tmp_path)
-    for exercise_id, source in [("01.4", PIECE_01), ("02.6", PIECE_02), ("03.5", PIECE_03),
+    for exercise_id, source in [("01.4", PIECE_01), ("02.6", PIECE_02), ("03.6", PIECE_03),
                                 ("04.1", _my_clip_cell("04_contrastive_loss.ipynb", "04.1")),
                                 ("05.3", _my_clip_cell("05_data_lmdb.ipynb", "05.3"))]:
         pieces.save(exercise_id, textwrap.dedent(source), tmp_path)
@@ -138,7 +138,7 @@ def test_a_stub_piece_names_its_exercise(work, capsys):
 
 
 def test_a_missing_notebook_is_named_and_stood_in_for(work, capsys):
-    pieces.piece_path("03.5", work).unlink()
+    pieces.piece_path("03.6", work).unlink()
     mine = capstone.my_pieces(work)
     out = capsys.readouterr().out
     assert re.search(r"encode_text\s+← notebook 03：没找到：先运行 notebook 03", out), out

@@ -1,7 +1,7 @@
 """Every exercise's cases run with the exercise's tripwires armed, as the grader runs them
 (grading/probe.py): a case may not itself reach a routine the exercise builds, or a correct answer
-would be graded "library used". Found by bench/bench_grade.py: 03.7's cases built the library layer
-whose weights they load inside `run`, so the teacher's own solution scored 0 on 03.7.
+would be graded "library used". Found by bench/bench_grade.py: 03.8's cases built the library layer
+whose weights they load inside `run`, so the teacher's own solution scored 0 on 03.8.
 
 The answer here is a stand-in that refuses to be used (it raises at its first call or attribute
 lookup) and notes how many wires had tripped by then: what a case does before it reaches the answer

@@ -1,4 +1,4 @@
-"""Which tower lost the information: how far one tower lets two inputs apart (notebook 03, exercise 03.10).
+"""Which tower lost the information: how far one tower lets two inputs apart (notebook 03, exercise 03.5).
 
 A CLIP logit is s * <v, t> with unit vectors v (image) and t (text) and s = exp(logit_scale). Two texts
 t_i, t_j get, from any unit image vector v, logits that differ by s * <v, t_i - t_j>, and by

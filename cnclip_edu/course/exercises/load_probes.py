@@ -1,4 +1,4 @@
-"""Two referees for exercise 03.6 (loading a cn_clip checkpoint safely and strictly).
+"""Two referees for exercise 03.7 (loading a cn_clip checkpoint safely and strictly).
 
 `_Payload` makes a file whose unpickling would run code (`_mark_ran`: it only leaves a marker file
 behind), which a safe loader refuses. `_record_loads` reads the arguments that `torch.load` /

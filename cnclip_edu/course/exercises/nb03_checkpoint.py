@@ -1,10 +1,10 @@
-"""Exercises 03.5 and 03.6 of notebook 03 (an official cn_clip checkpoint): the key mapping and the strict load.
+"""Exercises 03.6 and 03.7 of notebook 03 (an official cn_clip checkpoint): the key mapping and the strict load.
 
 The answers run on cn_clip-layout files written on the fly from a tiny model (`official_layout`:
 `{"state_dict": {"module.…": …}}`, the unused `bert.pooler.*` included, optionally the FlashAttention
 names of a flash model's in-memory state_dict: cn_clip's training script converts them back before
 saving, a hand-saved file keeps them) and are compared with the library's loader
-(`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.6 gets both the wrapped dict and a
+(`checkpoint.normalize_keys`, `read_checkpoint` + `load_weights`); 03.7 gets both the wrapped dict and a
 bare state_dict (a hand-written `torch.save(model.state_dict())`), and also a file whose
 unpickling would run code (`_Payload`), which a safe loader refuses, and a run that reads the arguments
 its `torch.load` / `load_state_dict` were given (`_record_loads`; both in load_probes.py). Both exercises
@@ -55,7 +55,7 @@ def official_layout(model, prefix: str = "module.", pooler: bool = True, flash: 
     return {prefix + k: v for k, v in sd.items()}
 
 
-# ----------------------------------------------------------------------------- 03.5 the key mapping
+# ----------------------------------------------------------------------------- 03.6 the key mapping
 def _convert(sd, strip="prefix", pooler="drop", pooler_before_strip=False, flash=True, chunk_dim=0,
              rename_out=True, bert_like_vit=False):
     """A key mapping with one step done differently (for the mutants)."""
@@ -125,7 +125,7 @@ def _map_hidden(seed: int):
 
 
 register(Exercise(
-    id="03.5", title="官方检查点的参数名 → 我们的参数名", points=4,
+    id="03.6", title="官方检查点的参数名 → 我们的参数名", points=4,
     hint="DDP 的前缀只在参数名的开头；文件里有一组参数 CLIP 根本不用；FlashAttention 版把 BERT 的 q、k、v 叠成了一个矩阵"
          "（按第 0 维、按 q、k、v 的顺序），注意力的输出层也换了名字，ViT 只换了名字；不认识的参数名原样保留。",
     reference=normalize_keys,
@@ -144,7 +144,7 @@ register(Exercise(
     }))
 
 
-# ----------------------------------------------------------------------------- 03.6 the strict load
+# ----------------------------------------------------------------------------- 03.7 the strict load
 def _library_load(model, path):
     """The library's loader on an existing model: read + map the keys, then a strict load."""
     return load_weights(model, read_checkpoint(path)[0], source=path)
@@ -274,7 +274,7 @@ _DEFAULT = object()   # a _loader argument left out of the call (the function's 
 
 def _loader(strict=True, take_state_dict="if_wrapped", returns=True, map_keys=True, weights_only=True,
             map_location="cpu"):
-    """A student-style 03.6 with one choice done differently (for the mutants); take_state_dict:
+    """A student-style 03.7 with one choice done differently (for the mutants); take_state_dict:
     "if_wrapped" (right), True (always obj["state_dict"]) or False (never)."""
     def load(model, path):
         kwargs = {k: v for k, v in (("map_location", map_location), ("weights_only", weights_only)) if v is not _DEFAULT}
@@ -288,11 +288,11 @@ def _loader(strict=True, take_state_dict="if_wrapped", returns=True, map_keys=Tr
 
 
 register(Exercise(
-    id="03.6", title="安全、严格地加载 cn_clip 的检查点", points=2,
+    id="03.7", title="安全、严格地加载 cn_clip 的检查点", points=2,
     hint="读文件时只许读出张量和普通容器，要明确写出来，不依赖 torch 版本的默认值；"
-         "文件可能是包了一层的 checkpoint 字典（除了权重还有 epoch、step 这些），也可能整个就是权重字典，两种都要认；参数名先用你的 03.5 转换；加载要让“缺了或多了参数”变成一个错误，"
+         "文件可能是包了一层的 checkpoint 字典（除了权重还有 epoch、step 这些），也可能整个就是权重字典，两种都要认；参数名先用你的 03.6 转换；加载要让“缺了或多了参数”变成一个错误，"
          "而不是一句被忽略的提示；函数最后把模型交回去。",
-    reference=_library_load, needs=("03.5",),
+    reference=_library_load, needs=("03.6",),
     cases=_load_cases, hidden=_load_hidden, builds=_LOAD_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "strict=False：缺了参数也不报错": _loader(strict=False),

@@ -1,4 +1,4 @@
-"""Exercise 03.10 of notebook 03 (part 5, the two towers as CLIP): which tower lost the information.
+"""Exercise 03.5 of notebook 03 (part 5, the two towers as CLIP): which tower lost the information.
 
 `tower_verdict(features, i, j, scale)` takes one tower's features (N, E), not normalised, and returns
 the largest logit gap any unit vector of the other tower can give rows i and j (s * ||f_i - f_j|| for the
@@ -103,7 +103,7 @@ def _wrong(normalize=True, scale_it=True, distance="norm", verdict="ratio", rows
 
 
 register(Exercise(
-    id="03.10", title="信息丢在哪个塔里：一个塔最多能把两个输入分开多少", points=2,
+    id="03.5", title="信息丢在哪个塔里：一个塔最多能把两个输入分开多少", points=2,
     hint="另一个塔的向量是单位向量，它给两个输入的 logit 之差是缩放系数乘以它和两个单位特征之差的点积；"
          "一个单位向量和一个固定向量的点积最大是多少？判断看的是概率之比 e^g，不是 g 本身。",
     reference=tower_verdict,

@@ -1,12 +1,12 @@
-"""Exercises 03.7-03.9 of notebook 03: one layer and then the whole text tower as the student's own
+"""Exercises 03.8-03.10 of notebook 03: one layer and then the whole text tower as the student's own
 nn.Modules, and one layer's parameter count.
 
-03.7 is one BERT layer as the student's own nn.Module: the library layer's weights must load into it
+03.8 is one BERT layer as the student's own nn.Module: the library layer's weights must load into it
 strictly and give the same output (an I != 4H width, and inputs small enough that LayerNorm's eps
-shows); 03.8 is the whole text half of CLIP (`bert.*` + `text_projection`) as the student's module,
-built from a `TextConfig` with their 03.7 layers, loaded strictly from the library's weights on three
+shows); 03.9 is the whole text half of CLIP (`bert.*` + `text_projection`) as the student's module,
+built from a `TextConfig` with their 03.8 layers, loaded strictly from the library's weights on three
 configurations (other layer counts, vocabulary and position-table sizes; embeddings small enough that
-the embedding LayerNorm's eps shows); 03.9 counts one layer's parameters from a formula. Every exercise
+the embedding LayerNorm's eps shows); 03.10 counts one layer's parameters from a formula. Every exercise
 has grading cases drawn from a seed (`hidden`) and names the library routines it builds (`builds`, guards.py).
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ from .guards import MARK, guarded, refuse_shortcuts, watch
 from .nb03_text_tower import _TEXT, _embeddings, _masked_attention
 from .towers import randomize_, tokens
 
-# ----------------------------------------------------------------------------- 03.7 a layer as your own nn.Module
+# ----------------------------------------------------------------------------- 03.8 a layer as your own nn.Module
 class _LibraryLayer(BertLayer):
-    """The reference answer to 03.7: the library's BertLayer built from (H, heads, I), called as (x, ids)."""
+    """The reference answer to 03.8: the library's BertLayer built from (H, heads, I), called as (x, ids)."""
 
     def __init__(self, H: int, heads: int, I: int):
         super().__init__(TextConfig(name="layer", text_hidden_size=H, text_num_attention_heads=heads,
@@ -59,7 +59,7 @@ def _weights_of(H, heads, I, seed, bert_init):
 
 def _load_strict_and_run(module, built_by: str, weights: str, sd, *inputs):
     """The student's freshly built `module`, the library's weights loaded strictly, eval mode;
-    -> its output on `inputs`, or why not (str). Shared by 03.7 (one layer) and 03.8 (the tower)."""
+    -> its output on `inputs`, or why not (str). Shared by 03.8 (one layer) and 03.9 (the tower)."""
     if not isinstance(module, torch.nn.Module):
         return f"{built_by} 建出来的不是 nn.Module，而是 {type(module).__name__}"
     try:
@@ -78,7 +78,7 @@ def _build_load_run(cls, H, heads, I, sd, x, ids):
 
 def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
     # the weights come from a library layer: built here, when the case is made, not inside `run`, which
-    # the grader calls with the tripwires of 03.7 armed (BertLayer.__init__ would trip on the case itself)
+    # the grader calls with the tripwires of 03.8 armed (BertLayer.__init__ would trip on the case itself)
     sd = _weights_of(H, heads, I, seed, bert_init)
 
     def run(cls):
@@ -147,7 +147,7 @@ def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu)
 
 
 register(Exercise(
-    id="03.7", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
+    id="03.8", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
     hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
          "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的维度用参数 I；自注意力的子模块还要记下头数。",
     reference=_LibraryLayer, needs=("03.3",),
@@ -162,9 +162,9 @@ register(Exercise(
     }))
 
 
-# ----------------------------------------------------------------------------- 03.8 the whole text tower as your own nn.Module
+# ----------------------------------------------------------------------------- 03.9 the whole text tower as your own nn.Module
 class _LibraryTower(torch.nn.Module):
-    """The reference answer to 03.8: CLIP's text half from the library (its BertModel + `text_projection`),
+    """The reference answer to 03.9: CLIP's text half from the library (its BertModel + `text_projection`),
     built from (cfg, embed_dim); forward(tokens) -> (B, E) features, as `CLIP.encode_text`."""
 
     def __init__(self, cfg: TextConfig, embed_dim: int):
@@ -205,7 +205,7 @@ def _build_tower_run(cls, cfg, E, sd, ids):
 
 
 def _tower_case(cfg, E, seed, lengths, small_embeddings=False):
-    sd = _tower_weights(cfg, E, seed, small_embeddings)   # made with the case, before any tripwire is armed (03.7)
+    sd = _tower_weights(cfg, E, seed, small_embeddings)   # made with the case, before any tripwire is armed (03.8)
 
     def run(cls):
         ids = tokens(lengths, max(lengths), seed=seed + 1)
@@ -278,11 +278,11 @@ def _mutant_tower(eps=1e-12, layer_list="ModuleList", layer_name="encoder.layer"
 
 
 register(Exercise(
-    id="03.8", title="把整个文本塔写成自己的 nn.Module，严格装进库的权重", points=3,
+    id="03.9", title="把整个文本塔写成自己的 nn.Module，严格装进库的权重", points=3,
     hint="从 state_dict 的名字倒推模块的层级：bert 下面有 embeddings 和 encoder，encoder 下面的 layer 按下标 0, 1, … 编号；"
          "每张表的行数和列数、层数、头数和 FFN 的维度都从 cfg 读，不要写死；嵌入之后的 LayerNorm 的 eps 沿用 BERT 的值；"
          "text_projection 是一个要被保存和加载的参数，形状是 (隐藏层维度, 投影后的维度)。",
-    reference=_LibraryTower, needs=("03.4", "03.7"),
+    reference=_LibraryTower, needs=("03.4", "03.8"),
     cases=_tower_cases, hidden=_tower_hidden, builds=_TOWER_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
         "嵌入之后的 LayerNorm 用了默认的 eps（1e-5）": _mutant_tower(eps=1e-5),
@@ -299,7 +299,7 @@ register(Exercise(
     }))
 
 
-# ----------------------------------------------------------------------------- 03.9 parameters of one layer
+# ----------------------------------------------------------------------------- 03.10 parameters of one layer
 def _layer_parameters(H: int, I: int) -> int:
     """The library's answer: build one BertLayer of width H, FFN width I on the meta device and count."""
     from cnclip_edu.model.clip import count_parameters
@@ -343,7 +343,7 @@ def _count_hidden(seed: int):
 
 
 register(Exercise(
-    id="03.9", title="BERT 一层的参数个数 bert_layer_params(H, I)", points=2,
+    id="03.10", title="BERT 一层的参数个数 bert_layer_params(H, I)", points=2,
     hint="把第 3 部分打印的一层参数逐个数一遍：每个 Linear 有权重和偏置，一层里有几个 LayerNorm、每个有几组参数？"
          "FFN 的中间层维度用参数 I，不要默认它是 4H。",
     reference=_layer_parameters,

@@ -6,7 +6,7 @@ padding, compared with the library's own module. 03.1 also follows tensors made 
 (`_DefaultDevice`, default_device.py). Every exercise has grading cases drawn from a seed (`hidden`) and
 names the library routines it builds (`builds`, guards.py). The student's way written here
 (`_embeddings`, `_masked_attention`, with one choice done differently for the mutants) also builds the
-mutants of 03.7 and 03.8 (nb03_own_modules.py).
+mutants of 03.8 and 03.9 (nb03_own_modules.py).
 """
 from __future__ import annotations
 
