@@ -55,6 +55,8 @@ def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = ()
     vbatch = _last(records, "valid", "batch_size")
     ax_valid.set(xlabel="步数 (step)", ylabel="损失",
                  title="验证：InfoNCE，重复描述算负样本" + (f"\n每进程 batch {vbatch}" if vbatch else ""))
+    for ax in (ax_train, ax_valid):
+        ax.set_ylim(bottom=0)  # 两块损失图的纵轴都从 0 开始：下降看起来多大就是多大
 
     curves = [("train", "t2i_acc", "-", "C0", "训练 batch 内 文→图 准确率" + (f"（{batch} 个候选）" if batch else "")),
               ("valid", "t2i_r1", "s-", "C2", "验证 文→图 R@1（整个验证集）")]

@@ -155,7 +155,7 @@ def _ddp_mutants():
     return {"没有用 DistributedDataParallel 包装模型：各进程各自更新，参数分道扬镳": _ddp_variant(wrap=False),
             "忘了 sampler.set_epoch(epoch)：每个 epoch 的顺序都一样": _ddp_variant(set_epoch=False),
             "每个进程都保存检查点": _ddp_variant(rank0_only=False),
-            "保存之后没有 barrier：别的进程读的时候文件还没写好": _ddp_variant(barrier=False),
+            "保存之后没有屏障 (barrier)：别的进程读的时候文件还没写好": _ddp_variant(barrier=False),
             "ClipLoss() 没有给 rank / world_size：每个进程只用自己的负样本": _ddp_variant(gather=False),
             "学习率乘以进程数（线性缩放）：与单进程在同一个全局 batch 上的训练不再相同": _ddp_variant(lr_times_world=True)}
 
@@ -165,6 +165,6 @@ register(Exercise(
     hint="每个进程：init_process_group（CPU 用 gloo，GPU 用 nccl）；从环境变量 LOCAL_RANK 知道自己是本机第几个进程，"
          "有 GPU 时先 torch.cuda.set_device；模型用 DistributedDataParallel 包起来，它保证各进程的参数始终相同；"
          "DistributedSampler 在每个 epoch 开始时要 set_epoch；损失要知道 rank 和 world_size 才能用上别的进程的负样本；"
-         "学习率就是全局 batch 的学习率；只让 rank 0 写检查点，写完所有进程在 barrier 处会合，之后才能读它。",
+         "学习率就是全局 batch 的学习率；只让 rank 0 写检查点，写完所有进程在屏障 (barrier) 前等齐，之后才能读它。",
     reference=_ddp_reference, cases=_ddp_cases, mutants=_ddp_mutants, hidden=_ddp_hidden,
     builds=("cnclip_edu.train.ddp_demo.train_worker",)))
