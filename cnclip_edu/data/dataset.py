@@ -212,7 +212,7 @@ class _PairIndex:
         """Bool, the broadcast shape of the two: whether (image_ids[...], text_ids[...]) is a record."""
         ri, found_i = self._rank(self.images, image_ids)
         rt, found_t = self._rank(self.texts, text_ids)
-        pos, found = self._rank(self.codes, ri * len(self.texts) + rt)
+        _, found = self._rank(self.codes, ri * len(self.texts) + rt)
         return found_i & found_t & found
 
 
