@@ -3,11 +3,37 @@ run once, in order, in one folder, after every other test. CNCLIP_COURSE_SELECT=
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# What a run needs free at its peak: the session-wide folders (two full-size random checkpoints, ~1 GB; the
+# course run, ~0.3 GB) plus the largest single test (~0.7 GB). Measured: see docs/benchmarks.md § test-disk.
+MIN_FREE_GB = float(os.environ.get("CNCLIP_TEST_MIN_FREE_GB", "3"))
+
+
+def _free_gb(folder: Path) -> tuple[Path, float]:
+    """Free space on the disk that holds `folder` (or its nearest existing parent)."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder, shutil.disk_usage(folder).free / 2**30
+
+
+def pytest_sessionstart(session):
+    # a full disk makes hundreds of tests error at set-up with no word about why: say it once, up front
+    given = session.config.option.basetemp
+    folder, free = _free_gb(Path(given) if given else Path(tempfile.gettempdir()))
+    if free < MIN_FREE_GB:
+        pytest.exit(f"only {free:.1f} GB free on the disk holding {folder}; the test suite needs about "
+                    f"{MIN_FREE_GB:g} GB there while it runs (full-size checkpoints, the course run). Free some "
+                    f"space (old pytest-of-* folders in {tempfile.gettempdir()}?) or point --basetemp at a larger "
+                    f"disk; CNCLIP_TEST_MIN_FREE_GB sets the threshold.", returncode=3)
 
 
 def pytest_collection_modifyitems(config, items):
