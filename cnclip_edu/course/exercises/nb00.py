@@ -87,7 +87,7 @@ def _similarity_hidden(seed: int):
         while t == b:
             t = rng.randint(1, 7)
         d, s, spread = rng.choice([4, 8, 24, 64]), rng.uniform(0.0, math.log(100)), rng.choice([0.1, 1.0, 9.0])
-        cases.append(Case("随机的图数、描述数、特征维度、logit_scale 与特征长度",
+        cases.append(Case("随机的图数、描述数、特征维度、logit_scale 与特征范数",
                           lambda f, b=b, t=t, d=d, s=s, k=rng.randrange(10 ** 6), spread=spread:
                           _guard(f)(*_features(b, t, d, s, k, spread))))
     return cases
@@ -112,8 +112,8 @@ def _mistake(kind: str):
 
 register(Exercise(
     id="00.1", title="图文相似度：归一化、点积、乘 logit_scale.exp()", points=2,
-    hint="余弦只看方向：先让每个特征向量（每一行）的长度变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
-         "除以长度时，B 个长度要排成一列 (B, 1) 才会一行除以一行自己的长度，排成一排 (B,) 会和最后一维对齐。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
+    hint="余弦只看方向：先让每个特征向量（每一行）的 L2 范数变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
+         "除以范数时，B 个范数要排成一列 (B, 1) 才会一行除以一行自己的范数，排成一排 (B,) 会和最后一维对齐。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
     reference=_library_similarity,
     cases=_similarity_cases,
     hidden=_similarity_hidden,
