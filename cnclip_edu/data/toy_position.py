@@ -42,11 +42,16 @@ class PositionEvidence:
     pos_both_sizes: int       # "pos" captions whose (colour, shape, cell) was drawn both big and small
     pairs: int                # (image, caption) training pairs: what a batch samples
     position_pairs: int       # ... whose caption names a cell
-    position_only_share: float   # of a position pair's negatives: share that differ from it only in position
+    position_only_share: float   # of a position pair's negative captions: share that differ from it only in position
+    image_side_share: float      # of its negative pictures: share showing its colour and shape alone, in another cell
 
     def per_batch(self, batch_size: int) -> float:
-        """Expected in-batch negatives of one position pair that differ from it only in position."""
+        """Expected in-batch negative captions of one position pair that differ from it only in position."""
         return (batch_size - 1) * self.position_only_share
+
+    def per_batch_images(self, batch_size: int) -> float:
+        """Expected in-batch negative pictures of one position pair that differ from it only in position."""
+        return (batch_size - 1) * self.image_side_share
 
 
 def position_evidence(split: str = "train", cfg: ToyConfig = ToyConfig()) -> PositionEvidence:
@@ -66,20 +71,34 @@ def position_evidence(split: str = "train", cfg: ToyConfig = ToyConfig()) -> Pos
             sizes.setdefault((p.color, p.shape, p.cell), set()).add(p.size)
     pos_both = sum(sizes.get(_place(k), set()) == {"大", "小"} for k in keys if k[0] == "pos")
 
+    base = cfg.id_offsets[split]   # image id of scenes[0]
     placed: Counter = Counter()   # (colour, shape, cell) -> pairs whose caption names it
+    shown: Counter = Counter()    # (colour, shape, cell) -> pairs whose picture is that one shape alone
     pairs = 0
     for (_, _, image_ids), key in zip(text_items, keys):
         pairs += len(image_ids)
         if (place := _place(key)) is not None:
             placed[place] += len(image_ids)
+        for iid in image_ids:
+            sc = scenes[iid - base]
+            if sc["layout"] == "one":
+                p = sc["shapes"][0]
+                shown[p.color, p.shape, p.cell] += 1
     per_object: Counter = Counter()   # (colour, shape) -> position pairs over all cells
     for (colour, shape, _), n in placed.items():
         per_object[colour, shape] += n
     # for each position pair: the other pairs naming the same colour and shape in a different cell
     position_only = sum(n * (per_object[c, s] - n) for (c, s, _), n in placed.items())
+    # the other direction (the caption picks among the batch's pictures): pictures of its colour and
+    # shape alone in another cell (its own picture sits in its own cell, so it is never counted)
+    shown_per_object: Counter = Counter()
+    for (c, s, _), n in shown.items():
+        shown_per_object[c, s] += n
+    image_side = sum(n * (shown_per_object[c, s] - shown[c, s, cell]) for (c, s, cell), n in placed.items())
     n_position = sum(placed.values())
-    share = position_only / (n_position * (pairs - 1)) if n_position and pairs > 1 else 0.0
+    denom = n_position * (pairs - 1)
+    share = position_only / denom if n_position and pairs > 1 else 0.0
     return PositionEvidence(
         captions=len(keys), cell_captions=kinds["pos"] + kinds["full"], full_captions=kinds["full"],
         pos_captions=kinds["pos"], pos_both_sizes=pos_both, pairs=pairs, position_pairs=n_position,
-        position_only_share=share)
+        position_only_share=share, image_side_share=image_side / denom if denom else 0.0)
