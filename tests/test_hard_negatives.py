@@ -42,3 +42,21 @@ def test_probe_rank_reads_the_target_row_along_the_captions():
     prob, rank = probe_rank(combos, lambda c, s: c + s, logits_of)
     assert seen == {"captions": ["一个紫色的十字", "一个紫色的圆形", "一个紫色的菱形"], "pictures": ["紫色十字", "紫色圆形", "紫色菱形"]}
     assert rank == 2 and abs(prob - torch.tensor([1.0, 2.0, 0.0]).softmax(0)[0].item()) < 1e-6
+
+
+def test_verdict_reads_each_rule_in_order():
+    import torch
+
+    from cnclip_edu.eval.hard_negatives import verdict
+
+    assert verdict(torch.eye(3) * 0.8 + 0.1) == "全对"
+    flat = torch.tensor([[0.24, 0.26, 0.25, 0.25]] * 4)                    # top 0.26 < 1.5/4
+    assert verdict(flat).startswith("接近瞎猜")
+    sure = torch.tensor([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]])
+    assert verdict(sure).startswith("很有把握地认错")                       # the miss gives 0.9 to a wrong caption
+    def five(first_row):   # pictures 1-4 right with 0.9; picture 0 gives first_row
+        rows = torch.eye(5) * 0.875 + 0.025
+        rows[0] = torch.tensor(first_row)
+        return rows
+    assert verdict(five([0.1, 0.5, 0.2, 0.1, 0.1])).startswith("认错，而且偏向错误描述")   # 0.5 >= 2/5
+    assert verdict(five([0.2, 0.3, 0.2, 0.2, 0.1])).startswith("认错了几张，但认错时没把握")   # 0.3 < 2/5

@@ -55,3 +55,29 @@ def probe_rank(combos: Sequence[Combo], draw_fn: Callable[[str, str], Any],
     probs = logits_fn(captions, pictures).softmax(dim=-1)   # (pictures, captions)
     target = probs[0]                                        # the target picture over all captions
     return float(target[0]), int((target > target[0]).sum()) + 1
+
+
+def verdict(probs) -> str:
+    """A rule-of-thumb reading of one group's (n pictures, n captions) probabilities, in Chinese.
+
+    Picture i's right caption is caption i. The rules (tried in order; the thresholds are the
+    course's, not a statistical test): all right; "near guessing" when the top probabilities average
+    under 1.5/n (spread flat); otherwise, over the missed pictures only, the average probability
+    they gave their chosen wrong caption: >= 0.8 "confidently wrong", >= 2/n "leaning to a wrong
+    caption", below that "wrong but unsure".
+    """
+    import torch
+
+    n = probs.shape[0]
+    top, picked = probs.max(dim=-1)
+    wrong = picked != torch.arange(n)
+    if not wrong.any():
+        return "全对"
+    if top.mean() < 1.5 / n:   # top probabilities under 1.5 x uniform on average: the model cannot tell
+        return f"接近瞎猜（每张图的最高概率平均 {top.mean():.2f}，均匀分布是 {1 / n:.2f}）"
+    wrong_top = top[wrong].mean()   # what the missed pictures gave their chosen wrong caption, on average
+    if wrong_top >= 0.8:
+        return f"很有把握地认错（认错的图把平均 {wrong_top:.2f} 的概率给了错误描述）"
+    if wrong_top >= 2 / n:   # at least 2 x uniform: the probability leans on one wrong caption
+        return f"认错，而且偏向错误描述（认错的图把平均 {wrong_top:.2f} 的概率给了错误描述，均匀分布是 {1 / n:.2f}）"
+    return f"认错了几张，但认错时没把握（认错的图最高概率平均 {wrong_top:.2f}）"

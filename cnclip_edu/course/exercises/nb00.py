@@ -8,6 +8,9 @@ have more texts than images, so a forgotten transpose shows as a wrong shape.
 00.2 is compared with `eval.hard_negatives.hard_negative_groups`. The public cases put the target
 away from the front of both lists (so "target first" is tested), hold the target itself out (so
 it must be kept anyway) and hold out some negatives in both directions (so each must be skipped).
+The notebook asks the design first (which wrong captions test the shape, which the colour, may another
+held-out combination be one); the mutants are the wrong designs -- the two lists swapped, both attributes
+changed, held-out negatives kept -- and the slips of building them.
 
 00.3 is compared with `eval.hard_negatives.probe_rank`, run in a fake world: `draw_fn` returns a label
 instead of a picture and `logits_fn` looks the (picture, caption) logit up in a fixed table, so no model
@@ -84,7 +87,7 @@ def _similarity_hidden(seed: int):
         while t == b:
             t = rng.randint(1, 7)
         d, s, spread = rng.choice([4, 8, 24, 64]), rng.uniform(0.0, math.log(100)), rng.choice([0.1, 1.0, 9.0])
-        cases.append(Case("随机的图数、描述数、特征维度、logit_scale 与特征长度",
+        cases.append(Case("随机的图数、描述数、特征维度、logit_scale 与特征范数",
                           lambda f, b=b, t=t, d=d, s=s, k=rng.randrange(10 ** 6), spread=spread:
                           _guard(f)(*_features(b, t, d, s, k, spread))))
     return cases
@@ -109,8 +112,8 @@ def _mistake(kind: str):
 
 register(Exercise(
     id="00.1", title="图文相似度：归一化、点积、乘 logit_scale.exp()", points=2,
-    hint="余弦只看方向：先让每个特征向量（每一行）的长度变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
-         "除以长度时，B 个长度要排成一列 (B, 1) 才会一行除以一行自己的长度，排成一排 (B,) 会和最后一维对齐。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
+    hint="余弦只看方向：先让每个特征向量（每一行）的 L2 范数变成 1，两两点积就是余弦，一次矩阵乘法就能算出所有图和所有描述的组合；"
+         "除以范数时，B 个范数要排成一列 (B, 1) 才会一行除以一行自己的范数，排成一排 (B,) 会和最后一维对齐。模型里存的是乘数的对数。两个输出说的是同一张表，一个按图排行，一个按描述排行。",
     reference=_library_similarity,
     cases=_similarity_cases,
     hidden=_similarity_hidden,
@@ -184,6 +187,9 @@ def _hard_mistake(kind: str):
 
         same_colour = [(color, s) for s in shapes if keep((color, s), s, shape)]
         same_shape = [(c, shape) for c in colors if keep((c, shape), c, color)]
+        if kind == "any_other":   # "a shape test needs another shape" -- and lets the colour change too
+            same_colour = [(c, s) for c in colors for s in shapes if s != shape and (c, s) not in heldout]
+            same_shape = [(c, s) for c in colors for s in shapes if c != color and (c, s) not in heldout]
         if kind == "in_place":   # the target where its value stands in the list, not first
             same_colour = [(color, s) for s in shapes if s == shape or (color, s) not in heldout]
             same_shape = [(c, shape) for c in colors if c == color or (c, shape) not in heldout]
@@ -200,8 +206,9 @@ def _hard_mistake(kind: str):
 
 register(Exercise(
     id="00.2", title="为一个组合挑难负例：同色异形、同形异色", points=1,
-    hint="每个列表是目标加上\"只换掉一个属性\"的组合：同色异形只换形状，同形异色只换颜色。目标排第一且只出现一次；"
-         "负例要跳过留出组合，但目标本身即使是留出组合也要保留；负例的先后照传进来的 shapes / colors 的顺序。",
+    hint="测一个属性，错误选项就只在这个属性上和目标不同：测形状的一组颜色都和目标一样、只换形状（同色异形），"
+         "测颜色的一组形状都一样、只换颜色（同形异色）。目标排第一且只出现一次；"
+         "错误选项要跳过留出组合，但目标本身即使是留出组合也要保留；错误选项的先后照传进来的 shapes / colors 的顺序。",
     reference=_library_hard_negatives,
     cases=_hard_cases,
     hidden=_hard_hidden,
@@ -211,7 +218,8 @@ register(Exercise(
         "目标是留出组合时把目标也跳过了": _hard_mistake("drops_heldout_target"),
         "目标留在它在列表里原来的位置，没有放在第一个": _hard_mistake("in_place"),
         "目标在负例里又出现了一次": _hard_mistake("target_again"),
-        "两个列表弄反了": _hard_mistake("swapped"),
+        "两个列表弄反了（测形状的一组换的是颜色）": _hard_mistake("swapped"),
+        "错误选项只要求被测的属性不同，另一个属性也跟着换了": _hard_mistake("any_other"),
         "负例没有按 shapes / colors 给的顺序（例如先变成集合再遍历）": _hard_mistake("sorted"),
     },
 ))
