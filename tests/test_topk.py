@@ -176,3 +176,23 @@ def test_cli_refuses_a_gallery_with_an_id_twice_and_names_nan_rows(tmp_path, cap
         with pytest.raises(SystemExit) as e:
             topk.main(base + ["--image-feats", str(tmp_path / "i.npy"), flag, "0"])
         assert e.value.code == 2 and f"cnclip-edu topk: {flag} must be >= " in capsys.readouterr().err
+
+
+def test_ivf_dot_products_counts_the_centres_and_the_visited_cells():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((2000, 16)).astype(np.float32)
+    q = rng.standard_normal((50, 16)).astype(np.float32)
+    index = topk.build_faiss_index(g, "faiss-ivf")          # nlist = min(sqrt(2000), 2000 // 39) = 44
+    for nprobe in (1, 4, index.nlist):
+        index.nprobe = nprobe
+        nlist, scanned = topk.ivf_dot_products(index, q)
+        assert nlist == index.nlist == 44
+        if nprobe == index.nlist:
+            assert scanned == len(g)                           # every cell visited: the whole gallery
+        else:
+            assert 0 < scanned < len(g)
+    index.nprobe = 1
+    one = topk.ivf_dot_products(index, q)[1]
+    index.nprobe = 4
+    assert topk.ivf_dot_products(index, q)[1] > one            # more cells, more vectors

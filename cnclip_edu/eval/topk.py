@@ -217,6 +217,19 @@ def recall_vs_exact(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else 1.0
 
 
+def ivf_dot_products(index, queries: np.ndarray) -> tuple[int, float]:
+    """What one IVF search computes per query: (nlist, the mean number of gallery vectors in the nprobe
+    cells it visits). Each query is first compared with all nlist cell centres, then with the vectors
+    of its nprobe nearest cells, so it costs nlist + scanned inner products, against N for exact search.
+    With equal cells scanned = nprobe * N / nlist; and with nlist ~ sqrt(N) the centre term is as large
+    as the scanned one at nprobe = 1 -- not negligible next to IVF's own cost, only next to exact search."""
+    faiss = _require_faiss()
+    ivf = faiss.extract_index_ivf(index)
+    _, cells = ivf.quantizer.search(np.ascontiguousarray(queries, dtype=np.float32), ivf.nprobe)   # (Q, nprobe)
+    sizes = np.array([ivf.invlists.list_size(c) for c in range(ivf.nlist)])
+    return int(ivf.nlist), float(sizes[cells[cells >= 0]].sum() / len(queries))
+
+
 def write_predictions(path: str | Path, query_ids, gallery_ids, indices: np.ndarray, direction: str = "t2i") -> Path:
     """cn_clip's prediction JSONL: t2i `{"text_id", "image_ids"}`, i2t `{"image_id", "text_ids"}`."""
     import json
