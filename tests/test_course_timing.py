@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cnclip_edu.course.timing import Laps, per_item_medians, step_breakdown
+from cnclip_edu.course.timing import Laps, clock_cost, per_item_medians, step_breakdown
 
 
 class FakeClock:
@@ -83,3 +83,25 @@ def test_per_item_medians_interleaves_and_takes_medians():
 def test_empty_input_is_refused(fn):
     with pytest.raises(ValueError):
         fn()
+
+
+def test_each_clock_reading_is_charged_its_own_cost():
+    class SlowClock(FakeClock):
+        def __call__(self):          # every reading costs 0.25 s of the time it measures
+            self.now += 0.25
+            return self.now
+
+    clock = SlowClock()
+    assert clock_cost(clock, n=10) == pytest.approx(0.25)
+
+    def timed(item, lap):
+        clock.tick(1.0)
+        lap("a")
+        clock.tick(2.0)
+        lap("b")
+
+    result = step_breakdown(timed, lambda item: clock.tick(3.0), items=[0, 1], repeat=3, clock=clock)
+    assert result.steps == pytest.approx({"a": 1.0, "b": 2.0})
+    assert result.whole == pytest.approx(3.0)
+    out = per_item_medians({"x": lambda item: clock.tick(5.0)}, items=[0], repeat=3, clock=clock)
+    np.testing.assert_allclose(out["x"], [5.0])

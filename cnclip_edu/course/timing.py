@@ -6,7 +6,9 @@ of per-step best-of-N minima is biased low against the best-of-N of the whole, s
 its own luckiest run. Here every item runs the whole pipeline once per repeat with a mark after each
 step (`Laps`), so the steps of one run add up exactly to that run; for each item we keep the run
 whose total is the median of `repeat` runs (a run another process interrupted is an outlier, not the
-median). The plain call is timed in the same loop, item by item, so both see the same load.
+median). The plain call is timed in the same loop, item by item, so both see the same load. Each
+reading of the clock is charged its measured cost (`clock_cost`): with process_time (CPU time, blind
+to other processes, what notebook 05 uses) a reading can cost microseconds, as much as a quick step.
 
     def timed(i, lap):                       # the pipeline written out, a lap(name) after each line
         a = step1(i); lap("step 1")
@@ -27,12 +29,20 @@ import numpy as np
 Clock = Callable[[], float]
 
 
+def clock_cost(clock: Clock = time.perf_counter, n: int = 2000) -> float:
+    """Seconds one reading of `clock` adds to whatever it times (median of back-to-back readings).
+    On some machines, process_time is a system call costing microseconds: as much as a quick step."""
+    readings = [clock() for _ in range(n + 1)]
+    return float(np.median(np.diff(readings)))
+
+
 class Laps:
     """Split one run into named steps: `lap(name)` adds the time since the previous mark to `name`
-    (a name used twice adds up). The marks chain, so the laps sum exactly to the run's total."""
+    (a name used twice adds up), less `overhead` (the cost of one clock reading, see `clock_cost`).
+    The marks chain, so the laps sum to the run's total less one overhead per lap."""
 
-    def __init__(self, clock: Clock = time.perf_counter):
-        self.clock = clock
+    def __init__(self, clock: Clock = time.perf_counter, overhead: float = 0.0):
+        self.clock, self.overhead = clock, overhead
         self.start()
 
     def start(self) -> None:
@@ -41,7 +51,7 @@ class Laps:
 
     def __call__(self, name: str) -> None:
         now = self.clock()
-        self.times[name] = self.times.get(name, 0.0) + (now - self._last)
+        self.times[name] = self.times.get(name, 0.0) + (now - self._last - self.overhead)
         self._last = now
 
     @property
@@ -62,10 +72,12 @@ def step_breakdown(timed: Callable[[Hashable, Laps], object], whole: Callable[[H
                    items: Sequence, repeat: int = 5, clock: Clock = time.perf_counter) -> StepBreakdown:
     """Time `timed(item, lap)` (the pipeline with a lap after each step) and `whole(item)` (the
     plain call) on every item, `repeat` times each, the two alternating which goes first. Per item,
-    keep the timed run with the median total and the median of the plain calls; average over items."""
+    keep the timed run with the median total and the median of the plain calls; average over items.
+    Every reading of the clock is charged its own cost (`clock_cost`), laps and plain calls alike."""
     if repeat < 1 or not len(items):
         raise ValueError("need repeat >= 1 and at least one item")
-    laps = Laps(clock)
+    overhead = clock_cost(clock)
+    laps = Laps(clock, overhead)
     steps: dict[str, float] = {}
     whole_sum = 0.0
     for item in items:
@@ -79,7 +91,7 @@ def step_breakdown(timed: Callable[[Hashable, Laps], object], whole: Callable[[H
                 else:
                     t0 = clock()
                     whole(item)
-                    plain.append(clock() - t0)
+                    plain.append(clock() - t0 - overhead)
         kept = sorted(runs, key=lambda run: sum(run.values()))[(len(runs) - 1) // 2]   # the median run
         for name, seconds in kept.items():
             steps[name] = steps.get(name, 0.0) + seconds
@@ -92,11 +104,13 @@ def step_breakdown(timed: Callable[[Hashable, Laps], object], whole: Callable[[H
 def per_item_medians(fns: Mapping[str, Callable[[Hashable], object]], items: Sequence, repeat: int = 5,
                      clock: Clock = time.perf_counter) -> dict[str, np.ndarray]:
     """Seconds of each fn on each item: the median of `repeat` calls, the fns interleaved item by
-    item (their order rotating each repeat), so that a burst of load hits them alike. Comparing two
+    item (their order rotating each repeat), so that a burst of load hits them alike; each reading
+    is charged its own cost (`clock_cost`). Comparing two
     fns item by item (how many items each one wins) then shows whether a gap is above the noise."""
     if repeat < 1 or not len(items):
         raise ValueError("need repeat >= 1 and at least one item")
     names = list(fns)
+    overhead = clock_cost(clock)
     out = {name: np.empty(len(items)) for name in names}
     for k, item in enumerate(items):
         times: dict[str, list[float]] = {name: [] for name in names}
@@ -104,7 +118,7 @@ def per_item_medians(fns: Mapping[str, Callable[[Hashable], object]], items: Seq
             for name in names[r % len(names):] + names[: r % len(names)]:
                 t0 = clock()
                 fns[name](item)
-                times[name].append(clock() - t0)
+                times[name].append(clock() - t0 - overhead)
         for name in names:
             out[name][k] = float(np.median(times[name]))
     return out
