@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cnclip_edu.course.timing import Laps, clock_cost, per_item_medians, step_breakdown
+from cnclip_edu.course.timing import Laps, best_of, clock_cost, per_item_medians, step_breakdown
 
 
 class FakeClock:
@@ -105,3 +105,16 @@ def test_each_clock_reading_is_charged_its_own_cost():
     assert result.whole == pytest.approx(3.0)
     out = per_item_medians({"x": lambda item: clock.tick(5.0)}, items=[0], repeat=3, clock=clock)
     np.testing.assert_allclose(out["x"], [5.0])
+
+
+def test_best_of_keeps_the_fastest_run_and_the_result():
+    clock = FakeClock()
+    costs = iter([3.0, 1.0, 2.0])
+
+    def fn():
+        clock.tick(next(costs))
+        return "done"
+
+    assert best_of(fn, repeat=3, clock=clock) == (1.0, "done")
+    with pytest.raises(ValueError):
+        best_of(fn, repeat=0)
