@@ -196,3 +196,11 @@ def test_ivf_dot_products_counts_the_centres_and_the_visited_cells():
     one = topk.ivf_dot_products(index, q)[1]
     index.nprobe = 4
     assert topk.ivf_dot_products(index, q)[1] > one            # more cells, more vectors
+
+
+def test_default_nlist_is_sqrt_n_capped_by_39_points_per_cell():
+    assert topk.default_nlist(100_000) == 316
+    assert topk.default_nlist(20_000) == 141
+    assert topk.default_nlist(1177) == 30          # 1177 // 39 = 30 < sqrt(1177) = 34
+    assert topk.default_nlist(500) == 12
+    assert topk.default_nlist(10) == 1

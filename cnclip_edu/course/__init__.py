@@ -12,6 +12,7 @@ the model they evaluate, the recipe of the shipped course model, and the exercis
     parameters.py  check_parameters(globals()) after a notebook's parameters cell; QUICK (CNCLIP_QUICK=1)
     pieces.py    %%my_clip: the student's build-along cells saved for the capstone
     timing.py    Laps / step_breakdown / per_item_medians: notebook 05's step-by-step timing of ds[i]
+    columns.py   shown_width / left / right / yes: Chinese tables that line up when printed
 """
 from .exercises import ExerciseFailed, ExerciseNotAttempted, check, passes  # noqa: F401
 from .metrics import load_metrics, record  # noqa: F401

@@ -126,6 +126,12 @@ def _require_faiss():
     return faiss
 
 
+def default_nlist(n: int) -> int:
+    """The IVF cell count used when `IndexConfig.nlist` is None: about sqrt(n), cheap to train on a CPU,
+    but at most n // 39, since faiss's k-means wants >= 39 training points per cell (and at least 1)."""
+    return max(1, min(int(math.sqrt(n)), n // 39 or 1))
+
+
 def build_faiss_index(gallery: np.ndarray, backend: str = "faiss", cfg: IndexConfig | None = None,
                       chunk: int = 65536):
     """A faiss inner-product index over `gallery` (N, D), added in float32 chunks (works on memmaps)."""
@@ -138,7 +144,7 @@ def build_faiss_index(gallery: np.ndarray, backend: str = "faiss", cfg: IndexCon
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
     elif backend == "faiss-ivf":
-        nlist = cfg.nlist or max(1, min(int(math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per cell
+        nlist = cfg.nlist or default_nlist(n)
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
