@@ -115,6 +115,8 @@ def test_evaluate_folder_known_answer(tmp_path, digits):
     ff = zeroshot.folder_features(model, root)
     assert ff.feats.shape == (9, 4)
     assert zeroshot.accuracy_vs_templates(model, ff, prompts.TOY_COLOR[:3]) == [1.0, 1.0, 1.0]
+    ok = zeroshot.correct_vs_templates(model, ff, prompts.TOY_COLOR[:3])
+    assert ok.shape == (3, 9) and ok.dtype == bool and ok.all()
 
 
 def test_elevater_json_and_index(tmp_path):

@@ -239,12 +239,22 @@ def evaluate_folder(model, datapath: str | Path, label_file: str | Path | None =
     return classify_features(ff.feats, classifier, ff.targets, ff.classnames, ff.paths)
 
 
+def correct_vs_templates(model, ff: FolderFeatures, templates: Sequence[Template], device: str = "cpu",
+                         context_length: int = 52) -> np.ndarray:
+    """(T, N) booleans: row n-1 says which images are right with the first n templates ensembled (prompt
+    features encoded once). Two rows give a paired comparison of two steps of the curve."""
+    feats = template_text_features(model, ff.classnames, templates, device, context_length)    # (C, T, D)
+    rows = []
+    for n in range(1, len(templates) + 1):
+        r = classify_features(ff.feats, classifier_from_text_features(feats[:, :n]), ff.targets, ff.classnames)
+        rows.append(r.preds == r.targets)
+    return np.stack(rows)
+
+
 def accuracy_vs_templates(model, ff: FolderFeatures, templates: Sequence[Template], device: str = "cpu",
                           context_length: int = 52) -> list[float]:
     """Top-1 accuracy with the first 1, 2, ..., T templates ensembled (prompt features encoded once)."""
-    feats = template_text_features(model, ff.classnames, templates, device, context_length)    # (C, T, D)
-    return [classify_features(ff.feats, classifier_from_text_features(feats[:, :n]), ff.targets,
-                              ff.classnames).top1 for n in range(1, len(templates) + 1)]
+    return [float(ok.mean()) for ok in correct_vs_templates(model, ff, templates, device, context_length)]
 
 
 # ----------------------------------------------------------------------------- ELEVATER output

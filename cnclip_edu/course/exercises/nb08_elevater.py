@@ -1,7 +1,7 @@
-"""Exercise 08.3 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
+"""Exercise 08.6 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
 prediction file, byte for byte.
 
-08.3 (build-along: the ensemble classifier from encoded prompts + the ELEVATER prediction file that
+08.6 (build-along: the ensemble classifier from encoded prompts + the ELEVATER prediction file that
 cn_clip's evaluation reads) is compared byte for byte with the file the library's writer
 (`classifier_from_text_features`, `classify_features`, `elevater_object`, `save_elevater`) makes from the
 same inputs. The probabilities are rounded to 6 decimals, where one float32 rounding step in a cosine
@@ -17,7 +17,7 @@ from .core import Case, Exercise, register
 from .nb08_common import _course_model
 
 
-# ----------------------------------------------------------------------------- 08.3 the ELEVATER file
+# ----------------------------------------------------------------------------- 08.6 the ELEVATER file
 def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
     """The library's writer on the same inputs: ensemble classifier -> softmax(100 cos) -> <dataset>.json."""
     import numpy as np
@@ -175,7 +175,7 @@ def _elevater_mistake(kind: str):
 
 
 register(Exercise(
-    id="08.3", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
+    id="08.6", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
     hint="先做分类器：每个模板的特征除以自己的长度，沿模板那一维平均，再归一化，得到每个类别一个原型；概率是 softmax(100 · 余弦)，"
          "每行对应一张图、每列对应一个类别（label_cn.txt 的顺序）。文件是一个 JSON 对象，键的名字和先后要和 cn_clip 的一样"
          "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率先转成 float64 再四舍五入到 6 位小数，外面还有一层\"随机种子\"的列表；"
