@@ -31,6 +31,7 @@ import shutil
 import signal
 import stat
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -304,6 +305,57 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         if explained is exc:
             raise
         raise explained from exc
+
+
+class _KilledDuringScratch(BaseException):
+    """SIGTERM arrived inside `scratch_dir` while its default action (die at once) was in force."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds the stack (so every `finally` runs): a handler of the program's
+    own (cnclip-edu's CLI turns SIGTERM into an exception) is called as usual; where the default action
+    (die at once, skipping every `finally`) was in force, `_KilledDuringScratch` is raised instead."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:
+            raise _KilledDuringScratch(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """A working folder `<system temp>/.<name>.tmp-<pid>-<tag>`, removed when the block ends.
+
+    Removed also when the process is sent SIGTERM inside the block (a batch scheduler, `kill`, a kernel
+    stopped from outside): the default action would end the process without running any `finally`, so
+    for the block's duration SIGTERM first unwinds, the folder is removed, and then the process dies of
+    SIGTERM as before. A SIGKILL cannot be caught: what it leaves is removed by the next `scratch_dir`
+    of the same name (its pid no longer exists)."""
+    base = Path(tempfile.gettempdir())
+    remove_stale_temporaries(base, name)
+    tmp = make_temp_dir(base / name)
+    killed = False
+    try:
+        with _sigterm_unwinds():
+            yield tmp
+    except _KilledDuringScratch:
+        killed = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if killed:
+        signal.raise_signal(signal.SIGTERM)  # the default action, now that the folder is gone
 
 
 # ----------------------------------------------------------------------------- one writer per output

@@ -44,3 +44,41 @@ def test_written_csv_reads_back(tmp_path):
     out = split_by_photo(_rows(4, 2), 0.5, seed=3)
     path = write_captions_csv(tmp_path / "c.csv", out + [("p0.jpg", "含, 逗号", out[0][2])])
     assert [(r.image, r.caption, r.split) for r in convert.read_captions(path)][-1] == ("p0.jpg", "含, 逗号", out[0][2])
+
+
+def test_groups_are_chains_of_same_scene_pairs_in_first_seen_order():
+    from cnclip_edu.data.split import scene_groups
+
+    photos = ["a", "b", "c", "d", "e", "f"]
+    assert scene_groups(photos, [("e", "c"), ("c", "a"), ("b", "zz")]) == [["a", "c", "e"], ["b"], ["d"], ["f"]]
+    assert scene_groups(photos, [("f", "d", "b")]) == [["a"], ["b", "d", "f"], ["c"], ["e"]]
+    assert scene_groups(photos) == [[p] for p in photos]
+
+
+def test_split_by_group_keeps_groups_whole_and_counts_groups():
+    from cnclip_edu.data.split import split_by_group, split_scenes
+
+    rows = _rows(10)
+    pairs = [("p0.jpg", "p1.jpg"), ("p1.jpg", "p2.jpg"), ("p5.jpg", "p6.jpg")]   # 7 groups
+    for seed in range(20):
+        out = split_by_group(rows, pairs, 0.5, seed)
+        assert [(i, c) for i, c, _ in out] == rows and leaked_photos(out) == []
+        assert split_scenes(out, pairs) == []
+        side = {i: s for i, _, s in out}
+        assert side["p0.jpg"] == side["p1.jpg"] == side["p2.jpg"] and side["p5.jpg"] == side["p6.jpg"]
+        groups_valid = {frozenset(g) for g in ({"p0.jpg", "p1.jpg", "p2.jpg"}, {"p5.jpg", "p6.jpg"},
+                                               {"p3.jpg"}, {"p4.jpg"}, {"p7.jpg"}, {"p8.jpg"}, {"p9.jpg"})
+                        if side[next(iter(g))] == "valid"}
+        assert len(groups_valid) == 4                                   # 7 * 0.5 = 3.5 -> 4 groups
+
+
+def test_split_by_photo_is_split_by_group_without_pairs_and_split_scenes_finds_the_stereo_pair():
+    from cnclip_edu.data.split import split_by_group, split_scenes
+
+    rows = [(img, cap) for img, cap, _ in caption_rows()]
+    stereo = [("motorcycle_left.png", "motorcycle_right.png")]
+    apart = [k for k in range(20) if split_scenes(split_by_photo(rows, 0.2, k), stereo)]
+    assert apart                                                        # some seeds separate the pair
+    for k in range(20):
+        assert split_by_photo(rows, 0.2, k) == split_by_group(rows, [], 0.2, k)
+        assert split_scenes(split_by_group(rows, stereo, 0.2, k), stereo) == []

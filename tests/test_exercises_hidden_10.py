@@ -1,4 +1,5 @@
-"""Notebook 10: 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
+"""Notebook 10: 10.4 and 10.5 accept designs other than the library's (a threshold elsewhere in the gap;
+groups found by relabelling); 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
 quality, rounding); 10.3 accepts correct splits that shuffle differently from the library (it grades
 properties, not our RNG call); 10.4's library threshold follows its stated rule. Every exercise's
 grading cases: test_exercises_hidden.py."""
@@ -7,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from cnclip_edu.course import exercises as X
-from cnclip_edu.course.exercises import nb10_prepare, nb10_split
+from cnclip_edu.course.exercises import nb10_group, nb10_prepare, nb10_split, nb10_threshold
 from hidden_cases import first_difference as _run
 
 
@@ -56,3 +57,41 @@ def test_threshold_rule():
     assert threshold_from_valid({1: [0.2]}, {1: [5]}, {1: [4]}) == 1.0
     with pytest.raises(ValueError):
         threshold_from_valid({}, {}, {})
+
+
+def _threshold_in_the_gap(scores, ranked, gold):
+    """A correct 10.4 that is not the library's: 60 % into each gap between scores, the two ends -1 / 1."""
+    top = [(float(scores[t][0]), ranked[t][0] in gold[t]) for t in ranked]
+    edges = [-1.0] + sorted({s for s, _ in top}) + [1.0]
+    best = None
+    for lo, hi in zip(edges, edges[1:]):
+        t = -1.0 if lo == -1.0 else (1.0 if hi == 1.0 else lo + 0.6 * (hi - lo))
+        right = sum((s > t) == ok for s, ok in top)
+        if best is None or right >= best[0]:
+            best = (right, t)
+    return best[1]
+
+
+def test_10_4_grades_the_decisions_not_the_midpoint():
+    ex = X.get("10.4")
+    assert _run(ex, _threshold_in_the_gap, ex.cases()) is None
+    for seed in (0, 1, 2):
+        assert _run(ex, _threshold_in_the_gap, ex.hidden(seed)) is None
+    X.check("10.4", _threshold_in_the_gap)
+    assert "1/4" in _run(ex, nb10_threshold._threshold_mistake("scores"), ex.cases())   # a threshold on a score
+
+
+@pytest.mark.parametrize("name", list(nb10_group._group_alternatives()))
+def test_10_5_accepts_another_correct_grouping(name):
+    answer = nb10_group._group_alternatives()[name]
+    ex = X.get("10.5")
+    assert _run(ex, answer, ex.cases()) is None
+    for seed in (0, 1, 2):
+        assert _run(ex, answer, ex.hidden(seed)) is None
+    X.check("10.5", answer)
+
+
+def test_10_5_rejects_groups_that_do_not_follow_chains():
+    ex = X.get("10.5")
+    assert _run(ex, nb10_group._group_mistake("pairs_only"), ex.cases())
+    assert "同一场景" in _run(ex, nb10_group._group_mistake("by_photo"), ex.cases())

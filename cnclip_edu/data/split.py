@@ -18,8 +18,12 @@ The rule, deterministic from `seed` with the rounding stated:
      half to the even neighbour: round(2.5) == 2, so it is not used); the first `n_valid` shuffled
      photos go to valid, the others to train;
   4. the rows keep their order; each gets the split of its photo.
-A file name is all this sees: two files of one scene (a stereo pair, burst shots, a crop) are still
-two photos, and can land on both sides - group them by hand if that matters.
+A file name is all `split_by_photo` sees: two files of one scene (a stereo pair, burst shots, a crop)
+are still two photos, and can land on both sides. `split_by_group` takes the pairs of photos known to
+show the same scene (found by hand, by a product id, by a near-duplicate detector) and holds out whole
+groups instead: photos joined by a chain of pairs (a~b, b~c) form one group, so a, b and c go together.
+The same rule then applies to groups (first-seen order of their first photo, shuffled, round half up);
+`split_by_photo` is the case with no pairs. `split_scenes` lists the pairs a split puts on both sides.
 """
 from __future__ import annotations
 
@@ -34,15 +38,56 @@ from typing import Iterable, Sequence
 from cnclip_edu import fileio
 
 
-def split_by_photo(rows: Sequence[tuple[str, str]], valid_fraction: float, seed: int) -> list[tuple[str, str, str]]:
-    """(image, caption) rows -> (image, caption, split) rows; whole photos go to "valid" (see the module doc)."""
+def scene_groups(photos: Sequence[str], same_scene: Iterable[Sequence[str]] = ()) -> list[list[str]]:
+    """`photos` (each once, in order) -> groups of photos joined by chains of `same_scene` pairs.
+
+    Groups come in the order of their first photo, photos within a group in `photos` order; a pair
+    naming a photo not in `photos` is ignored. Union-find: every photo points towards its group's root."""
+    parent = {p: p for p in photos}
+
+    def root(p: str) -> str:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]   # path halving: later look-ups are shorter
+            p = parent[p]
+        return p
+
+    for pair in same_scene:
+        members = [p for p in pair if p in parent]
+        for a, b in zip(members, members[1:]):
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[rb] = ra
+    groups: dict[str, list[str]] = {}   # insertion order = order of each group's first photo
+    for p in photos:
+        groups.setdefault(root(p), []).append(p)
+    return list(groups.values())
+
+
+def split_by_group(rows: Sequence[tuple[str, str]], same_scene: Iterable[Sequence[str]], valid_fraction: float,
+                   seed: int) -> list[tuple[str, str, str]]:
+    """(image, caption) rows -> (image, caption, split) rows; whole groups of same-scene photos go to
+    "valid" (see the module doc). With no pairs every photo is its own group: `split_by_photo`."""
     if not 0.0 <= valid_fraction <= 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1], got {valid_fraction}")
     photos = list(dict.fromkeys(image for image, _ in rows))   # each photo once, first-seen order
-    random.Random(seed).shuffle(photos)
-    n_valid = math.floor(len(photos) * valid_fraction + 0.5)   # round half up
-    valid = set(photos[:n_valid])
+    groups = scene_groups(photos, same_scene)                   # deterministic order: no set() involved
+    random.Random(seed).shuffle(groups)
+    n_valid = math.floor(len(groups) * valid_fraction + 0.5)    # round half up
+    valid = {p for group in groups[:n_valid] for p in group}
     return [(image, caption, "valid" if image in valid else "train") for image, caption in rows]
+
+
+def split_by_photo(rows: Sequence[tuple[str, str]], valid_fraction: float, seed: int) -> list[tuple[str, str, str]]:
+    """(image, caption) rows -> (image, caption, split) rows; whole photos go to "valid" (see the module doc)."""
+    return split_by_group(rows, (), valid_fraction, seed)
+
+
+def split_scenes(rows: Iterable[Sequence[str]], same_scene: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
+    """The `same_scene` pairs of photos that (image, caption, split) rows put in different splits: the
+    leaks a file-name check (`leaked_photos`) cannot see."""
+    side = {image: split for image, _, split in rows}
+    return [(a, b) for pair in same_scene for a, b in zip(pair, pair[1:])
+            if a in side and b in side and side[a] != side[b]]
 
 
 def leaked_photos(rows: Iterable[Sequence[str]]) -> list[str]:

@@ -17,18 +17,6 @@ from .core import Case, Exercise, register
 
 
 # ----------------------------------------------------------------------------- 10.2 one photo -> base64 JPEG
-_IMAGE_DIR: list = []   # one temporary folder per process for the cases' image files, removed at exit
-
-
-def _image_dir():
-    import tempfile
-    from pathlib import Path
-
-    if not _IMAGE_DIR:  # TemporaryDirectory removes itself when the process ends (its finalizer runs at exit)
-        _IMAGE_DIR.append(tempfile.TemporaryDirectory(prefix="cnclip-ex10-"))
-    return Path(_IMAGE_DIR[0].name)
-
-
 def _picture(w: int, h: int, seed: int):
     """A smooth, asymmetric RGB picture (gradients and two blocks): a rotation or a flip changes its pixels."""
     import numpy as np
@@ -44,8 +32,8 @@ def _picture(w: int, h: int, seed: int):
     return Image.fromarray(arr.clip(0, 255).astype("uint8"), "RGB")
 
 
-def _photo_file(name: str, w: int, h: int, seed: int, mode: str = "RGB", orientation: int = 1):
-    """Write a test photo: `w` x `h` as stored; `orientation` is the EXIF tag (1 = upright, 6 = stored
+def _photo_file(path, w: int, h: int, seed: int, mode: str = "RGB", orientation: int = 1):
+    """Write a test photo to `path`: `w` x `h` as stored; `orientation` is the EXIF tag (1 = upright, 6 = stored
     sideways, ...); RGBA / LA: the lower-left part transparent, its colour black (as many exports store it)."""
     from PIL import Image
 
@@ -60,7 +48,6 @@ def _photo_file(name: str, w: int, h: int, seed: int, mode: str = "RGB", orienta
             img = Image.composite(img, black, alpha)
     elif mode == "L":
         img = img.convert("L")
-    path = _image_dir() / name
     if path.suffix == ".jpg":
         extra = {}
         if orientation != 1:
@@ -116,20 +103,28 @@ def _prepared_properties(f, path: str, max_side):
     return props
 
 
+def _on_photo(name: str, w: int, h: int, seed: int, max_side, **how):
+    """A case's run: the photo is written into a scratch folder of its own, which is gone when the case
+    ends, however it ends (an error, Ctrl-C, SIGTERM: `fileio.scratch_dir`)."""
+    def run(f):
+        from cnclip_edu.fileio import scratch_dir
+
+        with scratch_dir("cnclip-ex10") as folder:
+            return _prepared_properties(f, str(_photo_file(folder / name, w, h, seed, **how)), max_side)
+    return run
+
+
 def _prepare_cases():
     return [
-        Case("横版 JPEG 640×400，max_side=256", lambda f: _prepared_properties(
-            f, _photo_file("landscape.jpg", 640, 400, 1), 256)),
+        Case("横版 JPEG 640×400，max_side=256", _on_photo("landscape.jpg", 640, 400, 1, 256)),
         Case("手机竖拍：存成横的 480×320 + EXIF 方向标记 6（顺时针转 90° 才正），max_side=200",
-             lambda f: _prepared_properties(f, _photo_file("sideways.jpg", 480, 320, 2, orientation=6), 200)),
+             _on_photo("sideways.jpg", 480, 320, 2, 200, orientation=6)),
         Case("倒着存的 JPEG 400×300 + EXIF 方向标记 3（转 180°），max_side=256",
-             lambda f: _prepared_properties(f, _photo_file("upside_down.jpg", 400, 300, 3, orientation=3), 256)),
+             _on_photo("upside_down.jpg", 400, 300, 3, 256, orientation=3)),
         Case("透明背景的 PNG (RGBA) 300×240，左下角透明（那里存的颜色是黑色），max_side=128",
-             lambda f: _prepared_properties(f, _photo_file("logo.png", 300, 240, 4, mode="RGBA"), 128)),
-        Case("比 max_side 还小的照片 120×90，max_side=256（不放大）",
-             lambda f: _prepared_properties(f, _photo_file("small.jpg", 120, 90, 5), 256)),
-        Case("灰度 PNG (L) 200×150，max_side=None（不缩放）",
-             lambda f: _prepared_properties(f, _photo_file("grey.png", 200, 150, 6, mode="L"), None)),
+             _on_photo("logo.png", 300, 240, 4, 128, mode="RGBA")),
+        Case("比 max_side 还小的照片 120×90，max_side=256（不放大）", _on_photo("small.jpg", 120, 90, 5, 256)),
+        Case("灰度 PNG (L) 200×150，max_side=None（不缩放）", _on_photo("grey.png", 200, 150, 6, None, mode="L")),
     ]
 
 
@@ -141,9 +136,8 @@ def _prepare_hidden(seed: int):
                                             ("灰度或彩色、大小随机的照片", rng.choice(["RGB", "L"]), rng.choice([".jpg", ".png"]), 1)]:
         w, h = rng.randint(60, 700), rng.randint(60, 700)
         max_side = rng.choice([None, rng.randint(32, 512)])
-        path = _photo_file(f"hidden_{seed}_{len(cases)}{suffix}", w, h, rng.randint(0, 10**6), mode=mode,
-                           orientation=orientation)
-        cases.append(Case(kind, lambda f, path=path, m=max_side: _prepared_properties(f, path, m)))
+        cases.append(Case(kind, _on_photo(f"hidden_{seed}_{len(cases)}{suffix}", w, h, rng.randint(0, 10**6), max_side,
+                                          mode=mode, orientation=orientation)))
     return cases
 
 

@@ -171,7 +171,8 @@ register(Exercise(
     reference=_split_reference,
     cases=_split_cases,
     hidden=_split_hidden,
-    builds=("cnclip_edu.data.split.split_by_photo",),
+    builds=("cnclip_edu.data.split.split_by_photo", "cnclip_edu.data.split.split_by_group",
+            "cnclip_edu.data.split.scene_groups"),
     mutants=lambda: {
         "打乱的是行（描述）而不是照片：同一张照片分到两边": _split_mistake("captions"),
         "照片列表没有去重（一张照片有几条描述就出现几次）": _split_mistake("repeats"),

@@ -1,9 +1,14 @@
 """Exercise 10.4 of notebook 10 (your own photos): the "nothing found" threshold of a search box.
 
 10.4 chooses the "nothing found" threshold of a search box on validation results
-(`eval.threshold.threshold_from_valid`: top-1 score and whether it is gold per caption; candidates
--1, midpoints, 1; most captions right, the largest among equals). Cases: mixed right / wrong with a
-caption whose top-1 is its second gold photo, all right (-1), all wrong (1), ties, one caption.
+(`eval.threshold.threshold_from_valid`). The notebook states goals, not the algorithm: right on the most
+captions, the most cautious among equals (fewest accepted), and not on a score (a margin of at least a
+quarter of the gap it sits in, the gaps below the lowest / above the highest score reaching -1 / 1).
+So the number is NOT compared with the library's midpoint: each case reports properties - a number in
+[-1, 1], how many captions it is right on, which captions it accepts, the margin - and any threshold
+with the reference's decisions and a margin passes (finding that finitely many candidates suffice is
+the student's part). Cases: mixed right / wrong with a caption whose top-1 is its second gold photo,
+all right, all wrong, ties, one caption.
 """
 from __future__ import annotations
 
@@ -33,14 +38,37 @@ _TIES = [  # two wrong top-1s share a score with a right one; equal counts for s
 ]
 
 
+def _threshold_properties(f, rows):
+    """What every correct threshold gives on these validation results, as plain data: the decisions
+    (how many right, which captions accepted) and the margin, not the number itself."""
+    import numbers
+
+    t = f(*_valid_results(rows))
+    props: dict = {"返回一个数（float）": isinstance(t, numbers.Real) and not isinstance(t, bool)}
+    if not props["返回一个数（float）"]:
+        return props
+    t = float(t)
+    top = {text_id: (float(_valid_results(rows)[0][text_id][0]), r[0] in g) for text_id, _, r, g in rows}
+    props["在 [-1, 1] 里"] = -1.0 <= t <= 1.0
+    props["做对的条数（接受了对的 + 挡掉了错的）"] = sum((s > t) == ok for s, ok in top.values())
+    props["接受的描述（第 1 名的分数 > 阈值）的 text_id"] = sorted(k for k, (s, _) in top.items() if s > t)
+    below = [s for s, _ in top.values() if s <= t]
+    above = [s for s, _ in top.values() if s > t]
+    lo, hi = (max(below) if below else -1.0), (min(above) if above else 1.0)   # the gap t sits in
+    margin = min(([t - lo] if below else []) + ([hi - t] if above else []))   # to the nearest score
+    props["不贴着分数：离两边最近的分数都至少留出所在空隙的 1/4"] = hi > lo and margin >= (hi - lo) / 4 - 1e-9
+    return props
+
+
 def _threshold_cases():
     return [
-        Case("8 条描述：有对有错，其中一条有两张 gold 照片、排第 1 的是第二张", lambda f: f(*_valid_results(_MIXED))),
-        Case("全部排对：一张照片都不该挡掉", lambda f: f(*_valid_results([(k, 0.3 + 0.1 * k, [k], [k]) for k in range(4)]))),
+        Case("8 条描述：有对有错，其中一条有两张 gold 照片、排第 1 的是第二张", lambda f: _threshold_properties(f, _MIXED)),
+        Case("全部排对：一张照片都不该挡掉",
+             lambda f: _threshold_properties(f, [(k, 0.3 + 0.1 * k, [k], [k]) for k in range(4)])),
         Case("全部排错：什么都不该接受",
-             lambda f: f(*_valid_results([(k, 0.3 + 0.1 * k, [k], [k + 1]) for k in range(4)]))),
-        Case("几条描述的分数相同、几个阈值一样好", lambda f: f(*_valid_results(_TIES))),
-        Case("只有一条描述（排对了）", lambda f: f(*_valid_results([(7, 0.12, [3, 1], [1, 3])]))),
+             lambda f: _threshold_properties(f, [(k, 0.3 + 0.1 * k, [k], [k + 1]) for k in range(4)])),
+        Case("几条描述的分数相同、几个阈值一样好", lambda f: _threshold_properties(f, _TIES)),
+        Case("只有一条描述（排对了）", lambda f: _threshold_properties(f, [(7, 0.12, [3, 1], [1, 3])])),
     ]
 
 
@@ -55,7 +83,7 @@ def _threshold_hidden(seed: int):
             top = rng.choice(gold) if ok else rng.choice([i for i in range(1, 30) if i not in gold])
             s = round(rng.uniform(0.1, 0.7) + (0.1 if ok else 0.0), 2 if kind.startswith("有对") else 3)
             rows.append((100 + t, s, [top, rng.randint(1, 29)], gold))
-        cases.append(Case(kind, lambda f, rows=rows: f(*_valid_results(rows))))
+        cases.append(Case(kind, lambda f, rows=rows: _threshold_properties(f, rows)))
     return cases
 
 
@@ -95,9 +123,10 @@ def _threshold_mistake(kind: str):
 register(Exercise(
     id="10.4", title="给搜索框定“没有找到”的阈值（在 valid 上选）", points=3,
     hint="每条 valid 描述只看排第 1 的那张照片：它的相似度，和它是不是这条描述的 gold 照片之一（gold 可能不止一张）。"
-         "候选阈值是 -1、相邻两个不同分数的中点、1；分数大于阈值才接受。数一数每个候选在几条描述上判断对了"
-         "（接受了对的，或挡掉了错的），取最多的；一样多时取最大的那个。"
-         "常见错误：只和第一张 gold 比、没有两端的候选、一样多时取了最小的、用分数本身而不是中点。",
+         "阈值从 -1 移到 1 的路上，只有跨过某条描述的分数时，决定才会变：两次变化之间的阈值都一样好，"
+         "所以只需比较有限几段，每段里取一个离两边都不近的值；全部接受、全部挡掉也是两段。"
+         "做对的条数一样多时，选挡掉得最多的那段。"
+         "常见错误：只和第一张 gold 比、漏了“全部接受 / 全部挡掉”、一样多时选了更松的、阈值恰好等于某个分数。",
     reference=_threshold_reference,
     cases=_threshold_cases,
     hidden=_threshold_hidden,
@@ -107,7 +136,7 @@ register(Exercise(
         "用 top-k 里 gold 照片的分数，而不是排第 1 的照片的分数": _threshold_mistake("gold_score"),
         "阈值 = 排错的描述里最高的分数": _threshold_mistake("max_wrong"),
         "阈值 = 排对的描述里最低的分数": _threshold_mistake("min_right"),
-        "候选用分数本身，不用中点": _threshold_mistake("scores"),
+        "阈值恰好等于某条描述的分数（贴着分数）": _threshold_mistake("scores"),
         "候选里没有 -1 和 1 两端": _threshold_mistake("no_ends"),
         "判断对的条数一样多时取了最小的阈值": _threshold_mistake("smallest"),
     },

@@ -1,0 +1,204 @@
+"""Exercise 10.5 of notebook 10 (your own photos): a split that keeps same-scene photos together.
+
+10.5 (`data.split.split_by_group`): the photos known to show one scene are given as pairs
+(`same_scene`: a stereo pair, burst shots, a crop and its original); photos joined by a chain of pairs
+form one group, and whole groups go to valid. Which groups go is NOT compared with the library (any
+seeded shuffle is right); each case checks properties, each named on its own: the rows kept in order,
+no photo and no same-scene pair on both sides, the number of valid groups (round half up), the same
+split for the same seed, also in another Python process (names hashed as after a restart, see
+nb10_split._Salted: catches groups kept in a set), a different one for other seeds. Cases: the sample
+photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, a pair
+naming a photo that is not in the file, no pairs at all, one big group.
+"""
+from __future__ import annotations
+
+import random
+
+from .core import Case, Exercise, register
+from .nb10_split import _photo_rows, _Salted, _sample_rows
+
+
+# ----------------------------------------------------------------------------- 10.5 split by group
+def _groups(photos, pairs):
+    """The checker's own grouping (not the library's: that is what is being built): chains of pairs."""
+    group = {p: {p} for p in photos}
+    for pair in pairs:
+        members = [p for p in pair if p in group]
+        for a, b in zip(members, members[1:]):
+            if group[a] is not group[b]:
+                merged = group[a] | group[b]
+                for p in merged:
+                    group[p] = merged
+    return group
+
+
+def _group_properties(f, rows, pairs, fraction, seed):
+    """What must hold of any correct group split, as plain data (the same for every correct answer)."""
+    photos = list(dict.fromkeys(i for i, _ in rows))
+    group = _groups(photos, pairs)
+    out = [tuple(r) for r in f(list(rows), [tuple(p) for p in pairs], fraction, seed)]
+    side: dict[str, set] = {}
+    for image, _, split in out:
+        side.setdefault(str(image), set()).add(split)
+    valid = {str(r[0]) for r in out if r[2] == "valid"}
+    apart = sorted({tuple(sorted((a, b))) for a in photos for b in group[a] if a != b and (a in valid) != (b in valid)})
+    n_groups = len({frozenset(group[p]) for p in valid})
+
+    def valid_elsewhere(salt):
+        salted = type("_SaltedHere", (_Salted,), {"salt": salt})
+        got = f([(salted(i), c) for i, c in rows], [tuple(salted(p) for p in pair) for pair in pairs], fraction, seed)
+        return sorted({str(r[0]) for r in got if r[2] == "valid"})
+
+    again = [tuple(r) for r in f(list(rows), [tuple(p) for p in pairs], fraction, seed)]
+    valid_sets = {frozenset(str(r[0]) for r in f(list(rows), [tuple(p) for p in pairs], fraction, s) if r[2] == "valid")
+                  for s in range(seed, seed + 8)}
+    return {"行（去掉 split 列）保持原样和原顺序，一条描述也不少": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
+            "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
+            "两边都出现的照片": sorted(i for i, s in side.items() if len(s) > 1),
+            "同一场景（经一串照片对连在一起）却分在两边的照片": apart,
+            "valid 的组数": n_groups,
+            "同一个 seed 两次结果相同": again == out,
+            "同一个 seed 在另一个 Python 进程里（字符串的 hash 不同）结果相同":
+                all(valid_elsewhere(salt) == sorted(valid) for salt in (0x5A17, 0x2C3B9D)),
+            "换 seed 划分会变": len(valid_sets) > 1}
+
+
+_STEREO = [("motorcycle_left.png", "motorcycle_right.png")]
+
+
+def _chain_rows():
+    return _photo_rows(12, [2] * 12, random.Random(4))
+
+
+def _group_cases():
+    chains = [("p00.jpg", "p01.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p04.jpg"), ("p04.jpg", "p03.jpg"),
+              ("p07.jpg", "p09.jpg")]
+    messy = [("p02.jpg", "别的文件夹里的.jpg"), ("p03.jpg", "p06.jpg"), ("p06.jpg", "p03.jpg"), ("p03.jpg", "p06.jpg"),
+             ("p08.jpg", "p08.jpg")]
+    big = [(f"p{i:02d}.jpg", f"p{i + 1:02d}.jpg") for i in range(7)]
+    return [
+        Case("示例照片的 81 行 + 两张摩托车是同一场景，valid 占 0.2（17 组 × 0.2 = 3.4 组）",
+             lambda f: _group_properties(f, _sample_rows(), _STEREO, 0.2, 2)),
+        Case("12 张照片，照片对连成串（a~b、b~c 是同一组），valid 占 0.5",
+             lambda f: _group_properties(f, _chain_rows(), chains, 0.5, 1)),
+        Case("照片对里有不在描述文件里的照片、重复的对、反过来写的对、自己和自己",
+             lambda f: _group_properties(f, _chain_rows(), messy, 0.3, 6)),
+        Case("没有照片对（每张照片自成一组），10 张照片，valid 占 0.25（恰好 2.5 组）",
+             lambda f: _group_properties(f, _photo_rows(10, [3] * 10, random.Random(1)), [], 0.25, 7)),
+        Case("8 张照片连成一大组，另有 4 张单独的，valid 占 0.3（5 组 × 0.3 = 1.5 组）",
+             lambda f: _group_properties(f, _chain_rows(), big, 0.3, 3)),
+    ]
+
+
+def _group_hidden(seed: int):
+    rng = random.Random(seed)
+    cases = []
+    for kind in ("照片对连成串的一般情形", "照片对里有不在文件里的照片", "恰好半组的比例"):
+        n = rng.randint(8, 30)
+        prefix = f"g{rng.randint(0, 999)}_"
+        rows = _photo_rows(n, [rng.randint(1, 4) for _ in range(n)], random.Random(rng.random()), prefix=prefix)
+        names = [f"{prefix}{i:02d}.jpg" for i in range(n)]
+        pairs = [tuple(rng.sample(names, 2)) for _ in range(rng.randint(2, n // 2))]
+        if kind.startswith("照片对里有"):
+            pairs += [(rng.choice(names), f"{prefix}不在这里_{k}.jpg") for k in range(2)]
+        n_groups = len({frozenset(g) for g in _groups(names, pairs).values()})
+        fraction = (rng.randint(0, n_groups - 1) + 0.5) / n_groups if kind == "恰好半组的比例" else \
+            rng.choice([0.15, 0.2, 0.3])
+        s = rng.randint(0, 10**6)
+        cases.append(Case(kind, lambda f, rows=rows, pairs=pairs, fr=fraction, s=s: _group_properties(f, rows, pairs, fr, s)))
+    return cases
+
+
+def _group_reference(rows, same_scene, valid_fraction, seed):
+    from cnclip_edu.data.split import split_by_group
+
+    return split_by_group(rows, same_scene, valid_fraction, seed)
+
+
+def _group_mistake(kind: str):
+    import math
+
+    def split_by_group(rows, same_scene, valid_fraction, seed):
+        photos = list(dict.fromkeys(i for i, _ in rows))
+        if kind == "by_photo":       # the pairs ignored: split_by_photo
+            groups = [[p] for p in photos]
+        elif kind == "pairs_only":   # b labelled with a, not with a's group: a chain a~b, b~c falls apart
+            label = {p: p for p in photos}
+            for a, b in same_scene:
+                if a in label and b in label:
+                    label[b] = label[a] if label[a] == a else a
+            groups = [[p for p in photos if label[p] == lab] for lab in dict.fromkeys(label[p] for p in photos)]
+        else:
+            group = {p: {p} for p in photos}
+            for a, b in same_scene:
+                if kind == "unknown_crash" or (a in group and b in group):
+                    merged = group[a] | group[b]
+                    for p in merged:
+                        group[p] = merged
+            if kind == "set_order":  # groups and their members kept as sets: the order follows str hashes
+                groups = [list(g) for g in {frozenset(g) for g in group.values()}]
+            else:
+                firsts = dict.fromkeys(min(group[p], key=photos.index) for p in photos)
+                groups = [sorted(group[f], key=photos.index) for f in firsts]
+        if kind == "unseeded":
+            random.shuffle(groups)
+        else:
+            random.Random(seed).shuffle(groups)
+        if kind == "count_photos":   # whole groups until the photo count is reached
+            n_valid, valid = math.floor(len(photos) * valid_fraction + 0.5), set()
+            for g in groups:
+                if len(valid) >= n_valid:
+                    break
+                valid |= set(g)
+        else:
+            n = len(groups) * valid_fraction
+            n_valid = round(n) if kind == "round" else math.floor(n + 0.5)
+            valid = {p for g in groups[:n_valid] for p in g}
+        return [(i, c, "valid" if i in valid else "train") for i, c in rows]
+    return split_by_group
+
+
+def _group_alternatives():
+    """Correct answers written differently from the library: each must pass (tests prove it)."""
+    import math
+
+    def relabel_then_sample(rows, same_scene, valid_fraction, seed):
+        label = {i: i for i, _ in rows}          # every photo labelled by its group's first photo, repeatedly
+        changed = True
+        while changed:
+            changed = False
+            for pair in same_scene:
+                known = [p for p in pair if p in label]
+                for a, b in zip(known, known[1:]):
+                    lo = min(label[a], label[b])
+                    for p in label:
+                        if label[p] in (label[a], label[b]) and label[p] != lo:
+                            label[p], changed = lo, True
+        names = sorted(set(label.values()))
+        chosen = set(random.Random(seed).sample(names, math.floor(len(names) * valid_fraction + 0.5)))
+        return [(i, c, "valid" if label[i] in chosen else "train") for i, c in rows]
+
+    return {"反复合并标签 + 排序后 random.Random(seed).sample": relabel_then_sample}
+
+
+register(Exercise(
+    id="10.5", title="按组划分：同一场景的照片留在同一边", points=3,
+    hint="先回答“划分的单位是什么”：一串照片对连起来的所有照片是一个单位（a 和 b 同景、b 和 c 同景，a 和 c 就得在一边）。"
+         "单位定下来，其余的要求和练习 10.3 一样：只由 seed 决定、换一个进程也不变（集合的顺序随进程变），"
+         "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片。"
+         "常见错误：只合并直接成对的两张（没有顺着串合并）、数的是照片而不是组、组存在 set 里再打乱、round()、没用 seed。",
+    reference=_group_reference,
+    cases=_group_cases,
+    hidden=_group_hidden,
+    builds=("cnclip_edu.data.split.split_by_group", "cnclip_edu.data.split.scene_groups",
+            "cnclip_edu.data.split.split_by_photo"),
+    mutants=lambda: {
+        "忽略照片对，按照片划分": _group_mistake("by_photo"),
+        "只合并直接成对的两张，没有顺着 a~b、b~c 连成一组": _group_mistake("pairs_only"),
+        "组存在 set 里再打乱：换一个进程顺序就变": _group_mistake("set_order"),
+        "valid 按照片数而不是组数计算": _group_mistake("count_photos"),
+        "用 round()：恰好 .5 时取偶数": _group_mistake("round"),
+        "用全局的 random.shuffle，没有用 seed": _group_mistake("unseeded"),
+        "照片对里的照片不在文件里时出错": _group_mistake("unknown_crash"),
+    },
+))
