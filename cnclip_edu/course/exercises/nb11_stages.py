@@ -4,6 +4,10 @@
 model (so a part left trainable by the previous stage shows), a model with the per-tile vector `tile_pos`
 (part of the projector), and a misspelt part name that must raise. The case records each call's returned
 count and the trainable parameters of every part after it.
+
+11.q1 is the decision before it: the stage table of LLaVA, InternVL 1.5 and the course's recipe, each stage the
+tuple of parts it trains (set_trainable's names), compared per recipe with the parts sorted (the order of names
+in a stage does not matter, the order of stages does).
 """
 from __future__ import annotations
 
@@ -115,5 +119,63 @@ register(Exercise(
         "返回全部参数的个数，而不是可训练的": _stage_mistake("count_all"),
         "忘了 tile_pos（它属于 projector）": _stage_mistake("no_tile_pos"),
         "名字写错时不报错": _stage_mistake("no_check"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 11.q1 the stage table of three recipes
+# What each stage trains, as notebook 11 tells it (cell 0, section 5's table, section 9): the names are
+# set_trainable's ("decoder" is the language model).
+_STAGE_TABLE = {
+    "llava": [("projector",), ("projector", "decoder")],
+    "internvl1.5": [("vit", "projector"), ("vit", "projector", "decoder")],
+    "ours": [("decoder",), ("projector",), ("projector", "decoder")],
+}
+_RECIPES = {"llava": "LLaVA", "internvl1.5": "InternVL 1.5（Mini-InternVL-Chat-2B-V1-5）", "ours": "我们的配方"}
+
+
+def _stage_rows(table, recipe: str):
+    """One recipe's stages, each a sorted tuple of part names (the order of names within a stage is free)."""
+    return [tuple(sorted(set(parts))) for parts in table[recipe]]
+
+
+def _table_cases(order=tuple(_RECIPES)):
+    return [Case(_RECIPES[r], lambda table, r=r: _stage_rows(table, r)) for r in order]
+
+
+def _table_hidden(seed: int):
+    order = list(_RECIPES)
+    random.Random(seed).shuffle(order)
+    return _table_cases(tuple(order))
+
+
+def _table_mistake(recipe: str, stage: int | None, parts):
+    table = {k: list(v) for k, v in _STAGE_TABLE.items()}
+    if stage is None:
+        table[recipe] = table[recipe][1:]
+    else:
+        table[recipe][stage] = parts
+    return table
+
+
+register(Exercise(
+    id="11.q1", title="三种配方的阶段表：每个阶段训练哪些部分", points=2,
+    hint="对每个阶段问两件事：这个阶段的数据里有没有图像 token（没有的话，投影器和 ViT 拿不到梯度）？"
+         "这个配方想保护哪一部分、让哪一部分去适应（现成的语言模型在对齐阶段冻结）？"
+         "再对照这一节开头和第 5 部分开头写的各家做法：InternVL 1.5 和 InternVL2 / LLaVA 的第一阶段不一样。",
+    reference=_STAGE_TABLE,
+    cases=_table_cases,
+    hidden=_table_hidden,
+    builds=("cnclip_edu.mllm.recipe.stages",),
+    mutants=lambda: {
+        "InternVL 1.5 的预训练只训练投影器（那是 LLaVA / InternVL2 的做法）":
+            _table_mistake("internvl1.5", 0, ("projector",)),
+        "InternVL 1.5 的预训练也训练语言模型": _table_mistake("internvl1.5", 0, ("vit", "projector", "decoder")),
+        "InternVL 1.5 的微调冻结 ViT": _table_mistake("internvl1.5", 1, ("projector", "decoder")),
+        "LLaVA 的第二阶段也训练 ViT": _table_mistake("llava", 1, ("vit", "projector", "decoder")),
+        "LLaVA 的第一阶段也训练语言模型": _table_mistake("llava", 0, ("projector", "decoder")),
+        "我们的阶段 0（纯文本）也训练投影器": _table_mistake("ours", 0, ("projector", "decoder")),
+        "我们的阶段 1 也训练解码器": _table_mistake("ours", 1, ("projector", "decoder")),
+        "漏了我们的阶段 0": _table_mistake("ours", None, None),
     },
 ))
