@@ -155,3 +155,43 @@ def test_one_shape_questions_by_shapes_on_the_canvas():
                Sample(1, [("红色的圆形在哪里？", "左边")], ["位置"]), Sample(1, [("图中有几个图形？", "两个")], ["数量"])]
     replies = ["圆形", "小的", "左边", "两个"]  # the count question is about all shapes: not counted
     assert one_shape_by_shapes(samples, replies, [one, two]) == {1: (1.0, 1), 2: (0.5, 2)}
+
+
+def test_gain_by_shapes_pools_by_question_counts():
+    from cnclip_edu.mllm.evaluate import gain_by_shapes
+
+    one = Canvas(1, (Item("红色", "圆形", "大", 0),), 240, 0.0, ((0, 0),))
+    two = Canvas(2, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 1)), 240, 0.0, ((0, 0), (0, 0)))
+    three = Canvas(3, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 1), Item("绿色", "十字", "小", 2)),
+                   240, 0.0, ((0, 0),) * 3)
+    q = ("红色的是什么形状？", "圆形")
+    samples = [Sample(0, [q], ["形状"]), Sample(0, [q], ["形状"]), Sample(1, [q], ["形状"]), Sample(2, [q], ["形状"]),
+               Sample(2, [q], ["形状"])]
+    split = gain_by_shapes(samples, {"image": ["圆形", "圆形", "圆形", "圆形", "菱形"],
+                                     "text_only": ["菱形", "圆形", "圆形", "菱形", "菱形"]}, [one, two, three])
+    assert split.rows[1] == {"n": 2, "image": 1.0, "text_only": 0.5, "gain": 0.5}
+    assert split.rows[2]["gain"] == 0.0 and split.rows[3]["gain"] == 0.5
+    assert split.many_n == 3 and abs(split.many_gain - 1 / 3) < 1e-9   # (0 * 1 + 0.5 * 2) / 3
+
+
+def test_off_canvas_prior_counts_replies_equal_to_the_text_only_one():
+    from cnclip_edu.mllm.evaluate import off_canvas_prior
+
+    two = Canvas(2, (Item("红色", "五角星", "大", 0), Item("蓝色", "菱形", "小", 1)), 240, 0.0, ((0, 0), (0, 0)))
+    q = ("红色的是什么形状？", "五角星")
+    samples = [Sample(0, [q], ["形状"])] * 4
+    replies = ["五角星", "菱形", "圆形", "十字"]     # right; on the canvas; off it (= the prior); off it (not the prior)
+    shapes = ("圆形", "正方形", "三角形", "五角星", "菱形", "十字")
+    off, same, chance = off_canvas_prior(samples, replies, ["圆形"] * 4, [two], shapes)
+    assert (off, same) == (2, 1) and abs(chance - 2 / 4) < 1e-9   # 4 shapes off the canvas, the prior one of them
+
+
+def test_history_effect_sorts_the_redone_follow_ups():
+    from cnclip_edu.mllm.evaluate import Redone, history_effect
+
+    chats = [Sample(0, [("图中有几个图形？", "一个"), ("它是什么颜色？", "红色")], ["数量", "追问"])] * 4
+    redone = [Redone(0, 1, "蓝色", "红色"), Redone(1, 1, "红色", "蓝色"), Redone(2, 1, "蓝色", "蓝色"),
+              Redone(3, 1, "蓝色", "绿色")]
+    eff = history_effect(chats, redone)
+    assert [len(eff[k]) for k in ("fixed", "broken", "same", "other")] == [1, 1, 1, 1]
+    assert eff["fixed"][0].gold_history == "红色" and redone[0] == (0, 1, "蓝色", "红色")   # still a plain tuple

@@ -4,6 +4,7 @@
     sec = timeit(lambda: enc.encode_image(x), repeat=10, warmup=2)   # median seconds of one call
     secs = time_samples(lambda: enc.encode_image(x), repeat=10, warmup=2)   # all 10, to see the spread
     recorded_benchmark("onnx")                                       # what bench/bench_onnx.py wrote
+    recorded_rows("mllm-seeds")                                      # its table as rows {column: text}
 
 Why not time one call: the first call of a runtime pays for one-off work (ONNX Runtime allocates
 its buffers and picks kernels, PyTorch warms its allocator and thread pool), so a single timing can
@@ -61,3 +62,25 @@ def recorded_benchmark(section: str, path: str | os.PathLike | None = None) -> s
     if begin not in text or end not in text:
         return None
     return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def recorded_rows(section: str, path: str | os.PathLike | None = None) -> list[dict[str, str]] | None:
+    """The table of a recorded section as rows {column: cell text}, or None if the section is absent (an installed
+    package has no docs/). A notebook shows the numbers with `markdown_table`, without the section's English notes
+    on commands and machines (a Chinese lesson says in one line where they are)."""
+    text = recorded_benchmark(section, path)
+    if text is None:
+        return None
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    if len(lines) < 2:
+        return []
+    head = [h.strip() for h in lines[0].strip().strip("|").split("|")]
+    return [dict(zip(head, (v.strip() for v in ln.strip().strip("|").split("|")))) for ln in lines[2:]]
+
+
+def markdown_table(rows: list[dict[str, str]], columns: dict[str, str] | list[str]) -> str:
+    """A markdown table of some columns of `recorded_rows`; `columns` maps a column to its shown header (or lists them)."""
+    names = dict(columns) if isinstance(columns, dict) else {c: c for c in columns}
+    out = ["| " + " | ".join(names.values()) + " |", "|" + "---|" * len(names)]
+    out += ["| " + " | ".join(r.get(c, "") for c in names) + " |" for r in rows]
+    return "\n".join(out)

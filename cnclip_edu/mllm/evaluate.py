@@ -9,14 +9,17 @@
 - `multi_round`: the same questions asked in a 3-round chat, the model reading its own earlier
   answers: accuracy per round, and consistency with the answer the question gets when asked alone;
 - `follow_ups`: the follow-up ("它…") rounds split by whether the model's own previous reply was right,
-  and those after a wrong reply asked again with the gold history (does an error carry into the next round?).
+  and those after a wrong reply asked again with the gold history (does an error carry into the next round?);
+  `history_effect` sorts those by what the gold history changed;
+- `gain_by_shapes`: what the image adds, split by the shapes on the canvas; `off_canvas_prior`: whether a wrong
+  shape that is not on the canvas is the model's own text-only reply (its language prior).
 """
 from __future__ import annotations
 
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -128,6 +131,52 @@ def wrong_replies(samples: Sequence[Sample], replies: Sequence[str], canvases: S
     return on, off
 
 
+
+@dataclass
+class ShapeSplit:
+    """First-round accuracy of one question set in every mode, split by the shapes on the canvas."""
+    rows: dict[int, dict]   # shapes on the canvas -> {"n": questions, "image" / "text_only" / "mismatched": accuracy,
+    #                         "gain": image minus text-only}
+    many_n: int             # questions about canvases with 2-3 shapes
+    many_gain: float        # image minus text-only over those questions together (weighted by questions)
+
+
+def gain_by_shapes(samples: Sequence[Sample], replies: dict[str, Sequence[str]],
+                   canvases: Sequence[Canvas]) -> ShapeSplit:
+    """Where does looking help? `replies`: mode -> the replies to `samples` in that mode (MODES). With one shape
+    on the canvas, finding the asked shape is free; with 2-3 the question must be bound to one of them."""
+    split = {m: accuracy_by_shapes(samples, r, canvases) for m, r in replies.items()}   # (qtype, n) -> (acc, count)
+    rows: dict[int, dict] = {}
+    for (qtype, n), (_, count) in split["image"].items():   # the same samples in every mode: the same keys
+        row = rows.setdefault(n, {"n": 0, **{m: 0.0 for m in split}})
+        for m in split:   # several question types pool, weighted by their counts
+            row[m] = (row[m] * row["n"] + split[m][(qtype, n)][0] * count) / (row["n"] + count)
+        row["n"] += count
+    for row in rows.values():
+        row["gain"] = row["image"] - row["text_only"]
+    many = [r for n, r in rows.items() if n >= 2]
+    many_n = sum(r["n"] for r in many)
+    return ShapeSplit(rows, many_n, sum(r["gain"] * r["n"] for r in many) / max(1, many_n))
+
+
+def off_canvas_prior(samples: Sequence[Sample], replies: Sequence[str], prior: Sequence[str],
+                     canvases: Sequence[Canvas], shapes: Sequence[str]) -> tuple[int, int, float]:
+    """Wrong shape replies naming a shape that is not on the canvas: is the model falling back on what it says
+    without looking? -> (such replies, how many equal the text-only reply `prior` to the same question, how many
+    would if the wrong shape were drawn uniformly from the shapes neither on the canvas nor the right one)."""
+    off = same = 0
+    chance = 0.0
+    for s, r, p in zip(samples, replies, prior):
+        on_canvas = {it.shape for it in canvases[s.canvas].items}
+        if r == s.turns[0][1] or r in on_canvas or r not in shapes:
+            continue
+        off += 1
+        same += r == p
+        candidates = [x for x in shapes if x not in on_canvas]
+        chance += (p in candidates) / len(candidates)
+    return off, same, chance
+
+
 # ----------------------------------------------------------------------------- captions
 _CLAUSE = re.compile(r"(左边|中间|右边)是一个(大|小)的(\w\w)(\w+)")
 
@@ -204,13 +253,21 @@ def multi_round(model, bank: ImageBank, chats: Sequence[Sample]) -> MultiRound:
     return MultiRound(acc, sum(fu) / max(1, len(fu)), sum(same) / max(1, len(same)), replies)
 
 
+class Redone(NamedTuple):
+    """A follow-up after a wrong own reply, asked with the model's own history and again with the gold one."""
+    chat: int            # index into the chats
+    round: int           # 0-based round of the follow-up
+    own: str             # the reply under the model's own history
+    gold_history: str    # the reply when every earlier round holds the gold answer
+
+
 @dataclass
 class FollowUps:
     after_right: tuple[float, int]    # (accuracy, questions): follow-ups whose previous own reply was right
     after_wrong: tuple[float, int]    # ... whose previous own reply was wrong (the model's own history)
     after_wrong_gold: float           # those same follow-ups asked again with the gold answers as the history
     # (chat index, round) of the follow-ups after a wrong reply, with the reply under the own / the gold history
-    redone: list[tuple[int, int, str, str]] = field(default_factory=list)
+    redone: list[Redone] = field(default_factory=list)
 
 
 def follow_ups(model, bank: ImageBank, chats: Sequence[Sample], replies: Sequence[Sequence[str]]) -> FollowUps:
@@ -230,4 +287,17 @@ def follow_ups(model, bank: ImageBank, chats: Sequence[Sample], replies: Sequenc
 
     own = [replies[i][k] for i, k in wrong]
     return FollowUps(acc(right, [replies[i][k] for i, k in right]), acc(wrong, own), acc(wrong, gold)[0],
-                     [(i, k, o, g) for (i, k), o, g in zip(wrong, own, gold)])
+                     [Redone(i, k, o, g) for (i, k), o, g in zip(wrong, own, gold)])
+
+
+def history_effect(chats: Sequence[Sample], redone: Sequence[Redone]) -> dict[str, list[Redone]]:
+    """The follow-ups after a wrong reply, by what the gold history did to them: "fixed" (wrong with the own
+    history, right with the gold one: the earlier error carried over), "broken" (right -> wrong) and "same"
+    (the same reply under both histories: the error did not carry over)."""
+    out: dict[str, list[Redone]] = {"fixed": [], "broken": [], "same": [], "other": []}
+    for r in redone:
+        gold = chats[r.chat].turns[r.round][1]
+        key = ("same" if r.own == r.gold_history else "fixed" if r.gold_history == gold
+               else "broken" if r.own == gold else "other")
+        out[key].append(r)
+    return out

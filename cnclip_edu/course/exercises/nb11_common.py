@@ -1,0 +1,39 @@
+"""What the exercises of notebook 11 share: a stand-in for the course ViT (11.4, 11.5) and random toy-world
+chats with their tile counts (11.3, 11.4)."""
+from __future__ import annotations
+
+import random
+
+
+class _StandInViT:
+    """What MiniVLM reads of a course ViT (4 blocks, a 4x4 grid, width 128) without building one: the
+    exercise starts from tile features, so the tower itself never runs."""
+
+    def __new__(cls):
+        from torch import nn
+
+        v = nn.Module()
+        v.transformer = nn.Module()
+        v.transformer.resblocks = nn.ModuleList(nn.Identity() for _ in range(4))
+        v.conv1 = nn.Conv2d(3, 128, 8, 8, bias=False)
+        v.grid_size = 4
+        return v
+
+
+def _tiles_of(cells: int) -> int:
+    return 1 if cells == 1 else cells + 1   # 1 cell: one tile; 2-3 cells: a tile per cell + the thumbnail
+
+
+def _random_chats(rng: random.Random, n: int) -> list:
+    from cnclip_edu.mllm import world as W
+
+    combos = W.WorldConfig().seen()
+    chats = []
+    for k in range(n):
+        cv = W.sample_canvas(rng, combos)
+        if rng.random() < 0.25:
+            turns = [(W.CAPTION_PROMPT, W.caption(cv))]
+        else:
+            turns = W.conversation(rng, k, cv, combos, rng.choice((1, 2, 3))).turns
+        chats.append((turns, _tiles_of(cv.cells)))
+    return chats
