@@ -57,42 +57,58 @@ def _reference_export(tower, example, path, context_length):
     return program
 
 
-def _specialise_file(path, axis: int, value: int) -> None:
-    """Rewrite the saved file's input axis `axis` as the constant `value`: what a silently specialised export leaves."""
+@functools.lru_cache(maxsize=4)
+def _tiny_program(context_length: int):
+    """One real export of the tiny text tower (cached: the specialised cases reuse it instead of exporting again)."""
+    from cnclip_edu.deploy.export import export_program
+
+    tower, example = _tiny_text_tower(context_length)
+    return export_program(tower, "text", example)
+
+
+@functools.lru_cache(maxsize=8)
+def _specialised_bytes(context_length: int, axis: int, value: int) -> bytes:
+    """The tiny tower's file with input axis `axis` rewritten as the constant `value`: what a silently
+    specialised export leaves behind."""
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.ModelProto()
+    proto.CopyFrom(_tiny_program(context_length).model_proto)
     dim = proto.graph.input[0].type.tensor_type.shape.dim[axis]
     dim.Clear()
     dim.dim_value = value
-    onnx.save(proto, str(path))
+    return proto.SerializeToString()
+
+
+class _SpecialisedProgram:
+    """Stands in for the ONNXProgram a specialised export returns: the program itself says 'batch' and 'length'
+    (model_proto), while the file it saves has one axis fixed."""
+
+    def __init__(self, program, data: bytes):
+        self.model_proto, self.exported_program, self._data = program.model_proto, program.exported_program, data
+
+    def save(self, destination, *args, **kwargs) -> None:
+        Path(destination).write_bytes(self._data)
 
 
 def _specialised_case(axis: int, context_length: int) -> Case:
-    """torch.onnx.export writes the file, then one input axis turns into a constant (as a specialisation does):
-    the answer must read the file back and refuse it."""
-    label = (f"导出的文件里第 {axis} 维被悄悄固定成了 {2 if axis == 0 else context_length}"
+    """torch.onnx.export writes a file whose input axis `axis` is a constant (as a silent specialisation leaves
+    it): the answer must read the file back and refuse it. No new export runs: the file comes from a cache."""
+    value = 2 if axis == 0 else context_length
+    label = (f"导出的文件里第 {axis} 维被悄悄固定成了 {value}"
              f"（模拟被特化的导出）：应当读回文件、发现它、raise RuntimeError")
 
     def run(f):
         import torch
 
         real = torch.onnx.export
-        value = 2 if axis == 0 else context_length
+        program = _SpecialisedProgram(_tiny_program(context_length), _specialised_bytes(context_length, axis, value))
 
         def fake(*args, **kwargs):
-            program = real(*args, **kwargs)
             path = args[2] if len(args) > 2 else kwargs.get("f")
             if path is not None:                                   # exported straight into a file
-                _specialise_file(path, axis, value)
-            elif program is not None:                              # exported to a program, saved afterwards
-                save = program.save
-
-                def save_then_specialise(destination, *a, **k):
-                    save(destination, *a, **k)
-                    _specialise_file(destination, axis, value)
-                program.save = save_then_specialise
-            return program
+                program.save(path)
+            return program                                         # or saved by the caller afterwards
 
         tower, example = _tiny_text_tower(context_length)
         torch.onnx.export = fake
