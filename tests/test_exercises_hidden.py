@@ -18,6 +18,7 @@ RULES = {
     "06.3": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},
     "09.5": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},  # sums above 2**24
     "09.6": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
+    "09.7": {"seeds": (0, 1), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},   # a pathlib.Path case
     "09.8": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
     "10": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 0.5},
 }

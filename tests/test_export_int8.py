@@ -174,3 +174,16 @@ def test_timeit_is_warm_median():
     with pytest.raises(ValueError, match="repeat >= 1"):
         timeit(fn, repeat=0)
     assert np.isfinite(timeit(lambda: cc.tokenize(["猫"]), repeat=2, warmup=0))
+
+
+def test_time_interleaved_takes_turns_and_middle_half():
+    from cnclip_edu.deploy.timing import middle_half, overlap, time_interleaved
+
+    order = []
+    runs = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeat=3, warmup=1)
+    assert order == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-up of each, then a, b in turn
+    assert sorted(runs) == ["a", "b"] and all(len(v) == 3 for v in runs.values())
+    assert middle_half([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 4.0)
+    assert overlap([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]) and not overlap([1.0, 1.1, 1.2], [2.0, 2.1, 2.2])
+    with pytest.raises(ValueError, match="repeat >= 1"):
+        time_interleaved({"a": lambda: None}, repeat=0)

@@ -91,3 +91,22 @@ def test_without_vnni_onnxruntime_may_saturate_and_reduce_range_does_not(tmp_pat
     torch.testing.assert_close(y, torch.full((4, 16), 64.0))
     torch.testing.assert_close(_ort_int8_linear(tmp_path, x, w, b, spec=True), y)
     torch.testing.assert_close(_ort_int8_linear(tmp_path, x, w, b, reduce_range=True), y)
+
+
+def test_ort_matmul_integer_matches_exact_or_saturates_as_documented(tmp_path):
+    """ONNX Runtime's MatMulInteger: exact with VNNI; without it a pair of products is clamped to int16."""
+    import numpy as np
+
+    from cnclip_edu.deploy.int8_linear import cpu_vnni_flags, ort_matmul_integer
+
+    small = ort_matmul_integer([[3, 200], [0, 255]], [[5, -7], [-2, 4]], zero_point=0)
+    assert small.dtype == np.int32 and small.tolist() == [[-385, 779], [-510, 1020]]
+    assert ort_matmul_integer([[255, 255]], [[64], [64]])[0, 0] == 2 * 255 * 64  # 7-bit weights: a pair fits int16
+    pair = ort_matmul_integer([[255, 255]], [[127], [127]])[0, 0]
+    assert pair in (2 * 255 * 127, 32767)  # exact (VNNI, ARM) or saturated (AVX2 / AVX-512 without VNNI)
+    assert ort_matmul_integer([[130, 2]], [[1], [1]], zero_point=128)[0, 0] == (130 - 128) + (2 - 128)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu avx2 avx512_vnni avx_vnni\n", encoding="utf-8")
+    assert cpu_vnni_flags(info) == ["avx512_vnni", "avx_vnni"]
+    info.write_text("flags : fpu avx2\n", encoding="utf-8")
+    assert cpu_vnni_flags(info) == [] and cpu_vnni_flags(tmp_path / "missing") is None

@@ -63,3 +63,44 @@ def dynamic_int8_linear(x: torch.Tensor, weight: torch.Tensor,
     acc = (a.to(torch.int64) @ w_q.to(torch.int64).T).to(torch.int32)   # (N, M) exact: |acc| < 2^31 for K < 66,000
     y = acc.to(torch.float32) * (x_scale * w_scale)                # (N, M) back to float
     return (y + bias if bias is not None else y), acc
+
+
+def ort_matmul_integer(x_q, w_q, zero_point: int = 0):
+    """ONNX Runtime's own `MatMulInteger(x_q, w_q, zero_point)` on this CPU: (N, K) uint8 @ (K, M) int8 -> (N, M) int32.
+
+    A one-node graph, so that its result can be held against the exact integer product. On x86 CPUs
+    with AVX2 / AVX-512 but no VNNI, ONNX Runtime's u8 x s8 kernel (vpmaddubsw) first adds each PAIR of
+    neighbouring products into a 16-bit integer and clamps (saturates) it to [-32768, 32767]; with VNNI
+    (vpdpbusd) or on ARM the sum is exact. Inputs are numpy arrays (or anything np.asarray takes).
+    """
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    x_q, w_q = np.asarray(x_q, dtype=np.uint8), np.asarray(w_q, dtype=np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w", "zp"], ["y"])], "matmul_integer",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, x_q.shape[1]])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [None, w_q.shape[1]])],
+        [numpy_helper.from_array(w_q, "w"), numpy_helper.from_array(np.array(zero_point, dtype=np.uint8), "zp")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x_q})[0]
+
+
+def cpu_vnni_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
+    """The VNNI flags this CPU reports (e.g. ['avx512_vnni'] or ['avx_vnni']); [] for none; None if unreadable.
+
+    VNNI decides two things for ONNX Runtime's int8 on x86: speed (one instruction for four u8 x s8
+    products into int32) and exactness (without it, pairs of products pass through a saturating int16).
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return sorted(flag for flag in line.split(":", 1)[1].split() if "vnni" in flag)
+    except OSError:
+        return None
+    return None

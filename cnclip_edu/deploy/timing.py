@@ -3,6 +3,8 @@
     from cnclip_edu.deploy.timing import time_samples, timeit
     sec = timeit(lambda: enc.encode_image(x), repeat=10, warmup=2)   # median seconds of one call
     secs = time_samples(lambda: enc.encode_image(x), repeat=10, warmup=2)   # all 10, to see the spread
+    runs = time_interleaved({"a": fa, "b": fb}, repeat=10, warmup=2)  # round-robin: drift hits both alike
+    middle_half(secs), overlap(secs_a, secs_b)                        # 25-75 % range; "can't tell" test
     recorded_benchmark("onnx")                                       # what bench/bench_onnx.py wrote
     recorded_rows("mllm-seeds")                                      # its table as rows {column: text}
 
@@ -46,6 +48,40 @@ def time_samples(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
 def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
     """Median wall seconds of `fn()` over `repeat` runs after `warmup` untimed runs."""
     return statistics.median(time_samples(fn, repeat, warmup, sync))
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, warmup: int = 1,
+                     sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Wall seconds of `repeat` calls of each function, taken round-robin (a, b, c, a, b, c, ...).
+
+    Why interleave: on a shared machine the load drifts within seconds. Timing a's calls and then b's
+    lets a drift land on one side only and pass for a difference between them; taking turns spreads it
+    over every function alike. `warmup` untimed calls of each come first.
+    """
+    if repeat < 1 or warmup < 0:
+        raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].extend(time_samples(fn, repeat=1, warmup=0, sync=sync))
+    return times
+
+
+def middle_half(samples: list[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles (the interquartile range): how spread the typical calls are."""
+    import numpy as np
+
+    lo, hi = np.percentile(samples, [25, 75])
+    return float(lo), float(hi)
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    """True when the middle halves of two timings overlap: this run cannot tell which is faster."""
+    (a_lo, a_hi), (b_lo, b_hi) = middle_half(a), middle_half(b)
+    return a_hi >= b_lo and b_hi >= a_lo
 
 
 def recorded_benchmark(section: str, path: str | os.PathLike | None = None) -> str | None:

@@ -163,6 +163,8 @@ class OnnxParser:
         self.errors.clear()
 
     def parse_from_file(self, model: str) -> bool:
+        if not isinstance(model, str):  # TensorRT's pybind binding takes a str only: a pathlib.Path is a TypeError
+            raise TypeError(f"parse_from_file(): incompatible function arguments: takes a str path, got {type(model).__name__}")
         path = Path(model)
         if not path.is_file():
             self.errors.append(_ParserError(f"ONNX file not found: {model}"))

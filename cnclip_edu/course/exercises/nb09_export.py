@@ -45,12 +45,82 @@ def _ids(b: int, length: int):
 
 
 def _reference_export(tower, example, path, context_length):
-    """The library's export of one text tower (what export_onnx does): batch and length symbolic."""
-    from cnclip_edu.deploy.export import export_program
+    """The library's export of one text tower (what export_onnx does), then the file read back: its input
+    must be ['batch', 'length'] (a silently specialised axis reads as a number)."""
+    from cnclip_edu.deploy.export import describe_graph, export_program
 
     program = export_program(tower, "text", example[:, :context_length])
     program.save(str(path))
+    shape = describe_graph(path)["inputs"][0]["shape"]
+    if shape != ["batch", "length"]:
+        raise RuntimeError(f"the exported file's input is {shape}, not ['batch', 'length']")
     return program
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny_program(context_length: int):
+    """One real export of the tiny text tower (cached: the specialised cases reuse it instead of exporting again)."""
+    from cnclip_edu.deploy.export import export_program
+
+    tower, example = _tiny_text_tower(context_length)
+    return export_program(tower, "text", example)
+
+
+@functools.lru_cache(maxsize=8)
+def _specialised_bytes(context_length: int, axis: int, value: int) -> bytes:
+    """The tiny tower's file with input axis `axis` rewritten as the constant `value`: what a silently
+    specialised export leaves behind."""
+    import onnx
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(_tiny_program(context_length).model_proto)
+    dim = proto.graph.input[0].type.tensor_type.shape.dim[axis]
+    dim.Clear()
+    dim.dim_value = value
+    return proto.SerializeToString()
+
+
+class _SpecialisedProgram:
+    """Stands in for the ONNXProgram a specialised export returns: the program itself says 'batch' and 'length'
+    (model_proto), while the file it saves has one axis fixed."""
+
+    def __init__(self, program, data: bytes):
+        self.model_proto, self.exported_program, self._data = program.model_proto, program.exported_program, data
+
+    def save(self, destination, *args, **kwargs) -> None:
+        Path(destination).write_bytes(self._data)
+
+
+def _specialised_case(axis: int, context_length: int) -> Case:
+    """torch.onnx.export writes a file whose input axis `axis` is a constant (as a silent specialisation leaves
+    it): the answer must read the file back and refuse it. No new export runs: the file comes from a cache."""
+    value = 2 if axis == 0 else context_length
+    label = (f"导出的文件里第 {axis} 维被悄悄固定成了 {value}"
+             f"（模拟被特化的导出）：应当读回文件、发现它、raise RuntimeError")
+
+    def run(f):
+        import torch
+
+        real = torch.onnx.export
+        program = _SpecialisedProgram(_tiny_program(context_length), _specialised_bytes(context_length, axis, value))
+
+        def fake(*args, **kwargs):
+            path = args[2] if len(args) > 2 else kwargs.get("f")
+            if path is not None:                                   # exported straight into a file
+                program.save(path)
+            return program                                         # or saved by the caller afterwards
+
+        tower, example = _tiny_text_tower(context_length)
+        torch.onnx.export = fake
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                f(tower, example, str(Path(tmp) / "tiny_text.onnx"), context_length)
+            return "没有报错（文件的维度是固定的，却没有发现）"
+        except RuntimeError:
+            return "RuntimeError：读回文件时发现了固定的维"
+        finally:
+            torch.onnx.export = real
+    return Case(label, run)
 
 
 def _declared_ranges(program) -> object:
@@ -148,7 +218,44 @@ def _export_mutants() -> dict:
                                  output_names=["text_features"],
                                  dynamic_axes={"text": {0: "batch", 1: "length"}})
 
-    return {"只声明了 batch，长度维被固定成示例的长度": fixed_length,
+    def right_call(tower, example, path, context_length):
+        length = torch.export.Dim("length", min=1, max=context_length)
+        return torch.onnx.export(tower, (example,), path, dynamo=True, input_names=["text"],
+                                 output_names=["text_features"], dynamic_shapes={"x": {0: batch, 1: length}})
+
+    def read_back(check):
+        def answer(tower, example, path, context_length):
+            import onnx
+
+            program = right_call(tower, example, path, context_length)
+            dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+            check([d.dim_param or d.dim_value for d in dims], program)
+            return program
+        return answer
+
+    def only_length(shape, program):
+        if shape[1] != "length":
+            raise RuntimeError(f"fixed length: {shape}")
+
+    def only_batch(shape, program):
+        if shape[0] != "batch":
+            raise RuntimeError(f"fixed batch: {shape}")
+
+    def value_error(shape, program):
+        if shape != ["batch", "length"]:
+            raise ValueError(f"input {shape}")
+
+    def program_not_file(shape, program):  # what torch.export meant, not what the file says
+        dims = program.model_proto.graph.input[0].type.tensor_type.shape.dim
+        if [d.dim_param for d in dims] != ["batch", "length"]:
+            raise RuntimeError("fixed axis")
+
+    return {"导出后没有读回文件（被固定的维没人发现）": right_call,
+            "读回后只检查了长度维": read_back(only_length),
+            "读回后只检查了 batch 维": read_back(only_batch),
+            "发现固定的维时 raise ValueError，不是 RuntimeError": read_back(value_error),
+            "检查的是返回的 ONNXProgram，不是写出的文件": read_back(program_not_file),
+            "只声明了 batch，长度维被固定成示例的长度": fixed_length,
             "长度上限写成 4096（位置向量表只有 context_length 行）": length_up_to_4096,
             "长度维没有上限": length_without_max, "没有 return 导出的结果": right_but_no_return,
             "输入名写成了 input": wrong_input_name,
@@ -161,17 +268,19 @@ def _hidden_export_cases(seed: int):
     ctx = rng.randint(6, 16)
     shapes = ((rng.randint(1, 5), rng.randint(1, ctx - 1)), (rng.randint(2, 9), ctx))
     return [Case("另一个 context_length 的微型文本塔：读回各维和范围，用另外几个形状运行",
-                 lambda f, ctx=ctx, shapes=shapes: _report_case(f, ctx, shapes))]
+                 lambda f, ctx=ctx, shapes=shapes: _report_case(f, ctx, shapes)),
+            _specialised_case(rng.choice([0, 1]), ctx), _specialised_case(1 - rng.choice([0, 1]), ctx)]
 
 
 register(Exercise(
     id="09.1", title="导出文本塔：两个动态维 (torch.onnx.export)", points=3,
     hint="要用新导出器；输入名、输出名都要给；batch 和长度两维都要声明成动态的（符号的名字就是文件里形状上写的字符串，"
          "按约定叫 batch 和 length），声明时用 forward 的参数名，"
-         "不是导出后的输入名。长度的上限想一想：位置向量表有几行？最后把 torch.onnx.export 的返回值 return 出去。",
+         "不是导出后的输入名。长度的上限想一想：位置向量表有几行是训练过的？导出之后读回写出的文件（不是返回的对象），"
+         "输入形状的两维都要是约定的名字；不是的话 raise RuntimeError。最后把 torch.onnx.export 的返回值 return 出去。",
     reference=_reference_export,
     cases=lambda: [Case("微型文本塔 (context_length 12)：读回名字、各维、类型和声明的范围，用 (1, 3) 和 (3, 12) 运行",
-                        _report_case)],
+                        _report_case), _specialised_case(0, 12), _specialised_case(1, 12)],
     mutants=_export_mutants,
     hidden=_hidden_export_cases,
     builds=("cnclip_edu.deploy.export.export_program", "cnclip_edu.deploy.export.export_onnx"),

@@ -142,7 +142,8 @@ def _int8_linear_mutants() -> dict:
     import torch
 
     def make(*, range_without_zero=False, per_row=False, symmetric_act=False, forget_zp=False, w_max=False,
-             w_255=False, float_acc=False, float_acc_cast=False, uint8_subtract=False, narrow_acc=False):
+             w_255=False, float_acc=False, float_acc_cast=False, uint8_subtract=False, narrow_acc=False,
+             zp="round", levels=255):
         def answer(x, weight, bias):
             w_scale = (weight.max() if w_max else weight.abs().max()) / (255 if w_255 else 127)
             w_q = torch.round(weight / w_scale).clamp(-127, 127).to(torch.int8)
@@ -153,9 +154,12 @@ def _int8_linear_mutants() -> dict:
                 dims = dict(dim=1, keepdim=True) if per_row else {}
                 lo = x.amin(**dims) if range_without_zero else torch.clamp(x.amin(**dims), max=0.0)
                 hi = x.amax(**dims) if range_without_zero else torch.clamp(x.amax(**dims), min=0.0)
-                x_scale = (hi - lo) / 255
+                x_scale = (hi - lo) / levels
                 x_scale = torch.where(x_scale == 0, torch.ones_like(x_scale), x_scale)
-                zp = torch.round(-lo / x_scale).clamp(0, 255)
+                zp = {"round": lambda: torch.round(-lo / x_scale),      # the integer that 0.0 lands on
+                      "trunc": lambda: torch.trunc(-lo / x_scale),      # int(-lo / s): cut, not rounded
+                      "sign": lambda: torch.round(lo / x_scale),        # the sign slipped
+                      "middle": lambda: torch.full_like(lo, 128.0)}[zp]().clamp(0, 255)   # symmetric habit
                 x_q = (torch.round(x / x_scale) + zp).clamp(0, 255).to(torch.uint8)
                 zp = zp.to(torch.uint8)
             if forget_zp:
@@ -185,15 +189,19 @@ def _int8_linear_mutants() -> dict:
             "在浮点里相乘（acc 不是整数）": make(float_acc=True),
             "在 float32 里累加再转成 int32（和超过 2**24 时丢掉末位）": make(float_acc_cast=True),
             "在 uint8 里减零点（负数回绕成大正数）": make(uint8_subtract=True),
-            "用 int16 累加（溢出）": make(narrow_acc=True)}
+            "用 int16 累加（溢出）": make(narrow_acc=True),
+            "零点用 int(−lo / s) 截断，而不是取最近的整数": make(zp="trunc"),
+            "零点的符号反了：round(lo / s)": make(zp="sign"),
+            "零点固定取 128（uint8 的中点），不看这一批的范围": make(zp="middle"),
+            "缩放系数 = 范围 / 256（256 个整数之间只有 255 个间隔）": make(levels=256)}
 
 
 register(Exercise(
     id="09.5", title="动态 int8 的一层 Linear (u8 × s8 → int32)", points=4,
-    hint="权重：对称 int8，一个张量一个缩放系数 max|w| / 127，零点是 0。激活：运行时按整批的范围量化成 uint8，"
-         "范围要把 0 包进去（全是正数时下限也是 0），缩放系数 = 范围 / 255，零点是代表 0.0 的那个整数；"
-         "范围为 0 时（全 0 的一批）不能去除。相乘前先转成足够宽的整数类型再减零点，累加必须是 int32，"
-         "最后乘上两个缩放系数的积、加上 bias（bias 可能是 None）。",
+    hint="权重和练习 09.4 一样。激活：先定区间（它必须包含 0.0，否则 0.0 量化后回不来），区间的两端对上 uint8 的两端；"
+         "数一数 256 个整数之间有几个间隔，就知道缩放系数；零点是 0.0 落在的那个整数，它必须是整数，所以要取最近的。"
+         "全 0 的一批区间长度为 0，不能去除。相乘前先转成足够宽的整数类型再减零点，累加必须是精确的整数；"
+         "把两个还原公式代进 x·wᵀ，两个缩放系数可以提到外面，剩下的就是 acc。bias 可能是 None。",
     reference=_reference_int8_linear,
     cases=_linear_cases,
     mutants=_int8_linear_mutants,

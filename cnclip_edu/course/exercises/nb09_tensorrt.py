@@ -36,6 +36,7 @@ def _profile_cases():
     return [_profile_case("图像输入 (-1, 3, 224, 224)，max_batch 128", (-1, 3, 224, 224), 52, 128),
             _profile_case("文本输入 (-1, -1)，context 52，max_batch 64，opt_batch 8", (-1, -1), 52, 64, 8),
             _profile_case("长度固定的文本输入 (-1, 52)", (-1, 52), 52, 32),
+            _profile_case("长度固定的文本输入 (-1, 52)，给了 opt_length 60（不起作用：忽略，不报错）", (-1, 52), 52, 32, None, 60),
             _profile_case("max_batch = 1", (-1, -1), 24, 1),
             _profile_case("在线搜索那样的文本配置：opt_batch 1，opt_length 16", (-1, -1), 52, 64, 1, 16),
             _profile_case("opt_length 大于 context_length（应当报 ValueError）", (-1, -1), 52, 64, 1, 60),
@@ -50,6 +51,7 @@ def _profile_hidden(seed: int):
     return [_profile_case("随机分辨率的图像输入", (-1, 3, r, r), L, mb, rng.choice([None, rng.randint(1, mb)])),
             _profile_case("随机 context 长度的文本输入", (-1, -1), L, mb, rng.choice([None, rng.randint(1, mb)])),
             _profile_case("长度固定的文本输入", (-1, L), L, mb),
+            _profile_case("长度固定的文本输入，给了超出范围的 opt_length", (-1, L), L, mb, None, L + rng.randint(1, 9)),
             _profile_case("给了 opt_length 的文本输入", (-1, -1), L, mb, rng.randint(1, mb), rng.randint(1, L - 1)),
             _profile_case("opt_length 超出长度范围", (-1, -1), L, mb, None, L + rng.randint(1, 9)),
             _profile_case("opt_batch 大于 max_batch", (-1, -1), L, mb, mb + rng.randint(1, 9)),
@@ -60,13 +62,16 @@ def _profile_hidden(seed: int):
 def _profile_mutants() -> dict:
     def make(*, swap_min_opt=False, max_len_minus_1=False, min_len_full=False, fixed_min_1=False,
              text_axis_always=False, opt_default_1=False, no_check=False, all_dynamic_as_length=False,
-             fixed_batch="raise", ignore_opt_length=False, no_length_check=False, length_max_is_opt=False):
+             fixed_batch="raise", ignore_opt_length=False, no_length_check=False, length_max_is_opt=False,
+             opt_length_anywhere=False):
         def answer(shape, context_length, max_batch, opt_batch=None, opt_length=None):
             if shape[0] >= 0 and fixed_batch == "raise":
                 raise ValueError("the batch axis is fixed")
             opt_batch = opt_batch or (1 if opt_default_1 else max_batch)
             if not no_check and not 1 <= opt_batch <= max_batch:
                 raise ValueError("need 1 <= opt_batch <= max_batch")
+            if opt_length_anywhere and opt_length and not 1 <= opt_length <= context_length:
+                raise ValueError("need 1 <= opt_length <= context_length")   # checked before knowing the graph has a length
             lo, opt, hi = [1], [opt_batch], [max_batch]
             if shape[0] >= 0 and fixed_batch == "itself":
                 lo, opt, hi = [shape[0]], [shape[0]], [shape[0]]
@@ -103,7 +108,8 @@ def _profile_mutants() -> dict:
             "batch 固定时给 (d, d, d)，没有报错（max_batch 被悄悄忽略）": make(fixed_batch="itself"),
             "没理会 opt_length（长度的 opt 总是 context_length）": make(ignore_opt_length=True),
             "没有检查 1 <= opt_length <= context_length": make(no_length_check=True),
-            "长度的 max 也取了 opt_length（比 opt 长的句子放不进）": make(length_max_is_opt=True)}
+            "长度的 max 也取了 opt_length（比 opt 长的句子放不进）": make(length_max_is_opt=True),
+            "长度固定的图上也检查 opt_length（它不起作用，应当忽略）": make(opt_length_anywhere=True)}
 
 
 register(Exercise(
@@ -128,8 +134,10 @@ def _reference_build(trt, onnx_path, engine_path, context_length, max_batch, wor
 
 
 def _build_case(label: str, inputs: dict | None, context_length: int, max_batch: int,
-                workspace_gib: float = 1.0) -> Case:
-    """Run the answer on the recording stand-in with an ONNX file holding `inputs` (None: a broken file)."""
+                workspace_gib: float = 1.0, as_path: bool = False) -> Case:
+    """Run the answer on the recording stand-in with an ONNX file holding `inputs` (None: a broken file).
+
+    as_path: hand the answer pathlib.Path objects instead of str (TensorRT's parse_from_file takes str only)."""
     def run(f):
         from cnclip_edu.deploy.trt_recorder import RecordingTensorRT, signature_onnx
 
@@ -148,14 +156,16 @@ def _build_case(label: str, inputs: dict | None, context_length: int, max_batch:
                 return {"报错了": raised, "调用 build_serialized_network 的次数": rec.build_calls,
                         "写出了引擎文件": engine.exists()}
             signature_onnx(src, inputs, {"tower": "text" if len(next(iter(inputs.values()))) == 2 else "image"})
-            f(rec, str(src), str(engine), context_length, max_batch, workspace_gib)
+            f(rec, src if as_path else str(src), engine if as_path else str(engine), context_length, max_batch,
+              workspace_gib)
             return {**rec.summary(), "写出的文件就是 build_serialized_network 返回的 plan": rec.wrote_plan(engine)}
     return Case(label, run)
 
 
 def _build_cases():
     return [_build_case("文本塔 (-1, -1)，context 52，max_batch 64", {"text": (-1, -1)}, 52, 64),
-            _build_case("视觉塔 (-1, 3, 32, 32)，max_batch 16，工作区 0.5 GiB", {"image": (-1, 3, 32, 32)}, 52, 16, 0.5),
+            _build_case("视觉塔 (-1, 3, 32, 32)，max_batch 16，工作区 0.5 GiB，路径是 pathlib.Path",
+                        {"image": (-1, 3, 32, 32)}, 52, 16, 0.5, as_path=True),
             _build_case("两个输入的文本图 (input_ids, attention_mask)",
                         {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, 24, 8),
             _build_case("坏掉的 ONNX 文件（解析失败）", None, 52, 8)]
@@ -165,7 +175,7 @@ def _build_hidden(seed: int):
     rng = random.Random(seed)
     L, r, mb, ws = rng.randint(8, 77), rng.choice([16, 32, 224]), rng.randint(1, 256), rng.choice([0.25, 1.0, 2.0, 4.0])
     return [_build_case("随机 context 长度和 max_batch 的文本塔", {"text": (-1, -1)}, L, mb, ws),
-            _build_case("随机分辨率的视觉塔", {"image": (-1, 3, r, r)}, L, mb, ws),
+            _build_case("随机分辨率的视觉塔，路径是 pathlib.Path", {"image": (-1, 3, r, r)}, L, mb, ws, as_path=True),
             _build_case("长度固定的文本塔", {"text": (-1, L)}, L, mb, ws),
             _build_case("两个输入的图", {"input_ids": (-1, -1), "attention_mask": (-1, -1)}, L, mb, ws),
             _build_case("坏掉的 ONNX 文件", None, L, mb, ws)]
@@ -176,7 +186,8 @@ def _build_mutants() -> dict:
         return _reference_profile(shape, context_length, max_batch)
 
     def make(*, explicit_batch=False, no_flags=False, fp16_flag=False, check_parse=True, workspace="bytes",
-             add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes"):
+             add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes",
+             path_as_given=False):
         def answer(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
             logger = trt.Logger(trt.Logger.WARNING)
             builder = trt.Builder(logger)
@@ -186,7 +197,7 @@ def _build_mutants() -> dict:
                 flags = 0 if no_flags else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
             network = builder.create_network(flags)
             parser = trt.OnnxParser(network, logger)
-            ok = parser.parse_from_file(str(onnx_path))
+            ok = parser.parse_from_file(onnx_path if path_as_given else str(onnx_path))
             if check_parse and not ok:
                 raise RuntimeError("parse failed")
             config = builder.create_builder_config()
@@ -228,13 +239,15 @@ def _build_mutants() -> dict:
             "形状设在了写死的输入名 'input' 上": make(name="input"),
             "只给第 0 个输入设了形状（两个输入的图才出错）": make(first_input_only=True),
             "每个输入一个 profile（两个输入的图才出错）": make(profile_per_input=True),
-            "把 plan 转成字符串写进文件": make(write="str")}
+            "把 plan 转成字符串写进文件": make(write="str"),
+            "把 onnx_path 原样交给 parse_from_file（是 pathlib.Path 时真的 TensorRT 报 TypeError）":
+                make(path_as_given=True)}
 
 
 register(Exercise(
     id="09.7", title="构建 TensorRT 引擎 (Builder → 网络 → 配置 → profile → plan)", points=5,
     hint="按顺序：Logger → Builder → create_network（TensorRT 10 起网络总是显式 batch，不要再用 EXPLICIT_BATCH；"
-         "用 STRONGLY_TYPED，让精度由图决定）→ OnnxParser 解析文件，失败时把 get_error 的内容报出来、不要继续 → "
+         "用 STRONGLY_TYPED，让精度由图决定）→ OnnxParser 解析文件（它只收 str 路径），失败时把 get_error 的内容报出来、不要继续 → "
          "create_builder_config，工作区上限用字节数 → 一个 profile，给网络的**每一个**输入按它自己的名字和形状"
          "设 (min, opt, max)（用练习 09.6 的函数）→ 把 profile 加进 config → build_serialized_network，"
          "返回 None 表示失败 → 把 plan 的字节原样写进 engine_path。",
