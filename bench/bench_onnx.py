@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(
             "How to read it: ONNX Runtime gains most where PyTorch's per-operator overhead dominates (small models, "
             "batch 1) and, for text, from the trimmed padding. The big matrix products of ViT-B-16's image tower run "
-            "on comparable fp32 kernels in both runtimes, so fp32 gains little there; int8 (VNNI int8 x int8 -> "
-            "int32 products) is what pays on a CPU. At text batch > 1 PyTorch skips the padding of every caption, "
+            "on comparable fp32 kernels in both runtimes, so fp32 gains little there; int8 (u8 x s8 products summed in int32; on CPUs without VNNI, such as "
+            "the AMD EPYC these runs used, pairs are first summed in saturating int16) is what pays on a CPU. At text batch > 1 PyTorch skips the padding of every caption, "
             "while the ONNX graph pads each batch to its longest caption: batching captions of similar length "
             "(bucketing) closes that gap. On a shared machine pass `--threads 1`: with 2 threads, PyTorch's "
             "timings swung by more than 10x while other processes competed for the cores (seen while writing this "
