@@ -111,3 +111,21 @@ def test_split_recall_matches_a_perfect_and_a_cached_gallery(small_toy):
     r = t2i_recall(model, small_toy, "test")
     assert set(r) >= {"r1", "r5", "r10"} and 0 <= r["r1"] <= r["r5"] <= r["r10"] <= 1
     assert t2i_recall(model, small_toy, "test", image_feats=image_features(model, small_toy, "test")) == r
+
+
+def test_top1_reading_tells_a_wrong_colour_from_a_wrong_shape():
+    """toy_shift.top1_reading: the first image's colours and shapes against the caption's (default toy world)."""
+    from cnclip_edu.data.toy import split_meanings
+    from cnclip_edu.data.toy_shift import top1_reading
+    from cnclip_edu.data.toy_text import caption_objects
+
+    scenes, keys = split_meanings("test")
+    objects = {i: sorted((p.color, p.shape) for p in s["shapes"]) for i, s in scenes.items()}
+    tid = next(t for t, k in keys.items() if len(caption_objects(k)) == 1)
+    (colour, shape), = caption_objects(keys[tid])
+    same = next(i for i, o in objects.items() if o == [(colour, shape)])
+    other_colour = next(i for i, o in objects.items() if len(o) == 1 and o[0][1] == shape and o[0][0] != colour)
+    other_shape = next(i for i, o in objects.items() if len(o) == 1 and o[0][0] == colour and o[0][1] != shape)
+    assert top1_reading({tid: [same, other_colour]}) == {"colours": 1.0, "shapes": 1.0}
+    assert top1_reading({tid: [other_colour, same]}) == {"colours": 0.0, "shapes": 1.0}
+    assert top1_reading({tid: [other_shape]}) == {"colours": 1.0, "shapes": 0.0}

@@ -76,3 +76,27 @@ def renamed_toy_world(src: str | os.PathLike, out: str | os.PathLike, n_train_im
             build_lmdb(tmp, list(formats.SPLITS), overwrite=True, progress=False, verbose=False)
         (tmp / ".source").write_text(stamp, encoding="utf-8")
     return out
+
+
+def top1_reading(ranked: dict[int, list[int]], split: str = "test") -> dict[str, float]:
+    """How the top-1 image of each toy-world caption relates to what the caption says, as shares of the
+    captions: "colours" (its shapes' colours are exactly the caption's colours, shapes aside) and
+    "shapes" (its shapes are exactly the caption's shapes, colours aside).
+
+    A finetune that forgot how to read colour words drops "colours" and keeps "shapes"; one that damaged
+    the reading of shape words drops "shapes". `ranked`: text id -> image ids, best first
+    (`t2i_recall(..., ranked_out=...)` on the toy world's own split: the generator's meanings are read back
+    with `toy.split_meanings`, which holds for the default toy world only).
+    """
+    from .toy import split_meanings
+    from .toy_text import caption_objects
+
+    scenes, keys = split_meanings(split)
+    colours = shapes = 0
+    for text_id, images in ranked.items():
+        said = caption_objects(keys[text_id])                                     # ((colour, shape), ...)
+        drawn = [(p.color, p.shape) for p in scenes[images[0]]["shapes"]]
+        colours += sorted(c for c, _ in said) == sorted(c for c, _ in drawn)
+        shapes += sorted(s for _, s in said) == sorted(s for _, s in drawn)
+    n = len(ranked)
+    return {"colours": colours / n, "shapes": shapes / n}

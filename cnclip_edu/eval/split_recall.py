@@ -29,8 +29,10 @@ def image_features(model, data_dir: str | os.PathLike, split: str, device: str =
 
 
 def t2i_recall(model, data_dir: str | os.PathLike, split: str, device: str = "cpu", batch_size: int = 128,
-               image_feats: tuple[np.ndarray, np.ndarray] | None = None, k: int = 10) -> dict[str, float]:
-    """Recall@1/5/10 of every caption of `<split>_texts.jsonl` against every image of the split."""
+               image_feats: tuple[np.ndarray, np.ndarray] | None = None, k: int = 10,
+               ranked_out: dict[int, list[int]] | None = None) -> dict[str, float]:
+    """Recall@1/5/10 of every caption of `<split>_texts.jsonl` against every image of the split.
+    ranked_out: a dict to fill with text id -> its top-k image ids (best first), to look at the hits."""
     from cnclip_edu.data.dataset import EvalTextDataset
 
     from . import features, recall, topk
@@ -42,4 +44,6 @@ def t2i_recall(model, data_dir: str | os.PathLike, split: str, device: str = "cp
                                                                                    batch_size)
     _, idx = topk.topk_predictions(text_feats, feats, min(k, len(image_ids)), device=device)
     ranked = {int(t): [int(image_ids[j]) for j in row] for t, row in zip(text_ids, idx)}
+    if ranked_out is not None:
+        ranked_out.update(ranked)
     return recall.evaluate(recall.read_gold(texts, "t2i"), ranked)

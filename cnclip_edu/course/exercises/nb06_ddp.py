@@ -4,7 +4,8 @@ DistributedSampler + DDP + saving on rank 0 only.
 The answer runs in forked ranks (one CPU thread each, torch.save recorded and slowed down like a slow
 disk), the library's `train.ddp_demo.train_worker` as one process on the global batch; what the run shows is
 compared (`train.ddp_demo.summarize`). The mutants: no DDP wrapper, no set_epoch, every rank saving, no
-barrier, ClipLoss without rank / world_size, a learning rate scaled by the number of ranks.
+barrier, ClipLoss without rank / world_size, a learning rate scaled by the number of ranks, the DDP wrapper's
+`module.`-prefixed state_dict saved instead of the model's own (what each rank saved is recorded).
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ def _recording(fn):
 
     def child(**kwargs):
         torch.set_num_threads(1)
-        saves, real = [], torch.save
+        saves, prefixed, real = [], [], torch.save
 
         def save(obj, f, *args, **kw):
             saves.append(int(os.environ["RANK"]))
+            prefixed.append(isinstance(obj, dict) and any(str(k).startswith("module.") for k in obj))
             time.sleep(_SLOW_SAVE_S)
             return real(obj, f, *args, **kw)
 
@@ -46,7 +48,7 @@ def _recording(fn):
             result = fn(**kwargs)
         finally:
             torch.save = real
-        return {"result": result, "saves": saves}
+        return {"result": result, "saves": saves, "prefixed": prefixed}
 
     return child
 
@@ -83,6 +85,9 @@ def _ddp_case(f, nproc: int, n_pairs: int, batch_size: int, seed: int, epochs: i
     out = summarize([r["result"] for r in runs], _memo[single_key], n_pairs, epochs,
                     saved_by=[rank for r in runs for rank in r["saves"]])
     out["out_dir 里的文件"] = files
+    out["存下的参数名带 module. 前缀（DDP 包装层的）"] = any(p for r in runs for p in r.get("prefixed", []))
+    out["返回的 params 的参数名带 module. 前缀"] = any(str(k).startswith("module.") for r in runs
+                                                for k in r["result"].get("params", {}))
     if f is _ddp_reference:
         _memo[key] = out
     return out
@@ -104,7 +109,7 @@ def _ddp_hidden(seed: int):
 
 
 def _ddp_variant(wrap: bool = True, set_epoch: bool = True, rank0_only: bool = True, barrier: bool = True,
-                 gather: bool = True, lr_times_world: bool = False):
+                 gather: bool = True, lr_times_world: bool = False, save_wrapper: bool = False):
     """The worker with one of the usual slips."""
     import os
 
@@ -140,7 +145,7 @@ def _ddp_variant(wrap: bool = True, set_epoch: bool = True, rank0_only: bool = T
         inner = model.module if wrap else model
         path = os.path.join(out_dir, "model.pt")
         if rank == 0 or not rank0_only:
-            torch.save(inner.state_dict(), path)
+            torch.save((model if save_wrapper else inner).state_dict(), path)
         if barrier:
             dist.barrier()
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -157,7 +162,8 @@ def _ddp_mutants():
             "每个进程都保存检查点": _ddp_variant(rank0_only=False),
             "保存之后没有屏障 (barrier)：别的进程读的时候文件还没写好": _ddp_variant(barrier=False),
             "ClipLoss() 没有给 rank / world_size：每个进程只用自己的负样本": _ddp_variant(gather=False),
-            "学习率乘以进程数（线性缩放）：与单进程在同一个全局 batch 上的训练不再相同": _ddp_variant(lr_times_world=True)}
+            "学习率乘以进程数（线性缩放）：与单进程在同一个全局 batch 上的训练不再相同": _ddp_variant(lr_times_world=True),
+            "存了 DDP 包装层的 state_dict：参数名带 module.": _ddp_variant(save_wrapper=True)}
 
 
 register(Exercise(

@@ -4,7 +4,9 @@ strictly, the vision tower frozen, only the parameters still trained given to th
 Compared with the library's `train.finetune.prepare_finetune` on a fresh tiny CLIP given another's weights
 (keys as a DDP checkpoint stores them), then one step of its optimizer; and on state dicts with a key
 missing or one too many, which a strict load must refuse. The mutants: keys not stripped, strict=False,
-the tower frozen after the optimizer was built or not at all, weight decay on every parameter or on none.
+the tower frozen after the optimizer was built or not at all, weight decay on every parameter or on none,
+AdamW's default betas / eps instead of the recipe's (each parameter group's hyper-parameters are compared:
+one step of Adam hardly depends on them).
 """
 from __future__ import annotations
 
@@ -60,7 +62,11 @@ def _ft_case(f, freeze: bool = True, source_seed: int = 1, target_seed: int = 0,
         ClipLoss()(*model(images, tokens)).backward()
         optimizer.step()
         visual_moved = max((params[n] - v).abs().max().item() for n, v in visual_before.items())
+        groups = sorted(([float(g["weight_decay"]), len(g["params"]), [float(b) for b in g.get("betas", ())],
+                          float(g.get("eps", float("nan"))), float(g["lr"])] for g in optimizer.param_groups),
+                        key=lambda row: row[:2])
         return {"报告 (loaded, trainable, frozen)": [int(report[k]) for k in ("loaded", "trainable", "frozen")],
+                "优化器 (类型, 每组 [weight_decay, 参数张量数, betas, eps, lr])": [type(optimizer).__name__, groups],
                 "加载后与来源权重的最大差": loaded_diff,
                 "requires_grad=False 的参数张量数": len(frozen_names),
                 "冻结的都在视觉塔里": all(n.startswith("visual.") for n in frozen_names),
@@ -112,7 +118,8 @@ def _ft_hidden(seed: int):
             Case("权重里少了一个键", lambda f: _ft_strict_case(f, drop=dropped))]
 
 
-def _ft_variant(strip: bool = True, strict: bool = True, freeze: str = "before_optimizer", decay: str = "split"):
+def _ft_variant(strip: bool = True, strict: bool = True, freeze: str = "before_optimizer", decay: str = "split",
+                betas: str = "recipe"):
     """prepare_finetune with one of the usual slips: keys not stripped; strict=False; the tower frozen after
     the optimizer was built ("after_optimizer") or not at all ("never"); weight decay on every parameter
     ("all") or on none ("none")."""
@@ -129,6 +136,9 @@ def _ft_variant(strip: bool = True, strict: bool = True, freeze: str = "before_o
                     continue
                 wants = {"split": p.ndim >= 2 and "logit_scale" not in name, "all": True, "none": False}[decay]
                 (decayed if wants else plain).append(p)
+            if betas == "default":   # AdamW's own betas=(0.9, 0.999), eps=1e-8, not the recipe's
+                return torch.optim.AdamW([{"params": plain, "weight_decay": 0.0},
+                                          {"params": decayed, "weight_decay": weight_decay}], lr=lr)
             return torch.optim.AdamW([{"params": plain, "weight_decay": 0.0},
                                       {"params": decayed, "weight_decay": weight_decay}],
                                      lr=lr, betas=(0.9, 0.98), eps=1e-6)
@@ -153,7 +163,8 @@ def _ft_mutants():
             "先建优化器、后冻结：优化器里还有冻结的参数": _ft_variant(freeze="after_optimizer"),
             "忘了冻结视觉塔": _ft_variant(freeze="never"),
             "对所有参数都做权重衰减（包括 LayerNorm 增益和 logit_scale）": _ft_variant(decay="all"),
-            "完全没有权重衰减": _ft_variant(decay="none")}
+            "完全没有权重衰减": _ft_variant(decay="none"),
+            "AdamW 用了默认的 betas=(0.9, 0.999)、eps=1e-8，不是课程配方的 (0.9, 0.98)、1e-6": _ft_variant(betas="default")}
 
 
 register(Exercise(
