@@ -23,11 +23,11 @@ def test_parts_controls_and_ties():
     r = compositional_test(held_x, [3, 3, 3, 3], seen_x, [0, 1, 2, 1], w, NAMES)
     assert r["held_preds"] == [2, 2, 0, 1] and r["seen_preds"] == [0, 1, 2, 0]
     assert r["top1"] == 0.0
-    assert r["colour_acc"] == 0.5                  # 2 of 4 predicted blue
+    assert r["color_acc"] == 0.5                  # 2 of 4 predicted blue
     assert r["shape_acc"] == 0.25                  # only 红色的圆形 has the right shape
     assert r["combos"] == ["蓝色的圆形"] and r["held"] == [[1, 4]]
     assert r["same_shape"] == [[1, 1]]             # seen circles: 红色的圆形, right
-    assert r["same_colour"] == [[1, 1]]            # seen blue, other shapes: 蓝色的方形, right
+    assert r["same_color"] == [[1, 1]]            # seen blue, other shapes: 蓝色的方形, right
     # the last seen image (红色的方形 -> 红色的圆形) is red and square: in neither control
 
 
@@ -35,7 +35,7 @@ def test_control_never_uses_held_out_images_nor_the_wrong_split():
     names = ["红色的圆形", "绿色的圆形", "蓝色的圆形"]
     w = torch.eye(3)
     r = compositional_test(_onehot([1], 3), [1], _onehot([0], 3), [0], w, names)
-    assert r["same_shape"] == [[1, 1]] and r["same_colour"] == [[0, 0]]
+    assert r["same_shape"] == [[1, 1]] and r["same_color"] == [[0, 0]]
 
 
 def test_gap_and_folded_confusion():

@@ -39,9 +39,9 @@ def compositional_test(held_feats, held_targets, seen_feats, seen_targets, class
     `names` ("红色的圆形": colour before the first `sep`, shape after it); held_targets (N_h,),
     seen_targets (N_s,): each image's true index into `names`.
 
-    -> plain data: "top1", "colour_acc", "shape_acc" of the held-out images (fractions); "combos": the
+    -> plain data: "top1", "color_acc", "shape_acc" of the held-out images (fractions); "combos": the
     held-out names in index order; per combination [right, total] pairs of *shape* right: "held" (its own
-    images), "same_shape" (seen images of its shape in other colours), "same_colour" (seen images of its
+    images), "same_shape" (seen images of its shape in other colours), "same_color" (seen images of its
     colour with other shapes, each scored against its own shape); "held_preds", "seen_preds": the argmax
     over all K columns of every image.
     """
@@ -53,20 +53,20 @@ def compositional_test(held_feats, held_targets, seen_feats, seen_targets, class
     shape_ok_h = shape[p_h] == shape[t_h]                                 # (N_h,)
     shape_ok_s = shape[p_s] == shape[t_s]                                 # (N_s,)
     combos = sorted(set(t_h.tolist()))
-    held, same_shape, same_colour = [], [], []
+    held, same_shape, same_color = [], [], []
     for c in combos:
         mine = t_h == c
         ss = (shape[t_s] == shape[c]) & (colour[t_s] != colour[c])        # seen images: this shape, other colours
         sc = (colour[t_s] == colour[c]) & (shape[t_s] != shape[c])        # seen images: this colour, other shapes
         held.append([int(shape_ok_h[mine].sum()), int(mine.sum())])
         same_shape.append([int(shape_ok_s[ss].sum()), int(ss.sum())])
-        same_colour.append([int(shape_ok_s[sc].sum()), int(sc.sum())])
+        same_color.append([int(shape_ok_s[sc].sum()), int(sc.sum())])
     return {
         "top1": float(np.mean(p_h == t_h)),
-        "colour_acc": float(np.mean(colour[p_h] == colour[t_h])),
+        "color_acc": float(np.mean(colour[p_h] == colour[t_h])),
         "shape_acc": float(np.mean(shape_ok_h)),
         "combos": [names[c] for c in combos],
-        "held": held, "same_shape": same_shape, "same_colour": same_colour,
+        "held": held, "same_shape": same_shape, "same_color": same_color,
         "held_preds": p_h.tolist(), "seen_preds": p_s.tolist(),
     }
 

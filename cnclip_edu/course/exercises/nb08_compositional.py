@@ -113,7 +113,7 @@ def _mistake(kind: str):
         p_part = among(s_h, held_cols) if kind == "parts_8way" else p_h
         colour_ok, shape_ok = colour[p_part] == colour[t_h], shape[p_part] == shape[t_h]
         shape_acc = shape_ok[colour_ok].mean() if kind == "shape_given_colour" else shape_ok.mean()
-        held, same_shape, same_colour = [], [], []
+        held, same_shape, same_color = [], [], []
         for c in held_cols:
             mine = t_h == c
             held.append([int(shape_ok[mine].sum()), int(mine.sum())])
@@ -128,11 +128,11 @@ def _mistake(kind: str):
                 same_shape.append([int((shape[p_s] == shape[t_s])[ss].sum()), int(ss.sum())])
             sc = (colour[t_s] == colour[c]) & (shape[t_s] != shape[c])
             target_shape = shape[c] if kind == "colour_ctrl_vs_held_shape" else shape[t_s][sc]
-            same_colour.append([int((shape[p_s][sc] == target_shape).sum()), int(sc.sum())])
+            same_color.append([int((shape[p_s][sc] == target_shape).sum()), int(sc.sum())])
         if kind == "swap_controls":
-            same_shape, same_colour = same_colour, same_shape
-        return {"top1": float(np.mean(p_h == t_h)), "colour_acc": float(colour_ok.mean()), "shape_acc": float(shape_acc),
-                "combos": [names[c] for c in held_cols], "held": held, "same_shape": same_shape, "same_colour": same_colour,
+            same_shape, same_color = same_color, same_shape
+        return {"top1": float(np.mean(p_h == t_h)), "color_acc": float(colour_ok.mean()), "shape_acc": float(shape_acc),
+                "combos": [names[c] for c in held_cols], "held": held, "same_shape": same_shape, "same_color": same_color,
                 "held_preds": [int(p) for p in p_h], "seen_preds": [int(p) for p in p_s]}
     return compositional_test
 
