@@ -1,11 +1,11 @@
-"""Notebook 10's checked exercises: your photos and captions file -> MUGE records; a by-photo split; a threshold.
+"""Notebook 10's checked exercises: your photos and captions file -> MUGE records; a by-photo split; a split by group; a threshold.
 Each part registers its own when imported:
 
 - nb10_records.py: the rows of a captions file -> `{split}_texts.jsonl` records (10.1);
 - nb10_prepare.py: one photo file -> the base64 JPEG text of a `{split}_imgs.tsv` line (10.2);
 - nb10_split.py: the photos split into train / valid by photo (10.3);
-- nb10_threshold.py: the "nothing found" threshold of a search box, from validation results (10.4);
-- nb10_group.py: the photos split by group, same-scene photos kept together (10.5).
+- nb10_group.py: the photos split by group, same-scene photos kept together (10.4);
+- nb10_threshold.py: the "nothing found" threshold of a search box, from validation results (10.5).
 
 The registry (`core._load_all`) imports only the `nbNN` modules: this one is the notebook's entry.
 """

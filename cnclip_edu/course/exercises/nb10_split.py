@@ -161,7 +161,7 @@ def _split_alternatives():
 
 
 register(Exercise(
-    id="10.3", title="按照片划分 train / valid（不泄漏）", points=3,
+    id="10.3", title="按照片划分 train / valid（不泄露）", points=3,
     hint="划分的单位是照片：先决定每张照片在哪一边，再让每一行跟着它的照片走。可复现要一个只属于这个函数、"
          "只由 seed 决定的随机数生成器（全局的随机状态和别的代码共用；字符串的 hash() 每个进程都不同）。"
          "照片数 × 比例四舍五入，恰好 .5 时进位（round(2.5) == 2，int() 是截断）。"
