@@ -12,6 +12,8 @@ so the course reads only those as "one is better".
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -27,3 +29,32 @@ def paired_gap(ok_base, ok_other) -> tuple[int, float, bool]:
     diff = int(ok_other.sum()) - int(ok_base.sum())
     se = float(np.sqrt(np.sum(ok_base != ok_other)))     # m = the images where exactly one is right
     return diff, se, abs(diff) > 2 * se
+
+
+SMALL_M = 10   # below this many disagreeing images the normal approximation is too rough: use the exact test
+
+
+def sign_test_p(d: int, m: int) -> float:
+    """Two-sided exact sign (McNemar) test: d = (#right only under other) - (#right only under base), m = both counts.
+
+    Under "equally good" each of the m images goes either way with probability 1/2, so the number going
+    other's way is X ~ Binomial(m, 1/2) and d = 2X - m. p = P(|2X - m| >= |d|). With m = 0: 1.0.
+    Why: sqrt(m) is a normal approximation; with 5 flips all one way it says "beyond 2 SE" while the exact
+    p is 2/2**5 = 0.0625.
+    """
+    if m < 0 or abs(d) > m or (m - d) % 2:
+        raise ValueError(f"need |d| <= m and d, m of the same parity: d={d}, m={m}")
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, x) for x in range(m + 1) if abs(2 * x - m) >= abs(d))
+    return tail / 2 ** m
+
+
+def beyond_noise(d: int, m: int, alpha: float = 0.05) -> bool:
+    """Is a paired difference of d images (m disagreeing images) beyond noise?
+
+    m < SMALL_M: exact sign test, p < alpha. Otherwise the course's rule |d| > 2 sqrt(m).
+    """
+    if m < SMALL_M:
+        return sign_test_p(d, m) < alpha
+    return abs(d) > 2 * math.sqrt(m)
