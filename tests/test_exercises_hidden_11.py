@@ -12,3 +12,11 @@ def test_every_11_6_mutant_is_caught_by_the_hidden_cases_of_several_seeds():
         assert _run(ex, ex.reference, ex.hidden(seed)) is None, f"seed {seed}: the reference"
         for name, wrong in ex.mutants().items():
             assert _run(ex, wrong, ex.hidden(seed)) is not None, f"seed {seed}: {name}"
+
+
+def test_every_11_7_mutant_is_caught_by_the_hidden_cases_of_several_seeds():
+    ex = X.get("11.7")
+    for seed in range(3):
+        assert _run(ex, ex.reference, ex.hidden(seed)) is None, f"seed {seed}: the reference"
+        for name, wrong in ex.mutants().items():
+            assert _run(ex, wrong, ex.hidden(seed)) is not None, f"seed {seed}: {name}"

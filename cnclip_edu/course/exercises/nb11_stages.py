@@ -162,7 +162,7 @@ register(Exercise(
     id="11.q1", title="三种配方的阶段表：每个阶段训练哪些部分", points=2,
     hint="对每个阶段问两件事：这个阶段的数据里有没有图像 token（没有的话，投影器和 ViT 拿不到梯度）？"
          "这个配方想保护哪一部分、让哪一部分去适应（现成的语言模型在对齐阶段冻结）？"
-         "再对照这一节开头和第 5 部分开头写的各家做法：InternVL 1.5 和 InternVL2 / LLaVA 的第一阶段不一样。",
+         "再对照笔记本开头和第 5 部分开头写的各家做法：InternVL 1.5 和 InternVL2 / LLaVA 的第一阶段不一样。",
     reference=_STAGE_TABLE,
     cases=_table_cases,
     hidden=_table_hidden,

@@ -1,0 +1,48 @@
+"""Notebook 11's reading of its recorded runs (cnclip_edu.mllm.records): which rows it compares, and why."""
+from __future__ import annotations
+
+from cnclip_edu.deploy.timing import recorded_benchmark, recorded_rows
+from cnclip_edu.mllm.records import section_commit, seed_spread, summary
+
+
+def _run(commit, seed, threads, shape, text="0.125", run="same recipe, one thread"):
+    return {"提交": commit, "seed": seed, "线程": threads, "运行": run, "held-out 形状": shape, "held-out 形状 不带图": text}
+
+
+RUNS = [_run("aaa", "0", "2", "0.65", run="notebook 11, default parameters"), _run("aaa", "0", "1", "0.63"),
+        _run("aaa", "1", "1", "0.48"), _run("aaa", "2", "1", "0.49"), _run("old", "3", "1", "0.30"),
+        _run("bbb", "0", "2", "0.615", "0.375", run="notebook 11, default parameters (two runs)")]
+ABL = [{"seed": "0", "variant": "完整配方", "held-out 形状": "0.605", "held-out 形状 不带图": "0.250"},
+       {"seed": "0", "variant": "读最后一层", "held-out 形状": "0.495", "held-out 形状 不带图": "0.125"},
+       {"seed": "1", "variant": "读最后一层", "held-out 形状": "0.4", "held-out 形状 不带图": "0.1"}]
+
+
+def test_seed_spread_keeps_one_commit_and_one_thread_apart_from_every_row():
+    s = seed_spread(RUNS)
+    assert (s.commit, s.seeds, s.low, s.high) == ("aaa", 3, 0.48, 0.63)   # the lone one-thread 'old' row is not it
+    assert (s.every_low, s.every_high) == (0.30, 0.65)
+    assert s.threads == {"2": 0.65, "1": 0.63}                              # same code, seed 0: the thread effect
+
+
+def test_summary_sentences():
+    lines = summary(RUNS, ABL, "ccc")
+    assert lines[0] == "种子 0，读最后一层 对完整配方：未见组合的形状题 0.495 对 0.605，不带图 0.125 对 0.250"
+    assert len([ln for ln in lines if "读最后一层" in ln]) == 1               # seed 1 has no full-recipe row to compare
+    assert "只换种子（提交 aaa 的代码、1 个线程、3 个种子）：未见组合的形状题 0.48 到 0.63；" in lines[1]
+    assert lines[1].endswith("0.30 到 0.65")
+    assert lines[2] == "只换线程数（提交 aaa 的代码、种子 0）：未见组合的形状题 1 个线程 0.63，2 个线程 0.65"
+    assert lines[3] == "种子 0、1 个线程的两次记录：提交 aaa 的代码 0.63，消融表（提交 ccc 的代码）0.605"
+    assert "提交 aaa、种子 0、2 个线程，未见组合的形状题 0.65" in lines[4]
+    assert "提交 bbb、种子 0、2 个线程，未见组合的形状题 0.615、不带图 0.375" in lines[4]
+    assert len(lines) == 5
+
+
+def test_section_commit():
+    assert section_commit("Command: `x` started at commit 144d9a3 (the section ...)") == "144d9a3"
+    assert section_commit("no commit named") is None and section_commit(None) is None
+
+
+def test_the_recorded_sections_read():
+    runs, abl = recorded_rows("mllm-seeds"), recorded_rows("mllm-ablations")
+    lines = summary(runs, abl, section_commit(recorded_benchmark("mllm-ablations")))
+    assert any(ln.startswith("只换线程数") for ln in lines) and "?" not in "".join(lines)
