@@ -16,3 +16,14 @@ def first_difference(ex, answer, cases) -> str | None:
         if diff:
             return f"{case.label}: {diff}"
     return None
+
+
+def assert_hidden_cases_catch_every_mutant(exercise_id: str, seeds: range) -> None:
+    """The reference passes each seed's hidden draw and every mutant fails it (not only the public cases)."""
+    from cnclip_edu.course import exercises as X
+
+    ex = X.get(exercise_id)
+    for seed in seeds:
+        assert first_difference(ex, ex.reference, ex.hidden(seed)) is None, f"{exercise_id} seed {seed}: the reference"
+        for name, wrong in ex.mutants().items():
+            assert first_difference(ex, wrong, ex.hidden(seed)) is not None, f"{exercise_id} seed {seed}: {name}"

@@ -20,6 +20,23 @@ class _StandInViT:
         return v
 
 
+def _tiny_vlm():
+    """A small MiniVLM (width 32, 2 layers) with sharp random weights (init std 0.3, seed 11), so that a token
+    moved by one slot changes the loss (11.4) and greedy replies differ row by row (11.6)."""
+    import torch
+
+    from cnclip_edu.mllm import world as W
+    from cnclip_edu.mllm.chat import ChatVocab
+    from cnclip_edu.mllm.decoder import DecoderConfig
+    from cnclip_edu.mllm.vlm import MiniVLM, VLMConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        cfg = VLMConfig(select_layer=-4, decoder=DecoderConfig(vocab_size=0, width=32, layers=2, heads=2,
+                                                               mlp_hidden=64, init_std=0.3))
+        return MiniVLM(_StandInViT(), ChatVocab.from_texts(W.vocabulary_texts()), cfg).eval()
+
+
 def _tiles_of(cells: int) -> int:
     return 1 if cells == 1 else cells + 1   # 1 cell: one tile; 2-3 cells: a tile per cell + the thumbnail
 

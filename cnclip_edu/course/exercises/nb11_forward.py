@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from .core import Case, Exercise, register
-from .nb11_common import _random_chats, _StandInViT
+from .nb11_common import _random_chats, _tiny_vlm
 
 
 # ----------------------------------------------------------------------------- 11.4 the VLM forward pass
@@ -20,20 +20,9 @@ _MODEL = {}
 
 
 def _forward_model():
-    """A small MiniVLM with sharp random weights (init std 0.3): a token moved by one slot changes the loss."""
+    """11.4's model, built once: a small MiniVLM with sharp random weights (init std 0.3)."""
     if "m" not in _MODEL:
-        import torch
-
-        from cnclip_edu.mllm import world as W
-        from cnclip_edu.mllm.chat import ChatVocab
-        from cnclip_edu.mllm.decoder import DecoderConfig
-        from cnclip_edu.mllm.vlm import MiniVLM, VLMConfig
-
-        with torch.random.fork_rng():
-            torch.manual_seed(11)
-            cfg = VLMConfig(select_layer=-4, decoder=DecoderConfig(vocab_size=0, width=32, layers=2, heads=2,
-                                                                   mlp_hidden=64, init_std=0.3))
-            _MODEL["m"] = MiniVLM(_StandInViT(), ChatVocab.from_texts(W.vocabulary_texts()), cfg).eval()
+        _MODEL["m"] = _tiny_vlm()
     return _MODEL["m"]
 
 

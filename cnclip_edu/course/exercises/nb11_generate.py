@@ -15,27 +15,18 @@ from __future__ import annotations
 import random
 
 from .core import Case, Exercise, register
-from .nb11_common import _random_chats, _StandInViT
+from .nb11_common import _random_chats, _tiny_vlm
 
 _MODEL = {}
 _EOS_SCALE = 1.4   # the end token's embedding (= its output row) scaled: some rows stop early, some run to the max
 
 
 def _generate_model():
-    """A small MiniVLM with sharp random weights whose replies stop at different steps."""
+    """11.6's model, built once: 11.4's small MiniVLM, its end token scaled so replies stop at different steps."""
     if "m" not in _MODEL:
         import torch
 
-        from cnclip_edu.mllm import world as W
-        from cnclip_edu.mllm.chat import ChatVocab
-        from cnclip_edu.mllm.decoder import DecoderConfig
-        from cnclip_edu.mllm.vlm import MiniVLM, VLMConfig
-
-        with torch.random.fork_rng():
-            torch.manual_seed(11)
-            cfg = VLMConfig(select_layer=-4, decoder=DecoderConfig(vocab_size=0, width=32, layers=2, heads=2,
-                                                                   mlp_hidden=64, init_std=0.3))
-            m = MiniVLM(_StandInViT(), ChatVocab.from_texts(W.vocabulary_texts()), cfg).eval()
+        m = _tiny_vlm()
         with torch.no_grad():
             m.decoder.embed.weight[m.eos] *= _EOS_SCALE
         _MODEL["m"] = m
