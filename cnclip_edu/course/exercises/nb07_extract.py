@@ -55,8 +55,13 @@ def _toy_set(kind: str, n: int, seed: int) -> list:
 
 def _run_extract(answer, kind: str, n: int, batch_size: int, seed: int) -> dict:
     tower = _toy_tower(kind, seed)
+    import numpy as np
+
     ids, feats = answer(tower.encode, _toy_set(kind, n, seed), batch_size, "cpu")
-    return {"ids": ids, "feats": feats, "编码时关掉了梯度记录 (no_grad)": not tower.grad_seen}
+    # the contract names the types: the comparison of values alone would let torch tensors and float64 through
+    return {"ids": ids, "feats": feats, "编码时关掉了梯度记录 (no_grad)": not tower.grad_seen,
+            "ids 是整数 numpy 数组": isinstance(ids, np.ndarray) and ids.dtype.kind in "iu",
+            "feats 是 float32 的 numpy 数组": isinstance(feats, np.ndarray) and feats.dtype == np.float32}
 
 
 def _extract_cases():
@@ -95,8 +100,12 @@ def _extract_mistake(kind: str):
                     f = f / f.norm(dim=0 if kind == "norm_dim0" else -1, keepdim=True)
                 ids.append(batch_ids.numpy())
                 feats.append(f.cpu().numpy())
-        ids = np.concatenate(ids)
-        return (np.arange(len(ids)) if kind == "positions" else ids), np.concatenate(feats)
+        ids, feats = np.concatenate(ids), np.concatenate(feats)
+        if kind == "torch":
+            return torch.from_numpy(ids), torch.from_numpy(feats)
+        if kind == "float64":
+            feats = np.array(feats.tolist())
+        return (np.arange(len(ids)) if kind == "positions" else ids), feats
     return extract_features
 
 
@@ -116,5 +125,7 @@ register(Exercise(
         "DataLoader 用了 drop_last=True（丢了最后不满的一批）": _extract_mistake("drop_last"),
         "id 写成了 0、1、2……的位置": _extract_mistake("positions"),
         "没有 torch.no_grad()（用 .detach() 绕过去）": _extract_mistake("grad"),
+        "返回的是 torch 张量（用 torch.cat 拼），不是 numpy 数组": _extract_mistake("torch"),
+        "特征经过 .tolist() 再变回数组，成了 float64": _extract_mistake("float64"),
     },
 ))
