@@ -46,7 +46,7 @@ FLOORS: dict[str, dict[str, tuple[float, float]]] = {
     # seed 2 0.706 / 0.83 / 0.49 vs 0.0 / 0.82. Floors sit below the lowest of these.
     "11": {"mllm_vqa_seen_acc": (0.65, 1), "mllm_vqa_seen_color_acc": (0.6, 1), "mllm_caption_exact_match": (0.7, 1),
            "mllm_vqa_heldout_shape_acc": (0.4, 1), "mllm_vqa_heldout_shape_text_only_acc": (0, 0.5),
-           # since the decoder primer and exercise 11.4 were added (2026-12-06) the default run prints held-out shape
+           # since the decoder primer and exercise 11.5 were added (2026-12-06) the default run prints held-out shape
            # 0.615 with the image vs 0.375 text-only (gain 0.24; two runs): text-only now "guesses" 3 of the 8
            # held-out combinations instead of 1 (the notebook explains why text-only is luck per combination)
            "mllm_vqa_heldout_shape_gain": (0.2, 1)},

@@ -1,6 +1,6 @@
-"""Exercise 11.5 of notebook 11 (from CLIP to a chat model that sees): what each training stage trains.
+"""Exercise 11.6 of notebook 11 (from CLIP to a chat model that sees): what each training stage trains.
 
-11.5 is what each training stage trains, compared with `mllm.train.set_trainable`: sequences of calls on one
+11.6 is what each training stage trains, compared with `mllm.train.set_trainable`: sequences of calls on one
 model (so a part left trainable by the previous stage shows), a model with the per-tile vector `tile_pos`
 (part of the projector), and a misspelt part name that must raise. The case records each call's returned
 count and the trainable parameters of every part after it.
@@ -17,7 +17,7 @@ from .core import Case, Exercise, register
 from .nb11_common import _StandInViT
 
 
-# ----------------------------------------------------------------------------- 11.5 what each stage trains
+# ----------------------------------------------------------------------------- 11.6 what each stage trains
 def _stage_model(tile_embed: bool):
     """A fresh small MiniVLM per case (its requires_grad flags are the case's state), optionally with the
     per-tile vector `tile_pos`, which belongs to the projector's part."""
@@ -106,7 +106,7 @@ def _stage_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.5", title="每个阶段训练哪些部分 (set_trainable)", points=2,
+    id="11.6", title="每个阶段训练哪些部分 (set_trainable)", points=2,
     hint="每次调用都要把三个部分的每个参数都设一遍：列出的部分 requires_grad=True，没列出的 False——只打开不关闭的话，"
          "上一个阶段打开的部分会一直开着。tile_pos（若有）算在 projector 里。返回的是此刻 requires_grad 为 True 的参数个数，"
          "不是全部参数。名字不在 vit / projector / decoder 里时报 ValueError（拼错的名字不能悄悄地把所有部分都冻结）。",
