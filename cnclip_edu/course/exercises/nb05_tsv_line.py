@@ -2,7 +2,7 @@
 
 The reference is the library's own code (`formats.decode_b64` / `open_image`). The mutants are the slips
 a student makes: a lazy `Image.open`, `verify()` instead of decoding (JPEG pixels are not decoded), a
-lenient base64 decode, an id left a string, a kept newline, only the standard base64 alphabet.
+lenient base64 decode, an id left a string, a kept newline, only the standard base64 alphabet, a whole-line strip() that hides an empty third column.
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ def _cases_05_1():
         Case("截断的 JPEG（文件头完好，像素数据只剩一半）", lambda f: _run_decode(f, f"1006\t{_cut_jpeg(jpeg)}")),
         Case("base64 里混进了非法字符 '!*'", lambda f: _run_decode(f, f"1003\t{junk}")),
         Case("id 与 base64 之间是空格而不是制表符", lambda f: _run_decode(f, f"1004 {png}")),
+        Case("行尾多了一个制表符（第三列是空的）", lambda f: _run_decode(f, f"1007\t{png}\t\n")),
     ]
 
 
@@ -102,7 +103,9 @@ def _hidden_05_1(seed: int):
             Case("截断的 JPEG", lambda f: _run_decode(f, f"{iid}\t{jpeg_cut}")),
             Case("base64 里有非法字符", lambda f: _run_decode(f, f"{iid}\t{png[:at]}#{png[at:]}")),
             Case("URL 安全字母表的 base64", lambda f: _run_decode(f, f"{iid}\t{_urlsafe(jpeg)}")),
-            Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra"))]
+            Case("多了一列", lambda f: _run_decode(f, f"{iid}\t{png}\textra")),
+            Case("行尾多出空的列", lambda f: _run_decode(f, f"{iid}\t{png}" + "\t" * rng.randint(1, 3)
+                                                      + rng.choice(["", "\n", "\r\n"])))]
 
 
 def _mutants_05_1():
@@ -143,11 +146,19 @@ def _mutants_05_1():
         Image.open(io.BytesIO(raw)).verify()
         return int(sid), Image.open(io.BytesIO(raw))           # verify() leaves the image unusable: open again
 
+    def strips_whole_line(line):
+        # otherwise right, but strip() also eats trailing tabs: "id<TAB>b64<TAB>" (3 columns) passes as 2
+        sid, b64 = line.strip().split("\t")
+        img = Image.open(io.BytesIO(base64.b64decode(b64, altchars=b"-_", validate=True)))
+        img.load()
+        return int(sid), img
+
     return {"没有 img.load()（Image.open 只读文件头，截断的图混了过去）": lazy,
             "用 img.verify() 代替解码（对 JPEG 不解码像素，截断的 JPEG 混了过去）": verify_then_reopen,
             "b64decode 没有 validate=True（非法字符被悄悄丢掉）": lenient,
             "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline,
-            "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only}
+            "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only,
+            "先 strip() 整行再切分（行尾的制表符也被去掉，空的第三列混了过去）": strips_whole_line}
 
 
 register(Exercise(
