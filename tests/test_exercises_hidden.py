@@ -16,8 +16,8 @@ DEFAULT = {"seeds": (0, 1), "mutant_seeds": (0,), "per_mutant": 1, "share": 0.5}
 RULES = {
     "00": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 2, "share": 1.0},
     "06.3": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},
-    "06.7": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},  # kill-and-resume
-    "06.8": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},
+    "06.6": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},  # kill-and-resume
+    "06.7": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},
     "09.5": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},  # sums above 2**24
     "09.6": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
     "09.7": {"seeds": (0, 1), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},   # a pathlib.Path case

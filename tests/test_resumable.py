@@ -1,4 +1,4 @@
-"""train/resumable.py: the checkpoint save and resume of notebook 06 (exercises 06.7, 06.8), checked by
+"""train/resumable.py: the checkpoint save and resume of notebook 06 (exercises 06.6, 06.7), checked by
 kill-and-resume against the uninterrupted run; the grading runs are in course/exercises/resume_cases.py."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 optimizer over only what still trains.
 
 The trainer does the same three things spread over `resume.load_weights_only`, `--freeze-vision` and
-`optim.build_optimizer`; notebook 06 has the student write this function (exercise 06.6) and checks
+`optim.build_optimizer`; notebook 06 has the student write this function (exercise 06.8) and checks
 it against what the trainer's `--resume <model> --freeze-vision` run changed. Why each part:
 
 - `module.` keys: a checkpoint written by a DDP run stores `model.module`'s parameters under

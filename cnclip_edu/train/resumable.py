@@ -1,4 +1,4 @@
-"""Checkpoint save and resume for a hand-written loop (notebook 06, exercises 06.7 and 06.8).
+"""Checkpoint save and resume for a hand-written loop (notebook 06, exercises 06.6 and 06.7).
 
 What a killed run needs to continue *exactly* as if nothing had happened, and nothing more:
 

@@ -7,8 +7,8 @@ its own when imported:
 - nb06_loop.py: the single-process training loop (06.3; loop_cases.py builds its cases);
 - nb06_hello.py: hello, rank: init_process_group + DistributedSampler + all_reduce (06.4);
 - nb06_ddp.py: the DDP worker, saving on rank 0 only (06.5);
-- nb06_finetune.py: the start of a finetune (06.6);
-- nb06_resume.py: an atomic checkpoint save and an exact resume (06.7, 06.8; resume_cases.py runs them).
+- nb06_finetune.py: the start of a finetune (06.8);
+- nb06_resume.py: an atomic checkpoint save and an exact resume (06.6, 06.7; resume_cases.py runs them).
 
 The registry (`core._load_all`) imports only the `nbNN` modules: this one is the notebook's entry.
 """

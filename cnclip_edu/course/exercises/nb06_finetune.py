@@ -1,4 +1,4 @@
-"""Exercise 06.6 of notebook 06 (training under torchrun): the start of a finetune, the weights loaded
+"""Exercise 06.8 of notebook 06 (training under torchrun): the start of a finetune, the weights loaded
 strictly, the vision tower frozen, only the parameters still trained given to the optimizer.
 
 Compared with the library's `train.finetune.prepare_finetune` on a fresh tiny CLIP given another's weights
@@ -13,7 +13,7 @@ from __future__ import annotations
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 06.6 the start of a finetune
+# ----------------------------------------------------------------------------- 06.8 the start of a finetune
 _FT_LR, _FT_WD = 1e-2, 0.5  # large enough that a missing or extra weight decay shows after one step
 
 
@@ -168,7 +168,7 @@ def _ft_mutants():
 
 
 register(Exercise(
-    id="06.6", title="微调的起点：只加载权重 + 冻结视觉塔 + 只优化还要训练的参数", points=4,
+    id="06.8", title="微调的起点：只加载权重 + 冻结视觉塔 + 只优化还要训练的参数", points=4,
     hint="DDP 存下的键比模型自己的参数名多一个前缀；加载要严格，对不上的键必须报错而不是被悄悄跳过；"
          "冻结一个塔就是让它的参数不再需要梯度，而优化器只应该拿到还需要梯度的参数——想想冻结和建优化器谁先谁后；"
          "权重衰减只给矩阵，一维的增益、偏置和 logit_scale 不衰减（与第 3 部分 build_optimizer 的规则相同）。",

@@ -1,4 +1,4 @@
-"""Kill-and-resume runs for exercises 06.7 (save a checkpoint atomically) and 06.8 (resume from it).
+"""Kill-and-resume runs for exercises 06.6 (save a checkpoint atomically) and 06.7 (resume from it).
 
 A run trains a tiny MLP (6 -> 16 -> 3, seeded) with AdamW in two parameter groups for `steps` steps:
 each step's learning rate comes from the course schedule (`CosineSchedule`) at that step, and each
