@@ -29,6 +29,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from cnclip_edu.fileio import make_temp_dir, remove_stale_temporaries
+
 N_DATA, BATCH, BASE_LR, WARMUP = 32, 8, 1e-2, 2
 
 
@@ -146,7 +148,9 @@ def kill_and_resume(save: Callable, resume: Callable, seed: int = 0, steps: int 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                # a tiny model: threads only wait for each other
     rng_outside = torch.get_rng_state()
-    folder = Path(tempfile.mkdtemp(prefix="cnclip-resume-"))
+    base = Path(tempfile.gettempdir())
+    remove_stale_temporaries(base, "cnclip-resume")   # what a killed checker left behind (its pid is gone)
+    folder = make_temp_dir(base / "cnclip-resume")    # the project's one temp-folder helper (fileio)
     path = folder / "ckpt.pt"
     try:
         data = _data(seed)
