@@ -13,9 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# What a run needs free at its peak: the session-wide folders (two full-size random checkpoints, ~1 GB; the
-# course run, ~0.3 GB) plus the largest single test (~0.7 GB). Measured: see docs/benchmarks.md § test-disk.
-MIN_FREE_GB = float(os.environ.get("CNCLIP_TEST_MIN_FREE_GB", "3"))
+# What a run needs free: a run writes ~4.4 GB under its base folder (two full-size random checkpoints, the
+# course run, ...; measured 2026-12-07, `du` of --basetemp after a whole run), and pytest keeps the last three
+# runs' folders. (Deleting passing tests' folders early, tmp_path_retention_policy="failed", made
+# test_lifeline's kernel test flaky — 3 of 9 runs — so the default retention stays.)
+MIN_FREE_GB = float(os.environ.get("CNCLIP_TEST_MIN_FREE_GB", "6"))
 
 
 def _free_gb(folder: Path) -> tuple[Path, float]:
