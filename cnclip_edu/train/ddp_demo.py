@@ -248,4 +248,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ:
+        # a torchrun worker, as in cnclip_edu.train: torchrun does not always stop its workers when it is
+        # killed (seen: both workers left running, reparented to init), so each also dies with torchrun
+        import signal
+
+        from cnclip_edu.data.pool import die_with_parent
+
+        die_with_parent(signal.SIGTERM)
     sys.exit(main())
