@@ -27,21 +27,25 @@ def test_every_negative_differs_from_the_target_in_exactly_one_attribute():
             assert all(c != color and s == shape for c, s in same_shape[1:])
 
 
-def test_probe_rank_reads_the_target_row_along_the_captions():
+def test_probe_rank_reads_each_render_of_the_target_along_the_captions():
     import torch
 
     from cnclip_edu.eval.hard_negatives import probe_rank
 
     combos = [("紫色", "十字"), ("紫色", "圆形"), ("紫色", "菱形")]
     seen = {}
+    rows = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 5.0, 1.0]])   # render k -> row k
 
     def logits_of(captions, pictures):
         seen["captions"], seen["pictures"] = captions, pictures
-        return torch.tensor([[1.0, 2.0, 0.0], [9.0, 0.0, 0.0], [9.0, 0.0, 0.0]])   # column 0 favours pictures 1, 2
+        return rows[[int(p[-1]) for p in pictures]]
 
-    prob, rank = probe_rank(combos, lambda c, s: c + s, logits_of)
-    assert seen == {"captions": ["一个紫色的十字", "一个紫色的圆形", "一个紫色的菱形"], "pictures": ["紫色十字", "紫色圆形", "紫色菱形"]}
-    assert rank == 2 and abs(prob - torch.tensor([1.0, 2.0, 0.0]).softmax(0)[0].item()) < 1e-6
+    probs, ranks, majority = probe_rank(combos, lambda c, s, k: f"{c}{s}#{k}", logits_of, 4)
+    assert seen == {"captions": ["一个紫色的十字", "一个紫色的圆形", "一个紫色的菱形"],
+                    "pictures": ["紫色十字#0", "紫色十字#1", "紫色十字#2", "紫色十字#3"]}   # only the target, once a round
+    assert ranks == [2, 1, 1, 3] and majority is False                     # 2 of 4 first (a tie in round 2): no majority
+    assert all(isinstance(p, float) for p in probs) and abs(probs[1] - rows[1].softmax(0)[0].item()) < 1e-6
+    assert probe_rank(combos, lambda c, s, k: f"{c}{s}#{k + 1}", logits_of, 3)[2] is True   # renders 1, 2, 3: 2 of 3
 
 
 def test_verdict_reads_each_rule_in_order():

@@ -12,9 +12,11 @@ The negatives skip combinations the training split held out: a held-out negative
 the model never saw either, so a miss on it would not say which of the two it failed on. The
 target itself stays even when held out, since testing it is the point.
 
-`probe_rank` (exercise 00.3) turns one group into the test: one caption in the training phrasing and
-one picture per combination, then the target picture's probability over the captions (softmax along
-the captions, as in "which caption is this picture") and the rank of its own caption.
+`probe_rank` (exercise 00.3) turns one group into the test: one caption in the training phrasing per
+combination, several renders of the target picture only (the negatives are the captions, so only the
+target's row is read), the target's probability over the captions in each render (softmax along the
+captions, as in "which caption is this picture"), the rank of its own caption, and whether it ranks
+first in a majority of the renders.
 """
 from __future__ import annotations
 
@@ -41,20 +43,26 @@ def caption_of(color: str, shape: str) -> str:
     return f"一个{color}的{shape}"
 
 
-def probe_rank(combos: Sequence[Combo], draw_fn: Callable[[str, str], Any],
-               logits_fn: Callable[[list[str], list[Any]], Any]) -> tuple[float, int]:
-    """-> (the target picture's probability on its own caption, that caption's rank; 1 = highest).
+def probe_rank(combos: Sequence[Combo], draw_fn: Callable[[str, str, int], Any],
+               logits_fn: Callable[[list[str], list[Any]], Any], rounds: int) -> tuple[list[float], list[int], bool]:
+    """-> (per round: the target picture's probability on its own caption, per round: that caption's rank
+    (1 = highest), whether it ranks first in more than half of the rounds).
 
-    `combos[0]` is the target (as `hard_negative_groups` returns it); `draw_fn(color, shape)` makes one
-    picture; `logits_fn(captions, pictures)` -> logits (pictures, captions). The softmax runs along the
-    captions (dim=-1): the question is "which caption is this picture". Ties do not push the rank down:
-    only captions with a strictly higher probability count.
+    `combos[0]` is the target (as `hard_negative_groups` returns it), the rest are its hard negatives;
+    `draw_fn(color, shape, k)` draws render k of a combination (k = 0 .. rounds - 1; one render may be
+    lucky, so the test is repeated on several); `logits_fn(captions, pictures)` -> logits (pictures, captions).
+    The negatives are the captions: only the target picture's row is read, so only the target is drawn,
+    once per round, and all rounds go through the model in one call. The softmax runs along the captions
+    (dim=-1): the question is "which caption is this picture". Ties do not push a rank down: only captions
+    with a strictly higher probability count. "More than half" makes an even split (2 of 4) no majority.
     """
     captions = [caption_of(c, s) for c, s in combos]
-    pictures = [draw_fn(c, s) for c, s in combos]
-    probs = logits_fn(captions, pictures).softmax(dim=-1)   # (pictures, captions)
-    target = probs[0]                                        # the target picture over all captions
-    return float(target[0]), int((target > target[0]).sum()) + 1
+    color, shape = combos[0]
+    pictures = [draw_fn(color, shape, k) for k in range(rounds)]   # round k's render of the target
+    probs = logits_fn(captions, pictures).softmax(dim=-1)           # (rounds, captions)
+    right = probs[:, 0]                                             # (rounds,): probability on the right caption
+    ranks = [int(r) for r in (probs > right[:, None]).sum(dim=1) + 1]
+    return [float(p) for p in right], ranks, 2 * ranks.count(1) > rounds
 
 
 def verdict(probs) -> str:
