@@ -139,6 +139,50 @@ _HELDOUT = [("红色", "五角星"), ("紫色", "十字"), ("橙色", "三角形
             ("绿色", "正方形"), ("黑色", "五角星"), ("黄色", "十字")]
 
 
+# ----------------------------------------------------------------------------- 00.q1 the design, decided first
+_DESIGN = {1: "A", 2: "B", 3: "B", 4: "A"}
+_DESIGN_CHOICES = {1: "ABC", 2: "ABC", 3: "AB", 4: "AB"}
+_DESIGN_TOPICS = {1: "检验形状的错误选项", 2: "检验颜色的错误选项", 3: "另一个留出组合能不能当错误选项", 4: "目标自己是留出组合时"}
+
+
+def _design_case(k: int):
+    """Whether question k is answered right (a bool, so a failed check does not print the right letter)."""
+    def run(design):
+        if not isinstance(design, dict):
+            return f"design 应当是一个字典 {{1: \"A\", 2: ..., 3: ..., 4: ...}}，得到的是 {type(design).__name__}"
+        got = design.get(k, design.get(str(k)))
+        letter = got.strip().upper() if isinstance(got, str) else None
+        if letter is None or len(letter) != 1 or letter not in _DESIGN_CHOICES[k]:
+            return f"问题 {k} 的回答应当是 {' / '.join(_DESIGN_CHOICES[k])} 中的一个字母，得到的是 {got!r}"
+        return letter == _DESIGN[k]
+    return Case(f"问题 {k}：{_DESIGN_TOPICS[k]}（答对了是 True）", run)
+
+
+def _design_hidden(seed: int):
+    order = list(_DESIGN)
+    random.Random(seed).shuffle(order)
+    return [_design_case(k) for k in order]
+
+
+register(Exercise(
+    id="00.q1", title="先设计：哪些错误选项检验形状、哪些检验颜色，留出组合怎么办", points=1,
+    hint="一组错误选项检验的是哪个属性，取决于正确描述和错误选项之间只差什么：只差形状，模型就只能靠形状排对。"
+         "留出组合模型一个也没见过：错误选项是留出组合时，认错了说得清是哪一点没认出来吗？目标呢，要测的是什么？",
+    reference=dict(_DESIGN),
+    cases=lambda: [_design_case(k) for k in _DESIGN],
+    hidden=_design_hidden,
+    builds=BUILDS_HARD,
+    mutants=lambda: {
+        "两组弄反了（检验形状用同形异色）": {**_DESIGN, 1: "B", 2: "A"},
+        "检验形状时颜色和形状都换": {**_DESIGN, 1: "C"},
+        "检验颜色时颜色和形状都换": {**_DESIGN, 2: "C"},
+        "别的留出组合也当错误选项": {**_DESIGN, 3: "A"},
+        "目标是留出组合就跳过": {**_DESIGN, 4: "B"},
+        "回答写成了文字，不是字母": {**_DESIGN, 1: "同色异形"},
+    },
+))
+
+
 def _library_hard_negatives(color, shape, colors, shapes, heldout):
     from cnclip_edu.eval.hard_negatives import hard_negative_groups
 
