@@ -1,5 +1,10 @@
 """Notebook 00 (quick start): the student writes CLIP's image-text similarity from the two towers'
-features, then picks the hard negatives that test one held-out colour-shape combination.
+features, decides and then builds the hard negatives that test one held-out colour-shape combination,
+and writes the probe that turns them into a verdict over several renders.
+
+00.q1 checks the four design choices asked before 00.2 (which wrong captions test the shape, which the
+colour, whether another held-out combination may be one, what happens to a held-out target); each case
+answers only right or wrong, so a failed check does not print the letter.
 
 00.1 is compared with the library's own `CLIP.get_similarity` (normalise, scale by
 exp(logit_scale), transpose), fed with fixed features instead of images and tokens. The cases
