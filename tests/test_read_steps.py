@@ -63,3 +63,28 @@ def test_step_bar_figure():
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_step_bar({"读": 0.0})
+
+
+def test_augmentation_figures():
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from cnclip_edu.data.augment import AugmentConfig, train_transform
+    from cnclip_edu.data.transforms import image_transform
+    from cnclip_edu.viz.data import plot_crop_boxes, plot_transform_grid, to_image
+
+    pil = Image.new("RGB", (64, 64), (240, 240, 240))
+    pil.paste((200, 0, 0), (10, 10, 30, 30))
+    eval_img = to_image(image_transform(16)(pil))
+    assert eval_img.shape == (16, 16, 3) and 0 <= eval_img.min() and eval_img.max() <= 1
+    fig = plot_crop_boxes(pil, 16, AugmentConfig(), seeds=(1, 2), title="t")
+    boxes = [p for ax in fig.axes[:3] for p in ax.patches]
+    assert len(fig.axes) == 3 * 3 + 1 and len(boxes) >= 3             # 3 x 3 panels + the colour bar
+    torch.manual_seed(1)
+    top, left, h, w = T.RandomResizedCrop.get_params(pil, [0.9, 1.0], [3 / 4, 4 / 3])
+    assert fig.axes[1].get_title() == f"裁剪框 #1：宽 {w} × 高 {h}"   # the box the transform drew
+    plt.close(fig)
+    fig = plot_transform_grid(pil, [("flip", train_transform(16, AugmentConfig(hflip=1.0)))], (3, 4), eval_img)
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "flip"
+    plt.close(fig)
