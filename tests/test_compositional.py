@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnclip_edu.eval.compositional import compositional_test, gap_vs_control, own_colour_confusion
+from cnclip_edu.eval.compositional import compositional_test, gap_table, gap_vs_control, own_colour_confusion
 
 NAMES = ["红色的圆形", "红色的方形", "蓝色的方形", "蓝色的圆形"]    # 0-2 seen, 3 held out
 
@@ -43,3 +43,14 @@ def test_gap_and_folded_confusion():
     assert d == pytest.approx(10.0) and se == pytest.approx(100 * np.sqrt(.125 * .875 / 40 + .025 * .975 / 240))
     rows, m = own_colour_confusion([2, 0, 3], [3, 3, 3], NAMES, ["圆形", "方形"])
     assert rows == ["蓝色的圆形"] and m.tolist() == [[1, 1, 1]]      # 圆形, 方形 in blue; other colour
+
+
+def test_gap_table_rows_line_up():
+    from cnclip_edu.course.columns import shown_width
+
+    result = {"combos": ["红色的五角星", "橙色的三角形"], "held": [[34, 40], [40, 40]],
+              "same_shape": [[220, 240], [280, 280]], "same_color": [[200, 200], [192, 200]]}
+    lines = gap_table(result).splitlines()
+    assert len(lines) == 3 and len({shown_width(line) for line in lines}) == 1      # header + 2 rows, same width
+    assert "34/40 85.0%" in lines[1] and "-6.7 ± 5.9" in lines[1] and "-15.0 ± 5.6" in lines[1]
+    assert "+0.0 ± 0.0" in lines[2] and "+4.0 ± 1.4" in lines[2]

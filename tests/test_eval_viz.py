@@ -87,6 +87,29 @@ def test_zeroshot_plots():
     plt.close(viz_zs.plot_class_probs(_images()[1000], ["a", "b"], [0.3, 0.7]))
 
 
+def test_template_curves_mark_the_same_steps_as_the_printed_rule():
+    """Bars only where m >= 10; a red ring exactly on the steps beyond noise; caps inside the y-range."""
+    import matplotlib.pyplot as plt
+
+    n = 40
+    ok = np.zeros((4, n), dtype=bool)
+    ok[0, :20] = True
+    ok[1, :15] = True                     # -5 with m = 5: exact p = 0.0625, no bar, no ring
+    ok[2, :27] = True                     # +12 with m = 12: beyond (12 > 2 sqrt 12 = 6.9), bar + ring
+    ok[3, :27] = True
+    ok[3, 27:29] = True
+    ok[3, :3] = False                     # +2 - 3 = -1 with m = 5: nothing
+    fig = viz_zs.plot_template_curves({"t": ok})
+    ax = fig.axes[0]
+    rings = [line for line in ax.lines if line.get_markerfacecolor() == "none"]
+    assert [tuple(line.get_xdata()) for line in rings] == [(3,)]
+    assert len(ax.collections) == 1       # one errorbar (the m = 12 step)
+    half = 200 * np.sqrt(12) / n
+    lo, hi = ax.get_ylim()
+    assert lo <= 100 * 27 / n - half and hi >= 100 * 27 / n + half
+    plt.close(fig)
+
+
 def test_tsv_images(tmp_path):
     from cnclip_edu.data import formats
 

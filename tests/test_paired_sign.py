@@ -34,3 +34,19 @@ def test_beyond_noise_small_and_large():
     assert beyond_noise(7, 11) and not beyond_noise(6, 10) and beyond_noise(-9, 15)
     # no |d| <= 5 is ever beyond noise, whatever m
     assert not any(beyond_noise(d, m) for m in range(0, 60) for d in range(-min(5, m), min(5, m) + 1) if (m - d) % 2 == 0)
+
+
+def test_step_gaps_and_verdict():
+    import numpy as np
+
+    from cnclip_edu.eval.paired import step_gaps, verdict
+
+    ok = np.array([[1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+                   [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],     # 5 flips, all down: -5, not beyond (p = 0.0625)
+                   [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],     # 7 flips, all up: +7, beyond
+                   [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]], dtype=bool)   # no flip
+    assert step_gaps(ok) == [(-5, 5, False), (7, 7, True), (0, 0, False)]
+    assert "精确符号检验 p = 0.062" in verdict(-5, 5 ** 0.5) and "在噪声以内" in verdict(-5, 5 ** 0.5)
+    assert verdict(7, 7 ** 0.5).endswith("超出噪声）")
+    assert verdict(-9, 15 ** 0.5) == "-9 张（标准误 3.9 张，超出两个标准误）"
+    assert verdict(6, 10 ** 0.5).endswith("在两个标准误以内）")

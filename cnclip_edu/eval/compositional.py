@@ -79,6 +79,27 @@ def gap_vs_control(held: Sequence[int], control: Sequence[int]) -> tuple[float, 
     return 100 * (p - q), 100 * float(np.sqrt(p * (1 - p) / n + q * (1 - q) / m))
 
 
+def gap_table(result: dict) -> str:
+    """The part-4 table of `compositional_test`'s result, one row per held-out combination:
+    shape right k/n (%) for the combination, its same-shape control and its same-colour control, and each
+    gap to a control in percentage points +- its standard error (`gap_vs_control`).
+
+    Why here: the notebook keeps only the analysis (which rows are below / above two standard errors);
+    the column arithmetic of a Chinese table is plumbing.
+    """
+    from ..course.columns import left, right
+
+    frac = lambda k: f"{k[0]}/{k[1]} {100 * k[0] / k[1]:.1f}%"
+    widths = (14, 14, 18, 14, 18, 14)
+    head = ("没见过的组合", "形状认对", "同形状·别的颜色", "差", "同颜色·别的形状", "差")
+    lines = [left(head[0], widths[0]) + "".join(right(h, w) for h, w in zip(head[1:], widths[1:]))]
+    for name, h, s, c in zip(result["combos"], result["held"], result["same_shape"], result["same_color"]):
+        (d1, e1), (d2, e2) = gap_vs_control(h, s), gap_vs_control(h, c)
+        cells = (frac(h), frac(s), f"{d1:+.1f} ± {e1:.1f}", frac(c), f"{d2:+.1f} ± {e2:.1f}")
+        lines.append(left(name, widths[0]) + "".join(right(x, w) for x, w in zip(cells, widths[1:])))
+    return "\n".join(lines)
+
+
 def own_colour_confusion(preds, targets, names: Sequence[str], shapes: Sequence[str],
                          sep: str = "的") -> tuple[list[str], np.ndarray]:
     """The K-way confusion of held-out images, folded to what can be read: one row per true combination

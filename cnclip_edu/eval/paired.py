@@ -58,3 +58,30 @@ def beyond_noise(d: int, m: int, alpha: float = 0.05) -> bool:
     if m < SMALL_M:
         return sign_test_p(d, m) < alpha
     return abs(d) > 2 * math.sqrt(m)
+
+
+def step_gaps(ok) -> list[tuple[int, int, bool]]:
+    """ok: (T, N) booleans, row t = which images are right with the first t+1 templates (`correct_vs_templates`).
+
+    -> one (d, m, beyond_noise) per step t -> t+1 (T - 1 of them): how many more images the larger ensemble
+    gets right, how many images flip between the two, and whether that step is beyond noise. Why a helper:
+    the notebook's figure and its printed step list must apply the same rule to the same numbers.
+    """
+    ok = np.asarray(ok, dtype=bool)
+    out = []
+    for before, after in zip(ok[:-1], ok[1:]):
+        d, m = int(after.sum()) - int(before.sum()), int(np.sum(before != after))
+        out.append((d, m, beyond_noise(d, m)))
+    return out
+
+
+def verdict(d: int, se: float) -> str:
+    """One Chinese phrase for a paired difference of d images with standard error se = sqrt(m).
+
+    m < SMALL_M: names the exact sign test and its p; otherwise the standard error and the 2-SE rule.
+    """
+    m = round(se * se)
+    beyond = beyond_noise(d, m)
+    if m < SMALL_M:
+        return f"{d:+d} 张（m = {m} 张 < {SMALL_M}，精确符号检验 p = {sign_test_p(d, m):.3f}，{'超出噪声' if beyond else '在噪声以内'}）"
+    return f"{d:+d} 张（标准误 {se:.1f} 张，{'超出两个标准误' if beyond else '在两个标准误以内'}）"

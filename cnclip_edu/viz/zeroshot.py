@@ -78,6 +78,54 @@ def plot_accuracy_vs_templates(curves: Mapping[str, Sequence[float]], title: str
     return fig
 
 
+def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = ""):
+    """One panel per task: top-1 (%) using the first 1, 2, ..., T templates, with each step's noise drawn.
+
+    oks[task]: (T, N) booleans (`zeroshot.correct_vs_templates`). Each step t -> t+1 is a paired comparison
+    on the same N images (`eval.paired.step_gaps`): where m >= SMALL_M images flip, a grey bar of +-2 sqrt(m)
+    images (in percentage points) is drawn on the new point; with fewer flips no bar is drawn, because the
+    normal approximation behind it is too rough there (the exact sign test decides). Steps beyond noise by
+    the same rule the notebook prints get a red ring, so the figure and the printed list cannot disagree.
+    Each panel has its own y-range (at least 10 points high), wide enough for every bar's caps.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from ..eval.paired import SMALL_M, step_gaps
+
+    fig, axes = plt.subplots(1, len(oks), figsize=(2.6 * len(oks) + 0.6, 3.2), squeeze=False)
+    for ax, (task, ok) in zip(axes[0], oks.items()):
+        ok = np.asarray(ok, dtype=bool)                                   # (T, N)
+        n_templates, n = ok.shape
+        acc = 100 * ok.mean(axis=1)                                       # (T,) percent
+        xs = np.arange(1, n_templates + 1)
+        ax.plot(xs, acc, marker="o", color="#4575b4", zorder=2)
+        lo, hi = acc.min(), acc.max()
+        for k, (d, m, beyond) in enumerate(step_gaps(ok), start=2):       # the step that adds template k
+            y = acc[k - 1]
+            if m >= SMALL_M:
+                half = 200 * np.sqrt(m) / n                               # 2 sqrt(m) images, in percentage points
+                ax.errorbar([k], [y], yerr=half, fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
+                lo, hi = min(lo, y - half), max(hi, y + half)
+            if beyond:
+                ax.plot([k], [y], marker="o", ms=11, mfc="none", mec="#d73027", mew=1.8, zorder=3)
+        pad = max(0.6, (10 - (hi - lo)) / 2)                              # at least 10 points high
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)                      # a bar's cap may reach past 100%: keep it visible
+        ax.set_title(f"{task}（{n_templates} 个模板，{n} 张图）", fontsize=9)
+        ax.set_xticks(xs)
+        ax.set_xlabel("用前几个模板")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("top-1 准确率 (%)")
+    handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1, label=f"±2 个标准误（这一步翻转 m ≥ {SMALL_M} 张时才画）"),
+               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8,
+                      label=f"这一步超出噪声（m < {SMALL_M} 时按精确符号检验）")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = ""):
     """The image on the left, a horizontal bar per label (its probability) on the right."""
     import matplotlib.pyplot as plt
