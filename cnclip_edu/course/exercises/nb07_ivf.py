@@ -5,7 +5,8 @@ IndexIVFFlat on the same centres). The centres are given (k-means is not the les
 inverted lists, the probing of the nprobe best cells, the top-k over their vectors, and the count of inner
 products. The centres have very different lengths, so ranking cells by Euclidean distance instead of inner
 product shows; a hand case has two equal scores in two different cells probed in the "wrong" order, so
-gathering candidates cell by cell breaks the lower-index-first rule; cells smaller than k show the -1 padding.
+gathering candidates cell by cell breaks the lower-index-first rule; another has two centres tied at the
+nprobe cut (the lower-numbered cell wins); cells smaller than k show the -1 padding.
 """
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ def _hand():
     return queries, gallery, centres
 
 
+def _tied_centres():
+    """Two centres tie for the query at the nprobe = 1 cut: the lower-numbered cell must be the one probed."""
+    import torch
+
+    queries = torch.tensor([[1.0, 0.0, 0.0]])
+    gallery = torch.tensor([[0.6, 0.8, 0.0], [0.6, 0.0, 0.8]])      # gallery 0 in cell 0, gallery 1 in cell 1
+    centres = torch.tensor([[0.5, 1.0, 0.0], [0.5, 0.0, 1.0]])      # both 0.5 with the query
+    return queries, gallery, centres
+
+
 def _clustered(n_queries: int, n_gallery: int, dim: int, n_cells: int, seed: int):
     """Unit-length queries and gallery in clusters; centres near them but of lengths 0.2 to 3."""
     import torch
@@ -54,6 +65,7 @@ def _ivf_cases():
     q, g, c = _hand()
     return [Case("手工：两个同分的向量在两个簇里，先探查的簇里那个下标大；k = 4 填不满", lambda f: _run_ivf(f, q, g, c, 2, 4)),
             Case("手工：只探查 1 个簇", lambda f: _run_ivf(f, q, g, c, 1, 2)),
+            Case("手工：两个簇中心和查询的内积相同，只能探查一个", lambda f: _run_ivf(f, *_tied_centres(), 1, 2)),
             Case("6 条查询、检索库 80 条、8 维、6 个簇（中心长短不一），nprobe = 2、k = 5",
                  lambda f: _run_ivf(f, *_clustered(6, 80, 8, 6, 0), 2, 5)),
             Case("4 条查询、检索库 30 条、5 个簇，nprobe = 1、k = 10（一个簇常常不够 10 个）",
@@ -65,7 +77,7 @@ def _ivf_hidden(seed: int):
     import random
 
     rng = random.Random(seed)
-    out = []
+    out = [Case("手工：两个簇中心同分", lambda f: _run_ivf(f, *_tied_centres(), 1, 2))]
     for kind in ("中心长短不一", "簇里的向量不够 k 个", "探查全部簇", "手工：同分的向量在不同的簇里"):
         if kind.startswith("手工"):
             out.append(Case(kind, lambda f: _run_ivf(f, *_hand(), 2, 3)))
@@ -91,6 +103,8 @@ def _ivf_mistake(kind: str):
         dots = torch.empty(len(queries), dtype=torch.long)
         for qi, q in enumerate(queries):
             order = torch.sort(cell_scores(q[None])[0], descending=kind != "worst_cells", stable=True).indices
+            if kind == "flip":                                         # ascending, then reversed: ties go to the higher cell
+                order = torch.sort(cell_scores(q[None])[0], stable=True).indices.flip(0)
             probed = order[:1] if kind == "one_cell" else order[:nprobe]
             if kind == "whole":
                 cand = torch.arange(len(gallery))
@@ -123,6 +137,7 @@ register(Exercise(
         "内积个数漏了和簇中心比的那几次": _ivf_mistake("no_centres"),
         "不管 nprobe，只探查最好的 1 个簇": _ivf_mistake("one_cell"),
         "探查了最差的 nprobe 个簇（升序）": _ivf_mistake("worst_cells"),
+        "升序排好再倒过来选簇（中心同分时编号大的在前）": _ivf_mistake("flip"),
         "在整个检索库里找（没用倒排表）": _ivf_mistake("whole"),
     },
 ))
