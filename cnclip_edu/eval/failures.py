@@ -10,7 +10,7 @@ difference to the finest, so each miss gets exactly one class:
 - "B1" 配对错: same colours and same shapes, paired differently (red square + green circle drawn as
   red circle + green square: CLIP's attribute-binding failure);
 - "B2" 形状错: same colours, the shapes differ (as a multiset: two circles is not a circle and a square);
-- "A" 摆法错: exactly the coloured shapes asserted, so only place, size or order can be wrong.
+- "A" 位置/大小错: exactly the coloured shapes asserted, so only place, size or order can be wrong.
 
 The order matters: a colour test before the count test would call "one red circle vs a red circle and a
 red square" a colour error, and a shape test before the colour test would call a wrong colour a shape error.
@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 # class -> its one Chinese name, used in every table, legend and sentence of notebook 07
-MISS_CLASSES: dict[str, str] = {"A": "摆法错", "B1": "配对错", "B2": "形状错", "C": "颜色错", "D": "个数错"}
+MISS_CLASSES: dict[str, str] = {"A": "位置/大小错", "B1": "配对错", "B2": "形状错", "C": "颜色错", "D": "个数错"}
 
 Pairs = Sequence[tuple[str, str]]
 

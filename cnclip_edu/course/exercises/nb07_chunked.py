@@ -87,7 +87,7 @@ def _chunk_cases():
             ("检索库 23 条、每块 5 条、k = 10（各条长度差别很大）", 6, 23, 32, 10, 5, 3)]
     cases = [Case(label, lambda f, q=q, n=n, d=d, k=k, c=c, s=s: _run_chunked(f, *_features(q, n, d, s), k, c))
              for label, q, n, d, k, c, s in rand]
-    cases.append(Case("平局：检索库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
+    cases.append(Case("同分：检索库 14 条只有 4 个不同方向（同方向、不同长度），每块 5 条，k = 6",
                       lambda f: _run_chunked(f, *_tie_inputs(5, 14, 4, 10), 6, 5)))
     return cases
 
@@ -98,13 +98,13 @@ def _chunk_hidden(seed: int):
     rng = random.Random(seed)
     cases = []
     for kind in ("块大小整除检索库", "块大小不整除检索库（最后一块不满）", "k 等于检索库大小", "k 比一块大",
-                 "平局跨块"):
+                 "同分跨块"):
         chunk = rng.randint(2, 7)
         n_chunks = rng.randint(2, 5)
         n = chunk * n_chunks + (0 if kind in ("块大小整除检索库", "k 等于检索库大小") else rng.randint(1, chunk - 1))
         k = {"k 等于检索库大小": n, "k 比一块大": min(n, chunk + rng.randint(1, 4))}.get(kind, rng.randint(1, min(n, 8)))
         q, s = rng.randint(1, 6), rng.randrange(10 ** 6)
-        if kind == "平局跨块":
+        if kind == "同分跨块":
             cases.append(Case(kind, lambda f, q=q, n=n, k=k, c=chunk, s=s: _run_chunked(f, *_tie_inputs(q, n, 3, s), k, c)))
         else:
             d = rng.choice((4, 8, 16))
@@ -155,7 +155,7 @@ register(Exercise(
     id="07.2", title="分块 top-k：逐块计算，与当前的 top-k 合并", points=4,
     hint="当前的 top-k 从空的 (Q, 0) 开始；对每一块：先把查询和这一块都归一化、算出 (Q, 块长) 的余弦，取这一块自己的前 k 个"
          "（块可能比 k 短，最后一块可能不满），把块内下标加上这一块的起点变成检索库里的下标，再和当前的 top-k 拼在一起重新取前 k 个。"
-         "平局要和库一样：分数相同时下标小的在前——排序用 stable=True，拼接时把下标小的那一份（之前各块的结果）放在前面。",
+         "同分的先后要和库一样：分数相同时下标小的在前——排序用 stable=True，拼接时把下标小的那一份（之前各块的结果）放在前面。",
     reference=_library_chunked,
     cases=_chunk_cases,
     hidden=_chunk_hidden,
@@ -166,12 +166,12 @@ register(Exercise(
         "每块只留了第 1 名": _chunk_mistake("top1"),
         "每块直接 topk(k)（k 比一块大时出错）": _chunk_mistake("topk_k"),
         "丢掉了最后一块不满的块": _chunk_mistake("drop_last"),
-        "平局时新块排在前面（下标大的优先）": _chunk_mistake("new_first"),
+        "同分时新块排在前面（下标大的优先）": _chunk_mistake("new_first"),
         "忘了归一化": _chunk_mistake("no_norm"),
         "没有合并，只剩最后一块的 top-k": _chunk_mistake("no_merge"),
         "一次算整个 (Q, N) 矩阵再稳定排序（没有分块）": _chunk_mistake("whole"),
         "先把整个检索库读出来 (gallery[:])，再一次算完": _chunk_mistake("whole_read"),
-        "排序都没写 stable=True（平局先后全凭运气）": _chunk_mistake("unstable"),
+        "排序都没写 stable=True（同分的先后全凭运气）": _chunk_mistake("unstable"),
         "块内用了稳定排序，合并时的 argsort 没写 stable=True": _chunk_mistake("unstable_merge"),
     },
 ))
