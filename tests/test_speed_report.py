@@ -1,4 +1,5 @@
-"""deploy/speed_report.py: the verdict words follow timing.verdict's overlap rule; Chinese labels line up."""
+"""deploy/speed_report.py: the verdict words follow timing.verdict's overlap rule; rows line up."""
+from cnclip_edu.course.columns import shown_width
 from cnclip_edu.deploy import speed_report as S
 from cnclip_edu.deploy.timing import compare_timings, verdict
 
@@ -10,19 +11,14 @@ def test_judge_words_follow_the_overlap_rule():
     assert verdict([1.0, 1.0, 2.0, 2.0], [2.0, 2.0, 3.0, 3.0]) == "分不出"
 
 
-def test_display_width_pads_chinese_as_two_columns():
-    assert S.width("视觉塔") == 6 and S.width("ORT") == 3
-    assert S.width(S.ljust("视觉塔", 10)) == 10 and S.rjust("ab", 5) == "   ab"
-
-
 def test_tables_and_lines():
     samples = {(n, t, b): [m * b * (1 + 0.01 * i) for i in range(4)]
                for n, m in (("PyTorch fp32", 2.0), ("ORT fp32", 1.0)) for t in ("image", "text") for b in (1, 32)}
     lines = S.speed_table(samples, ["PyTorch fp32", "ORT fp32"], {"image": "视觉塔", "text": "文本塔"}, [1, 32])
     assert len(lines) == 1 + 4 + 2 + 4 and "2.00x" in lines[1]
-    assert len({S.width(ln) for ln in lines[1:5]}) == 1                             # the rows line up
+    assert len({shown_width(ln) for ln in lines[1:5]}) == 1                             # the rows line up
     ratios = S.ratio_lines(samples, "ORT fp32", "PyTorch fp32", {"image": "视觉塔"}, [1], "是")
-    assert ratios == ["  视觉塔 batch  1：是 2.00 倍（更快）"]
+    assert ratios == ["  视觉塔 batch  1：是 2.00 倍，更快"]
     tp = S.throughput_lines(samples, ["ORT fp32"], {"image": "视觉塔"}, 1, 32)
     assert tp[0].endswith(S.CANNOT_TELL)                                            # same ms per item
 

@@ -10,27 +10,13 @@ lines of text, so the notebook shows numbers and verdicts without carrying the f
 from __future__ import annotations
 
 import statistics
-import unicodedata
 
+from ..course.columns import left as ljust
+from ..course.columns import right as rjust
 from .timing import middle_half, verdict
 
 CANNOT_TELL = "分不出（中间 50 % 范围重叠）"
 Samples = dict[tuple[str, str, int], list[float]]
-
-
-def width(text: str) -> int:
-    """Columns `text` takes in a terminal: a Chinese character is two (so `:>17s` misaligns Chinese labels)."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def ljust(text: str, n: int) -> str:
-    """`text` padded on the right to `n` display columns."""
-    return text + " " * max(0, n - width(text))
-
-
-def rjust(text: str, n: int) -> str:
-    """`text` padded on the left to `n` display columns."""
-    return " " * max(0, n - width(text)) + text
 
 
 def judge(fast: list[float], slow: list[float], word: str = "更快") -> str:
@@ -62,13 +48,13 @@ def speed_table(samples: Samples, runners: list[str], towers: dict[str, str], ba
 
 def ratio_lines(samples: Samples, fast: str, slow: str, towers: dict[str, str], batches: list[int],
                 what: str) -> list[str]:
-    """One line per (tower, batch): `what` median(slow) / median(fast) 倍, and the verdict for `fast`."""
+    """One line per (tower, batch): `what` median(slow) / median(fast) 倍, then the verdict for `fast`."""
     lines = []
     for tower, name in towers.items():
         for b in batches:
             f, s = samples[(fast, tower, b)], samples[(slow, tower, b)]
             r = statistics.median(s) / statistics.median(f)
-            lines.append(f"  {name} batch {b:>2d}：{what} {r:.2f} 倍（{judge(f, s)}）")
+            lines.append(f"  {name} batch {b:>2d}：{what} {r:.2f} 倍，{judge(f, s)}")
     return lines
 
 
