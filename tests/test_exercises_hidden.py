@@ -19,9 +19,10 @@ RULES = {
     "06.6": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},  # kill-and-resume
     "06.7": {"seeds": (0, 1, 2), "mutant_seeds": (0, 1, 2), "per_mutant": 3, "share": 1.0},
     "09.5": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},  # sums above 2**24
-    "09.6": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
-    "09.7": {"seeds": (0, 1), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},   # a pathlib.Path case
-    "09.8": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
+    "09.6": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},   # a fake clock
+    "09.7": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
+    "09.8": {"seeds": (0, 1), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},   # a pathlib.Path case
+    "09.9": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 1.0},
     "10": {"seeds": (0, 1, 2), "mutant_seeds": (0,), "per_mutant": 1, "share": 0.5},
 }
 IDS = [i for i in X.all_ids() if X.get(i).hidden is not None]

@@ -9,7 +9,7 @@ RGB, bicubic resize to R x R, bytes / 255, channels first, (x - mean) / std -- t
 `data.transforms.image_transform` (notebook 09 prints the difference). Captions are tokenized to the
 context length, trailing all-[PAD] columns cut (same features, less work). Features come out
 unnormalized (metadata "features"), so both sides are L2-normalized before the dot product: ranking by
-the raw dot product would favour images whose features happen to be long. Notebook 09's exercise 09.8
+the raw dot product would favour images whose features happen to be long. Notebook 09's exercise 09.9
 builds this function; this is its reference.
 """
 from __future__ import annotations

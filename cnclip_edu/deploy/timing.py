@@ -5,6 +5,7 @@
     secs = time_samples(lambda: enc.encode_image(x), repeat=10, warmup=2)   # all 10, to see the spread
     runs = time_interleaved({"a": fa, "b": fb}, repeat=10, warmup=2)  # round-robin: drift hits both alike
     middle_half(secs), overlap(secs_a, secs_b)                        # 25-75 % range; "can't tell" test
+    compare_timings(fa, fb, repeat=10, warmup=2)  # both timed in turns, medians, "a 更快" / "b 更快" / "分不出"
     recorded_benchmark("onnx")                                       # what bench/bench_onnx.py wrote
     recorded_rows("mllm-seeds")                                      # its table as rows {column: text}
 
@@ -27,8 +28,11 @@ BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"  
 
 
 def time_samples(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
-                 sync: Callable[[], None] | None = None) -> list[float]:
-    """Wall seconds of each of `repeat` calls of `fn()` after `warmup` untimed calls (the spread, not just the median)."""
+                 sync: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Wall seconds of each of `repeat` calls of `fn()` after `warmup` untimed calls (the spread, not just the median).
+
+    `clock` reads the time (a test or exercise check passes a fake one whose time moves only when `fn` runs)."""
     if repeat < 1 or warmup < 0:
         raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
     for _ in range(warmup):
@@ -37,11 +41,11 @@ def time_samples(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
     for _ in range(repeat):
         if sync:
             sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         if sync:
             sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -51,7 +55,8 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: Cal
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, warmup: int = 1,
-                     sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
+                     sync: Callable[[], None] | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Wall seconds of `repeat` calls of each function, taken round-robin (a, b, c, a, b, c, ...).
 
     Why interleave: on a shared machine the load drifts within seconds. Timing a's calls and then b's
@@ -66,7 +71,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, warm
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            times[name].extend(time_samples(fn, repeat=1, warmup=0, sync=sync))
+            times[name].extend(time_samples(fn, repeat=1, warmup=0, sync=sync, clock=clock))
     return times
 
 
@@ -82,6 +87,30 @@ def overlap(a: list[float], b: list[float]) -> bool:
     """True when the middle halves of two timings overlap: this run cannot tell which is faster."""
     (a_lo, a_hi), (b_lo, b_hi) = middle_half(a), middle_half(b)
     return a_hi >= b_lo and b_hi >= a_lo
+
+
+def verdict(a: list[float], b: list[float]) -> str:
+    """"a 更快" / "b 更快" by the medians, or "分不出" when the middle halves overlap (touching counts as overlap).
+
+    Why not the medians alone: on a busy machine two medians always differ a little; only when the typical
+    calls of one (its middle half) all beat the typical calls of the other does this run say which is faster."""
+    if overlap(a, b):
+        return "分不出"
+    return "a 更快" if statistics.median(a) < statistics.median(b) else "b 更快"
+
+
+def compare_timings(fa: Callable[[], object], fb: Callable[[], object], repeat: int = 5, warmup: int = 1,
+                    clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Time two functions fairly and say which is faster (notebook 09's exercise 09.6 builds this).
+
+    `warmup` untimed calls of each, then `repeat` rounds of one timed call of `fa` and one of `fb` (taking
+    turns, so a change of load hits both), each timed with `clock`. Returns {"a": [s, ...], "b": [s, ...]}
+    (the timed calls in order), "median_a", "median_b", and "verdict" (see `verdict`).
+    """
+    runs = time_interleaved({"a": fa, "b": fb}, repeat=repeat, warmup=warmup, clock=clock)
+    a, b = runs["a"], runs["b"]
+    return {"a": a, "b": b, "median_a": statistics.median(a), "median_b": statistics.median(b),
+            "verdict": verdict(a, b)}
 
 
 def recorded_benchmark(section: str, path: str | os.PathLike | None = None) -> str | None:

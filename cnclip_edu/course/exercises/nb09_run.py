@@ -3,7 +3,7 @@ session run that first checks its input against what the session declares (09.2)
 padding columns of a token batch before the text tower (09.3).
 
 The image session runs a tiny tower (one conv, one linear) exported once, lazily, in about a second
-(`_tiny_image_onnx`, shared with 09.8 in nb09_search.py); the text session is a graph written by
+(`_tiny_image_onnx`, shared with 09.9 in nb09_search.py); the text session is a graph written by
 hand (milliseconds).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _tiny_tower():
 
 @functools.lru_cache(maxsize=1)
 def _tiny_image_onnx() -> bytes:
-    """The tiny tower exported once (batch dynamic), shared by 09.2 and 09.8."""
+    """The tiny tower exported once (batch dynamic), shared by 09.2 and 09.9."""
     from cnclip_edu.deploy.export import export_program
 
     tower, example = _tiny_tower()

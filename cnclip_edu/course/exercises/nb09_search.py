@@ -1,4 +1,4 @@
-"""Exercise 09.8 of notebook 09 (deployment): text-to-image search from two .onnx files alone, every
+"""Exercise 09.9 of notebook 09 (deployment): text-to-image search from two .onnx files alone, every
 preprocessing number (resolution, mean, std, context length) read from the files' metadata.
 
 The two sessions hold tiny towers (09.2's image tower, `_tiny_image_onnx`, and a padding-free text
@@ -16,7 +16,7 @@ from .core import Case, Exercise, register
 from .nb09_run import _tiny_image_onnx
 
 
-# ----------------------------------------------------------------------------- 09.8 search from two files alone
+# ----------------------------------------------------------------------------- 09.9 search from two files alone
 _SEARCH_CONTEXT = 12  # the tiny text tower's position rows: the context length its metadata states
 
 
@@ -177,7 +177,7 @@ def _search_mutants() -> dict:
 
 
 register(Exercise(
-    id="09.8", title="只靠两个 .onnx 文件做以文搜图（预处理全从元数据来）", points=5,
+    id="09.9", title="只靠两个 .onnx 文件做以文搜图（预处理全从元数据来）", points=5,
     hint="需要的数都在两个 session 的元数据里：分辨率、均值、标准差 (std)、文本长度，别写死，也别用库的预处理；"
          "图片先统一成 RGB、按元数据写的方式缩放，再变成 (N, 3, R, R) 的 float32；两边的特征都要 L2 归一化，"
          "分数才是余弦；每个查询按分数从大到小取前 top_k 张图。",

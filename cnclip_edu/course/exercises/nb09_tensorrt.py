@@ -1,5 +1,5 @@
-"""Exercises 09.6 and 09.7 of notebook 09 (deployment): the TensorRT build, the optimization profile (09.6)
-and the builder calls (09.7).
+"""Exercises 09.7 and 09.8 of notebook 09 (deployment): the TensorRT build, the optimization profile (09.7)
+and the builder calls (09.8).
 
 They run on a recording stand-in for `tensorrt` (deploy/trt_recorder.py) where there is no GPU, with
 ONNX files that hold only the inputs (`signature_onnx`), in milliseconds.
@@ -13,7 +13,7 @@ from pathlib import Path
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 09.6 the optimization profile
+# ----------------------------------------------------------------------------- 09.7 the optimization profile
 def _reference_profile(shape, context_length, max_batch, opt_batch=None, opt_length=None):
     from cnclip_edu.deploy.trt import profile_shapes
 
@@ -113,7 +113,7 @@ def _profile_mutants() -> dict:
 
 
 register(Exercise(
-    id="09.6", title="TensorRT 的优化配置 (optimization profile)", points=3,
+    id="09.7", title="TensorRT 的优化配置 (optimization profile)", points=3,
     hint="逐维想：min 和 max 是服务要能跑的范围（batch 1 到 max_batch；文本长度从截过 padding 的最短 1 到 context_length），"
          "opt 是调用者选的形状（opt_batch / opt_length，不给时取最大），要在 [1, max] 里，否则报 ValueError；"
          "固定的维三个数都等于它自己；第 0 维固定、或有 batch 和文本长度以外的动态维时，给不出合法的配置，报 ValueError。",
@@ -125,7 +125,7 @@ register(Exercise(
 ))
 
 
-# ----------------------------------------------------------------------------- 09.7 the TensorRT build
+# ----------------------------------------------------------------------------- 09.8 the TensorRT build
 def _reference_build(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
     from cnclip_edu.deploy.trt import build_plan
 
@@ -245,16 +245,16 @@ def _build_mutants() -> dict:
 
 
 register(Exercise(
-    id="09.7", title="构建 TensorRT 引擎 (Builder → 网络 → 配置 → profile → plan)", points=5,
+    id="09.8", title="构建 TensorRT 引擎 (Builder → 网络 → 配置 → profile → plan)", points=5,
     hint="按顺序：Logger → Builder → create_network（TensorRT 10 起网络总是显式 batch，不要再用 EXPLICIT_BATCH；"
          "用 STRONGLY_TYPED，让精度由图决定）→ OnnxParser 解析文件（它只收 str 路径），失败时把 get_error 的内容报出来、不要继续 → "
          "create_builder_config，工作区上限用字节数 → 一个 profile，给网络的**每一个**输入按它自己的名字和形状"
-         "设 (min, opt, max)（用练习 09.6 的函数）→ 把 profile 加进 config → build_serialized_network，"
+         "设 (min, opt, max)（用练习 09.7 的函数）→ 把 profile 加进 config → build_serialized_network，"
          "返回 None 表示失败 → 把 plan 的字节原样写进 engine_path。",
     reference=_reference_build,
     cases=_build_cases,
     mutants=_build_mutants,
     hidden=_build_hidden,
     builds=("cnclip_edu.deploy.trt.build_plan", "cnclip_edu.deploy.trt.build_engine"),
-    needs=("09.6",),
+    needs=("09.7",),
 ))
