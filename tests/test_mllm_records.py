@@ -46,3 +46,31 @@ def test_the_recorded_sections_read():
     runs, abl = recorded_rows("mllm-seeds"), recorded_rows("mllm-ablations")
     lines = summary(runs, abl, section_commit(recorded_benchmark("mllm-ablations")))
     assert any(ln.startswith("只换线程数") for ln in lines) and "?" not in "".join(lines)
+
+
+def test_summary_row_has_every_column_the_ablation_exercises_need():
+    """Section 10's run_ablations prints one row per variant with recipe.summary_row: every seen question type,
+    the held-out shape questions with / without the image, split 1 vs 2-3 shapes, and the caption exact match."""
+    from types import SimpleNamespace
+
+    from cnclip_edu.mllm import recipe
+    from cnclip_edu.mllm.evaluate import accuracy_by_type
+    from cnclip_edu.mllm.world import QTYPES
+
+    cfg = recipe.RecipeConfig(n_train_canvases=5, n_text_chats=5, n_test_per_type=4, n_heldout_per_combo=2,
+                              n_multi_round=2, n_test_canvases=40)
+    world = recipe.make_world(cfg)
+    gold = [s.turns[0][1] for s in world.heldout_shape]
+    wrong = ["?" for _ in world.heldout_shape]
+    one = [k for k, s in enumerate(world.heldout_shape) if len(world.test_canvases[s.canvas].items) == 1]
+    mixed = [g if k in one else "?" for k, g in enumerate(gold)]   # right exactly on the one-shape canvases
+    metrics = {"seen_image": accuracy_by_type(world.test_questions, [s.turns[0][1] for s in world.test_questions]),
+               "heldout_shape_image": accuracy_by_type(world.heldout_shape, mixed)["全部"],
+               "heldout_shape_text_only": 0.0, "heldout_shape_image_replies": mixed,
+               "heldout_shape_text_only_replies": wrong, "caption": SimpleNamespace(exact_match=0.5)}
+    row = recipe.summary_row(metrics, world)
+    assert list(row) == [*QTYPES, "见过的全部", "未见组合形状", "同上不带图", "1 个图形", "2-3 个图形", "描述完全一致"]
+    assert all(row[t] == 1.0 for t in QTYPES) and row["见过的全部"] == 1.0
+    assert one and len(one) < len(gold)
+    assert (row["1 个图形"], row["2-3 个图形"], row["描述完全一致"]) == (1.0, 0.0, 0.5)
+    assert abs(row["未见组合形状"] - len(one) / len(gold)) < 1e-9

@@ -188,3 +188,24 @@ def evaluate_all(model: MiniVLM, world: World, bank: ImageBank) -> dict:
     out["multi_round"] = multi_round(model, bank, world.multi_round)
     out["follow_ups"] = follow_ups(model, bank, world.multi_round, out["multi_round"].replies)
     return out
+
+
+def summary_row(metrics: dict, world: World) -> dict[str, float]:
+    """One row of section 10's ablation table from `evaluate_all`'s dict: every seen question type with the
+    image, all of them together, the held-out shape questions with and without the image, the same questions
+    split by the shapes on the canvas (1 vs 2-3: finding the shape vs binding the question to one of several),
+    and the caption exact match. The full recipe and every ablation are printed with the same columns, so a
+    prediction about any question type can be checked against its row."""
+    from .evaluate import gain_by_shapes
+
+    row = {t: metrics["seen_image"][t] for t in QTYPES}
+    row["见过的全部"] = metrics["seen_image"]["全部"]
+    row["未见组合形状"] = metrics["heldout_shape_image"]
+    row["同上不带图"] = metrics["heldout_shape_text_only"]
+    split = gain_by_shapes(world.heldout_shape, {m: metrics[f"heldout_shape_{m}_replies"]
+                                                 for m in ("image", "text_only")}, world.test_canvases)
+    many = [r for n, r in split.rows.items() if n >= 2]
+    row["1 个图形"] = split.rows[1]["image"] if 1 in split.rows else float("nan")
+    row["2-3 个图形"] = sum(r["image"] * r["n"] for r in many) / max(1, sum(r["n"] for r in many))
+    row["描述完全一致"] = metrics["caption"].exact_match
+    return row

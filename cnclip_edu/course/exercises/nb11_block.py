@@ -120,7 +120,7 @@ def _block_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.4", title="亲手写一个解码器块：RMSNorm、带 RoPE 的因果注意力、SwiGLU、两处残差", points=4,
+    id="11.4", title="亲手写一个解码器层：RMSNorm、带 RoPE 的因果注意力、SwiGLU、两处残差", points=4,
     hint="按顺序：先归一化（只除以均方根，不减均值），再注意力，加回输入；再归一化、SwiGLU，再加回来。"
          "旋转位置编码只作用在查询和键上（值不转），把每个头的前一半和后一半配成对来转；"
          "因果：位置 t 只看 0..t；SwiGLU 里过 SiLU 的是门 (gate) 那一半。",

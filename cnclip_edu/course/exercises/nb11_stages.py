@@ -124,7 +124,7 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 11.q1 the stage table of three recipes
-# What each stage trains, as notebook 11 tells it (cell 0, section 5's table, section 9): the names are
+# What each stage trains, derived in notebook 11 from each recipe's stated purposes (11.q1's spec; the facts follow it): the names are
 # set_trainable's ("decoder" is the language model).
 _STAGE_TABLE = {
     "llava": [("projector",), ("projector", "decoder")],
@@ -160,9 +160,9 @@ def _table_mistake(recipe: str, stage: int | None, parts):
 
 register(Exercise(
     id="11.q1", title="三种配方的阶段表：每个阶段训练哪些部分", points=2,
-    hint="对每个阶段问两件事：这个阶段的数据里有没有图像 token（没有的话，投影器和 ViT 拿不到梯度）？"
-         "这个配方想保护哪一部分、让哪一部分去适应（现成的语言模型在对齐阶段冻结）？"
-         "再对照笔记本开头和第 5 部分开头写的各家做法：InternVL 1.5 和 InternVL2 / LLaVA 的第一阶段不一样。",
+    hint="对每个阶段问三件事：这个阶段的数据里有没有图像 token（没有的话，投影器和 ViT 拿不到梯度）？"
+         "这个配方在这个阶段想让哪一部分去适应？想保护哪一部分不被新投影器的乱码打扰（被保护的就冻结）？"
+         "再读一遍练习里每个配方的目的：视觉塔要不要跟着数据调整，各家说得不一样。",
     reference=_STAGE_TABLE,
     cases=_table_cases,
     hidden=_table_hidden,
