@@ -11,6 +11,9 @@ a success. Before explaining either, ask how often it happens when nothing is go
 - `random_ranking_p(n_gold, n_gallery, top)`: the probability that a random ranking of `n_gallery`
   photos puts a gold photo first (`top="any"`: n_gold / n_gallery) or all the gold photos at the top
   (`top="all"`: 1 / C(n_gallery, n_gold)).
+- `at_least_hits_p(probs, hits)`: captions ranked independently, caption i a hit with probability
+  probs[i] (a random ranking: its gold photos / the gallery); the probability of `hits` hits or more
+  (exact: the distribution of the number of hits, built one caption at a time).
 """
 from __future__ import annotations
 
@@ -35,3 +38,18 @@ def random_ranking_p(n_gold: int, n_gallery: int, top: str = "any") -> float:
     if top == "all":
         return 1 / comb(n_gallery, n_gold)
     raise ValueError(f"top must be 'any' or 'all', got {top!r}")
+
+
+def at_least_hits_p(probs, hits: int) -> float:
+    """P(at least `hits` of independent events happen | event i happens with probability probs[i]).
+
+    Why not the binomial: with a gallery of 4 photos a caption with one gold photo is a hit with
+    probability 1/4, one with two gold photos with 1/2; the hits of a random ranking are then a sum of
+    unequal coins. dist[j] = P(j hits so far), updated caption by caption."""
+    dist = [1.0]
+    for p in probs:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"a probability must be in [0, 1], got {p}")
+        dist = [(dist[j] if j < len(dist) else 0.0) * (1 - p) + (dist[j - 1] * p if j >= 1 else 0.0)
+                for j in range(len(dist) + 1)]
+    return float(sum(dist[max(0, hits):]))
