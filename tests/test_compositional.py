@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnclip_edu.eval.compositional import compositional_test, gap_table, gap_vs_control, own_colour_confusion
+from cnclip_edu.eval.compositional import compositional_test, gap_table, gap_vs_control, own_color_confusion
 
 NAMES = ["红色的圆形", "红色的方形", "蓝色的方形", "蓝色的圆形"]    # 0-2 seen, 3 held out
 
@@ -41,7 +41,7 @@ def test_control_never_uses_held_out_images_nor_the_wrong_split():
 def test_gap_and_folded_confusion():
     d, se = gap_vs_control([5, 40], [6, 240])
     assert d == pytest.approx(10.0) and se == pytest.approx(100 * np.sqrt(.125 * .875 / 40 + .025 * .975 / 240))
-    rows, m = own_colour_confusion([2, 0, 3], [3, 3, 3], NAMES, ["圆形", "方形"])
+    rows, m = own_color_confusion([2, 0, 3], [3, 3, 3], NAMES, ["圆形", "方形"])
     assert rows == ["蓝色的圆形"] and m.tolist() == [[1, 1, 1]]      # 圆形, 方形 in blue; other colour
 
 

@@ -107,6 +107,20 @@ def test_template_curves_mark_the_same_steps_as_the_printed_rule():
     half = 200 * np.sqrt(12) / n
     lo, hi = ax.get_ylim()
     assert lo <= 100 * 27 / n - half and hi >= 100 * 27 / n + half
+    assert rings[0].get_markeredgecolor() == "#1a9850"    # a gain: green (a drop would be red)
+    plt.close(fig)
+
+
+def test_template_curves_show_no_tick_above_100_percent():
+    """A bar at 100 % is cut there, and the axis shows no tick above 100 % (accuracy cannot pass it)."""
+    import matplotlib.pyplot as plt
+
+    ok = np.ones((3, 320), dtype=bool)
+    ok[0, :16] = False                    # 95 % -> 100 %: +16 with m = 16, its +-2 sqrt(16) bar would pass 100
+    fig = viz_zs.plot_template_curves({"t": ok})
+    ax = fig.axes[0]
+    assert ax.get_ylim()[1] <= 101 and max(ax.get_yticks()) <= 100
+    assert len(ax.collections) == 1
     plt.close(fig)
 
 

@@ -46,7 +46,7 @@ def compositional_test(held_feats, held_targets, seen_feats, seen_targets, class
     over all K columns of every image.
     """
     parts = [split_combo(n, sep) for n in names]
-    colour = np.array([c for c, _ in parts])
+    color = np.array([c for c, _ in parts])
     shape = np.array([s for _, s in parts])
     t_h, t_s = np.asarray(held_targets, dtype=np.int64), np.asarray(seen_targets, dtype=np.int64)
     p_h, p_s = _argmax(held_feats, classifier), _argmax(seen_feats, classifier)
@@ -56,14 +56,14 @@ def compositional_test(held_feats, held_targets, seen_feats, seen_targets, class
     held, same_shape, same_color = [], [], []
     for c in combos:
         mine = t_h == c
-        ss = (shape[t_s] == shape[c]) & (colour[t_s] != colour[c])        # seen images: this shape, other colours
-        sc = (colour[t_s] == colour[c]) & (shape[t_s] != shape[c])        # seen images: this colour, other shapes
+        ss = (shape[t_s] == shape[c]) & (color[t_s] != color[c])        # seen images: this shape, other colours
+        sc = (color[t_s] == color[c]) & (shape[t_s] != shape[c])        # seen images: this colour, other shapes
         held.append([int(shape_ok_h[mine].sum()), int(mine.sum())])
         same_shape.append([int(shape_ok_s[ss].sum()), int(ss.sum())])
         same_color.append([int(shape_ok_s[sc].sum()), int(sc.sum())])
     return {
         "top1": float(np.mean(p_h == t_h)),
-        "color_acc": float(np.mean(colour[p_h] == colour[t_h])),
+        "color_acc": float(np.mean(color[p_h] == color[t_h])),
         "shape_acc": float(np.mean(shape_ok_h)),
         "combos": [names[c] for c in combos],
         "held": held, "same_shape": same_shape, "same_color": same_color,
@@ -100,7 +100,7 @@ def gap_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def own_colour_confusion(preds, targets, names: Sequence[str], shapes: Sequence[str],
+def own_color_confusion(preds, targets, names: Sequence[str], shapes: Sequence[str],
                          sep: str = "的") -> tuple[list[str], np.ndarray]:
     """The K-way confusion of held-out images, folded to what can be read: one row per true combination
     (index order), one column per shape predicted *in the image's own colour*, and a last column for any

@@ -85,8 +85,9 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = ""):
     on the same N images (`eval.paired.step_gaps`): where m >= SMALL_M images flip, a grey bar of +-2 sqrt(m)
     images (in percentage points) is drawn on the new point; with fewer flips no bar is drawn, because the
     normal approximation behind it is too rough there (the exact sign test decides). Steps beyond noise by
-    the same rule the notebook prints get a red ring, so the figure and the printed list cannot disagree.
-    Each panel has its own y-range (at least 10 points high), wide enough for every bar's caps.
+    the same rule the notebook prints get a ring (green: more right, red: fewer), so the figure and the
+    printed list cannot disagree. Each panel has its own y-range (at least 10 points high), wide enough for
+    every bar's caps; bars are cut at 0 and 100 % and no tick above 100 % is shown (accuracy cannot pass it).
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -105,21 +106,25 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = ""):
             y = acc[k - 1]
             if m >= SMALL_M:
                 half = 200 * np.sqrt(m) / n                               # 2 sqrt(m) images, in percentage points
-                ax.errorbar([k], [y], yerr=half, fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
-                lo, hi = min(lo, y - half), max(hi, y + half)
+                down, up = min(half, y), min(half, 100 - y)               # cut at 0 and 100 %
+                ax.errorbar([k], [y], yerr=[[down], [up]], fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
+                lo, hi = min(lo, y - down), max(hi, y + up)
             if beyond:
-                ax.plot([k], [y], marker="o", ms=11, mfc="none", mec="#d73027", mew=1.8, zorder=3)
+                ax.plot([k], [y], marker="o", ms=11, mfc="none", mec="#1a9850" if d > 0 else "#d73027", mew=1.8, zorder=3)
         pad = max(0.6, (10 - (hi - lo)) / 2)                              # at least 10 points high
-        ax.set_ylim(max(0.0, lo - pad), hi + pad)                      # a bar's cap may reach past 100%: keep it visible
+        bottom, top = max(0.0, lo - pad), min(101.0, hi + pad)           # room for a cap at 100 %, no more
+        ax.set_ylim(bottom, top)
+        ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])   # no tick above 100 %
         ax.set_title(f"{task}（{n_templates} 个模板，{n} 张图）", fontsize=9)
         ax.set_xticks(xs)
         ax.set_xlabel("用前几个模板")
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel("top-1 准确率 (%)")
     handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1, label=f"±2 个标准误（这一步翻转 m ≥ {SMALL_M} 张时才画）"),
+               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#1a9850", mew=1.8, label="这一步超出噪声地变好"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8,
-                      label=f"这一步超出噪声（m < {SMALL_M} 时按精确符号检验）")]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+                      label=f"超出噪声地变差（m < {SMALL_M} 时按精确符号检验）")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
