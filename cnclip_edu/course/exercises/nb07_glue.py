@@ -3,9 +3,10 @@ from the student's own pieces (07.1 cosine top-k, 07.3 Recall@K) into cn_clip's 
 
 Compared with `eval.retrieval.evaluate_features`. The inputs catch the glue's own mistakes: row ids that
 are not the row numbers (query ids unsorted, gallery ids large and shuffled), features of very different
-lengths (a dot product ranks differently from the cosine), duplicated gallery rows whose tie decides R@1,
-and a gold image that only the 6th-10th places reach (a top-5 answer scores R@10 wrongly). The result is
+lengths (a dot product ranks differently from the cosine), and a gold image that only the 6th-10th places reach (a top-5 answer scores R@10 wrongly). The result is
 the prediction dict as an ordered list (the key order is the prediction file's line order) and the score.
+Random floats, no duplicated rows: 07.1 may use `Tensor.topk`, whose order among equal scores is unspecified
+(tie order is 07.2's subject), so no case depends on a tie.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def _library_glue(queries, gallery, query_ids, gallery_ids, gold):
     return evaluate_features(queries.numpy(), gallery.numpy(), query_ids.numpy(), gallery_ids.numpy(), gold)
 
 
-def _inputs(seed: int, n_q: int, n_g: int, dim: int, n_dup: int):
-    """Features of unequal lengths, shuffled large ids, n_dup gallery rows repeated later (exact ties),
+def _inputs(seed: int, n_q: int, n_g: int, dim: int):
+    """Features of unequal lengths, shuffled large ids,
     gold 1-3 gallery ids per query with the first query's gold placed 6th-10th by cosine."""
     import torch
 
@@ -30,8 +31,6 @@ def _inputs(seed: int, n_q: int, n_g: int, dim: int, n_dup: int):
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(n_q, dim, generator=gen) * (0.3 + 4 * torch.rand(n_q, 1, generator=gen))
     g = torch.randn(n_g, dim, generator=gen) * (0.2 + 5 * torch.rand(n_g, 1, generator=gen))
-    for j in range(n_dup):                                    # row n_g-1-j repeats row j: equal cosines
-        g[n_g - 1 - j] = g[j]
     q_ids = torch.tensor(rng.sample(range(3_000_000, 3_000_000 + 5 * n_q), n_q), dtype=torch.long)
     g_ids = torch.tensor(rng.sample(range(3_000_000, 3_000_000 + 5 * n_g), n_g), dtype=torch.long)
     gold = {}
@@ -40,9 +39,6 @@ def _inputs(seed: int, n_q: int, n_g: int, dim: int, n_dup: int):
         if r == 0:                                            # only the 6th-10th places reach it
             cos = torch.nn.functional.normalize(g, dim=1) @ torch.nn.functional.normalize(q[0], dim=0)
             rows = [int(torch.sort(cos, descending=True, stable=True).indices[rng.randint(5, 9)])]
-        if r == 1 and n_dup:                                  # the later copy of a tied pair is gold
-            q[1] = g[0] * 2.0
-            rows = [n_g - 1]
         gold[qid] = [int(g_ids[i]) for i in rows]
     return q, g, q_ids, g_ids, gold
 
@@ -52,19 +48,18 @@ def _run(answer, inputs):
     return {"预测（按键的先后）": [[int(k), [int(i) for i in v]] for k, v in pred.items()], "分数": score}
 
 
-def _case(label: str, seed: int, n_q: int, n_g: int, dim: int, n_dup: int) -> Case:
-    return Case(label, lambda f: _run(f, _inputs(seed, n_q, n_g, dim, n_dup)))
+def _case(label: str, seed: int, n_q: int, n_g: int, dim: int) -> Case:
+    return Case(label, lambda f: _run(f, _inputs(seed, n_q, n_g, dim)))
 
 
 def _hidden(seed: int):
     rng = random.Random(seed)
-    return [_case("随机的 id、长度各不相同的特征", rng.randrange(10 ** 6), rng.randint(3, 8), rng.randint(12, 30), 8, 0),
-            _case("检索库里有重复的行（同分）", rng.randrange(10 ** 6), rng.randint(3, 8), rng.randint(12, 30), 4, 2)]
+    return [_case("随机的 id、模长各不相同的特征", rng.randrange(10 ** 6), rng.randint(3, 8), rng.randint(12, 30), 8),
+            _case("另一组随机的 id 和特征", rng.randrange(10 ** 6), rng.randint(10, 25), rng.randint(20, 50), 16)]
 
 
 def _glue_mistake(kind: str):
     def evaluate_retrieval(queries, gallery, query_ids, gallery_ids, gold):
-        import numpy as np
         import torch
 
         from cnclip_edu.eval import recall, topk
@@ -75,9 +70,6 @@ def _glue_mistake(kind: str):
             g = torch.nn.functional.normalize(g, dim=1)
         k = 5 if kind == "top5" else 10
         _, idx = topk.topk_predictions(q.numpy(), g.numpy(), k)
-        if kind == "ties_reversed":                          # equal scores: the higher row first
-            s = q.numpy() @ g.numpy().T
-            idx = np.stack([sorted(range(len(g)), key=lambda j, r=r: (-s[r, j], -j))[:k] for r in range(len(q))])
         pred = {}
         for r, row in enumerate(idx.tolist()):
             key = r if kind == "row_keys" else int(query_ids[r])
@@ -96,9 +88,9 @@ register(Exercise(
          "分数要的是 cn_clip 输出的格式（百分数、平均召回率），库里写这个格式的函数在第 3 部分打分那一格用过。"
          "常见错误：交出行号而不是 id、用行号当键、对键排序、只取前 5、交出没换格式的召回率。",
     reference=_library_glue,
-    cases=lambda: [_case("4 条查询、检索库 12 条：id 没排序，长度各不相同", 0, 4, 12, 6, 0),
-                   _case("检索库里有两对重复的行（同分），一个正例是后一份", 1, 5, 16, 4, 2),
-                   _case("20 条查询、检索库 40 条", 2, 20, 40, 16, 3)],
+    cases=lambda: [_case("4 条查询、检索库 12 条：id 没排序，模长各不相同", 0, 4, 12, 6),
+                   _case("5 条查询、检索库 16 条", 1, 5, 16, 4),
+                   _case("20 条查询、检索库 40 条", 2, 20, 40, 16)],
     hidden=_hidden,
     builds=("cnclip_edu.eval.retrieval.evaluate_features",),
     needs=("07.1", "07.3"),
@@ -107,7 +99,6 @@ register(Exercise(
         "用查询的行号当键，不是查询的 id": _glue_mistake("row_keys"),
         "把预测按查询 id 排了序（预测文件的行序变了）": _glue_mistake("sorted_keys"),
         "没有归一化（排的是点积，不是余弦）": _glue_mistake("no_norm"),
-        "同分时行号大的在前": _glue_mistake("ties_reversed"),
         "只取前 5（R@10 就算错了）": _glue_mistake("top5"),
         "交出的是召回率的小数，不是 cn_clip 的输出格式": _glue_mistake("raw"),
     },
