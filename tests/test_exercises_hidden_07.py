@@ -8,6 +8,6 @@ import pytest
 from hidden_cases import assert_hidden_cases_catch_every_mutant
 
 
-@pytest.mark.parametrize("exercise_id", ["07.4", "07.5", "07.6"])
+@pytest.mark.parametrize("exercise_id", ["07.4", "07.5", "07.6", "07.7"])
 def test_every_mutant_is_caught_by_the_hidden_cases_of_several_seeds(exercise_id):
     assert_hidden_cases_catch_every_mutant(exercise_id, range(5))

@@ -14,8 +14,10 @@ import torch
 def assign_cells(vectors: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """(N,) cell of each vector: the centre with the largest inner product (the first one on equal scores).
 
-    Centres need not be unit length (k-means centres are means), so this is NOT the nearest centre in
-    Euclidean distance: faiss's inner-product IVF ranks cells by inner product, and so does this."""
+    faiss's inner-product IVF trains spherical k-means (each round's mean centres are renormalised), so its
+    centres are unit length, and then the largest inner product is also the nearest centre in Euclidean
+    distance. Plain k-means centres (means of points) have unequal lengths, and there the two differ: faiss
+    ranks cells by inner product, and so does this (exercise 07.6's check uses unequal-length centres)."""
     return (vectors @ centres.T).argmax(dim=1)                      # (N, C) -> (N,)
 
 

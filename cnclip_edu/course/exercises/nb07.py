@@ -10,8 +10,9 @@ registers its own when imported:
 - nb07_recall.py: Recall@K and mean recall (07.3);
 - nb07_invert.py: the gold annotation inverted, image -> text (07.4);
 - nb07_diagnose.py: why a top-1 missed, A / B1 / B2 / C / D (07.5);
-- nb07_ivf.py: a minimal IVF search, the approximate index of part 6 (07.6).
+- nb07_ivf.py: a minimal IVF search, the approximate index of part 6 (07.6);
+- nb07_glue.py: the pieces joined, features to cn_clip's score object (07.7).
 
 The registry (`core._load_all`) imports only the `nbNN` modules: this one is the notebook's entry.
 """
-from . import nb07_chunked, nb07_diagnose, nb07_extract, nb07_invert, nb07_ivf, nb07_recall, nb07_topk  # noqa: F401  (importing registers)
+from . import nb07_chunked, nb07_diagnose, nb07_extract, nb07_glue, nb07_invert, nb07_ivf, nb07_recall, nb07_topk  # noqa: F401  (importing registers)
