@@ -156,7 +156,7 @@ def own_pieces(mine: SimpleNamespace) -> dict[str, bool]:
 def my_pieces(work_dir: str | os.PathLike) -> SimpleNamespace:
     """The student's pieces for the capstone, with a printed table of where each came from."""
     mine, rows = collect(work_dir)
-    print("你的零件（capstone 用到的名字 ← 哪个 notebook）：")
+    print("你的零件（综合练习用到的名字 ← 在哪一节写的）：")
     for name, notebook, status in rows:
         print(f"  {name:14s} ← 第 {notebook} 节：{status}")
     return mine
