@@ -70,7 +70,8 @@ def _toy_tokenizer(texts, context_length):
     return out
 
 
-NO_FORK = "跳过：这台机器没有 fork（Windows），DataLoader 的 fork worker 这一条查不了；在 Linux / macOS 上再运行检查"
+NO_FORK = "跳过：这台机器没有 fork（Windows），用 fork 启动 DataLoader worker 的 ②、③ 两条查不了；在 Linux / macOS 上再运行检查"
+_SAID_NO_FORK: list = []
 
 
 def _run_dataset(cls, mode: str, texts=None, urlsafe: bool = False):
@@ -131,6 +132,9 @@ def _run_dataset(cls, mode: str, texts=None, urlsafe: bool = False):
                 copy = None
                 return out
             if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no fork, so these two cases cannot run
+                if not _SAID_NO_FORK:  # said once per process, not once per case
+                    print(NO_FORK)
+                    _SAID_NO_FORK.append(True)
                 return NO_FORK
             if mode == "parent_first":
                 ds[0]
