@@ -141,7 +141,7 @@ def test_a_missing_notebook_is_named_and_stood_in_for(work, capsys):
     pieces.piece_path("03.6", work).unlink()
     mine = capstone.my_pieces(work)
     out = capsys.readouterr().out
-    assert re.search(r"encode_text\s+← notebook 03：没找到：先运行 notebook 03", out), out
+    assert re.search(r"encode_text\s+← 第 03 节：没找到：先运行第 03 节", out), out
     assert mine.encode_text is capstone.library_pieces().encode_text
     X.check("05.4", _step())
 

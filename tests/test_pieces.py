@@ -17,7 +17,7 @@ def test_saved_pieces_run_together_in_course_order(tmp_path):
 
 def test_missing_piece_names_the_exercise_and_notebook(tmp_path):
     pieces.save("01.4", "x = 1\n", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"练习 03\.2（notebook 03）"):
+    with pytest.raises(FileNotFoundError, match=r"练习 03\.2（第 03 节）"):
         pieces.load_all(tmp_path, needed=("01.4", "03.2"))
 
 

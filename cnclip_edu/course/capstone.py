@@ -128,7 +128,7 @@ def collect(work_dir: str | os.PathLike | None = None) -> tuple[SimpleNamespace,
         if obj is None:
             bad = [i for i in broken if i.startswith(notebook)]
             why = f"练习 {bad[0]} 的格子运行出错（{broken[bad[0]]}）" if bad else \
-                f"没找到：先运行 notebook {notebook} 里以 %%my_clip 开头的格子"
+                f"没找到：先运行第 {notebook} 节里以 %%my_clip 开头的格子"
             rows.append((name, notebook, f"{why}；这次先用库里的版本代替"))
             chosen[name] = getattr(library, name)
         elif origin is None or Path(origin).parent.name != pieces.DIRNAME:
@@ -156,9 +156,9 @@ def own_pieces(mine: SimpleNamespace) -> dict[str, bool]:
 def my_pieces(work_dir: str | os.PathLike) -> SimpleNamespace:
     """The student's pieces for the capstone, with a printed table of where each came from."""
     mine, rows = collect(work_dir)
-    print("你的零件（capstone 用到的名字 ← 哪个 notebook）：")
+    print("你的零件（综合练习用到的名字 ← 在哪一节写的）：")
     for name, notebook, status in rows:
-        print(f"  {name:14s} ← notebook {notebook}：{status}")
+        print(f"  {name:14s} ← 第 {notebook} 节：{status}")
     return mine
 
 

@@ -102,7 +102,7 @@ def load_all(work_dir: str | os.PathLike | None = None, needed: tuple[str, ...] 
     have = saved(work_dir)
     missing = [i for i in needed if i not in have]
     if missing:
-        where = ", ".join(f"练习 {i}（notebook {i[:2]}）" for i in missing)
+        where = ", ".join(f"练习 {i}（第 {i[:2]} 节）" for i in missing)
         raise FileNotFoundError(f"还没有找到你自己写的 {where}：先运行那个 notebook 里以 %%my_clip 开头的格子，"
                                 f"它会把你的代码存进 {piece_dir(work_dir)}")
     namespace: dict[str, Any] = {"__name__": "my_clip"}

@@ -62,7 +62,10 @@ def encode_image(img: Image.Image, fmt: str = "PNG", quality: int = 95) -> str:
 
 def decode_b64(b64: str | bytes, strict: bool = True) -> bytes:
     """Base64 text -> bytes. Accepts the standard and the URL-safe alphabet (cn_clip decodes with
-    `urlsafe_b64decode`, which accepts both); `strict` rejects any other character."""
+    `urlsafe_b64decode`, which accepts both up to Python 3.14); `strict` rejects any other character.
+    Translating '-_' to '+/' first and then decoding the standard alphabet keeps both working: from
+    Python 3.15 `urlsafe_b64decode` and `b64decode(altchars=...)` warn on '+' and '/' (gh-125346),
+    and later versions drop or reject them."""
     if isinstance(b64, str):
         b64 = b64.encode("ascii", errors="strict") if strict else b64.encode("ascii", "ignore")
     b64 = bytes(b64).strip().translate(_URLSAFE)

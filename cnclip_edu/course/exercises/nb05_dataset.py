@@ -12,6 +12,7 @@ import base64
 import contextlib
 import gc
 import io
+import multiprocessing
 import os
 import pickle
 import tempfile
@@ -67,6 +68,10 @@ def _toy_tokenizer(texts, context_length):
         ids = [ord(ch) % 1000 + 1 for ch in text][:context_length]
         out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
+
+
+NO_FORK = "跳过：这台机器没有 fork（Windows），用 fork 启动 DataLoader worker 的 ②、③ 两条查不了；在 Linux / macOS 上再运行检查"
+_SAID_NO_FORK: list = []
 
 
 def _run_dataset(cls, mode: str, texts=None, urlsafe: bool = False):
@@ -126,6 +131,11 @@ def _run_dataset(cls, mode: str, texts=None, urlsafe: bool = False):
                 out["副本读出的 tokens (N, 12)"] = torch.stack([tok for _, tok in items])
                 copy = None
                 return out
+            if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no fork, so these two cases cannot run
+                if not _SAID_NO_FORK:  # said once per process, not once per case
+                    print(NO_FORK)
+                    _SAID_NO_FORK.append(True)
+                return NO_FORK
             if mode == "parent_first":
                 ds[0]
             loader = DataLoader(_Probe(ds, _lmdb_handles(ds)), batch_size=2, num_workers=2,
@@ -218,8 +228,9 @@ class _Mini:
         key = bytes(index) if self.slip == "bytes_key" else str(index).encode("utf-8")
         image_id, text_id, text = pickle.loads(pairs.get(key))
         b64 = imgs.get(str(text_id if self.slip == "text_id" else image_id).encode("utf-8"))
-        decode = base64.b64decode if self.slip == "standard_only" else base64.urlsafe_b64decode  # urlsafe: both alphabets
-        image = self.transform(Image.open(io.BytesIO(decode(b64))))
+        if self.slip != "standard_only":  # both alphabets: '-_' -> '+/', then the strict standard decoder
+            b64 = b64.translate(bytes.maketrans(b"-_", b"+/"))
+        image = self.transform(Image.open(io.BytesIO(base64.b64decode(b64, validate=True))))
         if self.slip == "raw_text":
             return image, text
         text = text if self.slip == "no_preprocess" else preprocess_text(text)
