@@ -3,8 +3,10 @@ features, decides and then builds the hard negatives that test one held-out colo
 and writes the probe that turns them into a verdict over several renders.
 
 00.q1 checks the four design choices asked before 00.2 (which wrong captions test the shape, which the
-colour, whether another held-out combination may be one, what happens to a held-out target); each case
-answers only right or wrong, so a failed check does not print the letter.
+colour, whether another held-out combination may be one) and how a result is read (first in the group that
+differs only in colour, not first in the group that differs only in shape: colour recognised, shape not --
+the two groups are easily read the wrong way round); each case answers only right or wrong, so a failed
+check does not print the letter.
 
 00.1 is compared with the library's own `CLIP.get_similarity` (normalise, scale by
 exp(logit_scale), transpose), fed with fixed features instead of images and tokens. The cases
@@ -145,9 +147,10 @@ _HELDOUT = [("红色", "五角星"), ("紫色", "十字"), ("橙色", "三角形
 
 
 # ----------------------------------------------------------------------------- 00.q1 the design, decided first
-_DESIGN = {1: "A", 2: "B", 3: "B", 4: "A"}
-_DESIGN_CHOICES = {1: "ABC", 2: "ABC", 3: "AB", 4: "AB"}
-_DESIGN_TOPICS = {1: "检验形状的错误选项", 2: "检验颜色的错误选项", 3: "另一个留出组合能不能当错误选项", 4: "目标自己是留出组合时"}
+_DESIGN = {1: "A", 2: "B", 3: "B", 4: "B"}
+_DESIGN_CHOICES = {1: "ABC", 2: "ABC", 3: "AB", 4: "ABC"}
+_DESIGN_TOPICS = {1: "检验形状的错误选项", 2: "检验颜色的错误选项", 3: "另一个留出组合能不能当错误选项",
+                  4: "只差颜色一组排第 1、只差形状一组排第 3 说明什么"}
 
 
 def _design_case(k: int):
@@ -170,20 +173,22 @@ def _design_hidden(seed: int):
 
 
 register(Exercise(
-    id="00.q1", title="先设计：哪些错误选项检验形状、哪些检验颜色，留出组合怎么办", points=1,
+    id="00.q1", title="先设计：哪些错误选项检验形状、哪些检验颜色，留出组合怎么办，结果怎么读", points=1,
     hint="一组错误选项检验的是哪个属性，取决于正确描述和错误选项之间只差什么：只差形状，模型就只能靠形状排对。"
-         "留出组合模型一个也没见过：错误选项是留出组合时，认错了说得清是哪一点没认出来吗？目标呢，要测的是什么？",
+         "留出组合模型一个也没见过：错误选项是留出组合时，认错了说得清是哪一点没认出来吗？"
+         "读结果时反过来想：在只差颜色的一组里排第 1，模型靠什么把它和错误选项分开的？",
     reference=dict(_DESIGN),
     cases=lambda: [_design_case(k) for k in _DESIGN],
     hidden=_design_hidden,
     builds=BUILDS_HARD,
     mutants=lambda: {
-        "两组弄反了（检验形状用同形异色）": {**_DESIGN, 1: "B", 2: "A"},
+        "两组弄反了（检验形状用只差颜色的一组）": {**_DESIGN, 1: "B", 2: "A"},
         "检验形状时颜色和形状都换": {**_DESIGN, 1: "C"},
         "检验颜色时颜色和形状都换": {**_DESIGN, 2: "C"},
         "别的留出组合也当错误选项": {**_DESIGN, 3: "A"},
-        "目标是留出组合就跳过": {**_DESIGN, 4: "B"},
-        "回答写成了文字，不是字母": {**_DESIGN, 1: "同色异形"},
+        "结果读反了（只差颜色一组排第 1 当成认出了形状）": {**_DESIGN, 4: "C"},
+        "一组排第 1 就当认出了整个组合": {**_DESIGN, 4: "A"},
+        "回答写成了文字，不是字母": {**_DESIGN, 1: "只差形状"},
     },
 ))
 
@@ -259,9 +264,9 @@ def _hard_mistake(kind: str):
 
 
 register(Exercise(
-    id="00.2", title="为一个组合挑难负例：同色异形、同形异色", points=1,
-    hint="测一个属性，错误选项就只在这个属性上和目标不同：测形状的一组颜色都和目标一样、只换形状（同色异形），"
-         "测颜色的一组形状都一样、只换颜色（同形异色）。目标排第一且只出现一次；"
+    id="00.2", title="为一个组合挑难负例：只差形状的一组、只差颜色的一组", points=1,
+    hint="测一个属性，错误选项就只在这个属性上和目标不同：测形状的一组颜色都和目标一样、只换形状（只差形状），"
+         "测颜色的一组形状都一样、只换颜色（只差颜色）。目标排第一且只出现一次；"
          "错误选项要跳过留出组合，但目标本身即使是留出组合也要保留；错误选项的先后照传进来的 shapes / colors 的顺序。",
     reference=_library_hard_negatives,
     cases=_hard_cases,
@@ -374,14 +379,14 @@ _PURPLE_SHAPES = [("紫色", s) for s in ["十字", "圆形", "正方形", "三�
 
 def _probe_cases():
     return [
-        _probe_case("紫色十字和 5 个同色异形的负例，画 5 轮，名次 [2, 1, 1, 1, 3]（第 0 轮不是第 1，多数轮是）",
+        _probe_case("紫色十字和 5 个只差形状的负例，画 5 轮，名次 [2, 1, 1, 1, 3]（第 0 轮不是第 1，多数轮是）",
                     _PURPLE_SHAPES, _probe_table(6, [2, 1, 1, 1, 3], 0)),
-        _probe_case("绿色三角形和 3 个同形异色的负例，画 4 轮，名次 [1, 3, 1, 2]（排第 1 的正好一半）",
+        _probe_case("绿色三角形和 3 个只差颜色的负例，画 4 轮，名次 [1, 3, 1, 2]（排第 1 的正好一半）",
                     [("绿色", "三角形"), ("红色", "三角形"), ("黄色", "三角形"), ("蓝色", "三角形")],
                     _probe_table(4, [1, 3, 1, 2], 1)),
-        _probe_case("黑色圆形和 6 个同形异色的负例，画 5 轮，名次 [1, 1, 4, 7, 5]（第 1 名最常见，但不到一半）",
+        _probe_case("黑色圆形和 6 个只差颜色的负例，画 5 轮，名次 [1, 1, 4, 7, 5]（第 1 名最常见，但不到一半）",
                     [("黑色", "圆形")] + [(c, "圆形") for c in _COLOURS[:6]], _probe_table(7, [1, 1, 4, 7, 5], 2)),
-        _probe_case("红色正方形和 4 个同色异形的负例，画 3 轮，有的轮里别的描述和正确描述一样高（并列），名次 [1, 2, 1]",
+        _probe_case("红色正方形和 4 个只差形状的负例，画 3 轮，有的轮里别的描述和正确描述一样高（并列），名次 [1, 2, 1]",
                     [("红色", "正方形"), ("红色", "圆形"), ("红色", "三角形"), ("红色", "十字"), ("红色", "菱形")],
                     _probe_table(5, [1, 2, 1], 3, ties=[2, 1, 0])),
         _probe_case("只画 1 轮：紫色十字，名次 [1]", _PURPLE_SHAPES[:4], _probe_table(4, [1], 4)),
