@@ -7,7 +7,7 @@ compared with the library (the resampling filter and the JPEG quality are the st
 case decodes the answer and reports properties, each on its own: base64 text, a JPEG, RGB, the size
 (longer side exact, the other within 1 px of the kept aspect ratio), the pixels close to the upright,
 white-backed, shrunk original. Cases: a landscape JPEG, phone photos stored sideways / upside down with
-an EXIF orientation tag, a transparent PNG, a photo smaller than `max_side`, a grey PNG with no limit.
+an EXIF orientation tag, transparent PNGs (RGBA, grey + alpha LA, a palette P with a transparent colour), a photo smaller than `max_side`, a grey PNG with no limit.
 """
 from __future__ import annotations
 
@@ -38,14 +38,20 @@ def _photo_file(path, w: int, h: int, seed: int, mode: str = "RGB", orientation:
     from PIL import Image
 
     img = _picture(w, h, seed)
+    hole = (0, h // 2, w * 2 // 3, h)                                    # the transparent lower-left part
     if mode in ("RGBA", "LA"):
         img = img.convert("RGBA") if mode == "RGBA" else img.convert("LA")
         alpha = Image.new("L", (w, h), 255)
-        alpha.paste(0, (0, h // 2, w * 2 // 3, h))
+        alpha.paste(0, hole)
         img.putalpha(alpha)
-        if mode == "RGBA":
-            black = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-            img = Image.composite(img, black, alpha)
+        black = Image.new(mode, (w, h), (0, 0, 0, 0) if mode == "RGBA" else (0, 0))
+        img = Image.composite(img, black, alpha)
+    elif mode == "P":                                                    # palette PNG whose index 255 is transparent black
+        img = img.quantize(255)
+        palette = img.getpalette()[:255 * 3]
+        img.putpalette(palette + [0] * (768 - len(palette)))
+        img.paste(255, hole)
+        img.info["transparency"] = 255
     elif mode == "L":
         img = img.convert("L")
     if path.suffix == ".jpg":
@@ -56,7 +62,7 @@ def _photo_file(path, w: int, h: int, seed: int, mode: str = "RGB", orientation:
             extra["exif"] = exif
         img.save(path, "JPEG", quality=95, **extra)
     else:
-        img.save(path, "PNG")
+        img.save(path, "PNG", **({"transparency": 255} if mode == "P" else {}))
     return str(path)
 
 
@@ -123,6 +129,10 @@ def _prepare_cases():
              _on_photo("upside_down.jpg", 400, 300, 3, 256, orientation=3)),
         Case("透明背景的 PNG (RGBA) 300×240，左下角透明（那里存的颜色是黑色），max_side=128",
              _on_photo("logo.png", 300, 240, 4, 128, mode="RGBA")),
+        Case("灰度 + 透明度的 PNG (LA) 260×200，左下角透明（那里存的是黑色），max_side=128",
+             _on_photo("grey_logo.png", 260, 200, 7, 128, mode="LA")),
+        Case("调色板 PNG (P) 带透明色（tRNS）240×180，左下角透明（调色板里那一色是黑色），max_side=None",
+             _on_photo("icon.png", 240, 180, 8, None, mode="P")),
         Case("比 max_side 还小的照片 120×90，max_side=256（不放大）", _on_photo("small.jpg", 120, 90, 5, 256)),
         Case("灰度 PNG (L) 200×150，max_side=None（不缩放）", _on_photo("grey.png", 200, 150, 6, None, mode="L")),
     ]
@@ -132,7 +142,7 @@ def _prepare_hidden(seed: int):
     rng = random.Random(seed)
     cases = []
     for kind, mode, suffix, orientation in [("带 EXIF 方向标记的 JPEG", "RGB", ".jpg", rng.choice([3, 6, 8])),
-                                            ("带透明通道的 PNG", rng.choice(["RGBA", "LA"]), ".png", 1),
+                                            ("带透明通道的 PNG", rng.choice(["RGBA", "LA", "P"]), ".png", 1),
                                             ("灰度或彩色、大小随机的照片", rng.choice(["RGB", "L"]), rng.choice([".jpg", ".png"]), 1)]:
         w, h = rng.randint(60, 700), rng.randint(60, 700)
         max_side = rng.choice([None, rng.randint(32, 512)])
@@ -157,7 +167,7 @@ def _prepare_mistake(kind: str):
         img = Image.open(path)
         if kind != "no_exif":
             img = ImageOps.exif_transpose(img)
-        if kind == "black_alpha":
+        if kind == "black_alpha" or (kind == "rgba_only" and img.mode != "RGBA"):
             img = img.convert("RGB")            # transparent pixels keep their stored colour (black here)
         elif kind != "keep_mode":
             rgba = img.convert("RGBA")
@@ -216,8 +226,8 @@ def _prepare_alternatives():
 
 register(Exercise(
     id="10.2", title="一张照片 → TSV 里的 base64 JPEG", points=3,
-    hint="按 EXIF 方向标记把照片转正之后，才谈得上哪边是长边；透明的地方先铺上白色再变成 RGB（直接去掉透明通道，"
-         "那里就是文件里存的颜色，常常是黑色）；只在长边超过 max_side 时缩小，两条边按同一个比例，"
+    hint="先按 EXIF 方向标记把照片转正：方向标记只在原文件里，重新存成 JPEG 时它就丢了；透明的地方先铺上白色再变成 RGB"
+         "（RGBA、LA、带透明色的调色板 P 图都算；直接去掉透明通道，那里就是文件里存的颜色，常常是黑色）；只在长边超过 max_side 时缩小，两条边按同一个比例，"
          "max_side=None 时不缩放；最后编码成 JPEG，再把字节变成 base64 文本（str，不是 bytes）。"
          "常见错误：没转正、透明处变黑、小图被放大、按短边缩放、拉成正方形、存成 PNG、返回 bytes、灰度图没转 RGB。",
     reference=_prepare_reference,
@@ -227,6 +237,7 @@ register(Exercise(
     mutants=lambda: {
         "没有按 EXIF 方向标记转正": _prepare_mistake("no_exif"),
         "直接 convert(\"RGB\")：透明处成了文件里存的黑色": _prepare_mistake("black_alpha"),
+        "只给 RGBA 铺白：LA 和带透明色的调色板 (P) 图直接 convert(\"RGB\")，透明处成了黑色": _prepare_mistake("rgba_only"),
         "灰度图保持单通道 (L)，没有转成 RGB": _prepare_mistake("keep_mode"),
         "比 max_side 小的照片也放大到 max_side": _prepare_mistake("enlarge"),
         "按短边缩放到 max_side": _prepare_mistake("short_side"),
