@@ -79,14 +79,15 @@ def fastest_table(samples: Samples, runners: list[str], towers: dict[str, str], 
     Why the minimum holds up under load: another process can only add time to a call (an interruption never
     makes the work itself shorter), so the fastest of many calls is the one least disturbed and sits close to
     what the call costs on an idle core. It is an optimistic number (a user on a busy server waits the median),
-    but its ratios move much less with the load than the medians' do."""
+    but its ratios move much less with the load than the medians' do, as long as some call of each cell ran
+    undisturbed; on a very busy machine a long call may have none, and its minimum stays high."""
     fast = {k: min(v) for k, v in samples.items()}
-    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} 最快", 17) for n in runners)
+    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} 最快", 19) for n in runners)
     head += "".join(rjust(f"{n} ×", 12) for n in runners[1:])
     lines = [head]
     for tower, name in towers.items():
         for b in batches:
             ms = [fast[(n, tower, b)] for n in runners]
-            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", 17) for v in ms)
+            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", 19) for v in ms)
                          + "".join(rjust(f"{ms[0] / v:.2f}x", 12) for v in ms[1:]))
     return lines
