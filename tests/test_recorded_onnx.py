@@ -36,3 +36,10 @@ def test_absent_section_and_the_real_record():
     if real is not None:                       # a source checkout: the committed record parses
         rec = onnx_record(real)
         assert rec["rows"] and rec["fp32_scores"] and rec["date"] != "?"
+
+
+def test_course_lines_name_only_the_recorded_cells():
+    from cnclip_edu.deploy.recorded_onnx import course_lines
+    rows = onnx_record(SECTION)["rows"]
+    lines = course_lines(rows, {"image": "视觉塔", "text": "文本塔"}, [1, 32])
+    assert lines == ["  视觉塔 batch  1：ORT fp32 3.50x，ORT int8 5.00x", "  文本塔 batch 32：ORT fp32 0.40x，ORT int8 0.90x"]

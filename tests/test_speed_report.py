@@ -34,3 +34,10 @@ def test_compare_timings_on_a_fake_clock():
 
     out = compare_timings(fn("a"), fn("b"), repeat=4, warmup=1, clock=lambda: now[0])
     assert out["a"] == [1, 1, 1, 1] and out["b"] == [3, 3, 3, 3] and out["verdict"] == "a 更快"
+
+
+def test_fastest_table_uses_the_minimum():
+    samples = {("PyTorch fp32", "image", 1): [9.0, 2.0, 30.0, 8.0], ("ORT fp32", "image", 1): [1.0, 20.0, 25.0, 9.0]}
+    lines = S.fastest_table(samples, ["PyTorch fp32", "ORT fp32"], {"image": "视觉塔"}, [1])
+    assert len(lines) == 2 and "  PyTorch fp32 最快" in lines[0] and "2.00" in lines[1] and "1.00" in lines[1] and lines[1].endswith("2.00x")
+    assert shown_width(lines[0]) == shown_width(lines[1])                                # header and row line up

@@ -69,7 +69,8 @@ class Tower(nn.Module):
         self.model, self.kind = model, kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the dense text path: the unpadded one has data-dependent shapes (nonzero) an ONNX graph cannot hold
+        # the dense text path: the unpadded one has data-dependent shapes (nonzero); we keep the graph's shapes
+        # a function of the input shapes only (TensorRT profiles, fixed-size buffers) and trim padding outside
         return self.model.encode_image(x) if self.kind == "image" else self.model.encode_text(x, unpad=False)
 
 

@@ -58,3 +58,15 @@ def io_binding_changes(rows: list[dict[str, str]]) -> list[tuple[str, float]]:
 def course_row(rows: list[dict[str, str]], tower: str, batch: int) -> dict[str, str] | None:
     """The course model's row of the speed-up table for one tower and batch, or None."""
     return next((r for r in rows if (r.get("model"), r.get("tower"), r.get("batch")) == ("course", tower, str(batch))), None)
+
+
+def course_lines(rows: list[dict[str, str]], towers: dict[str, str], batches: list[int],
+                 columns: tuple[str, ...] = ("ORT fp32", "ORT int8")) -> list[str]:
+    """The recorded speed-ups of the course model, one line per (tower, batch) that the record has."""
+    lines = []
+    for tower, name in towers.items():
+        for b in batches:
+            row = course_row(rows, tower, b)
+            if row:
+                lines.append(f"  {name} batch {b:>2d}：" + "，".join(f"{c} {row[c]}" for c in columns if c in row))
+    return lines

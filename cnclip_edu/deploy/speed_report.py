@@ -71,3 +71,23 @@ def throughput_lines(samples: Samples, runners: list[str], towers: dict[str, str
             word = {"更高": "上升", "更低": "下降"}.get(word, word)
             lines.append(f"  {ljust(n, 13)}{name}：{t1:8.0f} → {t2:8.0f}，{word}")
     return lines
+
+
+def fastest_table(samples: Samples, runners: list[str], towers: dict[str, str], batches: list[int]) -> list[str]:
+    """The fastest call of every cell (ms) and the ratios of runners 2, 3, ... to runner 1 computed from them.
+
+    Why the minimum holds up under load: another process can only add time to a call (an interruption never
+    makes the work itself shorter), so the fastest of many calls is the one least disturbed and sits close to
+    what the call costs on an idle core. It is an optimistic number (a user on a busy server waits the median),
+    but its ratios move much less with the load than the medians' do, as long as some call of each cell ran
+    undisturbed; on a very busy machine a long call may have none, and its minimum stays high."""
+    fast = {k: min(v) for k, v in samples.items()}
+    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} 最快", 19) for n in runners)
+    head += "".join(rjust(f"{n} ×", 12) for n in runners[1:])
+    lines = [head]
+    for tower, name in towers.items():
+        for b in batches:
+            ms = [fast[(n, tower, b)] for n in runners]
+            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", 19) for v in ms)
+                         + "".join(rjust(f"{ms[0] / v:.2f}x", 12) for v in ms[1:]))
+    return lines
