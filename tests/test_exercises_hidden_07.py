@@ -1,4 +1,4 @@
-"""Notebook 07: every 07.4 mutant (inverting the gold annotation) and every 07.6 mutant (why a top-1
+"""Notebook 07: every 07.4 mutant (inverting the gold annotation), every 07.5 mutant (the pieces joined) and every 07.6 mutant (why a top-1
 missed) and every 07.7 mutant (a minimal IVF search) is rejected by the hidden draw of several seeds, not only by the public cases (every exercise's
 grading cases: test_exercises_hidden.py)."""
 from __future__ import annotations
