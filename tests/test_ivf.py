@@ -1,4 +1,4 @@
-"""eval/ivf.py: the minimal torch IVF of notebook 07 (the reference of exercise 07.6) finds what faiss's
+"""eval/ivf.py: the minimal torch IVF of notebook 07 (the reference of exercise 07.7) finds what faiss's
 IndexIVFFlat finds with the same centres, counts the same inner products as `topk.ivf_dot_products`, and
 is exact when every cell is probed."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""eval/retrieval.py: the one-call evaluation (exercise 07.7's reference) equals the pieces it joins."""
+"""eval/retrieval.py: the one-call evaluation (exercise 07.5's reference) equals the pieces it joins."""
 from __future__ import annotations
 
 import numpy as np

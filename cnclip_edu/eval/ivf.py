@@ -4,7 +4,7 @@ Given cell centres (from k-means; faiss's trained quantizer in notebook 07), eve
 the cell whose centre has the largest inner product with it (the "inverted lists": per cell, the ids of its
 vectors). A query is compared with every centre, then only with the vectors of its `nprobe` best cells.
 Exact when every cell is probed; otherwise a true neighbour in an unprobed cell is missed. Written for
-teaching and for checking exercise 07.6 (tests/test_ivf.py compares it with faiss on the same centres).
+teaching and for checking exercise 07.7 (tests/test_ivf.py compares it with faiss on the same centres).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def assign_cells(vectors: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     faiss's inner-product IVF trains spherical k-means (each round's mean centres are renormalised), so its
     centres are unit length, and then the largest inner product is also the nearest centre in Euclidean
     distance. Plain k-means centres (means of points) have unequal lengths, and there the two differ: faiss
-    ranks cells by inner product, and so does this (exercise 07.6's check uses unequal-length centres)."""
+    ranks cells by inner product, and so does this (exercise 07.7's check uses unequal-length centres)."""
     return (vectors @ centres.T).argmax(dim=1)                      # (N, C) -> (N,)
 
 

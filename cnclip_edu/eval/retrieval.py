@@ -1,7 +1,7 @@
 """Features in, cn_clip's score object out: the whole retrieval evaluation of one direction in one call.
 
 Glue of the pieces notebook 07 builds one by one (cosine top-k, the prediction dict keyed by ids, Recall@K,
-cn_clip's output object). The reference of exercise 07.7, where the student joins their own pieces;
+cn_clip's output object). The reference of exercise 07.5, where the student joins their own pieces;
 the notebook compares the result with what cn_clip's `evaluation.py` wrote, byte for byte.
 """
 from __future__ import annotations

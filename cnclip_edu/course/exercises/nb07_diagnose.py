@@ -1,6 +1,6 @@
-"""Exercise 07.5 of notebook 07 (retrieval evaluation): why a top-1 missed, A / B1 / B2 / C / D.
+"""Exercise 07.6 of notebook 07 (retrieval evaluation): why a top-1 missed, A / B1 / B2 / C / D.
 
-07.5 is compared with `eval.failures.miss_reason` on (caption pairs, image pairs) inputs given in any
+07.6 is compared with `eval.failures.miss_reason` on (caption pairs, image pairs) inputs given in any
 order. The cases hold one miss of each class and the edge ones a plausible answer gets wrong: the same
 coloured shape twice, the same colour with another shape, one shape more of a colour already there,
 colours of the same kinds in other numbers (two reds and a blue vs one red and two blues), shapes of the
@@ -17,7 +17,7 @@ _COLOURS = ("红色", "绿色", "蓝色", "黄色", "紫色", "橙色", "粉色"
 _SHAPES = ("圆形", "正方形", "三角形", "菱形", "十字", "五角星")
 
 
-# ----------------------------------------------------------------------------- 07.5 why a top-1 missed
+# ----------------------------------------------------------------------------- 07.6 why a top-1 missed
 def _library_reason(said, got):
     from cnclip_edu.eval.failures import miss_reason
 
@@ -161,7 +161,7 @@ def _reason_mistake(kind: str):
 
 
 register(Exercise(
-    id="07.5", title="第 1 名错在哪里：A / B1 / B2 / C / D", points=2,
+    id="07.6", title="第 1 名错在哪里：A / B1 / B2 / C / D", points=2,
     hint="把描述和图都看成 (颜色, 形状) 的多重集合 (multiset)：先后不论，重复的要按个数算。"
          "每次没命中只归到一类；判断的先后看前提：一个判断只能在它的前提（个数对？颜色都对？）都已确认之后做。"
          "用练习说明里的两对例子试一试你的先后。"

@@ -1,6 +1,6 @@
-"""Exercise 07.6 of notebook 07 (retrieval evaluation): a minimal IVF search, the approximate index of part 6.
+"""Exercise 07.7 of notebook 07 (retrieval evaluation): a minimal IVF search, the approximate index of part 6.
 
-07.6 is compared with the library's `eval.ivf.ivf_search` (which tests/test_ivf.py checks against faiss's
+07.7 is compared with the library's `eval.ivf.ivf_search` (which tests/test_ivf.py checks against faiss's
 IndexIVFFlat on the same centres). The centres are given (k-means is not the lesson); the student builds the
 inverted lists, the probing of the nprobe best cells, the top-k over their vectors, and the count of inner
 products. The centres have very different lengths, so ranking cells by Euclidean distance instead of inner
@@ -13,7 +13,7 @@ from __future__ import annotations
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 07.6 minimal IVF
+# ----------------------------------------------------------------------------- 07.7 minimal IVF
 def _library_ivf(queries, gallery, centres, nprobe, k):
     from cnclip_edu.eval.ivf import ivf_search
 
@@ -120,7 +120,7 @@ def _ivf_mistake(kind: str):
 
 
 register(Exercise(
-    id="07.6", title="最小的 IVF：倒排表、探查最好的 nprobe 个簇、只在簇里找 top-k", points=3,
+    id="07.7", title="最小的 IVF：倒排表、探查最好的 nprobe 个簇、只在簇里找 top-k", points=3,
     hint="先把检索库的每个向量放进一个簇（和它内积最大的那个中心）；每条查询先和所有中心比，选出最好的 nprobe 个簇，"
          "再只和这些簇里的向量比，取前 k 个，交回的是它们在整个检索库里的下标。内积个数把和中心比的那几次也算上。"
          "常见错误：按欧氏距离选簇（中心模长不一时和内积不同）、交回了候选列表里的位置、一簇一簇地拼候选（同分时先后就不是下标小的在前）、"
