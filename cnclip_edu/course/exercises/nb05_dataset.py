@@ -257,10 +257,9 @@ def _mutants_05_3():
 
 register(Exercise(
     id="05.3", title="在多个 worker 里也安全的 LMDB Dataset", points=3,
-    hint="__init__ 里只能留下能被 pickle 的东西（路径、数字、变换）：样本数可以打开一下读出来，但要马上关掉。句柄在第一次"
-         "读取时才打开，并记下是哪个进程打开的；进程号变了（fork 出来的 worker），先关掉继承来的那份、再在本进程里打开。"
-         "读过一次之后，对象里就有了句柄：spawn / forkserver 的 worker 拿到的是 pickle 出来的副本，所以 pickle 时要把句柄"
-         "从对象的状态里拿掉（Python 在 pickle 一个对象时会问它要哪些状态），副本在自己的进程里第一次读取时再打开。"
-         "第 index 条样本的键、它指向的图片、越界时抛什么异常，都照 cn_clip 的约定来；imgs 里的 base64 和 TSV 里的一样，"
-         "可能用两种字母表中的任何一种，解码时都要认（练习 05.1 讲过默认的 b64decode 怎样对待字母表以外的字符）。",
+    hint="回到上面三种失败：对象里什么时候有打开的句柄，什么时候就不能 pickle——句柄能不能晚一点打开，pickle 时能不能只交出"
+         "对象状态的一部分？fork 出的子进程拿到的对象和父进程的一模一样：对象怎样发现读它的进程已经不是打开句柄的那个？"
+         "发现以后，想想子进程里那个 “already open” 的报错，重新打开之前先要做什么。第 index 条样本的键、越界时抛什么异常，"
+         "都照 cn_clip 的约定来；imgs 里的 base64 可能用两种字母表中的任何一种，解码时都要认（同练习 05.1）。"
+         "还卡住就按顺序打开练习说明里的提示 2、3、4。",
     reference=_Reference, cases=_cases_05_3, mutants=_mutants_05_3, hidden=_hidden_05_3, builds=BUILDS_05_3))
