@@ -28,15 +28,7 @@ def judge(fast: list[float], slow: list[float], word: str = "更快") -> str:
 
 def speed_table(samples: Samples, runners: list[str], towers: dict[str, str], batches: list[int]) -> list[str]:
     """Median ms of every cell, the ratios of runners 2, 3, ... to runner 1 (above 1: faster), then the middle halves."""
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} ms", 17) for n in runners)
-    head += "".join(rjust(f"{n} ×", 12) for n in runners[1:])
-    lines = [head]
-    for tower, name in towers.items():
-        for b in batches:
-            ms = [med[(n, tower, b)] for n in runners]
-            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", 17) for v in ms)
-                         + "".join(rjust(f"{ms[0] / v:.2f}x", 12) for v in ms[1:]))
+    lines = _ms_and_ratios({k: statistics.median(v) for k, v in samples.items()}, runners, towers, batches, "ms", 17)
     lines.append("")
     lines.append(f"每格 {len(next(iter(samples.values())))} 次计时的中间 50 %（第 25–75 百分位，ms）：")
     for tower, name in towers.items():
@@ -81,13 +73,19 @@ def fastest_table(samples: Samples, runners: list[str], towers: dict[str, str], 
     what the call costs on an idle core. It is an optimistic number (a user on a busy server waits the median),
     but its ratios move much less with the load than the medians' do, as long as some call of each cell ran
     undisturbed; on a very busy machine a long call may have none, and its minimum stays high."""
-    fast = {k: min(v) for k, v in samples.items()}
-    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} 最快", 19) for n in runners)
+    return _ms_and_ratios({k: min(v) for k, v in samples.items()}, runners, towers, batches, "最快", 19)
+
+
+def _ms_and_ratios(ms_of: dict, runners: list[str], towers: dict[str, str], batches: list[int],
+                   unit: str, width: int) -> list[str]:
+    """Header + one row per (tower, batch): each runner's ms (one number per cell: median or fastest), then
+    runner 1's ms over each other runner's (above 1: that runner is faster)."""
+    head = ljust("塔", 7) + rjust("batch", 6) + "".join(rjust(f"{n} {unit}", width) for n in runners)
     head += "".join(rjust(f"{n} ×", 12) for n in runners[1:])
     lines = [head]
     for tower, name in towers.items():
         for b in batches:
-            ms = [fast[(n, tower, b)] for n in runners]
-            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", 19) for v in ms)
+            ms = [ms_of[(n, tower, b)] for n in runners]
+            lines.append(ljust(name, 7) + rjust(str(b), 6) + "".join(rjust(f"{v:.2f}", width) for v in ms)
                          + "".join(rjust(f"{ms[0] / v:.2f}x", 12) for v in ms[1:]))
     return lines
