@@ -18,7 +18,7 @@ def test_probe_rank_tie_cases_really_tie():
     """The tie cases must give captions exactly the right one's probability (a rounding difference would
     turn the tie into a plain order and let `(p >= p[0]).sum()` through): the right caption keeps the
     rank the case asks for in every round, with `ties` others equal to it."""
-    from cnclip_edu.course.exercises import nb00
+    from cnclip_edu.course.exercises import nb00_probe as nb00
     from cnclip_edu.eval.hard_negatives import probe_rank
 
     for n, ranks, seed, ties in [(5, [2, 1], 3, [2, 3]), (3, [1], 0, [2]), (8, [4, 1, 2], 7, [4, 1, 0]), (6, [1], 11, [1])]:
@@ -34,7 +34,7 @@ def test_probe_rank_tie_cases_really_tie():
 
 
 def test_probe_rank_fake_world_refuses_a_render_outside_the_rounds():
-    from cnclip_edu.course.exercises import nb00
+    from cnclip_edu.course.exercises import nb00_probe as nb00
 
     draw, _ = nb00._fake_world([("红色", "圆形"), ("红色", "菱形")], nb00._probe_table(2, [1, 2], 0))
     with pytest.raises(ValueError, match="第几轮"):
