@@ -19,7 +19,7 @@ The notebook asks the design first (which wrong captions test the shape, which t
 held-out combination be one); the mutants are the wrong designs -- the two lists swapped, both attributes
 changed, held-out negatives kept -- and the slips of building them.
 
-00.3 is compared with `eval.hard_negatives.probe_rank`: the whole probe of one group over several
+00.3 (its cases and mutants: nb00_probe.py) is compared with `eval.hard_negatives.probe_rank`: the whole probe of one group over several
 renders (captions, one render of the target per round, each round's probability and rank, the majority).
 It runs in a fake world: `draw_fn(color, shape, k)` returns a label instead of a picture and `logits_fn`
 looks each render's logits up in a fixed table, so no model runs. A caption that is not in the training
