@@ -19,7 +19,7 @@ The notebook asks the design first (which wrong captions test the shape, which t
 held-out combination be one); the mutants are the wrong designs -- the two lists swapped, both attributes
 changed, held-out negatives kept -- and the slips of building them.
 
-00.3 (its cases and mutants: nb00_probe.py) is compared with `eval.hard_negatives.probe_rank`: the whole probe of one group over several
+00.3 (its cases and mutants: nb00_probe.py; the world's names both use: nb00_world.py) is compared with `eval.hard_negatives.probe_rank`: the whole probe of one group over several
 renders (captions, one render of the target per round, each round's probability and rank, the majority).
 It runs in a fake world: `draw_fn(color, shape, k)` returns a label instead of a picture and `logits_fn`
 looks each render's logits up in a fixed table, so no model runs. A caption that is not in the training
@@ -37,6 +37,7 @@ from __future__ import annotations
 import random
 
 from .core import Case, Exercise, register
+from .nb00_world import _COLOURS, _HELDOUT, _SHAPES  # the toy world's names, shared with 00.3
 from .tripwire import guard_for
 
 BUILDS = ("cnclip_edu.model.clip.CLIP.get_similarity",)
@@ -137,12 +138,6 @@ register(Exercise(
         "logits_per_text 忘了转置": _mistake("no_t"),
     },
 ))
-
-
-_COLOURS = ["红色", "橙色", "黄色", "绿色", "蓝色", "紫色", "粉色", "黑色"]
-_SHAPES = ["圆形", "正方形", "三角形", "五角星", "十字", "菱形"]
-_HELDOUT = [("红色", "五角星"), ("紫色", "十字"), ("橙色", "三角形"), ("粉色", "圆形"), ("蓝色", "菱形"),
-            ("绿色", "正方形"), ("黑色", "五角星"), ("黄色", "十字")]
 
 
 # ----------------------------------------------------------------------------- 00.q1 the design, decided first

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from .core import Case, Exercise, register
-from .nb00 import _COLOURS, _SHAPES  # the toy world's names, shared with 00.2
+from .nb00_world import _COLOURS, _SHAPES  # the toy world's names, shared with 00.2
 from .tripwire import guard_for
 
 BUILDS_PROBE = ("cnclip_edu.eval.hard_negatives.probe_rank",)
