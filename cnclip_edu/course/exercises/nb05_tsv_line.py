@@ -2,7 +2,8 @@
 
 The reference is the library's own code (`formats.decode_b64` / `open_image`). The mutants are the slips
 a student makes: a lazy `Image.open`, `verify()` instead of decoding (JPEG pixels are not decoded), a
-lenient base64 decode, an id left a string, a kept newline, only the standard base64 alphabet, a whole-line strip() that hides an empty third column.
+lenient base64 decode, an id left a string, a kept newline, a `\r` of a Windows line ending kept, only the
+standard base64 alphabet, a whole-line strip() that hides an empty third column.
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def _cases_05_1():
     junk = png[:20] + "!*" + png[20:]   # characters outside the base64 alphabet
     return [
         Case("从文件读出的一行 PNG（末尾带 \\n）", lambda f: _run_decode(f, f"1000\t{png}\n")),
+        Case("一行 PNG，末尾是 \\r\\n（Windows 上写的文件）", lambda f: _run_decode(f, f"1008\t{png}\r\n")),
         Case("一行 JPEG", lambda f: _run_decode(f, f"1001\t{jpeg}")),
         Case("URL 安全字母表的 base64（'-'、'_' 代替 '+'、'/'，cn_clip 读得懂）",
              lambda f: _run_decode(f, f"1005\t{_urlsafe(jpeg)}")),
@@ -139,6 +141,13 @@ def _mutants_05_1():
         img.load()
         return int(sid), img
 
+    def strips_only_newline(line):
+        # otherwise right, but rstrip("\n") leaves the '\r' of a Windows line ending in the base64
+        sid, b64 = line.rstrip("\n").split("\t")
+        img = Image.open(io.BytesIO(base64.b64decode(b64.translate(str.maketrans("-_", "+/")), validate=True)))
+        img.load()
+        return int(sid), img
+
     def verify_then_reopen(line):
         # the common idiom: verify() checks PNG chunks and CRCs, but does not decode JPEG data
         sid, b64 = line.strip().split("\t")
@@ -157,6 +166,7 @@ def _mutants_05_1():
             "用 img.verify() 代替解码（对 JPEG 不解码像素，截断的 JPEG 混了过去）": verify_then_reopen,
             "b64decode 没有 validate=True（非法字符被悄悄丢掉）": lenient,
             "image_id 没有转成 int": str_id, "没有去掉行尾的换行符": keeps_newline,
+            "只去掉 \\n（rstrip(\"\\n\")）：Windows 行尾 \\r\\n 留下的 \\r 被当成非法字符": strips_only_newline,
             "只认标准字母表（URL 安全的 '-'、'_' 被当成非法字符）": standard_only,
             "先 strip() 整行再切分（行尾的制表符也被去掉，空的第三列混了过去）": strips_whole_line}
 
