@@ -4,6 +4,7 @@ and the renamed-colour world keeps pictures and gold matches while changing only
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,16 @@ def test_launcher_runs_a_worker_file_under_torchrun(tmp_path):
     worker = tmp_path / "ex06_5.py"
     worker.write_text("from cnclip_edu.train.ddp_demo import train_worker\n", encoding="utf-8")
     out = tmp_path / "out"
+    launched_at = time.time()
     res = run_torchrun(["--worker", worker, "--out", out, "--n-pairs", 8, "--batch-size", 2, "--epochs", 1],
                        nproc_per_node=2, module="cnclip_edu.train.ddp_demo", log_file=tmp_path / "launch.log",
                        live_plot=False, echo=False)
     assert res.returncode == 0 and res.metrics == []
     ranks = D.read_ranks(out)
     assert len(ranks) == 2 and D.max_param_diff(ranks[0]["params"], ranks[1]["params"]) == 0
+    for r in ranks:  # the worker's own start and end, after the processes' start-up and before the launch returned
+        started, ended = r["worker_time"]
+        assert launched_at < started <= ended < launched_at + res.wall_s + 1
     stub = tmp_path / "stub.py"
     stub.write_text('def train_worker(*a, **k):\n    raise NotImplementedError("练习 06.5")\n', encoding="utf-8")
     with pytest.raises(TrainingFailed):

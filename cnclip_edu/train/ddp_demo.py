@@ -21,7 +21,8 @@ root of the squared gradient, which turns the float noise of a near-zero gradien
 (1e-4 apart instead of 1e-6 with its default eps). The data set size must be a multiple of the world size: torch's DistributedSampler then adds no
 padding, so the shards of the last, smaller step still form the same batch as one process reads.
 `main` runs a worker (ours or one loaded from a file) under torchrun and stores what it returns per
-rank in `<out>/ranks/`, which `summarize` reads.
+rank in `<out>/ranks/`, which `summarize` reads, with the wall-clock start and end of the worker call
+(`worker_time`): the time before it is what starting the processes cost.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import argparse
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -237,12 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     try:
         fn = load_worker(a.worker) if a.worker else train_worker
+        started = time.time()  # the process is up, torch imported: what is left is the worker's own time
         result = fn(str(out), epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, n_pairs=a.n_pairs,
                     device=a.device)
     except Exception as exc:  # one line for the notebook: torchrun's own report buries the worker's traceback
         (out / RANKS_DIR / f"error_rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
         raise
-    torch.save({k: result[k] for k in ("seen", "params", "loaded")}, out / RANKS_DIR / f"rank{rank}.pt")
+    # worker_time: wall-clock (start, end) of train_worker, to split a launch's time into start-up and work
+    torch.save({**{k: result[k] for k in ("seen", "params", "loaded")}, "worker_time": (started, time.time())},
+               out / RANKS_DIR / f"rank{rank}.pt")
     print(f"rank {rank}: {len(result['seen'])} steps, done", flush=True)
     return 0
 
