@@ -14,10 +14,10 @@ arranged so that the gradient reaching this rank's features is W x d(L)/d(featur
 mean loss over the global batch: after DDP's average, parameter gradients equal those of one process
 on the concatenated batch, exactly (tests/test_distributed_loss.py checks each mode with 2 ranks).
 
-- default (cn_clip): gather the other ranks' features as constants, put the local features (with
-  their gradient) in their slice, compute the full (W*B, W*B) loss on every rank. Only the local
-  slice gets gradient, so we multiply it by W (open_clip does not: its gradients are 1/W too small,
-  which a learning-rate change silently absorbs).
+- default: gather the other ranks' features as constants, put the local features (with their
+  gradient) in their slice, compute the full (W*B, W*B) loss on every rank. Only the local slice
+  gets gradient, so we multiply it by W. cn_clip and open_clip gather the same way but leave the W
+  out: the same loss values, gradients 1/W too small (which a learning-rate change silently absorbs).
 - gather_with_grad: the gather is differentiable and its backward sums over ranks, which already
   yields W x dL/df.
 - local_loss + gather_with_grad (open_clip's memory saver): each rank computes only its B rows

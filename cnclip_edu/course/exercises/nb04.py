@@ -12,8 +12,8 @@ the mutants are the slips a student makes. While an answer runs, the routines it
 - nb04_gather.py: one rank's loss on the gathered batch, its own slice keeping the gradient (04.3);
 - nb04_local_loss.py: open_clip's `local_loss`, the rank's B rows against all W·B columns (04.4).
 
-nb04_common.py holds the feature pairs they share. The references stay importable from here: notebook 04
-imports `local_rank_loss` from this module, and 04.4's tripwire names it by this path. The registry
+nb04_common.py holds the feature pairs they share. The references stay importable from here (the hidden
+tests import `local_rank_loss` from this module), and 04.4's tripwire names it by this path. The registry
 (`core._load_all`) imports only the `nbNN` modules: this one is the notebook's entry.
 """
 from . import nb04_accumulate, nb04_gather, nb04_infonce, nb04_local_loss  # noqa: F401  (importing registers)

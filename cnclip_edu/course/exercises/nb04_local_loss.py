@@ -56,7 +56,7 @@ def _cases_04_4():
              lambda f: _local_on_other_device(guarded(f, local_rank_loss, BUILDS_04_4), 2, 1, seed=5))]
 
 
-# the reference itself too: notebook 04 imports it as the fallback after the check, so it is within reach
+# the reference itself too: it is importable (cnclip_edu.course.exercises.nb04), so it is within reach
 BUILDS_04_4 = ("cnclip_edu.loss.ClipLoss.forward", "cnclip_edu.course.exercises.nb04.local_rank_loss")
 
 
