@@ -149,7 +149,8 @@ def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu)
 register(Exercise(
     id="03.8", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
     hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
-         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的维度用参数 I；自注意力的子模块还要记下头数。",
+         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的维度用参数 I；自注意力的子模块还要记下头数。"
+         "forward 算的是你的练习 03.3：03.3 没通过，这一题也通不过。",
     reference=_LibraryLayer, needs=("03.3",),
     cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
@@ -281,7 +282,8 @@ register(Exercise(
     id="03.9", title="把整个文本塔写成自己的 nn.Module，严格装进库的权重", points=3,
     hint="从 state_dict 的名字倒推模块的层级：bert 下面有 embeddings 和 encoder，encoder 下面的 layer 按下标 0, 1, … 编号；"
          "每张表的行数和列数、层数、头数和 FFN 的维度都从 cfg 读，不要写死；嵌入之后的 LayerNorm 的 eps 沿用 BERT 的值；"
-         "text_projection 是一个要被保存和加载的参数，形状是 (隐藏层维度, 投影后的维度)。",
+         "text_projection 是一个要被保存和加载的参数，形状是 (隐藏层维度, 投影后的维度)。"
+         "forward 算的是你的练习 03.4，层是你的 03.8：它们没通过，这一题也通不过。",
     reference=_LibraryTower, needs=("03.4", "03.8"),
     cases=_tower_cases, hidden=_tower_hidden, builds=_TOWER_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
