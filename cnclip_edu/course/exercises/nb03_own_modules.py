@@ -6,18 +6,22 @@ strictly and give the same output (an I != 4H width, and inputs small enough tha
 shows); 03.9 is the whole text half of CLIP (`bert.*` + `text_projection`) as the student's module,
 built from a `TextConfig` with their 03.8 layers, loaded strictly from the library's weights on three
 configurations (other layer counts, vocabulary and position-table sizes; embeddings small enough that
-the embedding LayerNorm's eps shows); 03.10 counts one layer's parameters from a formula. Every exercise
+the embedding LayerNorm's eps shows; one with 3 token types); 03.10 counts one layer's parameters from a
+formula. The library stand-ins that 03.3 / 03.4 accept cannot run inside the student's own modules: 03.8 /
+03.9 then name the earlier exercise that must be the student's own (`_explain_stand_ins`). Every exercise
 has grading cases drawn from a seed (`hidden`) and names the library routines it builds (`builds`, guards.py).
 """
 from __future__ import annotations
 
 import random
+import re
 
 import torch
 import torch.nn.functional as F
 
 from cnclip_edu.model.text import BertLayer, BertModel, TextConfig, padding_bias
 
+from .compare import default_compare
 from .core import Case, Exercise, register
 from .guards import MARK, guarded, refuse_shortcuts, watch
 from .nb03_text_tower import _TEXT, _embeddings, _masked_attention
@@ -57,9 +61,46 @@ def _weights_of(H, heads, I, seed, bert_init):
     return sd
 
 
-def _load_strict_and_run(module, built_by: str, weights: str, sd, *inputs):
-    """The student's freshly built `module`, the library's weights loaded strictly, eval mode;
-    -> its output on `inputs`, or why not (str). Shared by 03.8 (one layer) and 03.9 (the tower)."""
+class _StandIn(Exception):
+    """A library stand-in that 03.3 / 03.4 allow reached the student's own module, where it cannot run."""
+
+
+# the stand-ins that 03.3 / 03.4 accept: (the container it calls, the earlier exercise it stands in for)
+_STAND_INS = {"attention.self": ("layer.attention.self(x, padding_bias(...))", "03.3", "03.2 的 bert_self_attention"),
+              "embeddings": ("model.bert.embeddings(tokens)", "03.4", "03.1 的 bert_embeddings")}
+
+
+def _explain_stand_ins(module) -> None:
+    """Make a stand-in of 03.3 / 03.4 in the student's own module raise `_StandIn` naming the earlier
+    exercise it replaces: a plain container called like a module (it has no forward), or one of the
+    student's layers called with the additive mask instead of the token ids."""
+    for name, sub in module.named_modules():
+        if type(sub).forward is torch.nn.Module.forward:   # a plain container: calling it cannot work
+            key = next((k for k in _STAND_INS if name == k or name.endswith("." + k)), None)
+
+            def no_forward(_m, _args, name=name, key=key):
+                if key is None:
+                    raise _StandIn(f"你的代码调用了 {name}(...)，但它在你的模块里只是容器，没有 forward")
+                call, used_in, own = _STAND_INS[key]
+                raise _StandIn(f"你的 {used_in} 用了代替写法 {call}：在你自己的模块里 {name} 只是容器，没有 forward。"
+                               f"这一题要 {used_in} 里用的是你自己的 {own}")
+            sub.register_forward_pre_hook(no_forward)
+        elif re.fullmatch(r"bert\.encoder\.layer\.\d+", name):   # one of the student's layers
+            def mask_not_ids(_m, args):
+                if len(args) > 1 and torch.is_tensor(args[1]) and args[1].is_floating_point():
+                    raise _StandIn("你的 03.4 用了代替写法 layer(x, padding_bias(...))：你的 MyBertLayer 要的是 token id，"
+                                   "不是加性掩码。这一题要 03.4 里用的是你自己的 03.3 的 bert_layer")
+            sub.register_forward_pre_hook(mask_not_ids)
+
+
+def _why_not(expected, got):
+    """A compare that gives a "why not" string of `_load_strict_and_run` whole, as the difference."""
+    return got if isinstance(got, str) and not isinstance(expected, str) else default_compare(expected, got)
+
+
+def _load_strict_and_run(module, built_by: str, weights: str, sd, *inputs, own=True):
+    """The student's freshly built `module` (`own`; else the reference), the library's weights loaded strictly,
+    eval mode; -> its output on `inputs`, or why not (str). Shared by 03.8 (one layer) and 03.9 (the tower)."""
     if not isinstance(module, torch.nn.Module):
         return f"{built_by} 建出来的不是 nn.Module，而是 {type(module).__name__}"
     try:
@@ -67,13 +108,18 @@ def _load_strict_and_run(module, built_by: str, weights: str, sd, *inputs):
     except RuntimeError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         return f"库里{weights}的权重 strict=True 装不进你的模块：" + " ".join(lines[1:3])[:400]
-    with torch.no_grad():
-        return module.eval()(*inputs)
+    if own:
+        _explain_stand_ins(module)
+    try:
+        with torch.no_grad():
+            return module.eval()(*inputs)
+    except _StandIn as err:
+        return str(err)
 
 
 def _build_load_run(cls, H, heads, I, sd, x, ids):
     """cls(H, heads, I) loaded with one library layer's weights; -> its output (B, L, H), or why not (str)."""
-    return _load_strict_and_run(cls(H, heads, I), str(cls), "一层", sd, x, ids)
+    return _load_strict_and_run(cls(H, heads, I), str(cls), "一层", sd, x, ids, own=cls is not _LibraryLayer)
 
 
 def _module_case(H, heads, I, seed, lengths, scale=1.0, bert_init=False):
@@ -149,9 +195,10 @@ def _mutant_layer(eps=1e-12, flat_names=False, bias=True, inner="I", act=F.gelu)
 register(Exercise(
     id="03.8", title="把一层 BERT 写成自己的 nn.Module，strict=True 装进库的权重", points=3,
     hint="state_dict 里的名字就是属性名按层级用点连起来：打印出来的每个名字都要由你建的子模块拼出来，形状也要一样；"
-         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的维度用参数 I；自注意力的子模块还要记下头数。",
-    reference=_LibraryLayer, needs=("03.3",),
-    cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(),
+         "一层里两个 LayerNorm 的 eps 沿用 BERT 的值；FFN 中间层的维度用参数 I；自注意力的子模块还要记下头数。"
+         "forward 算的是你的 03.3，其中的自注意力要用你自己的 03.2（03.3 允许的库模块代替写法在你的模块上跑不了）。",
+    reference=_LibraryLayer, needs=("03.2", "03.3"),
+    cases=_module_cases, hidden=_module_hidden, builds=_MODULE_BUILDS, compare=refuse_shortcuts(_why_not),
     mutants=lambda: {
         "LayerNorm 用了默认的 eps（1e-5）": _mutant_layer(eps=1e-5),
         "q、k、v 直接挂在 attention 下面（名字和官方权重对不上）": _mutant_layer(flat_names=True),
@@ -180,10 +227,10 @@ _TOWER_BUILDS = (*_MODULE_BUILDS, _TEXT + "BertEmbeddings.__init__", _TEXT + "Be
                  "cnclip_edu.model.clip.CLIP.__init__", "cnclip_edu.model.clip.CLIP.encode_text")
 
 
-def _text_config(H, heads, I, layers, positions, vocab=8000):
+def _text_config(H, heads, I, layers, positions, vocab=8000, types=2):
     return TextConfig(name="tower", vocab_size=vocab, text_hidden_size=H, text_num_hidden_layers=layers,
                       text_num_attention_heads=heads, text_intermediate_size=I,
-                      text_max_position_embeddings=positions)
+                      text_max_position_embeddings=positions, text_type_vocab_size=types)
 
 
 def _tower_weights(cfg, E, seed, small_embeddings):
@@ -201,7 +248,7 @@ def _tower_weights(cfg, E, seed, small_embeddings):
 
 def _build_tower_run(cls, cfg, E, sd, ids):
     """cls(cfg, E) loaded with the library's text-tower weights; -> its features (B, E), or why not (str)."""
-    return _load_strict_and_run(cls(cfg, E), "MyTextTower(cfg, embed_dim)", "文本塔", sd, ids)
+    return _load_strict_and_run(cls(cfg, E), "MyTextTower(cfg, embed_dim)", "文本塔", sd, ids, own=cls is not _LibraryTower)
 
 
 def _tower_case(cfg, E, seed, lengths, small_embeddings=False):
@@ -220,8 +267,8 @@ def _tower_case(cfg, E, seed, lengths, small_embeddings=False):
 def _tower_cases():
     return [Case("2 层，H = 24、3 个头、I = 48，位置表 16 行，E = 8：装进库里文本塔的权重，再比较特征",
                  _tower_case(_text_config(24, 3, 48, 2, 16), 8, 81, [12, 6, 3])),
-            Case("另一种配置：3 层，H = 16、2 个头、I = 40，位置表 20 行，词表 8200，E = 12（一句是空句子）",
-                 _tower_case(_text_config(16, 2, 40, 3, 20, vocab=8200), 12, 82, [10, 2])),
+            Case("另一种配置：3 层，H = 16、2 个头、I = 40，位置表 20 行，词表 8200，3 种句子类型，E = 12（一句是空句子）",
+                 _tower_case(_text_config(16, 2, 40, 3, 20, vocab=8200, types=3), 12, 82, [10, 2])),
             Case("三张嵌入表的数很小（相加后的方差比 1e-5 小得多）：嵌入之后的 LayerNorm 的 eps 要和 BERT 一样",
                  _tower_case(_text_config(32, 4, 64, 1, 12), 6, 83, [9, 4], small_embeddings=True))]
 
@@ -233,7 +280,8 @@ def _tower_hidden(seed: int):
     L = rng.randint(4, 12)
     E = rng.randint(4, 12)
     E = E + 1 if E == H else E
-    cfg = _text_config(H, heads, I, layers, L + rng.randint(0, 8), vocab=8000 + rng.randint(0, 500))
+    cfg = _text_config(H, heads, I, layers, L + rng.randint(0, 8), vocab=8000 + rng.randint(0, 500),
+                       types=rng.randint(3, 4))   # not 2: an answer that hard-codes 2 rows must fail
     lengths = [L, rng.randint(2, L)]
     return [Case("随机配置的文本塔", _tower_case(cfg, E, seed, lengths)),
             Case("随机配置、很小的嵌入表", _tower_case(cfg, E, seed + 7, lengths, small_embeddings=True))]
@@ -281,9 +329,10 @@ register(Exercise(
     id="03.9", title="把整个文本塔写成自己的 nn.Module，严格装进库的权重", points=3,
     hint="从 state_dict 的名字倒推模块的层级：bert 下面有 embeddings 和 encoder，encoder 下面的 layer 按下标 0, 1, … 编号；"
          "每张表的行数和列数、层数、头数和 FFN 的维度都从 cfg 读，不要写死；嵌入之后的 LayerNorm 的 eps 沿用 BERT 的值；"
-         "text_projection 是一个要被保存和加载的参数，形状是 (隐藏层维度, 投影后的维度)。",
-    reference=_LibraryTower, needs=("03.4", "03.8"),
-    cases=_tower_cases, hidden=_tower_hidden, builds=_TOWER_BUILDS, compare=refuse_shortcuts(),
+         "text_projection 是一个要被保存和加载的参数，形状是 (隐藏层维度, 投影后的维度)。"
+         "forward 算的是你的 03.4，层是你的 03.8；03.4 里要用你自己的 03.1 和 03.3（它允许的库模块代替写法在你的模块上跑不了）。",
+    reference=_LibraryTower, needs=("03.1", "03.2", "03.3", "03.4", "03.8"),
+    cases=_tower_cases, hidden=_tower_hidden, builds=_TOWER_BUILDS, compare=refuse_shortcuts(_why_not),
     mutants=lambda: {
         "嵌入之后的 LayerNorm 用了默认的 eps（1e-5）": _mutant_tower(eps=1e-5),
         "层放在普通的 Python 列表里（没有注册成子模块，state_dict 里没有它们）": _mutant_tower(layer_list="list"),
@@ -291,6 +340,7 @@ register(Exercise(
         "少了 bert 这一级（embeddings 直接挂在模块上）": _mutant_tower(bert_level=False),
         "位置嵌入表写死成 512 行": _mutant_tower(positions=512),
         "句子类型嵌入表只建了 1 行": _mutant_tower(types=1),
+        "句子类型嵌入表写死成 2 行": _mutant_tower(types=2),
         "词表大小写死成 21128": _mutant_tower(vocab=21128),
         "层数写死成 12": _mutant_tower(n_layers=12),
         "text_projection 的形状写反了 (E, H)": _mutant_tower(projection="transposed"),
