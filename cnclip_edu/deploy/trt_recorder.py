@@ -345,7 +345,7 @@ class RecordingTensorRT:
             "加进 config 的 profile": [{name: [list(s) for s in shapes] for name, shapes in sorted(p.shapes.items())}
                                for p in config.profiles] if config else [],
             "build_serialized_network 调用次数": self.build_calls,
-            "TensorRT 会拒绝的原因": problems,
+            "模拟对象查出的构建问题": problems,
         }
 
     def wrote_plan(self, engine_path: str | Path) -> bool:
