@@ -185,8 +185,8 @@ def _build_mutants() -> dict:
     def profile(shape, context_length, max_batch):
         return _reference_profile(shape, context_length, max_batch)
 
-    def make(*, explicit_batch=False, no_flags=False, fp16_flag=False, check_parse=True, workspace="bytes",
-             add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes",
+    def make(*, explicit_batch=False, no_flags=False, unshifted=False, fp16_flag=False, check_parse=True,
+             workspace="bytes", add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes",
              path_as_given=False):
         def answer(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
             logger = trt.Logger(trt.Logger.WARNING)
@@ -195,6 +195,8 @@ def _build_mutants() -> dict:
                 flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
             else:
                 flags = 0 if no_flags else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+            if unshifted:                                     # the enum's value, not its bit: bit 0 is EXPLICIT_BATCH
+                flags = int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
             network = builder.create_network(flags)
             parser = trt.OnnxParser(network, logger)
             ok = parser.parse_from_file(onnx_path if path_as_given else str(onnx_path))
@@ -230,6 +232,7 @@ def _build_mutants() -> dict:
 
     return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃）": make(explicit_batch=True),
             "创建网络时没有 STRONGLY_TYPED（精度不由图决定）": make(no_flags=True),
+            "flags 是枚举值 1 本身，没有移位（打开的是第 0 位，不是 STRONGLY_TYPED 的第 1 位）": make(unshifted=True),
             "设了 BuilderFlag.FP16（强类型网络里不允许，11 已删除）": make(fp16_flag=True),
             "没有检查解析结果（坏文件也接着构建）": make(check_parse=False),
             "工作区上限的单位错了（GiB 数当成字节数）": make(workspace="gib"),
