@@ -130,17 +130,17 @@ def padding_split(ways: dict[str, list[float]], table_pair: tuple[list[float], l
     def row(label: str, pt: list[float], ort: list[float]) -> str:
         v = verdict(pt, ort)
         word = {"分不出": "分不出", "b 更快": "ONNX Runtime 更快", "a 更快": "ONNX Runtime 更慢"}[v]
-        return ljust(label, 34) + rjust(f"{statistics.median(pt) / statistics.median(ort):.2f}", 7) + "  " + word
+        return ljust(label, 42) + rjust(f"{statistics.median(pt) / statistics.median(ort):.2f}", 7) + "  " + word
 
     def own(label: str, slow: list[float], fast: list[float]) -> str:
         says = "分不出" if verdict(fast, slow) == "分不出" else "分得开"
-        return ljust(label, 34) + rjust(f"{statistics.median(slow) / statistics.median(fast):.2f}", 7) + "  " + says
+        return ljust(label, 42) + rjust(f"{statistics.median(slow) / statistics.median(fast):.2f}", 7) + "  " + says
 
-    lines = [own("截 padding（PyTorch，全部列 ÷ 截后）", ways["pt52"], ways["pt_trim"]),
-             "", ljust("PyTorch 的时间 ÷ ONNX Runtime 的时间", 34) + rjust("倍数", 7) + "  判断",
+    lines = [own("截 padding：PyTorch 全部列的时间 ÷ 截后的", ways["pt52"], ways["pt_trim"]),
+             "", ljust("PyTorch 的时间 ÷ ONNX Runtime 的时间", 42) + rjust("倍数", 7) + "  判断",
              row("对按句跳过 [PAD] 的 PyTorch", ways["pt_unpad"], ways["ort_trim"]),
              row("  = 同样列数时", ways["pt_trim"], ways["ort_trim"]),
-             own("  × PyTorch 按句跳过 ÷ 整批截齐", ways["pt_unpad"], ways["pt_trim"])]
+             own("  × PyTorch：按句跳过的时间 ÷ 整批截齐的", ways["pt_unpad"], ways["pt_trim"])]
     if table_pair is not None:
         lines.append(row("同样列数，第 6 部分的表", *table_pair))
     return lines
