@@ -15,7 +15,7 @@ from ..course.columns import left as ljust
 from ..course.columns import right as rjust
 from .timing import middle_half, verdict
 
-CANNOT_TELL = "分不出（中间 50 % 范围重叠）"
+CANNOT_TELL = "分不出（中间 50% 范围重叠）"
 Samples = dict[tuple[str, str, int], list[float]]
 
 
@@ -30,7 +30,7 @@ def speed_table(samples: Samples, runners: list[str], towers: dict[str, str], ba
     """Median ms of every cell, the ratios of runners 2, 3, ... to runner 1 (above 1: faster), then the middle halves."""
     lines = _ms_and_ratios({k: statistics.median(v) for k, v in samples.items()}, runners, towers, batches, "ms", 17)
     lines.append("")
-    lines.append(f"每格 {len(next(iter(samples.values())))} 次计时的中间 50 %（第 25–75 百分位，ms）：")
+    lines.append(f"每格 {len(next(iter(samples.values())))} 次计时的中间 50%（第 25–75 百分位，ms）：")
     for tower, name in towers.items():
         for b in batches:
             spans = [middle_half(samples[(n, tower, b)]) for n in runners]
