@@ -173,3 +173,19 @@ def test_build_engine_runs_its_calls_through_build_plan(tmp_path, monkeypatch):
     assert s["网络标志 (network flags)"] == ["STRONGLY_TYPED"] and s["工作区上限 (字节)"] == 1 << 29
     assert s["加进 config 的 profile"] == [{k: [list(x) for x in v] for k, v in T.plan_profile(src, max_batch=8,
                                                                                        opt_batch=2).items()}]
+
+
+def test_settings_after_the_build_do_not_count(tmp_path, text_onnx):
+    rec = RecordingTensorRT()
+    logger = rec.Logger(rec.Logger.WARNING)
+    builder = rec.Builder(logger)
+    network = builder.create_network(1 << int(rec.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    assert rec.OnnxParser(network, logger).parse_from_file(str(text_onnx))
+    config, profile = builder.create_builder_config(), builder.create_optimization_profile()
+    profile.set_shape("text", (1, 1), (8, 52), (16, 52))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is not None
+    config.set_memory_pool_limit(rec.MemoryPoolType.WORKSPACE, 1 << 30)          # too late: the build is done
+    profile.set_shape("text", (1, 1), (1, 52), (16, 52))
+    s = rec.summary()
+    assert s["工作区上限 (字节)"] is None and s["加进 config 的 profile"] == [{"text": [[1, 1], [8, 52], [16, 52]]}]
