@@ -101,8 +101,9 @@ def test_tensorrt_refuses_onnx_runtime_only_files(fp32_files, int8_files, tmp_pa
     from cnclip_edu.deploy import trt as T
 
     for path in (int8_files[1], O.ort_optimize(fp32_files[1], tmp_path / "o.onnx")):
-        with pytest.raises(ValueError, match="for ONNX Runtime only; build the TensorRT engine from the plain"):
+        with pytest.raises(ValueError, match="for ONNX Runtime only; build the TensorRT engine from the plain") as err:
             T.plan_profile(path)
+        assert "strongly typed network takes each tensor's precision from the file" in str(err.value)  # not "picks"
 
 
 def test_cli_int8(model, tmp_path):

@@ -34,7 +34,7 @@ def test_library_build_on_the_stand_in(tmp_path, text_onnx):
     assert rec.summary() == {
         "网络标志 (network flags)": ["STRONGLY_TYPED"], "解析的文件": "t.onnx", "工作区上限 (字节)": 1 << 30,
         "设置的构建标志 (builder flags)": [], "加进 config 的 profile": [{"text": [[1, 1], [4, 52], [16, 52]]}],
-        "build_serialized_network 调用次数": 1, "TensorRT 会拒绝的原因": []}
+        "build_serialized_network 调用次数": 1, "模拟对象查出的构建问题": []}
     assert rec.wrote_plan(tmp_path / "t.engine") and not rec.wrote_plan(tmp_path / "other.engine")
 
 
@@ -91,7 +91,7 @@ def test_refusals_as_tensorrt_refuses(tmp_path, text_onnx, mistake, refusal):
         return
     with pytest.raises(RuntimeError, match="build failed"):
         _manual(rec, text_onnx, tmp_path / "e", **mistake)
-    problems = rec.summary()["TensorRT 会拒绝的原因"]
+    problems = rec.summary()["模拟对象查出的构建问题"]
     assert problems and refusal in " ".join(problems), problems
     assert not (tmp_path / "e").exists() and not rec.wrote_plan(tmp_path / "e")
 
@@ -101,7 +101,7 @@ def test_one_profile_per_input_is_refused(tmp_path):
     rec = RecordingTensorRT()
     with pytest.raises(RuntimeError):
         _manual(rec, two, tmp_path / "e", per_input_profiles=True)
-    assert "no shapes for the dynamic input" in " ".join(rec.summary()["TensorRT 会拒绝的原因"])
+    assert "no shapes for the dynamic input" in " ".join(rec.summary()["模拟对象查出的构建问题"])
 
 
 def test_a_broken_file_fails_to_parse_and_unchecked_parsing_shows(tmp_path):
@@ -115,7 +115,7 @@ def test_a_broken_file_fails_to_parse_and_unchecked_parsing_shows(tmp_path):
     with pytest.raises(RuntimeError, match="build failed"):  # went on: TensorRT refuses the empty network
         _manual(rec, bad, tmp_path / "e", check_parse=False)
     assert rec.summary()["build_serialized_network 调用次数"] == 1
-    assert "nothing was parsed" in rec.summary()["TensorRT 会拒绝的原因"][0]
+    assert "nothing was parsed" in rec.summary()["模拟对象查出的构建问题"][0]
     rec = RecordingTensorRT()
     parser = rec.OnnxParser(rec.Builder(rec.Logger()).create_network(0), rec.Logger())
     assert not parser.parse_from_file(str(tmp_path / "missing.onnx")) and parser.num_errors == 1
@@ -173,3 +173,19 @@ def test_build_engine_runs_its_calls_through_build_plan(tmp_path, monkeypatch):
     assert s["网络标志 (network flags)"] == ["STRONGLY_TYPED"] and s["工作区上限 (字节)"] == 1 << 29
     assert s["加进 config 的 profile"] == [{k: [list(x) for x in v] for k, v in T.plan_profile(src, max_batch=8,
                                                                                        opt_batch=2).items()}]
+
+
+def test_settings_after_the_build_do_not_count(tmp_path, text_onnx):
+    rec = RecordingTensorRT()
+    logger = rec.Logger(rec.Logger.WARNING)
+    builder = rec.Builder(logger)
+    network = builder.create_network(1 << int(rec.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    assert rec.OnnxParser(network, logger).parse_from_file(str(text_onnx))
+    config, profile = builder.create_builder_config(), builder.create_optimization_profile()
+    profile.set_shape("text", (1, 1), (8, 52), (16, 52))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is not None
+    config.set_memory_pool_limit(rec.MemoryPoolType.WORKSPACE, 1 << 30)          # too late: the build is done
+    profile.set_shape("text", (1, 1), (1, 52), (16, 52))
+    s = rec.summary()
+    assert s["工作区上限 (字节)"] is None and s["加进 config 的 profile"] == [{"text": [[1, 1], [8, 52], [16, 52]]}]

@@ -92,7 +92,7 @@ def check_buildable(onnx_path: str | os.PathLike) -> dict[str, str]:
         what = "int8 (ONNX Runtime's dynamic quantisation)" if meta.get("precision") == "int8" else \
             "optimised by ONNX Runtime (its own operators)"
         raise ValueError(f"{onnx_path}: this file is {what}, for ONNX Runtime only; build the TensorRT engine "
-                         f"from the plain fp32 or fp16 export (TensorRT fuses and picks precisions itself)")
+                         f"from the plain fp32 or fp16 export (a strongly typed network takes each tensor's precision from the file)")
     return meta
 
 

@@ -232,6 +232,17 @@ class _BuilderConfig:
     def get_flag(self, flag: BuilderFlag) -> bool:
         return BuilderFlag(flag).name in self.flags_set
 
+    def snapshot(self) -> "_BuilderConfig":
+        """A copy of the settings as they are now (a build uses the config as it is when it runs)."""
+        copy = _BuilderConfig()
+        copy.memory_pools, copy.flags_set, copy.flags_cleared = \
+            dict(self.memory_pools), set(self.flags_set), set(self.flags_cleared)
+        for p in self.profiles:
+            q = _Profile(p._recorder)
+            q.shapes = dict(p.shapes)
+            copy.profiles.append(q)
+        return copy
+
     def add_optimization_profile(self, profile: _Profile) -> int:
         if not isinstance(profile, _Profile):
             raise TypeError(f"add_optimization_profile: expected builder.create_optimization_profile(), "
@@ -272,7 +283,7 @@ class Builder:
     def build_serialized_network(self, network: _Network, config: _BuilderConfig) -> _HostMemory | None:
         self._rec.build_calls += 1
         problems = _build_problems(network, config)
-        self._rec.built = (network, config, problems)
+        self._rec.built = (network, config.snapshot(), problems)   # what this build saw: later settings are too late
         if problems:
             for p in problems:
                 self.logger.log(Logger.ERROR, p)
@@ -345,7 +356,7 @@ class RecordingTensorRT:
             "加进 config 的 profile": [{name: [list(s) for s in shapes] for name, shapes in sorted(p.shapes.items())}
                                for p in config.profiles] if config else [],
             "build_serialized_network 调用次数": self.build_calls,
-            "TensorRT 会拒绝的原因": problems,
+            "模拟对象查出的构建问题": problems,
         }
 
     def wrote_plan(self, engine_path: str | Path) -> bool:

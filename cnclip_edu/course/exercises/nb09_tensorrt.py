@@ -185,9 +185,9 @@ def _build_mutants() -> dict:
     def profile(shape, context_length, max_batch):
         return _reference_profile(shape, context_length, max_batch)
 
-    def make(*, explicit_batch=False, no_flags=False, fp16_flag=False, check_parse=True, workspace="bytes",
-             add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes",
-             path_as_given=False):
+    def make(*, explicit_batch=False, no_flags=False, unshifted=False, fp16_flag=False, check_parse=True,
+             workspace="bytes", add_profile=True, name=None, first_input_only=False, profile_per_input=False, write="bytes",
+             path_as_given=False, order="right"):
         def answer(trt, onnx_path, engine_path, context_length, max_batch, workspace_gib=1.0):
             logger = trt.Logger(trt.Logger.WARNING)
             builder = trt.Builder(logger)
@@ -195,31 +195,51 @@ def _build_mutants() -> dict:
                 flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
             else:
                 flags = 0 if no_flags else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+            if unshifted:                                     # the enum's value, not its bit: bit 0 is EXPLICIT_BATCH
+                flags = int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
             network = builder.create_network(flags)
             parser = trt.OnnxParser(network, logger)
-            ok = parser.parse_from_file(onnx_path if path_as_given else str(onnx_path))
-            if check_parse and not ok:
-                raise RuntimeError("parse failed")
             config = builder.create_builder_config()
-            if workspace == "bytes":
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-            elif workspace == "float":
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib * 1024 ** 3)
-            elif workspace == "gib":
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib))
+            prof = builder.create_optimization_profile()
+
+            def parse():
+                ok = parser.parse_from_file(onnx_path if path_as_given else str(onnx_path))
+                if check_parse and not ok:
+                    raise RuntimeError("parse failed")
+
+            def set_workspace():
+                if workspace == "bytes":
+                    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+                elif workspace == "float":
+                    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib * 1024 ** 3)
+                elif workspace == "gib":
+                    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib))
+
+            def fill_profile(prof):
+                for i in range(1 if first_input_only else network.num_inputs):
+                    inp = network.get_input(i)
+                    if profile_per_input:
+                        prof = builder.create_optimization_profile()
+                    prof.set_shape(name or inp.name, *profile(tuple(inp.shape), context_length, max_batch))
+                    if profile_per_input:
+                        config.add_optimization_profile(prof)
+
+            if order == "profile before parse":               # the network has no inputs yet: nothing is set
+                fill_profile(prof)
+                parse()
+            else:
+                parse()
+            if order != "workspace after build":
+                set_workspace()
             if fp16_flag:
                 config.set_flag(trt.BuilderFlag.FP16)
-            prof = builder.create_optimization_profile()
-            for i in range(1 if first_input_only else network.num_inputs):
-                inp = network.get_input(i)
-                if profile_per_input:
-                    prof = builder.create_optimization_profile()
-                prof.set_shape(name or inp.name, *profile(tuple(inp.shape), context_length, max_batch))
-                if profile_per_input:
-                    config.add_optimization_profile(prof)
+            if order != "profile before parse":
+                fill_profile(prof)
             if add_profile and not profile_per_input:
                 config.add_optimization_profile(prof)
             plan = builder.build_serialized_network(network, config)
+            if order == "workspace after build":              # too late: the build has used the config
+                set_workspace()
             if plan is None:
                 raise RuntimeError("build failed")
             if write == "bytes":
@@ -230,6 +250,7 @@ def _build_mutants() -> dict:
 
     return {"用了 EXPLICIT_BATCH 标志（TensorRT 8 的写法，10 起废弃）": make(explicit_batch=True),
             "创建网络时没有 STRONGLY_TYPED（精度不由图决定）": make(no_flags=True),
+            "flags 是枚举值 1 本身，没有移位（打开的是第 0 位，不是 STRONGLY_TYPED 的第 1 位）": make(unshifted=True),
             "设了 BuilderFlag.FP16（强类型网络里不允许，11 已删除）": make(fp16_flag=True),
             "没有检查解析结果（坏文件也接着构建）": make(check_parse=False),
             "工作区上限的单位错了（GiB 数当成字节数）": make(workspace="gib"),
@@ -240,17 +261,18 @@ def _build_mutants() -> dict:
             "只给第 0 个输入设了形状（两个输入的图才出错）": make(first_input_only=True),
             "每个输入一个 profile（两个输入的图才出错）": make(profile_per_input=True),
             "把 plan 转成字符串写进文件": make(write="str"),
+            "顺序错：解析之前就按网络的输入填 profile（那时网络还没有输入）": make(order="profile before parse"),
+            "顺序错：构建之后才设工作区上限（构建已经用过 config 了）": make(order="workspace after build"),
             "把 onnx_path 原样交给 parse_from_file（是 pathlib.Path 时真的 TensorRT 报 TypeError）":
                 make(path_as_given=True)}
 
 
 register(Exercise(
-    id="09.8", title="构建 TensorRT 引擎 (Builder → 网络 → 配置 → profile → plan)", points=5,
-    hint="按顺序：Logger → Builder → create_network（TensorRT 10 起网络总是显式 batch，不要再用 EXPLICIT_BATCH；"
-         "用 STRONGLY_TYPED，让精度由图决定）→ OnnxParser 解析文件（它只收 str 路径），失败时把 get_error 的内容报出来、不要继续 → "
-         "create_builder_config，工作区上限用字节数 → 一个 profile，给网络的**每一个**输入按它自己的名字和形状"
-         "设 (min, opt, max)（用练习 09.7 的函数）→ 把 profile 加进 config → build_serialized_network，"
-         "返回 None 表示失败 → 把 plan 的字节原样写进 engine_path。",
+    id="09.8", title="构建 TensorRT 引擎", points=5,
+    hint="顺序看依赖：一个对象要由另一个对象造出来，或者要读另一个对象里已经有的东西，它就排在后面（网络的输入要解析之后才有；"
+         "构建用的是构建那一刻的 config）。标志用 STRONGLY_TYPED 的位（1 << 它的值）；解析只收 str 路径，失败就把解析器记下的错误报出来、"
+         "不要继续；工作区上限是整数字节；同一个 profile 里给**每一个**输入按它自己的名字设形状（用练习 09.7 的函数）；"
+         "构建返回 None 表示失败；plan 的字节原样写进 engine_path。",
     reference=_reference_build,
     cases=_build_cases,
     mutants=_build_mutants,

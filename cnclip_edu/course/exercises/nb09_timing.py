@@ -57,12 +57,12 @@ def _cases():
     return [
         _case("a 明显更快，每个函数的第一次调用多花 50 ms（要预热）", [1, 1, 2, 1], [3, 4, 3, 5], repeat=8, warmup=2,
               first_extra=50),
-        _case("中位数不同，但中间 50 % 重叠", [2, 3, 5, 2, 4], [3, 4, 2, 5, 3], repeat=10, warmup=1),
+        _case("中位数不同，但中间 50% 重叠", [2, 3, 5, 2, 4], [3, 4, 2, 5, 3], repeat=10, warmup=1),
         _case("一次被别的进程打断的调用（离群值 40 ms）", [1, 1, 40, 1, 1, 1], [2, 2, 2, 3, 2, 2], repeat=6, warmup=1),
         _case("计时到一半时机器变忙，每次调用慢 4 倍（两个函数其实一样快）", [2, 2, 3, 2], [2, 3, 2, 2], repeat=8, warmup=1,
               heavy_at_round=4, heavy=4),
-        _case("中间 50 % 恰好首尾相接（端点相等也算重叠）", [1, 1, 2, 2], [2, 2, 3, 3], repeat=4, warmup=1),
-        _case("最慢的几次重叠，中间 50 % 不重叠", [1, 1, 1, 1, 1, 1, 1, 9], [2, 2, 2, 2, 2, 2, 2, 2], repeat=8, warmup=1),
+        _case("中间 50% 恰好首尾相接（端点相等也算重叠）", [1, 1, 2, 2], [2, 2, 3, 3], repeat=4, warmup=1),
+        _case("最慢的几次重叠，中间 50% 不重叠", [1, 1, 1, 1, 1, 1, 1, 9], [2, 2, 2, 2, 2, 2, 2, 2], repeat=8, warmup=1),
         _case("不预热、只计时一次 (warmup 0, repeat 1)", [3], [2], repeat=1, warmup=0),
     ]
 
@@ -83,7 +83,7 @@ def _hidden(seed: int):
         _case("计时中途机器变忙", costs(4, 2, 3), costs(4, 2, 3), repeat=2 * r, warmup=rng.randint(1, 2),
               heavy_at_round=r, heavy=rng.randint(3, 6)),
         _case("不预热", costs(r, 1, 2), costs(r, 1, 2), repeat=r, warmup=0, first_extra=rng.randint(20, 80)),
-        _case("中间 50 % 恰好首尾相接", [x, x, y, y], [y, y, z, z], repeat=4 * rng.randint(1, 3), warmup=1),
+        _case("中间 50% 恰好首尾相接", [x, x, y, y], [y, y, z, z], repeat=4 * rng.randint(1, 3), warmup=1),
     ]
 
 
@@ -163,14 +163,14 @@ def _mutants() -> dict:
 
     return {"不预热": no_warmup, "预热的调用也计了时": warmup_timed_too,
             "先把 fa 计完再计 fb（不轮流）": one_after_the_other, "取平均数而不是中位数": mean,
-            "只比中位数，不看中间 50 % 是否重叠": medians_only, "端点相等不算重叠": strict_overlap,
-            "用最小–最大的范围代替中间 50 %": min_max, "不用参数 clock，自己读 time.perf_counter": real_clock}
+            "只比中位数，不看中间 50% 是否重叠": medians_only, "端点相等不算重叠": strict_overlap,
+            "用最小–最大的范围代替中间 50%": min_max, "不用参数 clock，自己读 time.perf_counter": real_clock}
 
 
 register(Exercise(
-    id="09.6", title="公平地比较两个函数的速度：预热、轮流计时、中位数、中间 50 %", points=3,
+    id="09.6", title="公平地比较两个函数的速度：预热、轮流计时、中位数、中间 50%", points=3,
     hint="想清楚四件事：第一次调用里有一次性的准备工作，不能算进去；机器的负载会在几秒内变化，所以两个函数要轮流计时，"
-         "别先计完一个再计另一个；个别被打断的调用会拉高平均数，但拉不动中位数；两个函数中间 50 % 的计时范围只要有交点"
+         "别先计完一个再计另一个；个别被打断的调用会拉高平均数，但拉不动中位数；两个函数中间 50% 的计时范围只要有交点"
          "（端点相等也算），这一次就分不出谁快。时间只从参数 clock 读。",
     reference=_reference, cases=_cases, mutants=_mutants, hidden=_hidden,
     builds=("cnclip_edu.deploy.timing.compare_timings", "cnclip_edu.deploy.timing.time_interleaved",
