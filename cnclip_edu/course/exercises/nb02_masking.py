@@ -1,11 +1,12 @@
-"""Exercises 02.6 and 02.7 of notebook 02 (the vision tower): FLIP's `random_masking`, which keeps [CLS]
+"""Exercises 02.7 and 02.8 of notebook 02 (the vision tower): FLIP's `random_masking`, which keeps [CLS]
 and a random subset of the patch tokens of each image.
 
-Two checks of one routine: 02.6 accepts any correct design of the student's own and so checks only
+Two checks of one routine: 02.7 accepts any correct design of the student's own and so checks only
 properties (which tokens come out, whole and without repeats, different per image and per seed, the
-same again for the same seed, each patch kept about equally often); 02.7 asks for the convention MAE, FLIP and cn_clip share (noise drawn
-from the generator, the smallest kept, the count rounded down) and compares element by element with
-`random_masking`, dtype included. Both share the mutant builder `_masking`, one step done differently.
+same again for the same seed, each patch kept about equally often); 02.8 asks for the convention MAE,
+FLIP and cn_clip share (noise drawn from the generator, the smallest kept, the count rounded down) and
+compares element by element with `random_masking`, dtype included. Both share the mutant builder
+`_masking`, one step done differently.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .guards import guarded, refuse_shortcuts, strict_dtype
 from .nb02_common import _VISION
 
 
-# ----------------------------------------------------------------------------- 02.6 / 02.7 FLIP random_masking
+# ----------------------------------------------------------------------------- 02.7 / 02.8 FLIP random_masking
 def _masking(x, mask_ratio, generator=None, same_for_all=False, count=None, descending=False, spatial_order=False,
              cls_in_pool=False, shift=1):
     """random_masking with one step done differently (for the mutants)."""
@@ -171,7 +172,7 @@ def _index_not_expanded(x, mask_ratio, generator=None):
 
 
 register(Exercise(
-    id="02.6", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
+    id="02.7", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
     hint="[CLS] 永远排第一；每张图要各自留下 keep 个互不重复的 patch，子集随图、随种子而变（随机数都从 generator 抽），"
          "每个 patch 被留下的机会相同；留下的每个 token 要带着它完整的 D 个数。",
     reference=random_masking,
@@ -190,7 +191,7 @@ register(Exercise(
 
 
 register(Exercise(
-    id="02.7", title="FLIP 的 random_masking：按 MAE / FLIP / cn_clip 的约定", points=2,
+    id="02.8", title="FLIP 的 random_masking：按 MAE / FLIP / cn_clip 的约定", points=2,
     hint="每张图要有自己的一组随机数，按题目说的方式从 generator 里抽；留下随机数最小的那几个 patch，"
          "个数按题目的公式向下取整；下标是 patch 的编号，到 x 里取之前要想想 [CLS] 占了位置 0；"
          "gather 的下标要和取出的结果一样有 D 这一维。",
