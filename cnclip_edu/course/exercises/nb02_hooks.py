@@ -30,12 +30,12 @@ def _maps_case(label: str, visual, x):
         result = _maps_run(f, visual, x)
         if isinstance(result, dict):  # the shortcut marker
             return result
-        left = sum(len(blk.attn._forward_hooks) + len(blk._forward_hooks) for blk in visual.transformer.resblocks)
-        for blk in visual.transformer.resblocks:  # the next case starts clean whatever this answer left
-            blk.attn._forward_hooks.clear()
-            blk._forward_hooks.clear()
+        left = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in visual.modules())
+        for m in visual.modules():  # the next call starts clean whatever this answer left behind
+            m._forward_hooks.clear()
+            m._forward_pre_hooks.clear()
         return {"注意力 (layers, B, heads, L, L)": result.detach().float().cpu() if torch.is_tensor(result) else result,
-                "调用之后块上还挂着的钩子": left}
+                "调用之后模型上还挂着的钩子": left}
     return Case(label, run)
 
 
