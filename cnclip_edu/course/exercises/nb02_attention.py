@@ -4,7 +4,8 @@ library layer's parameters (`in_proj_weight`, `in_proj_bias`, `out_proj`).
 Compared with `SelfAttention.forward` on the same layer, for two widths and head counts (and, for
 grading, a random head count and sequence length): the mutants are the slips that keep the output's
 shape (the wrong scale, softmax along the wrong axis, heads split or merged without the transpose).
-PyTorch's fused `scaled_dot_product_attention` counts as the library's: the exercise is to write it.
+PyTorch's fused `scaled_dot_product_attention` counts as the library's: the exercise is to write it. So
+does the layer's helper `SelfAttention.qkv` (project and split the heads: the first half of the exercise).
 """
 from __future__ import annotations
 
@@ -39,7 +40,14 @@ def _attention(attn, x, scale=None, merge=None, softmax_dim=-1, split=None):
     return attn.out_proj(y)
 
 
-_ATTN_BUILDS = (_VISION + "SelfAttention.forward", _SDPA)
+def _with_library_qkv(attn, x):
+    """The second half by hand on top of the layer's own `qkv` (which projects and splits the heads)."""
+    q, k, v = attn.qkv(x)  # (B, H, L, Dh) each
+    y = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(dim=-1) @ v
+    return attn.out_proj(y.transpose(1, 2).reshape(x.shape))
+
+
+_ATTN_BUILDS = (_VISION + "SelfAttention.forward", _VISION + "SelfAttention.qkv", _SDPA)
 _attn_run = guarded(SelfAttention.forward, _ATTN_BUILDS)
 
 
@@ -75,4 +83,5 @@ register(Exercise(
             a, x, split=lambda t: t.reshape(x.shape[0], a.heads, x.shape[1], -1)),
         "用了 F.scaled_dot_product_attention": lambda a, x: a.out_proj(
             F.scaled_dot_product_attention(*a.qkv(x)).transpose(1, 2).reshape(x.shape)),
+        "用库里的 attn.qkv 投影并拆头": _with_library_qkv,
     }))

@@ -1,11 +1,12 @@
-"""Exercises 02.6 and 02.7 of notebook 02 (the vision tower): FLIP's `random_masking`, which keeps [CLS]
+"""Exercises 02.7 and 02.8 of notebook 02 (the vision tower): FLIP's `random_masking`, which keeps [CLS]
 and a random subset of the patch tokens of each image.
 
-Two checks of one routine: 02.6 accepts any correct design of the student's own and so checks only
-properties (which tokens come out, whole and without repeats, different per image and per seed, each
-patch kept about equally often); 02.7 asks for the convention MAE, FLIP and cn_clip share (noise drawn
-from the generator, the smallest kept, the count rounded down) and compares element by element with
-`random_masking`, dtype included. Both share the mutant builder `_masking`, one step done differently.
+Two checks of one routine: 02.7 accepts any correct design of the student's own and so checks only
+properties (which tokens come out, whole and without repeats, different per image and per seed, the
+same again for the same seed, each patch kept about equally often); 02.8 asks for the convention MAE,
+FLIP and cn_clip share (noise drawn from the generator, the smallest kept, the count rounded down) and
+compares element by element with `random_masking`, dtype included. Both share the mutant builder
+`_masking`, one step done differently.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .guards import guarded, refuse_shortcuts, strict_dtype
 from .nb02_common import _VISION
 
 
-# ----------------------------------------------------------------------------- 02.6 / 02.7 FLIP random_masking
+# ----------------------------------------------------------------------------- 02.7 / 02.8 FLIP random_masking
 def _masking(x, mask_ratio, generator=None, same_for_all=False, count=None, descending=False, spatial_order=False,
              cls_in_pool=False, shift=1):
     """random_masking with one step done differently (for the mutants)."""
@@ -91,7 +92,8 @@ def _numbered(B: int, L: int, D: int, dtype=torch.float64) -> torch.Tensor:
 
 _PROPERTY_KEYS = ("[CLS]（第 0 个 token）在最前面", "每一行都是输入里某个 token 完整的 D 个数",
                   "后面留下的都是 patch（编号 1 … N），不含 [CLS]", "同一张图里留下的 patch 互不重复",
-                  "批次里各张图留下的子集不全相同", "换一个随机种子，留下的子集会变")
+                  "批次里各张图留下的子集不全相同", "同一个随机种子，留下的子集相同（随机数从 generator 抽）",
+                  "换一个随机种子，留下的子集会变")
 _FREQUENCY_KEY = "每个 patch 被留下的频率都接近 keep / N"
 
 
@@ -100,13 +102,15 @@ def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequen
     which random numbers it draws is free here. `frequencies`: also whether every patch is kept about
     keep / N of the time (needs a large batch)."""
     x = _numbered(B, 1 + N, D)
-    outs = [_mask_run(f, x, ratio, torch.Generator().manual_seed(s)) for s in (seed, seed + 1)]
+    # seed twice (an answer that ignores `generator` draws from the global RNG and differs), then seed + 1
+    outs = [_mask_run(f, x, ratio, torch.Generator().manual_seed(s)) for s in (seed, seed, seed + 1)]
     for out in outs:
         if not torch.is_tensor(out):  # the shortcut marker (or something that is no tensor)
             return out
-    out, other = outs
+    out, again, other = outs
     props = {"输出的形状": list(out.shape), "输出的 dtype": str(out.dtype)}
-    if out.dim() != 3 or out.shape[0] != B or out.shape[-1] != D or out.shape[1] < 1 or other.shape != out.shape:
+    if (out.dim() != 3 or out.shape[0] != B or out.shape[-1] != D or out.shape[1] < 1
+            or other.shape != out.shape or again.shape != out.shape):
         # the same keys as a well-shaped answer (None: not measurable), so the message names the shape first
         return {**props, **{k: None for k in _PROPERTY_KEYS + (_FREQUENCY_KEY,) * frequencies}}
     token = out[..., 0] / D                                           # (B, 1 + keep): which token each row came from
@@ -120,6 +124,7 @@ def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequen
         bool(((ids >= 1) & (ids <= N)).all()),
         all(len(sub) == ids.shape[1] for sub in sets),
         B < 2 or ids.shape[1] in (0, N) or len(set(sets)) > 1,
+        ids.shape[1] in (0, N) or torch.equal(out, again),
         ids.shape[1] in (0, N) or not torch.equal(out, other),
     )))
     if frequencies:
@@ -167,8 +172,8 @@ def _index_not_expanded(x, mask_ratio, generator=None):
 
 
 register(Exercise(
-    id="02.6", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
-    hint="[CLS] 永远排第一；每张图要各自留下 keep 个互不重复的 patch，子集随图、随随机种子而变，"
+    id="02.7", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
+    hint="[CLS] 永远排第一；每张图要各自留下 keep 个互不重复的 patch，子集随图、随种子而变（随机数都从 generator 抽），"
          "每个 patch 被留下的机会相同；留下的每个 token 要带着它完整的 D 个数。",
     reference=random_masking,
     cases=_mask_property_cases, hidden=_mask_property_hidden, builds=_MASK_BUILDS, compare=refuse_shortcuts(),
@@ -180,12 +185,13 @@ register(Exercise(
         "总是留下前 keep 个 patch（不随机）": _first_patches,
         "保留个数四舍五入": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: round(N * (1 - r_))),
         "gather 的下标没有沿 D 展开（每个 token 只剩一个数）": _index_not_expanded,
+        "没有把 generator 传给随机函数（从全局生成器抽）": _no_generator,
         "直接调用库里的 random_masking": lambda x, r, g=None: random_masking(x, r, g),
     }))
 
 
 register(Exercise(
-    id="02.7", title="FLIP 的 random_masking：按 MAE / FLIP / cn_clip 的约定", points=2,
+    id="02.8", title="FLIP 的 random_masking：按 MAE / FLIP / cn_clip 的约定", points=2,
     hint="每张图要有自己的一组随机数，按题目说的方式从 generator 里抽；留下随机数最小的那几个 patch，"
          "个数按题目的公式向下取整；下标是 patch 的编号，到 x 里取之前要想想 [CLS] 占了位置 0；"
          "gather 的下标要和取出的结果一样有 D 这一维。",
