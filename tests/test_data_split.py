@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import other_photos
 from cnclip_edu.data import convert
 from cnclip_edu.data.samples import caption_rows
 from cnclip_edu.data.split import leaked_photos, split_by_photo, write_captions_csv
@@ -82,3 +83,42 @@ def test_split_by_photo_is_split_by_group_without_pairs_and_split_scenes_finds_t
     for k in range(20):
         assert split_by_photo(rows, 0.2, k) == split_by_group(rows, [], 0.2, k)
         assert split_scenes(split_by_group(rows, stereo, 0.2, k), stereo) == []
+
+
+def test_seeds_splitting_scenes_on_the_sample_and_on_another_folder():
+    """Notebook 10 picks its leak demonstration's seed from this list: on someone else's photos (no
+    motorcycle pair, or no pairs given) it is empty, and the notebook must skip the demonstration."""
+    from cnclip_edu.data.samples import SAMPLE_SAME_SCENE
+    from cnclip_edu.data.split import seeds_splitting_scenes, split_scenes
+
+    rows = [(img, cap) for img, cap, _ in caption_rows()]
+    apart = seeds_splitting_scenes(rows, SAMPLE_SAME_SCENE, 0.2, range(20))
+    assert apart == [k for k in range(20) if split_scenes(split_by_photo(rows, 0.2, k), SAMPLE_SAME_SCENE)]
+    assert apart
+    other = [(img, cap) for img, cap, _ in other_photos.rows()]
+    assert seeds_splitting_scenes(other, SAMPLE_SAME_SCENE, 0.2, range(20)) == []   # pair not in this folder
+    assert seeds_splitting_scenes(rows, [], 0.2, range(20)) == []                   # no pairs given
+    pair = [["p01_portrait.png", "p03_cat.png"]]                                    # JSON (papermill) gives lists
+    assert seeds_splitting_scenes(other, pair, 0.2, range(20)) == [
+        k for k in range(20) if split_scenes(split_by_photo(other, 0.2, k), [tuple(pair[0])])]
+
+
+@pytest.mark.parametrize("n, batch", [(1, 1), (18, 18), (64, 64), (65, 33), (80, 40), (128, 64), (129, 43)])
+def test_valid_batch_size_one_batch_when_it_fits_else_equal_batches(n, batch):
+    from cnclip_edu.data.split import valid_batch_size
+
+    assert valid_batch_size(n) == batch
+    batches = -(-n // batch)
+    assert batch <= 64 and batches * batch - n < batches                            # padding: < 1 pair per batch
+
+
+def test_other_photo_folder_converts(tmp_path):
+    """tests/other_photos.py (the second folder notebook 10 is run on): no grey photo, > 64 valid pairs."""
+    folder = other_photos.write_other_folder(tmp_path / "other")
+    report = convert.convert_captions(folder, folder / "captions.csv", tmp_path / "data", progress=False)
+    assert report["valid"]["pairs"] > 64 and report["train"]["pairs"] == 64
+    from PIL import Image
+    import numpy as np
+    for p in folder.glob("*.png"):
+        rgb = np.asarray(Image.open(p).convert("RGB"), dtype=np.int16)
+        assert (rgb.max(-1) - rgb.min(-1)).max() >= 16, p.name                     # notebook 10's is_grey: False

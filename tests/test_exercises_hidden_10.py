@@ -1,8 +1,8 @@
-"""Notebook 10: 10.6 and 10.5 accept designs other than the library's (a threshold elsewhere in the gap;
+"""Notebook 10: 10.5 and 10.4 accept designs other than the library's (a threshold elsewhere in the gap;
 groups found by relabelling); 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
-quality, rounding); 10.4 accepts correct splits that shuffle differently from the library (it grades
-properties, not our RNG call); 10.6's library threshold follows its stated rule. Every exercise's
-grading cases: test_exercises_hidden.py. 10.3 accepts an enumeration of the choices and the count by group a."""
+quality, rounding); 10.3 accepts correct splits that shuffle differently from the library (it grades
+properties, not our RNG call); 10.5's library threshold follows its stated rule. Every exercise's
+grading cases: test_exercises_hidden.py. 10.6 accepts an enumeration of the choices and the count by group a."""
 from __future__ import annotations
 
 import pytest
@@ -36,14 +36,14 @@ def test_10_2_catches_a_sideways_photo_and_a_black_background():
 @pytest.mark.parametrize("name", list(nb10_split._split_alternatives()))
 def test_10_4_accepts_a_different_correct_shuffle(name):
     answer = nb10_split._split_alternatives()[name]
-    ex = X.get("10.4")
+    ex = X.get("10.3")
     assert _run(ex, answer, ex.cases()) is None
     assert _run(ex, answer, ex.hidden(0)) is None
-    X.check("10.4", answer)
+    X.check("10.3", answer)
 
 
 def test_10_4_rejects_a_split_that_changes_with_the_process_hash():
-    ex = X.get("10.4")
+    ex = X.get("10.3")
     for kind in ("hash", "set"):
         diff = _run(ex, nb10_split._split_mistake(kind), ex.cases())
         assert diff and "另一个 Python 进程" in diff, diff
@@ -64,7 +64,7 @@ def test_threshold_rule():
 
 
 def _threshold_in_the_gap(scores, ranked, gold):
-    """A correct 10.6 that is not the library's: 60 % into each gap between scores, the two ends -1 / 1."""
+    """A correct 10.5 that is not the library's: 60 % into each gap between scores, the two ends -1 / 1."""
     top = [(float(scores[t][0]), ranked[t][0] in gold[t]) for t in ranked]
     edges = [-1.0] + sorted({s for s, _ in top}) + [1.0]
     best = None
@@ -77,30 +77,30 @@ def _threshold_in_the_gap(scores, ranked, gold):
 
 
 def test_10_6_grades_the_decisions_not_the_midpoint():
-    ex = X.get("10.6")
+    ex = X.get("10.5")
     assert _run(ex, _threshold_in_the_gap, ex.cases()) is None
     for seed in (0, 1, 2):
         assert _run(ex, _threshold_in_the_gap, ex.hidden(seed)) is None
-    X.check("10.6", _threshold_in_the_gap)
+    X.check("10.5", _threshold_in_the_gap)
     assert "1/4" in _run(ex, nb10_threshold._threshold_mistake("scores"), ex.cases())   # a threshold on a score
 
 
 @pytest.mark.parametrize("name", list(nb10_group._group_alternatives()))
 def test_10_5_accepts_another_correct_grouping(name):
-    _accepted_everywhere("10.5", nb10_group._group_alternatives()[name])
+    _accepted_everywhere("10.4", nb10_group._group_alternatives()[name])
 
 
 def test_10_5_rejects_groups_that_do_not_follow_chains():
-    ex = X.get("10.5")
+    ex = X.get("10.4")
     assert _run(ex, nb10_group._group_mistake("pairs_only"), ex.cases())
     assert "同一场景" in _run(ex, nb10_group._group_mistake("by_photo"), ex.cases())
 
 
 @pytest.mark.parametrize("name", list(nb10_chance._chance_alternatives()))
 def test_10_3_accepts_another_exact_count(name):
-    _accepted_everywhere("10.3", nb10_chance._chance_alternatives()[name])
+    _accepted_everywhere("10.6", nb10_chance._chance_alternatives()[name])
 
 
 def test_10_3_rejects_an_estimate_from_shuffles():
-    ex = X.get("10.3")
+    ex = X.get("10.6")
     assert _run(ex, nb10_chance._chance_mistake("simulated"), ex.cases()) is not None

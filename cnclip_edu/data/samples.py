@@ -62,6 +62,8 @@ SAMPLE_CAPTIONS: dict[str, tuple[str, ...]] = {
 BLACK_AND_WHITE = "一张黑白照片"
 GREY_PHOTOS = ("camera.png", "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "page.png",
                "text.png", "clock_motion.png")
+# photos of one scene (the stereo pair): split_by_group keeps them on one side
+SAMPLE_SAME_SCENE = [("motorcycle_left.png", "motorcycle_right.png")]
 CAPTIONS_FILE = "captions.csv"
 
 

@@ -23,7 +23,8 @@ are still two photos, and can land on both sides. `split_by_group` takes the pai
 show the same scene (found by hand, by a product id, by a near-duplicate detector) and holds out whole
 groups instead: photos joined by a chain of pairs (a~b, b~c) form one group, so a, b and c go together.
 The same rule then applies to groups (first-seen order of their first photo, shuffled, round half up);
-`split_by_photo` is the case with no pairs. `split_scenes` lists the pairs a split puts on both sides.
+`split_by_photo` is the case with no pairs. `split_scenes` lists the pairs a split puts on both sides;
+`seeds_splitting_scenes` the seeds for which `split_by_photo` does that.
 """
 from __future__ import annotations
 
@@ -88,6 +89,22 @@ def split_scenes(rows: Iterable[Sequence[str]], same_scene: Iterable[Sequence[st
     side = {image: split for image, _, split in rows}
     return [(a, b) for pair in same_scene for a, b in zip(pair, pair[1:])
             if a in side and b in side and side[a] != side[b]]
+
+
+def seeds_splitting_scenes(rows: Sequence[tuple[str, str]], same_scene: Iterable[Sequence[str]],
+                           valid_fraction: float, seeds: Iterable[int]) -> list[int]:
+    """The seeds among `seeds` for which `split_by_photo` puts a `same_scene` pair on both sides.
+    [] when there are no pairs, or none of their photos are in `rows` (someone else's photo folder)."""
+    same_scene = [tuple(pair) for pair in same_scene]
+    return [seed for seed in seeds if same_scene and split_scenes(split_by_photo(rows, valid_fraction, seed), same_scene)]
+
+
+def valid_batch_size(valid_pairs: int, most: int = 64) -> int:
+    """A validation batch size <= `most` that splits `valid_pairs` into equal batches, up to the padding
+    of the last one (less than one pair per batch): all of valid in one batch when it fits."""
+    if valid_pairs < 1:
+        raise ValueError(f"valid_pairs must be >= 1, got {valid_pairs}")
+    return math.ceil(valid_pairs / math.ceil(valid_pairs / most))
 
 
 def leaked_photos(rows: Iterable[Sequence[str]]) -> list[str]:

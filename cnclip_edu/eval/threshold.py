@@ -11,7 +11,8 @@ caption, is its top-1 photo a gold photo, and what was that top-1 score? A good 
 right top-1s (score above it) and turns the wrong ones into "nothing found" (score at or below it).
 
 The rule, stated so that it is reproducible:
-  1. per caption: s = the top-1 score, ok = the top-1 photo is one of the caption's gold photos;
+  1. per caption: s = the top-1 score, ok = the top-1 photo is one of the caption's gold photos (a query
+     whose answer is not in the gallery has gold = [], so ok is False: it should be rejected);
   2. candidates: -1.0 (cosines are >= -1: accept everything), the midpoint between each pair of
      neighbouring distinct values of s (sorted), and 1.0 (reject everything);
   3. a candidate t accepts a caption when s > t; it is right on a caption when it accepts an ok one
