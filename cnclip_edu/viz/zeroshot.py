@@ -120,10 +120,10 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = ""):
         ax.set_xlabel("用前几个模板")
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel("top-1 准确率 (%)")
-    handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1, label=f"±2 个标准误（这一步翻转 m ≥ {SMALL_M} 张时才画）"),
+    handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1,
+                      label=f"±2 个标准误（m ≥ {SMALL_M} 时画；m < {SMALL_M} 时按精确符号检验，不画）"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#1a9850", mew=1.8, label="这一步超出噪声地变好"),
-               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8,
-                      label=f"超出噪声地变差（m < {SMALL_M} 时按精确符号检验）")]
+               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8, label="这一步超出噪声地变差")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
