@@ -62,18 +62,21 @@ def beyond_noise(d: int, m: int, alpha: float = 0.05) -> bool:
     return abs(d) > 2 * math.sqrt(m)
 
 
-def step_gaps(ok) -> list[tuple[int, int, bool]]:
+def step_gaps(ok, gap=None) -> list[tuple[int, int, bool]]:
     """ok: (T, N) booleans, row t = which images are right with the first t+1 templates (`correct_vs_templates`).
 
     -> one (d, m, beyond_noise) per step t -> t+1 (T - 1 of them): how many more images the larger ensemble
     gets right, how many images flip between the two, and whether that step is beyond noise. Why a helper:
     the notebook's figure and its printed step list must apply the same rule to the same numbers.
+    `gap(ok_before, ok_after) -> (d, se, beyond)`: the paired comparison to use (the notebook passes the
+    student's own `paired_gap`); None: `paired_gap` here. m is recovered as round(se**2).
     """
     ok = np.asarray(ok, dtype=bool)
+    gap = paired_gap if gap is None else gap
     out = []
     for before, after in zip(ok[:-1], ok[1:]):
-        d, m = int(after.sum()) - int(before.sum()), int(np.sum(before != after))
-        out.append((d, m, beyond_noise(d, m)))
+        d, se, beyond = gap(before, after)
+        out.append((int(d), round(float(se) ** 2), bool(beyond)))
     return out
 
 
