@@ -104,15 +104,20 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
         xs = np.arange(1, n_templates + 1)
         ax.plot(xs, acc, marker="o", color="#4575b4", zorder=2, clip_on=False)
         axd.axhline(0, color="black", lw=0.8)
+        d_lo, d_hi = -1.0, 1.0                                            # the bottom row's range: 0, every d and bar
         for k, (d, m, beyond) in enumerate(step_gaps(ok, gap), start=2):  # the step that adds template k
             axd.plot([k], [d], marker="o", color="#4575b4", ls="none", zorder=2)
-            if m >= SMALL_M:
-                axd.errorbar([k], [d], yerr=2 * np.sqrt(m), fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
+            bar = 2 * np.sqrt(m) if m >= SMALL_M else 0.0
+            if bar:
+                axd.errorbar([k], [d], yerr=bar, fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
+            d_lo, d_hi = min(d_lo, d - bar), max(d_hi, d + bar)
             if beyond:
                 ring = dict(marker="o", ms=11, mfc="none", mec="#1a9850" if d > 0 else "#d73027", mew=1.8, zorder=3,
                             clip_on=False)
                 ax.plot([k], [acc[k - 1]], **ring)
                 axd.plot([k], [d], **ring)
+        margin = 0.12 * (d_hi - d_lo)
+        axd.set_ylim(d_lo - margin, d_hi + margin)
         lo, hi = acc.min(), acc.max()
         pad = max(0.6, (10 - (hi - lo)) / 2)                              # at least 10 points high
         bottom, top = max(0.0, lo - pad), min(100.0, hi + pad)           # accuracy cannot pass 100 %
@@ -127,13 +132,13 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
     axes[0, 0].set_ylabel("top-1 准确率 (%)")
     axes[1, 0].set_ylabel("这一步的 d（张）")
     handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1,
-                      label=f"d ± 2√m（m ≥ {SMALL_M} 时画；碰不到 0 线 = 超出噪声；m < {SMALL_M} 时按精确符号检验，不画）"),
+                      label=f"d ± 2√m（m ≥ {SMALL_M} 时画，碰不到 0 线 = 超出噪声）"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#1a9850", mew=1.8, label="这一步超出噪声地变好"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8, label="这一步超出噪声地变差")]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
