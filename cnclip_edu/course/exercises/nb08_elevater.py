@@ -2,7 +2,7 @@
 prediction file, byte for byte.
 
 08.6 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
-prediction file in one pass, from encoded prompts: the ensemble classifier, the probabilities, the
+prediction file, from encoded prompts: the ensemble classifier, the probabilities, the
 rounding) is compared with the file the library's writer (`classifier_from_text_features`,
 `classify_features`, `elevater_object`, `save_elevater`) makes from the same inputs, by
 `eval.zeroshot.elevater_diff`: the same text, except that each probability may differ by one unit in its
@@ -12,6 +12,9 @@ lengths that are powers of two, where every normalisation, mean and dot product 
 whatever order an answer sums in, and the one unit absorbs a softmax summed in another order or in
 float64. Class vectors and images are small perturbations of one direction, so cosines differ by a few
 1/128 and the probabilities are neither 0 nor 1.
+
+08.q1 (three choices) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
+trip cannot change them, so 08.6 cannot tell it from one pass and does not forbid it.
 """
 from __future__ import annotations
 
@@ -208,5 +211,55 @@ register(Exercise(
         "num_trainable_params 数了 requires_grad 的参数（零样本什么都没训练：0）": _elevater_mistake("trainable"),
         "num_backbone_params 写成了视觉塔的参数个数": _elevater_mistake("backbone_visual"),
         "文件末尾多了一个换行符": _elevater_mistake("newline"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 08.q1 why one rounding in float64 is enough
+# Three choices about 08.6's rounding (the notebook states the options). A write-read-write round trip cannot
+# change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6 does not
+# forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade that.
+_ROUNDING = {1: "B", 2: "C", 3: "A"}
+_ROUNDING_TOPICS = {1: "写—读—再写一圈和直接写一次，字节会不会不同",
+                    2: "为什么 np.round 在 float64 里和 Python 的 round(float(x), 6) 一定相同",
+                    3: "在 float32 里 np.round 再 tolist，文件里写的是什么"}
+
+
+def _rounding_case(k: int):
+    """Whether question k is answered right (a bool, so a failed check does not print the right letter)."""
+    def run(answers):
+        if not isinstance(answers, dict):
+            return f"应当是一个字典 {{1: \"A\", 2: ..., 3: ...}}，得到的是 {type(answers).__name__}"
+        got = answers.get(k, answers.get(str(k)))
+        letter = got.strip().upper() if isinstance(got, str) else None
+        if letter is None or len(letter) != 1 or letter not in "ABC":
+            return f"问题 {k} 的回答应当是 A / B / C 中的一个字母，得到的是 {got!r}"
+        return letter == _ROUNDING[k]
+    return Case(f"问题 {k}：{_ROUNDING_TOPICS[k]}（答对了是 True）", run)
+
+
+def _rounding_hidden(seed: int):
+    import random
+
+    order = list(_ROUNDING)
+    random.Random(seed).shuffle(order)
+    return [_rounding_case(k) for k in order]
+
+
+register(Exercise(
+    id="08.q1", title="舍入：为什么在 float64 里舍入一次就和 cn_clip 的一圈相同", points=1,
+    hint="json.dumps 写一个 float 时写的是\"读回来还是它\"的最短十进制；float32 的有效数字有 24 位二进制，"
+         "10⁶ = 2⁶ × 15625；tolist 把 float32 变成 Python float 时，值变了吗？",
+    reference=dict(_ROUNDING),
+    cases=lambda: [_rounding_case(k) for k in _ROUNDING],
+    hidden=_rounding_hidden,
+    mutants=lambda: {
+        "以为读回来时又舍入了一次，字节会不同": {**_ROUNDING, 1: "A"},
+        "以为 json.dumps 只写 6 位小数": {**_ROUNDING, 1: "C"},
+        "以为 float64 的误差小于 10⁻⁶ 就够（差一点也可能跨过舍入的边界）": {**_ROUNDING, 2: "A"},
+        "以为两者都是转成字符串再截到 6 位": {**_ROUNDING, 2: "B"},
+        "以为 float32 里舍入后写出来也是 6 位小数": {**_ROUNDING, 3: "B"},
+        "以为 float32 的数 json 写不了": {**_ROUNDING, 3: "C"},
+        "回答写成了文字，不是字母": {**_ROUNDING, 2: "精确"},
     },
 ))
