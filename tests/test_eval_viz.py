@@ -100,14 +100,18 @@ def test_template_curves_mark_the_same_steps_as_the_printed_rule():
     ok[3, 27:29] = True
     ok[3, :3] = False                     # +2 - 3 = -1 with m = 5: nothing
     fig = viz_zs.plot_template_curves({"t": ok})
-    ax = fig.axes[0]
-    rings = [line for line in ax.lines if line.get_markerfacecolor() == "none"]
-    assert [tuple(line.get_xdata()) for line in rings] == [(3,)]
-    assert len(ax.collections) == 1       # one errorbar (the m = 12 step)
-    half = 200 * np.sqrt(12) / n
-    lo, hi = ax.get_ylim()
-    assert lo <= 100 * 27 / n - half and hi >= 100 * 27 / n + half
-    assert rings[0].get_markeredgecolor() == "#1a9850"    # a gain: green (a drop would be red)
+    ax, axd = fig.axes[0], fig.axes[1]    # accuracy on top, each step's d below
+    for a in (ax, axd):
+        rings = [line for line in a.lines if line.get_markerfacecolor() == "none"]
+        assert [tuple(line.get_xdata()) for line in rings] == [(3,)]
+        assert rings[0].get_markeredgecolor() == "#1a9850"    # a gain: green (a drop would be red)
+    assert len(ax.collections) == 0 and len(axd.collections) == 1   # one bar, on d of the m = 12 step
+    lo, hi = axd.get_ylim()
+    assert lo <= 12 - 2 * np.sqrt(12) and hi >= 12 + 2 * np.sqrt(12)
+    plt.close(fig)
+    strict = lambda a, b: (int(b.sum()) - int(a.sum()), float(np.sqrt(np.sum(a != b))), False)   # a rule that never says beyond
+    fig = viz_zs.plot_template_curves({"t": ok}, gap=strict)
+    assert not [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "none"]
     plt.close(fig)
 
 
@@ -119,8 +123,8 @@ def test_template_curves_show_no_tick_above_100_percent():
     ok[0, :16] = False                    # 95 % -> 100 %: +16 with m = 16, its +-2 sqrt(16) bar would pass 100
     fig = viz_zs.plot_template_curves({"t": ok})
     ax = fig.axes[0]
-    assert ax.get_ylim()[1] <= 101 and max(ax.get_yticks()) <= 100
-    assert len(ax.collections) == 1
+    assert ax.get_ylim()[1] <= 100 and max(ax.get_yticks()) <= 100
+    assert len(fig.axes[1].collections) == 1
     plt.close(fig)
 
 

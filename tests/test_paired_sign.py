@@ -46,6 +46,9 @@ def test_step_gaps_and_verdict():
                    [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],     # 7 flips, all up: +7, beyond
                    [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]], dtype=bool)   # no flip
     assert step_gaps(ok) == [(-5, 5, False), (7, 7, True), (0, 0, False)]
+    normal_only = lambda a, b: (int(b.sum()) - int(a.sum()), float(np.sqrt(np.sum(a != b))),
+                                abs(int(b.sum()) - int(a.sum())) > 2 * np.sqrt(np.sum(a != b)))
+    assert step_gaps(ok, gap=normal_only) == [(-5, 5, True), (7, 7, True), (0, 0, False)]   # the passed rule decides
     assert "精确符号检验 p = 0.062" in verdict(-5, 5 ** 0.5) and "在噪声以内" in verdict(-5, 5 ** 0.5)
     assert verdict(7, 7 ** 0.5).endswith("超出噪声）")
     assert verdict(-9, 15 ** 0.5) == "-9 张（标准误 3.9 张，超出两个标准误）"

@@ -271,3 +271,13 @@ def test_draw_shapes_is_the_toy_worlds_drawing():
     png = render_scene({"background": 245, "angle": 0.0, "shapes": shapes}, 32)
     assert np.array_equal(np.asarray(img), np.asarray(Image.open(__import__("io").BytesIO(png)).convert("RGB")))
     assert tuple(np.asarray(img)[8, 8]) == toy.COLORS["红色"] and tuple(np.asarray(img)[28, 28]) == (245, 245, 245)
+
+
+def test_shape_color_area_and_is_big(tmp_path):
+    """The palette colour with most pixels wins; background and edge blends are not counted; sizes split at the midpoint."""
+    img = np.full((64, 64, 3), 240, dtype=np.uint8)           # light background, not in the palette
+    img[10:20, 10:20] = toy.COLORS["红色"]                   # 100 flat red pixels
+    img[10:20, 20] = (230, 135, 135)                          # an edge blend of red and background: not counted
+    Image.fromarray(img).save(tmp_path / "a.png")
+    assert toy.shape_color_area(tmp_path / "a.png") == ("红色", 100)
+    assert toy.is_big([100, 225, 105, 220]).tolist() == [False, True, False, True]

@@ -200,3 +200,15 @@ def test_part_acc_splits_compound_errors_into_colour_and_shape():
     res = ZeroShotResult(names, np.array([0, 0, 0, 2]), probs)  # truths: 红圆 x3, 蓝圆
     assert res.top1 == 0.25
     assert res.part_acc() == [0.5, 0.75]        # colour right 2/4, shape right 3/4
+
+
+def test_elevater_diff_allows_one_unit_in_the_last_decimal_only():
+    head = '{"model_name": "CN-CLIP-ViT-Course", "dataset_name": "玩具", "predictions": '
+    want = head + "[[[0.123457, 1e-06, 0.876542]]]}"
+    assert zeroshot.elevater_diff(want, want) is None
+    assert zeroshot.elevater_diff(want, want.replace("0.123457", "0.123458")) is None      # another summation order
+    assert zeroshot.elevater_diff(want, want.replace("1e-06", "0.0")) is None
+    for wrong in (want.replace("0.123457", "0.12346"),                                   # two units off
+                  want.replace("0.123457", "0.12345700163841248"),                      # rounded in float32
+                  want.replace("玩具", "\\u73a9\\u5177"), want + "\n", want.replace(", ", ",")):
+        assert zeroshot.elevater_diff(want, wrong), wrong

@@ -89,6 +89,33 @@ _SIZES = {"大": 0.42, "小": 0.28}                               # fraction of 
 _MEDIUM = 0.30                                                   # 3-shape images
 
 
+def shape_color_area(path, palette=COLORS, tol: int = 40) -> tuple[str, int]:
+    """A one-shape toy image (the zero-shot sets) -> (its palette colour, the shape's area in pixels).
+
+    Shapes are filled with one flat palette colour on a light grey background (232-255 per channel), so a
+    pixel counts for colour c when |r - r_c| + |g - g_c| + |b - b_c| < tol. tol = 40 keeps the flat inside
+    of the shape and drops the background (every palette colour is far more than 40 from it) and most
+    anti-aliased edge pixels (blends of shape and background); the colour with the most pixels wins.
+    Used by notebook 08 to sort a confusion's wrong images by colour and size.
+    """
+    from PIL import Image
+
+    px = np.asarray(Image.open(path).convert("RGB"), dtype=int).reshape(-1, 3)       # (H*W, 3)
+    return max(((c, int((np.abs(px - np.array(v)).sum(axis=1) < tol).sum())) for c, v in palette.items()),
+               key=lambda cn: cn[1])
+
+
+def is_big(areas) -> np.ndarray:
+    """Areas (pixels) of images of ONE shape class -> True where the shape was drawn 大 rather than 小.
+
+    A shape is drawn at 0.42 (大) or 0.28 (小) of the image side (`_SIZES`), so the same shape's areas form
+    two groups 2.25x apart; the midpoint between the smallest and the largest area lies between them.
+    Mixing shape classes would blur the groups (a big triangle covers less than a big square).
+    """
+    areas = np.asarray(areas, dtype=float)
+    return areas > (areas.min() + areas.max()) / 2
+
+
 def _sample_scene(rng: random.Random, combos: list[tuple[str, str]], probs) -> dict:
     """One image: its layout and a list of Shape (geometry in fractions of the image side)."""
     n = rng.choices((1, 2, 3), weights=probs)[0]

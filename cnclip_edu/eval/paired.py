@@ -8,7 +8,8 @@ McNemar's test). This is smaller than the unpaired standard error of two separat
 what makes an image easy or hard for both cancels.
 
 A difference beyond two standard errors happens by chance about 5 times in 100 (normal approximation),
-so the course reads only those as "one is better".
+so the course reads only those as "one is better"; with fewer than SMALL_M disagreeing images that
+approximation is too rough and the exact sign test decides (`beyond_noise`).
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ def paired_gap(ok_base, ok_other) -> tuple[int, float, bool]:
     """ok_base, ok_other: (N,) booleans, image n right under each classifier (same images, same order).
 
     -> (how many more images `other` gets right than `base`, its standard error sqrt(m) in images,
-    whether |difference| > 2 standard errors). With no disagreeing image: (0, 0.0, False).
+    whether the difference is beyond noise by the course's two-part rule `beyond_noise`: |d| > 2 SE for
+    m >= SMALL_M, the exact sign test below it). With no disagreeing image: (0, 0.0, False).
     """
     ok_base, ok_other = np.asarray(ok_base, dtype=bool), np.asarray(ok_other, dtype=bool)   # (N,)
     if ok_base.shape != ok_other.shape:
         raise ValueError(f"the two classifiers must be graded on the same images: {ok_base.shape} vs {ok_other.shape}")
     diff = int(ok_other.sum()) - int(ok_base.sum())
-    se = float(np.sqrt(np.sum(ok_base != ok_other)))     # m = the images where exactly one is right
-    return diff, se, abs(diff) > 2 * se
+    m = int(np.sum(ok_base != ok_other))                 # the images where exactly one is right
+    return diff, float(np.sqrt(m)), beyond_noise(diff, m)
 
 
 SMALL_M = 10   # below this many disagreeing images the normal approximation is too rough: use the exact test
@@ -60,28 +62,32 @@ def beyond_noise(d: int, m: int, alpha: float = 0.05) -> bool:
     return abs(d) > 2 * math.sqrt(m)
 
 
-def step_gaps(ok) -> list[tuple[int, int, bool]]:
+def step_gaps(ok, gap=None) -> list[tuple[int, int, bool]]:
     """ok: (T, N) booleans, row t = which images are right with the first t+1 templates (`correct_vs_templates`).
 
     -> one (d, m, beyond_noise) per step t -> t+1 (T - 1 of them): how many more images the larger ensemble
     gets right, how many images flip between the two, and whether that step is beyond noise. Why a helper:
     the notebook's figure and its printed step list must apply the same rule to the same numbers.
+    `gap(ok_before, ok_after) -> (d, se, beyond)`: the paired comparison to use (the notebook passes the
+    student's own `paired_gap`); None: `paired_gap` here. m is recovered as round(se**2).
     """
     ok = np.asarray(ok, dtype=bool)
+    gap = paired_gap if gap is None else gap
     out = []
     for before, after in zip(ok[:-1], ok[1:]):
-        d, m = int(after.sum()) - int(before.sum()), int(np.sum(before != after))
-        out.append((d, m, beyond_noise(d, m)))
+        d, se, beyond = gap(before, after)
+        out.append((int(d), round(float(se) ** 2), bool(beyond)))
     return out
 
 
-def verdict(d: int, se: float) -> str:
+def verdict(d: int, se: float, beyond: bool | None = None) -> str:
     """One Chinese phrase for a paired difference of d images with standard error se = sqrt(m).
 
     m < SMALL_M: names the exact sign test and its p; otherwise the standard error and the 2-SE rule.
+    `beyond`: the decision to word (the notebook passes the student's own); None: `beyond_noise` decides.
     """
     m = round(se * se)
-    beyond = beyond_noise(d, m)
+    beyond = beyond_noise(d, m) if beyond is None else bool(beyond)
     if m < SMALL_M:
         return f"{d:+d} 张（m = {m} 张 < {SMALL_M}，精确符号检验 p = {sign_test_p(d, m):.3f}，{'超出噪声' if beyond else '在噪声以内'}）"
     return f"{d:+d} 张（标准误 {se:.1f} 张，{'超出两个标准误' if beyond else '在两个标准误以内'}）"

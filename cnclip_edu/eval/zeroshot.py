@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,42 @@ def elevater_object(probs: np.ndarray, model_name: str, dataset: str, num_params
 
 def save_elevater(obj: dict, save_dir: str | Path, dataset: str) -> Path:
     return atomic_write(Path(save_dir) / f"{dataset}.json", json.dumps(obj, ensure_ascii=False))
+
+
+_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+
+
+def elevater_diff(expected: str, got: str, prec: int = 6) -> str | None:
+    """Two ELEVATER files' text -> None if they agree, else where they first differ (in Chinese, for students).
+
+    "Agree": the same characters before "predictions", the same punctuation after it, and every probability
+    written as json writes a float already rounded to `prec` decimals, within one unit of the last decimal of
+    the expected one. Why the unit: two correct writers that add up the softmax in another order (or compute
+    it in float64) can differ by one float32 step before rounding, which moves the rounded last decimal by one.
+    """
+    key = '"predictions": '
+    head_e, _, tail_e = expected.partition(key)
+    head_g, sep, tail_g = got.partition(key)
+    if head_g != head_e or not sep:
+        return _first_difference(expected, got)
+    parts_e, parts_g = _NUMBER.split(tail_e), _NUMBER.split(tail_g)
+    if len(parts_e) != len(parts_g) or parts_e[0::2] != parts_g[0::2]:
+        return _first_difference(expected, got)
+    unit = 10.0 ** -prec
+    for i, (e, g) in enumerate(zip(parts_e[1::2], parts_g[1::2])):
+        x = float(g)
+        if repr(round(x, prec)) != g or abs(x - float(e)) > 1.5 * unit:
+            at = len(head_e) + len(key) + sum(map(len, parts_g[:2 * i + 1]))
+            return (f"第 {i + 1} 个概率（第 {at} 个字符）：期望 {e}（允许最后一位差 1），得到 {g}"
+                    + ("：不是舍入到 6 位小数的数" if repr(round(x, prec)) != g else ""))
+    return None
+
+
+def _first_difference(expected: str, got: str) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    lo = max(0, i - 40)
+    return (f"文件内容不同（期望 {len(expected)} 个字符，得到 {len(got)} 个），第一处不同在第 {i} 个字符：\n"
+            f"  期望 …{expected[lo:i + 40]}…\n  得到 …{got[lo:i + 40]}…")
 
 
 # ----------------------------------------------------------------------------- CLI

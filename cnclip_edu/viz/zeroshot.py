@@ -78,56 +78,67 @@ def plot_accuracy_vs_templates(curves: Mapping[str, Sequence[float]], title: str
     return fig
 
 
-def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = ""):
-    """One panel per task: top-1 (%) using the first 1, 2, ..., T templates, with each step's noise drawn.
+def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=None):
+    """Top row, one panel per task: top-1 (%) using the first 1, 2, ..., T templates (axis capped at 100 %).
+    Bottom row: each step's paired difference d (images; the step that adds template k sits at x = k).
 
     oks[task]: (T, N) booleans (`zeroshot.correct_vs_templates`). Each step t -> t+1 is a paired comparison
-    on the same N images (`eval.paired.step_gaps`): where m >= SMALL_M images flip, a grey bar of +-2 sqrt(m)
-    images (in percentage points) is drawn on the new point; with fewer flips no bar is drawn, because the
-    normal approximation behind it is too rough there (the exact sign test decides). Steps beyond noise by
-    the same rule the notebook prints get a ring (green: more right, red: fewer), so the figure and the
-    printed list cannot disagree. Each panel has its own y-range (at least 10 points high), wide enough for
-    every bar's caps; bars are cut at 0 and 100 % and no tick above 100 % is shown (accuracy cannot pass it).
+    on the same N images (`eval.paired.step_gaps`, with `gap` = the paired comparison to use, e.g. the
+    student's `paired_gap`). Where m >= SMALL_M images flip, d gets a grey bar of +-2 sqrt(m): the bar belongs
+    to the tested quantity, and the step is beyond noise when the bar misses 0. With fewer flips no bar is
+    drawn (the normal approximation is too rough there; the exact sign test decides). Steps beyond noise get
+    a ring in both rows (green: more right, red: fewer), so the figure and a printed list cannot disagree.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     from ..eval.paired import SMALL_M, step_gaps
 
-    fig, axes = plt.subplots(1, len(oks), figsize=(2.6 * len(oks) + 0.6, 3.2), squeeze=False)
-    for ax, (task, ok) in zip(axes[0], oks.items()):
+    fig, axes = plt.subplots(2, len(oks), figsize=(2.6 * len(oks) + 0.6, 5.0), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    for col, (task, ok) in enumerate(oks.items()):
+        ax, axd = axes[0, col], axes[1, col]
         ok = np.asarray(ok, dtype=bool)                                   # (T, N)
         n_templates, n = ok.shape
         acc = 100 * ok.mean(axis=1)                                       # (T,) percent
         xs = np.arange(1, n_templates + 1)
-        ax.plot(xs, acc, marker="o", color="#4575b4", zorder=2)
-        lo, hi = acc.min(), acc.max()
-        for k, (d, m, beyond) in enumerate(step_gaps(ok), start=2):       # the step that adds template k
-            y = acc[k - 1]
-            if m >= SMALL_M:
-                half = 200 * np.sqrt(m) / n                               # 2 sqrt(m) images, in percentage points
-                down, up = min(half, y), min(half, 100 - y)               # cut at 0 and 100 %
-                ax.errorbar([k], [y], yerr=[[down], [up]], fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
-                lo, hi = min(lo, y - down), max(hi, y + up)
+        ax.plot(xs, acc, marker="o", color="#4575b4", zorder=2, clip_on=False)
+        axd.axhline(0, color="black", lw=0.8)
+        d_lo, d_hi = -1.0, 1.0                                            # the bottom row's range: 0, every d and bar
+        for k, (d, m, beyond) in enumerate(step_gaps(ok, gap), start=2):  # the step that adds template k
+            axd.plot([k], [d], marker="o", color="#4575b4", ls="none", zorder=2)
+            bar = 2 * np.sqrt(m) if m >= SMALL_M else 0.0
+            if bar:
+                axd.errorbar([k], [d], yerr=bar, fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
+            d_lo, d_hi = min(d_lo, d - bar), max(d_hi, d + bar)
             if beyond:
-                ax.plot([k], [y], marker="o", ms=11, mfc="none", mec="#1a9850" if d > 0 else "#d73027", mew=1.8, zorder=3)
+                ring = dict(marker="o", ms=11, mfc="none", mec="#1a9850" if d > 0 else "#d73027", mew=1.8, zorder=3,
+                            clip_on=False)
+                ax.plot([k], [acc[k - 1]], **ring)
+                axd.plot([k], [d], **ring)
+        margin = 0.12 * (d_hi - d_lo)
+        axd.set_ylim(d_lo - margin, d_hi + margin)
+        lo, hi = acc.min(), acc.max()
         pad = max(0.6, (10 - (hi - lo)) / 2)                              # at least 10 points high
-        bottom, top = max(0.0, lo - pad), min(101.0, hi + pad)           # room for a cap at 100 %, no more
+        bottom, top = max(0.0, lo - pad), min(100.0, hi + pad)           # accuracy cannot pass 100 %
         ax.set_ylim(bottom, top)
-        ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])   # no tick above 100 %
+        ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])
         ax.set_title(f"{task}（{n_templates} 个模板，{n} 张图）", fontsize=9)
-        ax.set_xticks(xs)
-        ax.set_xlabel("用前几个模板")
-        ax.grid(axis="y", alpha=0.3)
+        for a in (ax, axd):
+            a.set_xticks(xs)
+            a.set_xlim(0.5, n_templates + 0.5)
+            a.grid(axis="y", alpha=0.3)
+        axd.set_xlabel("用前几个模板")
     axes[0, 0].set_ylabel("top-1 准确率 (%)")
-    handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1, label=f"±2 个标准误（这一步翻转 m ≥ {SMALL_M} 张时才画）"),
+    axes[1, 0].set_ylabel("这一步的 d（张）")
+    handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1,
+                      label=f"d ± 2√m（m ≥ {SMALL_M} 时画，碰不到 0 线 = 超出噪声）"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#1a9850", mew=1.8, label="这一步超出噪声地变好"),
-               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8,
-                      label=f"超出噪声地变差（m < {SMALL_M} 时按精确符号检验）")]
+               Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8, label="这一步超出噪声地变差")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

@@ -1,15 +1,20 @@
 """Exercise 08.6 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
 prediction file, byte for byte.
 
-08.6 (build-along: the ensemble classifier from encoded prompts + the ELEVATER prediction file that
-cn_clip's evaluation reads) is compared byte for byte with the file the library's writer
-(`classifier_from_text_features`, `classify_features`, `elevater_object`, `save_elevater`) makes from the
-same inputs. The probabilities are rounded to 6 decimals, where one float32 rounding step in a cosine
-already moves the 6th decimal; so the cases are built from vectors whose entries are small multiples of
-1/32 with lengths that are powers of two, where every normalisation, mean and dot product is exact in
-float32 whatever order an answer sums in: a correct answer writes the library's bytes, a wrong formula
-or format cannot. Class vectors and images are small perturbations of one direction, so cosines differ
-by a few 1/128 and the probabilities are neither 0 nor 1.
+08.6 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
+prediction file, from encoded prompts: the ensemble classifier, the probabilities, the
+rounding) is compared with the file the library's writer (`classifier_from_text_features`,
+`classify_features`, `elevater_object`, `save_elevater`) makes from the same inputs, by
+`eval.zeroshot.elevater_diff`: the same text, except that each probability may differ by one unit in its
+6th decimal. The probabilities are rounded to 6 decimals, where one float32 rounding step already moves
+the 6th decimal; so the cases are built from vectors whose entries are small multiples of 1/32 with
+lengths that are powers of two, where every normalisation, mean and dot product is exact in float32
+whatever order an answer sums in, and the one unit absorbs a softmax summed in another order or in
+float64. Class vectors and images are small perturbations of one direction, so cosines differ by a few
+1/128 and the probabilities are neither 0 nor 1.
+
+08.q1 (three choices) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
+trip cannot change them, so 08.6 cannot tell it from one pass and does not forbid it.
 """
 from __future__ import annotations
 
@@ -123,15 +128,12 @@ def _elevater_hidden(seed: int):
 
 
 def _compare_files(expected: str, got) -> str | None:
-    """None if byte-identical; else where the first difference is, with a little context."""
+    """None if the files agree (`elevater_diff`: one unit in a probability's 6th decimal allowed)."""
+    from cnclip_edu.eval.zeroshot import elevater_diff
+
     if not isinstance(got, str):
         return f"应当是文件内容（字符串），得到的是 {type(got).__name__}"
-    if got == expected:
-        return None
-    i = next((k for k, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
-    lo = max(0, i - 40)
-    return (f"文件内容不同（期望 {len(expected)} 个字符，得到 {len(got)} 个），第一处不同在第 {i} 个字符：\n"
-            f"  期望 …{expected[lo:i + 40]}…\n  得到 …{got[lo:i + 40]}…")
+    return elevater_diff(expected, got)
 
 
 def _elevater_mistake(kind: str):
@@ -148,7 +150,9 @@ def _elevater_mistake(kind: str):
         probs = logits if kind == "logits" else logits.softmax(dim=-1)
         if kind == "transposed":
             probs = probs.T
-        probs = probs.numpy().astype(np.float64)
+        if kind == "softmax64":    # a correct answer that sums the softmax in float64: accepted (not a mutant)
+            probs = (100.0 * image_feats.double() @ w.T.double()).softmax(dim=-1)
+        probs = probs.numpy() if kind == "round32" else probs.numpy().astype(np.float64)
         if kind == "no_round":
             preds = probs.tolist()
         elif kind == "round4":
@@ -158,9 +162,13 @@ def _elevater_mistake(kind: str):
         else:
             preds = np.round(probs, 6).tolist()
         n_params = sum(p.numel() for p in model.parameters())
-        obj = {"model_name": "CN-CLIP-" + vision_model, "dataset_name": dataset, "num_trainable_params": 0,
-               "num_params": n_params, "num_visual_params": sum(p.numel() for p in model.visual.parameters()),
-               "num_backbone_params": n_params, "n_shot": 0, "rnd_seeds": [123], "predictions": [preds]}
+        n_visual = sum(p.numel() for p in model.visual.parameters())
+        obj = {"model_name": "CN-CLIP-" + vision_model, "dataset_name": dataset,
+               "num_trainable_params": (sum(p.numel() for p in model.parameters() if p.requires_grad)
+                                        if kind == "trainable" else 0),
+               "num_params": n_params, "num_visual_params": n_visual,
+               "num_backbone_params": n_visual if kind == "backbone_visual" else n_params,
+               "n_shot": 0, "rnd_seeds": [123], "predictions": [preds]}
         if kind == "key_name":
             obj["dataset"] = obj.pop("dataset_name")
         if kind == "key_order":
@@ -168,8 +176,8 @@ def _elevater_mistake(kind: str):
         if kind == "no_seed_axis":
             obj["predictions"] = preds
         path = Path(save_dir) / f"{dataset}.json"
-        path.write_text(json.dumps(obj, ensure_ascii=kind == "ascii", indent=2 if kind == "indent" else None),
-                        encoding="utf-8")
+        path.write_text(json.dumps(obj, ensure_ascii=kind == "ascii", indent=2 if kind == "indent" else None)
+                        + ("\n" if kind == "newline" else ""), encoding="utf-8")
         return path
     return write_elevater
 
@@ -199,5 +207,59 @@ register(Exercise(
         "少了随机种子那一层列表": _elevater_mistake("no_seed_axis"),
         "json.dumps 加了缩进": _elevater_mistake("indent"),
         "平均前没有先归一化每个模板的特征": _elevater_mistake("no_prenorm"),
+        "在 float32 里舍入（tolist 之后写出 0.12345600128173828 这样的长串）": _elevater_mistake("round32"),
+        "num_trainable_params 数了 requires_grad 的参数（零样本什么都没训练：0）": _elevater_mistake("trainable"),
+        "num_backbone_params 写成了视觉塔的参数个数": _elevater_mistake("backbone_visual"),
+        "文件末尾多了一个换行符": _elevater_mistake("newline"),
+    },
+))
+
+
+# ----------------------------------------------------------------------------- 08.q1 why one rounding in float64 is enough
+# Three choices about 08.6's rounding (the notebook states the options). A write-read-write round trip cannot
+# change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6 does not
+# forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade that.
+_ROUNDING = {1: "B", 2: "C", 3: "A"}
+_ROUNDING_TOPICS = {1: "写—读—再写一圈和直接写一次，字节会不会不同",
+                    2: "为什么 np.round 在 float64 里和 Python 的 round(float(x), 6) 一定相同",
+                    3: "在 float32 里 np.round 再 tolist，文件里写的是什么"}
+
+
+def _rounding_case(k: int):
+    """Whether question k is answered right (a bool, so a failed check does not print the right letter)."""
+    def run(answers):
+        if not isinstance(answers, dict):
+            return f"应当是一个字典 {{1: \"A\", 2: ..., 3: ...}}，得到的是 {type(answers).__name__}"
+        got = answers.get(k, answers.get(str(k)))
+        letter = got.strip().upper() if isinstance(got, str) else None
+        if letter is None or len(letter) != 1 or letter not in "ABC":
+            return f"问题 {k} 的回答应当是 A / B / C 中的一个字母，得到的是 {got!r}"
+        return letter == _ROUNDING[k]
+    return Case(f"问题 {k}：{_ROUNDING_TOPICS[k]}（答对了是 True）", run)
+
+
+def _rounding_hidden(seed: int):
+    import random
+
+    order = list(_ROUNDING)
+    random.Random(seed).shuffle(order)
+    return [_rounding_case(k) for k in order]
+
+
+register(Exercise(
+    id="08.q1", title="舍入：为什么在 float64 里舍入一次就和 cn_clip 的一圈相同", points=1,
+    hint="json.dumps 写一个 float 时写的是\"读回来还是它\"的最短十进制；float32 的有效数字有 24 位二进制，"
+         "10⁶ = 2⁶ × 15625；tolist 把 float32 变成 Python float 时，值变了吗？",
+    reference=dict(_ROUNDING),
+    cases=lambda: [_rounding_case(k) for k in _ROUNDING],
+    hidden=_rounding_hidden,
+    mutants=lambda: {
+        "以为读回来时又舍入了一次，字节会不同": {**_ROUNDING, 1: "A"},
+        "以为 json.dumps 只写 6 位小数": {**_ROUNDING, 1: "C"},
+        "以为 float64 的误差小于 10⁻⁶ 就够（差一点也可能跨过舍入的边界）": {**_ROUNDING, 2: "A"},
+        "以为两者都是转成字符串再截到 6 位": {**_ROUNDING, 2: "B"},
+        "以为 float32 里舍入后写出来也是 6 位小数": {**_ROUNDING, 3: "B"},
+        "以为 float32 的数 json 写不了": {**_ROUNDING, 3: "C"},
+        "回答写成了文字，不是字母": {**_ROUNDING, 2: "精确"},
     },
 ))
