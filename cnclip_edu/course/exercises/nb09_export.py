@@ -93,8 +93,11 @@ class _SpecialisedProgram:
 
 def _specialised_case(axis: int, context_length: int) -> Case:
     """torch.onnx.export writes a file whose input axis `axis` is a constant (as a silent specialisation leaves
-    it): the answer must read the file back and refuse it. No new export runs: the file comes from a cache."""
+    it): the answer must read the file back and refuse it. No export runs inside run(): the file is made here."""
     value = 2 if axis == 0 else context_length
+    # Export now, while the case is built: the grader arms the tripwires around run(), and a correct answer
+    # must not score 0 because the checker's own export (export_program) ran while they were armed.
+    _specialised_bytes(context_length, axis, value)
     label = (f"导出的文件里第 {axis} 维被悄悄固定成了 {value}"
              f"（模拟被特化的导出）：应当读回文件、发现它、raise RuntimeError")
 
