@@ -6,12 +6,15 @@ the library's `vit_attention` on seeded tiny towers: (layers, B, heads, L, L), p
 still attached afterwards (0: a forgotten `remove()` would run on every later forward pass). The
 mutants are the slips that keep a plausible result: the wrong softmax axis or scale, the hook's output
 (or the whole block's un-normalised input) instead of the attention's input, heads averaged, the
-hooks left behind. The student may use `attn.qkv` here (02.3 already wrote that part by hand).
+hooks left behind, and no hook at all (the blocks run by hand): the tower's hook tables count the
+registrations made during the call, at least one per layer. The student may use `attn.qkv` here
+(02.3 already wrote that part by hand).
 """
 from __future__ import annotations
 
 import math
 import random
+from collections import OrderedDict
 
 import torch
 
@@ -25,16 +28,35 @@ _MAPS_BUILDS = ("cnclip_edu.viz.attention.vit_attention",)
 _maps_run = guarded(vit_attention, _MAPS_BUILDS)
 
 
+class _Counted(OrderedDict):
+    """A module's hook table that counts registrations (register_forward_hook writes one entry)."""
+    added = 0
+
+    def __setitem__(self, key, value):
+        type(self).added += 1
+        super().__setitem__(key, value)
+
+
+_HOOKED_KEY = "注意力图来自前向钩子（调用期间塔里注册的前向钩子 ≥ 层数）"
+
+
 def _maps_case(label: str, visual, x):
     def run(f):
-        result = _maps_run(f, visual, x)
+        modules = list(visual.modules())
+        counter = type("_Count", (_Counted,), {"added": 0})  # a fresh count per run
+        for m in modules:
+            m._forward_hooks, m._forward_pre_hooks = counter(m._forward_hooks), counter(m._forward_pre_hooks)
+        counter.added = 0
+        try:
+            result = _maps_run(f, visual, x)
+        finally:
+            left = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)
+            for m in modules:  # the next call starts clean whatever this answer left behind
+                m._forward_hooks, m._forward_pre_hooks = OrderedDict(), OrderedDict()
         if isinstance(result, dict):  # the shortcut marker
             return result
-        left = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in visual.modules())
-        for m in visual.modules():  # the next call starts clean whatever this answer left behind
-            m._forward_hooks.clear()
-            m._forward_pre_hooks.clear()
         return {"注意力 (layers, B, heads, L, L)": result.detach().float().cpu() if torch.is_tensor(result) else result,
+                _HOOKED_KEY: counter.added >= len(visual.transformer.resblocks),
                 "调用之后模型上还挂着的钩子": left}
     return Case(label, run)
 
@@ -75,6 +97,18 @@ def _maps(visual, x, at="attn_input", dim=-1, scale=None, mean_heads=False, remo
     return torch.stack(maps)
 
 
+def _by_hand(visual, x):
+    """The same maps without any hook: the blocks run one by one and attn.qkv is called on ln_1's output."""
+    maps = []
+    with torch.no_grad():
+        h = visual.ln_pre(visual.embed(x))
+        for blk in visual.transformer.resblocks:
+            q, k, _ = blk.attn.qkv(blk.ln_1(h))
+            maps.append((q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(dim=-1))
+            h = blk(h)
+    return torch.stack(maps)
+
+
 register(Exercise(
     id="02.6", title="用前向钩子取出注意力图", points=2,
     hint="钩子挂在每个块的 attn 上，它的输入 inputs 是一个元组，inputs[0] 是已经过 ln_1 的 (B, L, D)；"
@@ -89,5 +123,6 @@ register(Exercise(
         "钩子挂在整个块上（输入还没经过 ln_1）": lambda v, x: _maps(v, x, at="block_input"),
         "把各个头取了平均（少了 heads 这一维）": lambda v, x: _maps(v, x, mean_heads=True),
         "用完没有移除钩子": lambda v, x: _maps(v, x, remove=False),
+        "不用钩子，自己逐块前向时重算（没练到钩子）": _by_hand,
         "直接调用库里的 vit_attention": lambda v, x: vit_attention(v, x),
     }))

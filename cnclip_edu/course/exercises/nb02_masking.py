@@ -3,7 +3,8 @@ and a random subset of the patch tokens of each image.
 
 Two checks of one routine: 02.7 accepts any correct design of the student's own and so checks only
 properties (which tokens come out, whole and without repeats, different per image and per seed, the
-same again for the same seed, each patch kept about equally often); 02.8 asks for the convention MAE,
+same again for the same seed, each patch and each pair of patches kept about equally often,
+the images drawn independently); 02.8 asks for the convention MAE,
 FLIP and cn_clip share (noise drawn from the generator, the smallest kept, the count rounded down) and
 compares element by element with `random_masking`, dtype included. Both share the mutant builder
 `_masking`, one step done differently.
@@ -95,6 +96,9 @@ _PROPERTY_KEYS = ("[CLS]（第 0 个 token）在最前面", "每一行都是输�
                   "批次里各张图留下的子集不全相同", "同一个随机种子，留下的子集相同（随机数从 generator 抽）",
                   "换一个随机种子，留下的子集会变")
 _FREQUENCY_KEY = "每个 patch 被留下的频率都接近 keep / N"
+_PAIR_KEY = "任意两个 patch（相邻的、离得远的）一起被留下的频率都接近 keep(keep-1) / (N(N-1))"
+_OVERLAP_KEY = "相邻两张图留下的子集平均重合约 keep² / N 个（各张图独立地抽）"
+_STAT_KEYS = (_FREQUENCY_KEY, _PAIR_KEY, _OVERLAP_KEY)
 
 
 def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequencies: bool = False):
@@ -112,7 +116,7 @@ def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequen
     if (out.dim() != 3 or out.shape[0] != B or out.shape[-1] != D or out.shape[1] < 1
             or other.shape != out.shape or again.shape != out.shape):
         # the same keys as a well-shaped answer (None: not measurable), so the message names the shape first
-        return {**props, **{k: None for k in _PROPERTY_KEYS + (_FREQUENCY_KEY,) * frequencies}}
+        return {**props, **{k: None for k in _PROPERTY_KEYS + _STAT_KEYS * frequencies}}
     token = out[..., 0] / D                                           # (B, 1 + keep): which token each row came from
     whole = bool((out == (token * D).unsqueeze(-1) + torch.arange(D, dtype=out.dtype)).all()
                  and (token == token.round()).all())
@@ -128,9 +132,19 @@ def _mask_properties(f, B: int, N: int, D: int, ratio: float, seed: int, frequen
         ids.shape[1] in (0, N) or not torch.equal(out, other),
     )))
     if frequencies:
+        # A uniform random subset per image, drawn independently. With B = 2000, N = 16, keep = 4 (the case
+        # below) a correct answer fails these thresholds with a chance below 1e-5 in all: each patch's
+        # frequency ~ Binomial(2000, 1/4) / 2000 leaves ±0.05 with p = 3e-7 (x 16 patches); each pair's
+        # ~ Binomial(2000, 1/20) / 2000 leaves ±0.03 with p = 8e-9 (x 120 pairs); the 1999 overlaps of
+        # consecutive images are i.i.d. hypergeometric (mean 1, variance 0.6), their mean leaves ±0.15 with
+        # p < 2e-13 (Bernstein). A run of consecutive patches never keeps two far-apart patches together,
+        # and images drawn in identical pairs overlap by about (keep + keep²/N) / 2 = 2.5.
         keep = ids.shape[1]
-        counts = torch.zeros(N + 1).index_add_(0, ids.flatten().clamp(0, N), torch.ones(ids.numel()))[1:]
-        props[_FREQUENCY_KEY] = bool(((counts / B - keep / N).abs() < 0.05).all())
+        kept = torch.zeros(B, N + 1).scatter_(1, ids.clamp(0, N), 1.0)[:, 1:]          # (B, N) 0/1
+        together = (kept.T @ kept / B)[tuple(torch.triu_indices(N, N, 1))]            # every pair i < j
+        props[_FREQUENCY_KEY] = bool(((kept.mean(0) - keep / N).abs() < 0.05).all())
+        props[_PAIR_KEY] = bool(((together - keep * (keep - 1) / (N * (N - 1))).abs() < 0.03).all())
+        props[_OVERLAP_KEY] = bool(abs((kept[1:] * kept[:-1]).sum(1).mean().item() - keep * keep / N) < 0.15)
     return props
 
 
@@ -159,6 +173,29 @@ def _with_replacement(x, mask_ratio, generator=None):
     return torch.cat([x[:, :1], torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, D))], dim=1)
 
 
+def _window(x, mask_ratio, generator=None, shared_permutation=False):
+    """Each image keeps `keep` consecutive patches from a random start (cyclic); with `shared_permutation`
+    consecutive in one random order of the patches drawn for the whole batch. Every patch is kept equally
+    often, but only N of the C(N, keep) subsets can occur."""
+    B, L, D = x.shape
+    N = L - 1
+    keep = int(N * (1 - mask_ratio))
+    start = torch.randint(0, N, (B, 1), generator=generator)
+    ids = (start + torch.arange(keep)) % N
+    if shared_permutation:
+        ids = torch.randperm(N, generator=generator)[ids]
+    return torch.cat([x[:, :1], torch.gather(x, 1, (ids + 1).unsqueeze(-1).expand(-1, -1, D))], dim=1)
+
+
+def _pairs_of_images(x, mask_ratio, generator=None):
+    """Images 2k and 2k + 1 keep the same subset: each image is uniform, but they are not independent."""
+    B, L, D = x.shape
+    keep = int((L - 1) * (1 - mask_ratio))
+    noise = torch.rand((B + 1) // 2, L - 1, generator=generator).repeat_interleave(2, dim=0)[:B]
+    ids = noise.argsort(dim=1)[:, :keep] + 1
+    return torch.cat([x[:, :1], torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, D))], dim=1)
+
+
 def _first_patches(x, mask_ratio, generator=None):
     keep = int((x.shape[1] - 1) * (1 - mask_ratio))
     return x[:, : 1 + keep]
@@ -174,7 +211,7 @@ def _index_not_expanded(x, mask_ratio, generator=None):
 register(Exercise(
     id="02.7", title="FLIP 的随机掩码：你自己的设计（检查性质）", points=2,
     hint="[CLS] 永远排第一；每张图要各自留下 keep 个互不重复的 patch，子集随图、随种子而变（随机数都从 generator 抽），"
-         "每个 patch 被留下的机会相同；留下的每个 token 要带着它完整的 D 个数。",
+         "每个大小为 keep 的子集被抽中的机会相同，各张图独立地抽；留下的每个 token 要带着它完整的 D 个数。",
     reference=random_masking,
     cases=_mask_property_cases, hidden=_mask_property_hidden, builds=_MASK_BUILDS, compare=refuse_shortcuts(),
     mutants=lambda: {
@@ -183,6 +220,9 @@ register(Exercise(
         "下标忘了 +1（把 [CLS] 当成了第 0 个 patch）": lambda x, r, g=None: _masking(x, r, g, shift=0),
         "有放回地抽 patch（torch.randint，会重复）": _with_replacement,
         "总是留下前 keep 个 patch（不随机）": _first_patches,
+        "随机起点，留下连续的 keep 个 patch（循环）": _window,
+        "整批一个随机排列，每张图取其中随机起点的连续一段": lambda x, r, g=None: _window(x, r, g, shared_permutation=True),
+        "每两张图用同一个子集（各张图不独立）": _pairs_of_images,
         "保留个数四舍五入": lambda x, r, g=None: _masking(x, r, g, count=lambda N, r_: round(N * (1 - r_))),
         "gather 的下标没有沿 D 展开（每个 token 只剩一个数）": _index_not_expanded,
         "没有把 generator 传给随机函数（从全局生成器抽）": _no_generator,
