@@ -55,7 +55,7 @@ def test_verdict_reads_each_rule_in_order():
 
     assert verdict(torch.eye(3) * 0.8 + 0.1) == "全对"
     flat = torch.tensor([[0.24, 0.26, 0.25, 0.25]] * 4)                    # top 0.26 < 1.5/4
-    assert verdict(flat).startswith("接近瞎猜")
+    assert verdict(flat).startswith("概率几乎平均")
     sure = torch.tensor([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]])
     assert verdict(sure).startswith("很有把握地认错")                       # the miss gives 0.9 to a wrong caption
     def five(first_row):   # pictures 1-4 right with 0.9; picture 0 gives first_row

@@ -69,8 +69,8 @@ def verdict(probs) -> str:
     """A rule-of-thumb reading of one group's (n pictures, n captions) probabilities, in Chinese.
 
     Picture i's right caption is caption i. The rules (tried in order; the thresholds are the
-    course's, not a statistical test): all right; "near guessing" when the top probabilities average
-    under 1.5/n (spread flat); otherwise, over the missed pictures only, the average probability
+    course's, not a statistical test): all right; "probabilities nearly even" when the top probabilities
+    average under 1.5/n (spread flat; this reads flatness only, not whether the picture changed the answer); otherwise, over the missed pictures only, the average probability
     they gave their chosen wrong caption: >= 0.8 "confidently wrong", >= 2/n "leaning to a wrong
     caption", below that "wrong but unsure".
     """
@@ -81,8 +81,8 @@ def verdict(probs) -> str:
     wrong = picked != torch.arange(n)
     if not wrong.any():
         return "全对"
-    if top.mean() < 1.5 / n:   # top probabilities under 1.5 x uniform on average: the model cannot tell
-        return f"接近瞎猜（每张图的最高概率平均 {top.mean():.2f}，均匀分布是 {1 / n:.2f}）"
+    if top.mean() < 1.5 / n:   # top probabilities under 1.5 x uniform on average: spread flat
+        return f"概率几乎平均（每张图的最高概率平均 {top.mean():.2f}，均匀分布是 {1 / n:.2f}）"
     wrong_top = top[wrong].mean()   # what the missed pictures gave their chosen wrong caption, on average
     if wrong_top >= 0.8:
         return f"很有把握地认错（认错的图把平均 {wrong_top:.2f} 的概率给了错误描述）"

@@ -5,8 +5,8 @@ and writes the probe that turns them into a verdict over several renders.
 00.q1 checks the four design choices asked before 00.2 (which wrong captions test the shape, which the
 colour, whether another held-out combination may be one) and how a result is read (first in the group that
 differs only in colour, not first in the group that differs only in shape: colour recognised, shape not --
-the two groups are easily read the wrong way round); each case answers only right or wrong, so a failed
-check does not print the letter.
+the two groups are easily read the wrong way round); its one case answers only whether all four are right,
+so a failed check names neither the question nor the letter and guessing one question at a time does not pay.
 
 00.1 is compared with the library's own `CLIP.get_similarity` (normalise, scale by
 exp(logit_scale), transpose), fed with fixed features instead of images and tokens. The cases
@@ -143,37 +143,30 @@ register(Exercise(
 # ----------------------------------------------------------------------------- 00.q1 the design, decided first
 _DESIGN = {1: "A", 2: "B", 3: "B", 4: "B"}
 _DESIGN_CHOICES = {1: "ABC", 2: "ABC", 3: "AB", 4: "ABC"}
-_DESIGN_TOPICS = {1: "检验形状的错误选项", 2: "检验颜色的错误选项", 3: "另一个留出组合能不能当错误选项",
-                  4: "只差颜色一组排第 1、只差形状一组排第 3 说明什么"}
 
 
-def _design_case(k: int):
-    """Whether question k is answered right (a bool, so a failed check does not print the right letter)."""
+def _design_case():
+    """Whether all four questions are answered right: one bool, so guessing one question at a time does not pay."""
     def run(design):
         if not isinstance(design, dict):
             return f"design 应当是一个字典 {{1: \"A\", 2: ..., 3: ..., 4: ...}}，得到的是 {type(design).__name__}"
-        got = design.get(k, design.get(str(k)))
-        letter = got.strip().upper() if isinstance(got, str) else None
-        if letter is None or len(letter) != 1 or letter not in _DESIGN_CHOICES[k]:
-            return f"问题 {k} 的回答应当是 {' / '.join(_DESIGN_CHOICES[k])} 中的一个字母，得到的是 {got!r}"
-        return letter == _DESIGN[k]
-    return Case(f"问题 {k}：{_DESIGN_TOPICS[k]}（答对了是 True）", run)
-
-
-def _design_hidden(seed: int):
-    order = list(_DESIGN)
-    random.Random(seed).shuffle(order)
-    return [_design_case(k) for k in order]
+        for k in _DESIGN:
+            got = design.get(k, design.get(str(k)))
+            letter = got.strip().upper() if isinstance(got, str) else None
+            if letter is None or len(letter) != 1 or letter not in _DESIGN_CHOICES[k]:
+                return f"问题 {k} 的回答应当是 {' / '.join(_DESIGN_CHOICES[k])} 中的一个字母，得到的是 {got!r}"
+        return all(design.get(k, design.get(str(k))).strip().upper() == _DESIGN[k] for k in _DESIGN)
+    return Case("四题全对（全对才是 True；不说哪一题错）", run)
 
 
 register(Exercise(
     id="00.q1", title="先设计：哪些错误选项检验形状、哪些检验颜色，留出组合怎么办，结果怎么读", points=1,
     hint="一组错误选项检验的是哪个属性，取决于正确描述和错误选项之间只差什么：只差形状，模型就只能靠形状排对。"
-         "留出组合模型一个也没见过：错误选项是留出组合时，认错了说得清是哪一点没认出来吗？"
+         "留出组合的描述在训练中一次也没出现过：训练把它和哪句描述推开过？"
          "读结果时反过来想：在只差颜色的一组里排第 1，模型靠什么把它和错误选项分开的？",
     reference=dict(_DESIGN),
-    cases=lambda: [_design_case(k) for k in _DESIGN],
-    hidden=_design_hidden,
+    cases=lambda: [_design_case()],
+    hidden=lambda seed: [_design_case()],
     builds=BUILDS_HARD,
     mutants=lambda: {
         "两组弄反了（检验形状用只差颜色的一组）": {**_DESIGN, 1: "B", 2: "A"},
