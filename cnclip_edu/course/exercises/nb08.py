@@ -9,7 +9,7 @@ and the ELEVATER file. Each part registers its own when imported:
 - nb08_paired.py: is the difference of two classifiers on the same images beyond noise? (08.4);
 - nb08_marginal.py: a shape classifier from the colour+shape classifier, colour marginalised (08.5);
 - nb08_elevater.py: the ensemble classifier from encoded prompts and the ELEVATER prediction file, byte
-  for byte (08.6), and three choices on why one rounding in float64 is enough (08.q1).
+  for byte (08.6), and two choices and one number on why one rounding in float64 is enough (08.q1).
 
 They share nb08_common.py (the course model, seeded unit-length rows). The registry (`core._load_all`)
 imports only the `nbNN` modules: this one is the notebook's entry.

@@ -13,7 +13,7 @@ whatever order an answer sums in, and the one unit absorbs a softmax summed in a
 float64. Class vectors and images are small perturbations of one direction, so cosines differ by a few
 1/128 and the probabilities are neither 0 nor 1.
 
-08.q1 (three choices) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
+08.q1 (two choices and one number, one verdict) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
 trip cannot change them, so 08.6 cannot tell it from one pass and does not forbid it.
 """
 from __future__ import annotations
@@ -216,34 +216,32 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 08.q1 why one rounding in float64 is enough
-# Three choices about 08.6's rounding (the notebook states the options). A write-read-write round trip cannot
-# change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6 does not
-# forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade that.
-_ROUNDING = {1: "B", 2: "C", 3: "A"}
-_ROUNDING_TOPICS = {1: "写—读—再写一圈和直接写一次，字节会不会不同",
-                    2: "为什么 np.round 在 float64 里和 Python 的 round(float(x), 6) 一定相同",
-                    3: "在 float32 里 np.round 再 tolist，文件里写的是什么"}
+# Two choices and one number about 08.6's rounding (the notebook states the questions). A write-read-write round
+# trip cannot change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6
+# does not forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade
+# that. One verdict for all three (no per-question right/wrong), and question 2 asks for a number, so trying
+# answers until the check passes does not pay.
+_ROUNDING = {1: "B", 2: 38, 3: "A"}
 
 
-def _rounding_case(k: int):
-    """Whether question k is answered right (a bool, so a failed check does not print the right letter)."""
-    def run(answers):
-        if not isinstance(answers, dict):
-            return f"应当是一个字典 {{1: \"A\", 2: ..., 3: ...}}，得到的是 {type(answers).__name__}"
-        got = answers.get(k, answers.get(str(k)))
-        letter = got.strip().upper() if isinstance(got, str) else None
+def _rounding_run(answers):
+    """True when all three answers are right; a message only for a malformed answer (never which one is wrong)."""
+    if not isinstance(answers, dict):
+        return f"应当是一个字典 {{1: \"A\", 2: 整数, 3: ...}}，得到的是 {type(answers).__name__}"
+    got = {k: answers.get(k, answers.get(str(k))) for k in _ROUNDING}
+    for k in (1, 3):
+        letter = got[k].strip().upper() if isinstance(got[k], str) else None
         if letter is None or len(letter) != 1 or letter not in "ABC":
-            return f"问题 {k} 的回答应当是 A / B / C 中的一个字母，得到的是 {got!r}"
-        return letter == _ROUNDING[k]
-    return Case(f"问题 {k}：{_ROUNDING_TOPICS[k]}（答对了是 True）", run)
+            return f"问题 {k} 的回答应当是 A / B / C 中的一个字母，得到的是 {got[k]!r}"
+        got[k] = letter
+    if isinstance(got[2], bool) or not (isinstance(got[2], int) or (isinstance(got[2], str) and got[2].strip().isdigit())):
+        return f"问题 2 的回答应当是一个整数（二进制位数），得到的是 {got[2]!r}"
+    got[2] = int(got[2])
+    return got == _ROUNDING
 
 
-def _rounding_hidden(seed: int):
-    import random
-
-    order = list(_ROUNDING)
-    random.Random(seed).shuffle(order)
-    return [_rounding_case(k) for k in order]
+def _rounding_cases():
+    return [Case("三题全对（只给一个总的结论，不逐题说对错）", _rounding_run)]
 
 
 register(Exercise(
@@ -251,15 +249,17 @@ register(Exercise(
     hint="json.dumps 写一个 float 时写的是\"读回来还是它\"的最短十进制；float32 的有效数字有 24 位二进制，"
          "10⁶ = 2⁶ × 15625；tolist 把 float32 变成 Python float 时，值变了吗？",
     reference=dict(_ROUNDING),
-    cases=lambda: [_rounding_case(k) for k in _ROUNDING],
-    hidden=_rounding_hidden,
+    cases=_rounding_cases,
+    hidden=lambda seed: _rounding_cases(),
     mutants=lambda: {
         "以为读回来时又舍入了一次，字节会不同": {**_ROUNDING, 1: "A"},
         "以为 json.dumps 只写 6 位小数": {**_ROUNDING, 1: "C"},
-        "以为 float64 的误差小于 10⁻⁶ 就够（差一点也可能跨过舍入的边界）": {**_ROUNDING, 2: "A"},
-        "以为两者都是转成字符串再截到 6 位": {**_ROUNDING, 2: "B"},
+        "只数了 float32 的 24 位，忘了乘 10⁶ 要多出的位": {**_ROUNDING, 2: 24},
+        "把 10⁶ 整个算成 20 位（没拆出 2⁶，2⁶ 只改指数）": {**_ROUNDING, 2: 44},
+        "答成了 float64 的 53 位": {**_ROUNDING, 2: 53},
+        "第 2 题写成了选项字母": {**_ROUNDING, 2: "C"},
         "以为 float32 里舍入后写出来也是 6 位小数": {**_ROUNDING, 3: "B"},
         "以为 float32 的数 json 写不了": {**_ROUNDING, 3: "C"},
-        "回答写成了文字，不是字母": {**_ROUNDING, 2: "精确"},
+        "回答写成了文字，不是字母": {**_ROUNDING, 1: "不会"},
     },
 ))
