@@ -7,7 +7,8 @@ seeded shuffle is right); each case checks properties, each named on its own: th
 no photo and no same-scene pair on both sides, the number of valid groups (round half up), the same
 split for the same seed, also in another Python process (names hashed as after a restart, see
 nb10_split._Salted: catches groups kept in a set), a different one for other seeds. Cases: the sample
-photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, a pair
+photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, two groups
+joined by a later pair (catches `label[b] = label[a]`), a pair
 naming a photo that is not in the file, no pairs at all, one big group.
 """
 from __future__ import annotations
@@ -76,11 +77,15 @@ def _group_cases():
     messy = [("p02.jpg", "别的文件夹里的.jpg"), ("p03.jpg", "p06.jpg"), ("p06.jpg", "p03.jpg"), ("p03.jpg", "p06.jpg"),
              ("p08.jpg", "p08.jpg")]
     big = [(f"p{i:02d}.jpg", f"p{i + 1:02d}.jpg") for i in range(7)]
+    joined = [("p00.jpg", "p01.jpg"), ("p02.jpg", "p03.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p06.jpg"),
+              ("p07.jpg", "p08.jpg"), ("p06.jpg", "p07.jpg")]
     return [
         Case("示例照片的 81 行 + 两张摩托车是同一场景，valid 占 0.2（17 组 × 0.2 = 3.4 组）",
              lambda f: _group_properties(f, _sample_rows(), _STEREO, 0.2, 2)),
         Case("12 张照片，照片对连成串（a~b、b~c 是同一组），valid 占 0.5",
              lambda f: _group_properties(f, _chain_rows(), chains, 0.5, 1)),
+        Case("两个已有的组被一对连起来：(p00,p01)、(p02,p03) 之后才有 (p01,p02)，p05~p08 同样，valid 占 0.4",
+             lambda f: _group_properties(f, _chain_rows(), joined, 0.4, 1)),
         Case("照片对里有不在描述文件里的照片、重复的对、反过来写的对、自己和自己",
              lambda f: _group_properties(f, _chain_rows(), messy, 0.3, 6)),
         Case("没有照片对（每张照片自成一组），10 张照片，valid 占 0.25（恰好 2.5 组）",
@@ -122,6 +127,12 @@ def _group_mistake(kind: str):
         photos = list(dict.fromkeys(i for i, _ in rows))
         if kind == "by_photo":       # the pairs ignored: split_by_photo
             groups = [[p] for p in photos]
+        elif kind == "copy_label":   # b takes a's label, but b's old group keeps its own: (a,b),(c,d),(b,c) splits
+            label = {p: p for p in photos}
+            for a, b in same_scene:
+                if a in label and b in label:
+                    label[b] = label[a]
+            groups = [[p for p in photos if label[p] == lab] for lab in dict.fromkeys(label[p] for p in photos)]
         elif kind == "pairs_only":   # b labelled with a, not with a's group: a chain a~b, b~c falls apart
             label = {p: p for p in photos}
             for a, b in same_scene:
@@ -195,6 +206,7 @@ register(Exercise(
     mutants=lambda: {
         "忽略照片对，按照片划分": _group_mistake("by_photo"),
         "只合并直接成对的两张，没有顺着 a~b、b~c 连成一组": _group_mistake("pairs_only"),
+        "label[b] = label[a]：两个已有的组被一对连起来时，b 原来组里的其他照片没跟着改": _group_mistake("copy_label"),
         "组存在 set 里再打乱：换一个进程顺序就变": _group_mistake("set_order"),
         "valid 按照片数而不是组数计算": _group_mistake("count_photos"),
         "用 round()：恰好 .5 时取偶数": _group_mistake("round"),
