@@ -23,6 +23,12 @@ from .nb08_common import _course_model
 
 
 # ----------------------------------------------------------------------------- 08.6 the ELEVATER file
+# What 08.6 builds (and what no answer of 08.q1, a quiz, has any use for): the grader's tripwires.
+BUILDS_ELEVATER = ("cnclip_edu.eval.zeroshot.elevater_predictions", "cnclip_edu.eval.zeroshot.elevater_object",
+                   "cnclip_edu.eval.zeroshot.save_elevater", "cnclip_edu.eval.zeroshot.classify_features",
+                   "cnclip_edu.eval.zeroshot.classifier_from_text_features")
+
+
 def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
     """The library's writer on the same inputs: ensemble classifier -> softmax(100 cos) -> <dataset>.json."""
     import numpy as np
@@ -192,9 +198,7 @@ register(Exercise(
     cases=_elevater_cases,
     hidden=_elevater_hidden,
     compare=_compare_files,
-    builds=("cnclip_edu.eval.zeroshot.elevater_predictions", "cnclip_edu.eval.zeroshot.elevater_object",
-            "cnclip_edu.eval.zeroshot.save_elevater", "cnclip_edu.eval.zeroshot.classify_features",
-            "cnclip_edu.eval.zeroshot.classifier_from_text_features"),
+    builds=BUILDS_ELEVATER,
     mutants=lambda: {
         "键名写错（dataset 而不是 dataset_name）": _elevater_mistake("key_name"),
         "json.dumps 用了默认的 ensure_ascii=True（中文写成 \\uXXXX）": _elevater_mistake("ascii"),
@@ -251,6 +255,7 @@ register(Exercise(
     reference=dict(_ROUNDING),
     cases=_rounding_cases,
     hidden=lambda seed: _rounding_cases(),
+    builds=BUILDS_ELEVATER,
     mutants=lambda: {
         "以为读回来时又舍入了一次，字节会不同": {**_ROUNDING, 1: "A"},
         "以为 json.dumps 只写 6 位小数": {**_ROUNDING, 1: "C"},
