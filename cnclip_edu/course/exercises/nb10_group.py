@@ -4,12 +4,13 @@
 (`same_scene`: a stereo pair, burst shots, a crop and its original); photos joined by a chain of pairs
 form one group, and whole groups go to valid. Which groups go is NOT compared with the library (any
 seeded shuffle is right); each case checks properties, each named on its own: the rows kept in order,
-no photo and no same-scene pair on both sides, the number of valid groups (round half up), the same
-split for the same seed, also in another Python process (names hashed as after a restart, see
+no photo and no same-scene pair on both sides, the number of valid groups (round half up; also for 8
+seeds in a row, which catches a grouping with one group too few or too many), the same split for the same seed, also in another Python process (names hashed as after a restart, see
 nb10_split._Salted: catches groups kept in a set), a different one for other seeds. Cases: the sample
 photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, two groups
-joined by a later pair (catches `label[b] = label[a]`), a pair
-naming a photo that is not in the file, no pairs at all, one big group.
+joined by a later pair (catches `label[b] = label[a]`), pairs
+naming a photo that is not in the file (ignored: a chain a~x, x~b through such an x does not join a and b,
+as `scene_groups` does and the notebook's spec says), no pairs at all, one big group.
 """
 from __future__ import annotations
 
@@ -51,13 +52,15 @@ def _group_properties(f, rows, pairs, fraction, seed):
         return sorted({str(r[0]) for r in got if r[2] == "valid"})
 
     again = [tuple(r) for r in f(list(rows), [tuple(p) for p in pairs], fraction, seed)]
-    valid_sets = {frozenset(str(r[0]) for r in f(list(rows), [tuple(p) for p in pairs], fraction, s) if r[2] == "valid")
-                  for s in range(seed, seed + 8)}
+    per_seed = [{str(r[0]) for r in f(list(rows), [tuple(p) for p in pairs], fraction, s) if r[2] == "valid"}
+                for s in range(seed, seed + 8)]
+    valid_sets = {frozenset(v) for v in per_seed}
     return {"行（去掉 split 列）保持原样和原顺序，一条描述也不少": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
             "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
             "两边都出现的照片": sorted(i for i, s in side.items() if len(s) > 1),
             "同一场景（经一串照片对连在一起）却分在两边的照片": apart,
             "valid 的组数": n_groups,
+            "换 seed（连续 8 个）时 valid 的组数": [len({frozenset(group[p]) for p in v}) for v in per_seed],
             "同一个 seed 两次结果相同": again == out,
             "同一个 seed 在另一个 Python 进程里（字符串的 hash 不同）结果相同":
                 all(valid_elsewhere(salt) == sorted(valid) for salt in (0x5A17, 0x2C3B9D)),
@@ -74,7 +77,7 @@ def _chain_rows():
 def _group_cases():
     chains = [("p00.jpg", "p01.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p04.jpg"), ("p04.jpg", "p03.jpg"),
               ("p07.jpg", "p09.jpg")]
-    messy = [("p02.jpg", "别的文件夹里的.jpg"), ("p03.jpg", "p06.jpg"), ("p06.jpg", "p03.jpg"), ("p03.jpg", "p06.jpg"),
+    messy = [("p02.jpg", "别的文件夹里的.jpg"), ("别的文件夹里的.jpg", "p05.jpg"), ("p03.jpg", "p06.jpg"), ("p06.jpg", "p03.jpg"), ("p03.jpg", "p06.jpg"),
              ("p08.jpg", "p08.jpg")]
     big = [(f"p{i:02d}.jpg", f"p{i + 1:02d}.jpg") for i in range(7)]
     joined = [("p00.jpg", "p01.jpg"), ("p02.jpg", "p03.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p06.jpg"),
@@ -86,7 +89,7 @@ def _group_cases():
              lambda f: _group_properties(f, _chain_rows(), chains, 0.5, 1)),
         Case("两个已有的组被一对连起来：(p00,p01)、(p02,p03) 之后才有 (p01,p02)，p05~p08 同样，valid 占 0.4",
              lambda f: _group_properties(f, _chain_rows(), joined, 0.4, 1)),
-        Case("照片对里有不在描述文件里的照片、重复的对、反过来写的对、自己和自己",
+        Case("照片对里有不在描述文件里的照片（p02~x、x~p05：x 不在 rows 里，这一串不算）、重复的对、反过来写的对、自己和自己",
              lambda f: _group_properties(f, _chain_rows(), messy, 0.3, 6)),
         Case("没有照片对（每张照片自成一组），10 张照片，valid 占 0.25（恰好 2.5 组）",
              lambda f: _group_properties(f, _photo_rows(10, [3] * 10, random.Random(1)), [], 0.25, 7)),
@@ -105,7 +108,8 @@ def _group_hidden(seed: int):
         names = [f"{prefix}{i:02d}.jpg" for i in range(n)]
         pairs = [tuple(rng.sample(names, 2)) for _ in range(rng.randint(2, n // 2))]
         if kind.startswith("照片对里有"):
-            pairs += [(rng.choice(names), f"{prefix}不在这里_{k}.jpg") for k in range(2)]
+            outside = f"{prefix}不在这里.jpg"   # a chain through a photo not in the file: it joins nothing
+            pairs += [(rng.choice(names), outside), (outside, rng.choice(names))]
         n_groups = len({frozenset(g) for g in _groups(names, pairs).values()})
         fraction = (rng.randint(0, n_groups - 1) + 0.5) / n_groups if kind == "恰好半组的比例" else \
             rng.choice([0.15, 0.2, 0.3])
@@ -133,6 +137,15 @@ def _group_mistake(kind: str):
                 if a in label and b in label:
                     label[b] = label[a]
             groups = [[p for p in photos if label[p] == lab] for lab in dict.fromkeys(label[p] for p in photos)]
+        elif kind == "through_outside":   # photos outside rows kept as links: a~x, x~b joins a and b
+            group = {p: {p} for pair in same_scene for p in pair}
+            group.update({p: {p} for p in photos})
+            for a, b in same_scene:
+                merged = group[a] | group[b]
+                for p in merged:
+                    group[p] = merged
+            firsts = dict.fromkeys(min(group[p] & set(photos), key=photos.index) for p in photos)
+            groups = [sorted(group[f] & set(photos), key=photos.index) for f in firsts]
         elif kind == "pairs_only":   # b labelled with a, not with a's group: a chain a~b, b~c falls apart
             label = {p: p for p in photos}
             for a, b in same_scene:
@@ -196,7 +209,7 @@ register(Exercise(
     id="10.4", title="按组划分：同一场景的照片留在同一边", points=3,
     hint="先回答“划分的单位是什么”：一串照片对连起来的所有照片是一个单位（a 和 b 同景、b 和 c 同景，a 和 c 就得在一边）。"
          "单位定下来，其余的要求和练习 10.3 一样：只由 seed 决定、换一个进程也不变（集合的顺序随进程变），"
-         "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片。"
+         "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片：只看描述文件里的照片之间的连线，经过它的串不算。"
          "常见错误：只合并直接成对的两张（没有顺着串合并）、数的是照片而不是组、组存在 set 里再打乱、round()、没用 seed。",
     reference=_group_reference,
     cases=_group_cases,
@@ -212,5 +225,6 @@ register(Exercise(
         "用 round()：恰好 .5 时取偶数": _group_mistake("round"),
         "用全局的 random.shuffle，没有用 seed": _group_mistake("unseeded"),
         "照片对里的照片不在文件里时出错": _group_mistake("unknown_crash"),
+        "经过不在文件里的照片连成串（a~x、x~b 把 a 和 b 并成一组）": _group_mistake("through_outside"),
     },
 ))
