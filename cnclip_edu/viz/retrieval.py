@@ -70,13 +70,13 @@ def plot_retrieval_grid(queries: Sequence[str], ranked_ids: Sequence[Sequence[in
                 continue
             ax.imshow(get(int(ids[c])))
             hit = gold is not None and int(ids[c]) in gold[r]
-            color = HIT if hit else (MISS if gold is not None else "#888888")
+            color = HIT if hit else (MISS if gold is not None else "#555555")   # dark enough for a projector
             for spine in ax.spines.values():
                 spine.set_edgecolor(color)
                 spine.set_linewidth(3)
             mark = (" ✓" if hit else " ×") if gold is not None else ""
             label = f"#{c + 1}" + (f" {scores[r][c]:.{digits}f}" if scores is not None else "") + mark
-            ax.set_xlabel(label, fontsize=8, color=color)
+            ax.set_xlabel(label, fontsize=9, color=color)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
