@@ -54,6 +54,16 @@ def test_groups_are_chains_of_same_scene_pairs_in_first_seen_order():
     assert scene_groups(photos, [("e", "c"), ("c", "a"), ("b", "zz")]) == [["a", "c", "e"], ["b"], ["d"], ["f"]]
     assert scene_groups(photos, [("f", "d", "b")]) == [["a"], ["b", "d", "f"], ["c"], ["e"]]
     assert scene_groups(photos) == [[p] for p in photos]
+    # a photo without captions (not in `photos`) still links: the crops b and d of one original x
+    assert scene_groups(photos, iter([("b", "x"), ("x", "d")])) == [["a"], ["b", "d"], ["c"], ["e"], ["f"]]
+
+
+def test_split_scenes_finds_a_chain_through_a_photo_without_captions():
+    from cnclip_edu.data.split import split_scenes
+
+    rows = [("a", "1", "train"), ("b", "2", "valid"), ("c", "3", "train"), ("d", "4", "valid")]
+    assert split_scenes(rows, [("a", "x"), ("x", "b"), ("c", "d")]) == [("a", "b"), ("c", "d")]
+    assert split_scenes(rows, [("a", "c"), ("b", "zz")]) == []
 
 
 def test_split_by_group_keeps_groups_whole_and_counts_groups():

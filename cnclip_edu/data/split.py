@@ -21,7 +21,8 @@ The rule, deterministic from `seed` with the rounding stated:
 A file name is all `split_by_photo` sees: two files of one scene (a stereo pair, burst shots, a crop)
 are still two photos, and can land on both sides. `split_by_group` takes the pairs of photos known to
 show the same scene (found by hand, by a product id, by a near-duplicate detector) and holds out whole
-groups instead: photos joined by a chain of pairs (a~b, b~c) form one group, so a, b and c go together.
+groups instead: photos joined by a chain of pairs (a~b, b~c) form one group, so a, b and c go together
+(also when b has no captions, so is not in `rows`: it still links a and c).
 The same rule then applies to groups (first-seen order of their first photo, shuffled, round half up);
 `split_by_photo` is the case with no pairs. `split_scenes` lists the pairs a split puts on both sides;
 `seeds_splitting_scenes` the seeds for which `split_by_photo` does that.
@@ -42,9 +43,13 @@ from cnclip_edu import fileio
 def scene_groups(photos: Sequence[str], same_scene: Iterable[Sequence[str]] = ()) -> list[list[str]]:
     """`photos` (each once, in order) -> groups of photos joined by chains of `same_scene` pairs.
 
-    Groups come in the order of their first photo, photos within a group in `photos` order; a pair
-    naming a photo not in `photos` is ignored. Union-find: every photo points towards its group's root."""
-    parent = {p: p for p in photos}
+    Groups come in the order of their first photo, photos within a group in `photos` order. A photo
+    named in a pair but not in `photos` (the original that two crops come from, with no captions of its
+    own) is in no group but still links: a~x, x~b puts a and b together, else they could land on both
+    sides. Union-find over every photo named: each points towards its group's root."""
+    same_scene = [tuple(pair) for pair in same_scene]   # read twice below: a generator would be empty the 2nd time
+    parent = {p: p for pair in same_scene for p in pair}
+    parent.update({p: p for p in photos})
 
     def root(p: str) -> str:
         while parent[p] != p:
@@ -53,8 +58,7 @@ def scene_groups(photos: Sequence[str], same_scene: Iterable[Sequence[str]] = ()
         return p
 
     for pair in same_scene:
-        members = [p for p in pair if p in parent]
-        for a, b in zip(members, members[1:]):
+        for a, b in zip(pair, pair[1:]):
             ra, rb = root(a), root(b)
             if ra != rb:
                 parent[rb] = ra
@@ -84,11 +88,16 @@ def split_by_photo(rows: Sequence[tuple[str, str]], valid_fraction: float, seed:
 
 
 def split_scenes(rows: Iterable[Sequence[str]], same_scene: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
-    """The `same_scene` pairs of photos that (image, caption, split) rows put in different splits: the
-    leaks a file-name check (`leaked_photos`) cannot see."""
-    side = {image: split for image, _, split in rows}
-    return [(a, b) for pair in same_scene for a, b in zip(pair, pair[1:])
-            if a in side and b in side and side[a] != side[b]]
+    """Photos of one scene (joined as `scene_groups` joins them, chains through photos without captions
+    included) that (image, caption, split) rows put in different splits, as pairs (the group's first photo,
+    a photo on the other side): the leaks a file-name check (`leaked_photos`) cannot see."""
+    side: dict[str, str] = {}
+    for image, _, split in rows:
+        side.setdefault(image, split)
+    out = []
+    for group in scene_groups(list(side), same_scene):
+        out += [(group[0], p) for p in group[1:] if side[p] != side[group[0]]]
+    return out
 
 
 def seeds_splitting_scenes(rows: Sequence[tuple[str, str]], same_scene: Iterable[Sequence[str]],

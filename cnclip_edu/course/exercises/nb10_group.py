@@ -9,8 +9,8 @@ seeds in a row, which catches a grouping with one group too few or too many), th
 nb10_split._Salted: catches groups kept in a set), a different one for other seeds. Cases: the sample
 photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, two groups
 joined by a later pair (catches `label[b] = label[a]`), pairs
-naming a photo that is not in the file (ignored: a chain a~x, x~b through such an x does not join a and b,
-as `scene_groups` does and the notebook's spec says), no pairs at all, one big group.
+naming a photo that is not in the file (it still links: a chain a~x, x~b joins a and b, as `scene_groups`
+does and the notebook's spec says; catches skipping such pairs), no pairs at all, one big group.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from .nb10_split import _photo_rows, _Salted, _sample_rows
 # ----------------------------------------------------------------------------- 10.4 split by group
 def _groups(photos, pairs):
     """The checker's own grouping (not the library's: that is what is being built): chains of pairs."""
-    group = {p: {p} for p in photos}
+    group = {p: {p} for pair in pairs for p in pair}    # photos without captions link too (a~x, x~b)
+    group.update({p: {p} for p in photos})
     for pair in pairs:
-        members = [p for p in pair if p in group]
-        for a, b in zip(members, members[1:]):
+        for a, b in zip(pair, pair[1:]):
             if group[a] is not group[b]:
                 merged = group[a] | group[b]
                 for p in merged:
@@ -43,7 +43,6 @@ def _group_properties(f, rows, pairs, fraction, seed):
     for image, _, split in out:
         side.setdefault(str(image), set()).add(split)
     valid = {str(r[0]) for r in out if r[2] == "valid"}
-    apart = sorted({tuple(sorted((a, b))) for a in photos for b in group[a] if a != b and (a in valid) != (b in valid)})
     n_groups = len({frozenset(group[p]) for p in valid})
 
     def valid_elsewhere(salt):
@@ -55,10 +54,12 @@ def _group_properties(f, rows, pairs, fraction, seed):
     per_seed = [{str(r[0]) for r in f(list(rows), [tuple(p) for p in pairs], fraction, s) if r[2] == "valid"}
                 for s in range(seed, seed + 8)]
     valid_sets = {frozenset(v) for v in per_seed}
+    apart = sorted({tuple(sorted((a, b))) for v in per_seed for a in photos for b in group[a] & set(photos)
+                    if a != b and (a in v) != (b in v)})
     return {"行（去掉 split 列）保持原样和原顺序，一条描述也不少": [(r[0], r[1]) for r in out] == [tuple(r) for r in rows],
             "split 只取 train / valid": sorted({r[2] for r in out} | {"train", "valid"}) == ["train", "valid"],
             "两边都出现的照片": sorted(i for i, s in side.items() if len(s) > 1),
-            "同一场景（经一串照片对连在一起）却分在两边的照片": apart,
+            "同一场景（经一串照片对连在一起）却分在两边的照片（连续 8 个 seed）": apart,
             "valid 的组数": n_groups,
             "换 seed（连续 8 个）时 valid 的组数": [len({frozenset(group[p]) for p in v}) for v in per_seed],
             "同一个 seed 两次结果相同": again == out,
@@ -137,15 +138,6 @@ def _group_mistake(kind: str):
                 if a in label and b in label:
                     label[b] = label[a]
             groups = [[p for p in photos if label[p] == lab] for lab in dict.fromkeys(label[p] for p in photos)]
-        elif kind == "through_outside":   # photos outside rows kept as links: a~x, x~b joins a and b
-            group = {p: {p} for pair in same_scene for p in pair}
-            group.update({p: {p} for p in photos})
-            for a, b in same_scene:
-                merged = group[a] | group[b]
-                for p in merged:
-                    group[p] = merged
-            firsts = dict.fromkeys(min(group[p] & set(photos), key=photos.index) for p in photos)
-            groups = [sorted(group[f] & set(photos), key=photos.index) for f in firsts]
         elif kind == "pairs_only":   # b labelled with a, not with a's group: a chain a~b, b~c falls apart
             label = {p: p for p in photos}
             for a, b in same_scene:
@@ -153,17 +145,22 @@ def _group_mistake(kind: str):
                     label[b] = label[a] if label[a] == a else a
             groups = [[p for p in photos if label[p] == lab] for lab in dict.fromkeys(label[p] for p in photos)]
         else:
-            group = {p: {p} for p in photos}
+            # the right grouping links through photos named only in pairs; "skip_outside" drops such pairs
+            # (a~x, x~b no longer joins a and b), "unknown_crash" looks every photo up among `photos`
+            group = {p: {p} for pair in same_scene for p in pair} if kind not in ("skip_outside", "unknown_crash") else {}
+            group.update({p: {p} for p in photos})
             for a, b in same_scene:
-                if kind == "unknown_crash" or (a in group and b in group):
-                    merged = group[a] | group[b]
-                    for p in merged:
-                        group[p] = merged
+                if kind == "skip_outside" and not (a in group and b in group):
+                    continue
+                merged = group[a] | group[b]
+                for p in merged:
+                    group[p] = merged
+            own = set(photos)
             if kind == "set_order":  # groups and their members kept as sets: the order follows str hashes
-                groups = [list(g) for g in {frozenset(g) for g in group.values()}]
+                groups = [list(g & own) for g in {frozenset(group[p]) for p in photos}]
             else:
-                firsts = dict.fromkeys(min(group[p], key=photos.index) for p in photos)
-                groups = [sorted(group[f], key=photos.index) for f in firsts]
+                firsts = dict.fromkeys(min(group[p] & own, key=photos.index) for p in photos)
+                groups = [sorted(group[f] & own, key=photos.index) for f in firsts]
         if kind == "unseeded":
             random.shuffle(groups)
         else:
@@ -187,7 +184,8 @@ def _group_alternatives():
     import math
 
     def relabel_then_sample(rows, same_scene, valid_fraction, seed):
-        label = {i: i for i, _ in rows}          # every photo labelled by its group's first photo, repeatedly
+        label = {p: p for pair in same_scene for p in pair}   # every photo named, with or without captions,
+        label.update({i: i for i, _ in rows})                 # labelled by its group's smallest name, repeatedly
         changed = True
         while changed:
             changed = False
@@ -198,7 +196,7 @@ def _group_alternatives():
                     for p in label:
                         if label[p] in (label[a], label[b]) and label[p] != lo:
                             label[p], changed = lo, True
-        names = sorted(set(label.values()))
+        names = sorted({label[i] for i, _ in rows})   # groups with a photo in rows (not an uncaptioned one's alone)
         chosen = set(random.Random(seed).sample(names, math.floor(len(names) * valid_fraction + 0.5)))
         return [(i, c, "valid" if label[i] in chosen else "train") for i, c in rows]
 
@@ -225,6 +223,6 @@ register(Exercise(
         "用 round()：恰好 .5 时取偶数": _group_mistake("round"),
         "用全局的 random.shuffle，没有用 seed": _group_mistake("unseeded"),
         "照片对里的照片不在文件里时出错": _group_mistake("unknown_crash"),
-        "经过不在文件里的照片连成串（a~x、x~b 把 a 和 b 并成一组）": _group_mistake("through_outside"),
+        "跳过含不在文件里的照片的对：a~x、x~b 没把 a 和 b 并成一组": _group_mistake("skip_outside"),
     },
 ))
