@@ -39,6 +39,24 @@ def test_retrieval_grid_marks_hits():
     assert np.array(fig.axes)[1].get_xlabel() == "#1 0.951"   # no gold given: no mark
     plt.close(fig)
     fig = retrieval.plot_recall_bars({"t2i": {"r1": 0.5, "r5": 0.8, "r10": 0.9, "mean_recall": 0.73}})
+    assert not fig.axes[0].collections   # no chance given: no baseline marks
+    plt.close(fig)
+
+
+def test_recall_bars_mark_the_random_baseline_per_bar_with_its_mean_for_mr():
+    import matplotlib.pyplot as plt
+
+    res = {"a": {"r1": 0.5, "r5": 0.8, "r10": 0.9, "mean_recall": 0.73},
+           "b": {"r1": 0.2, "r5": 0.4, "r10": 0.6, "mean_recall": 0.4}}
+    fig = retrieval.plot_recall_bars(res, chance={"b": {"r1": 0.1, "r5": 0.3, "r10": 0.5}})
+    ax = fig.axes[0]
+    (marks,) = ax.collections                      # only "b" has a baseline
+    segs = marks.get_segments()
+    assert [round(float(s[0][1]), 6) for s in segs] == [0.1, 0.3, 0.5, 0.3]   # MR: the mean of the three
+    bars_b = ax.containers[1]
+    for seg, bar in zip(segs, bars_b):             # each mark lies across its own bar
+        assert bar.get_x() < seg[0][0] < seg[1][0] < bar.get_x() + bar.get_width()
+    assert "随机排序" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
 
 

@@ -83,8 +83,13 @@ def plot_retrieval_grid(queries: Sequence[str], ranked_ids: Sequence[Sequence[in
     return fig
 
 
-def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "Recall@K"):
-    """Grouped bars: results[direction] = {"r1", "r5", "r10", "mean_recall"} as fractions or percents."""
+def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "Recall@K",
+                     chance: Mapping[str, Mapping[str, float]] | None = None):
+    """Grouped bars: results[direction] = {"r1", "r5", "r10", "mean_recall"} as fractions or percents.
+
+    chance[direction] = {"r1", "r5", "r10"} (same unit), optional: a short black line across each of
+    that direction's bars at the random-ranking value (its mean for MR), so "above chance" is visible.
+    """
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -97,6 +102,11 @@ def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "R
         xs = np.arange(len(metrics)) + j * width
         bars = ax.bar(xs, ys, width, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        if chance and name in chance:
+            base = [chance[name][m] for m in metrics[:3]]
+            base.append(sum(base) / 3)                  # MR is the mean of R@1, R@5, R@10
+            ax.hlines(base, xs - width * 0.45, xs + width * 0.45, colors="black", linewidth=2,
+                      label=None if ax.collections else "随机排序")   # one legend entry
     ax.set_xticks(np.arange(len(metrics)) + width * (len(results) - 1) / 2, labels)
     ax.set_ylim(0, max(1.05, max(max(v.values()) for v in results.values()) * 1.1))
     ax.set_title(title)
