@@ -1,7 +1,7 @@
-"""Exercise 08.6 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
+"""Exercise 08.3 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
 prediction file, byte for byte.
 
-08.6 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
+08.3 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
 prediction file, from encoded prompts: the ensemble classifier, the probabilities, the
 rounding, and the rows reordered by `--index` as cn_clip's `outputs[index]` does: a gather, not a
 scatter) is compared with the file the library's writer (`classifier_from_text_features`,
@@ -15,7 +15,7 @@ float64. Class vectors and images are small perturbations of one direction, so c
 1/128 and the probabilities are neither 0 nor 1.
 
 08.q1 (two choices and one number, one verdict) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
-trip cannot change them, so 08.6 cannot tell it from one pass and does not forbid it.
+trip cannot change them, so 08.3 cannot tell it from one pass and does not forbid it.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from .core import Case, Exercise, register
 from .nb08_common import _course_model
 
 
-# ----------------------------------------------------------------------------- 08.6 the ELEVATER file
-# What 08.6 builds (and what no answer of 08.q1, a quiz, has any use for): the grader's tripwires.
+# ----------------------------------------------------------------------------- 08.3 the ELEVATER file
+# What 08.3 builds (and what no answer of 08.q1, a quiz, has any use for): the grader's tripwires.
 BUILDS_ELEVATER = ("cnclip_edu.eval.zeroshot.elevater_predictions", "cnclip_edu.eval.zeroshot.elevater_object",
                    "cnclip_edu.eval.zeroshot.save_elevater", "cnclip_edu.eval.zeroshot.classify_features",
                    "cnclip_edu.eval.zeroshot.classifier_from_text_features")
@@ -215,7 +215,7 @@ def _elevater_mistake(kind: str):
 
 
 register(Exercise(
-    id="08.6", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
+    id="08.3", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
     hint="先做分类器：每个模板的特征除以自己的长度，沿模板那一维平均，再归一化，得到每个类别一个原型；概率是 softmax(100 · 余弦)，"
          "每行对应一张图、每列对应一个类别（label_cn.txt 的顺序）。文件是一个 JSON 对象，键的名字和先后要和 cn_clip 的一样"
          "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率先转成 float64 再四舍五入到 6 位小数，外面还有一层\"随机种子\"的列表；"
@@ -249,8 +249,8 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 08.q1 why one rounding in float64 is enough
-# Two choices and one number about 08.6's rounding (the notebook states the questions). A write-read-write round
-# trip cannot change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6
+# Two choices and one number about 08.3's rounding (the notebook states the questions). A write-read-write round
+# trip cannot change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.3
 # does not forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade
 # that. One verdict for all three (no per-question right/wrong), and question 2 asks for a number, so trying
 # answers until the check passes does not pay.
