@@ -145,9 +145,11 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
 
 
 def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = "",
-                     xlabel: str = "概率 (probability)", xlim: tuple[float, float] = (0.0, 1.0)):
+                     xlabel: str = "概率 (probability)", xlim: tuple[float, float] = (0.0, 1.0),
+                     digits: int | None = None):
     """The image on the left, a horizontal bar per label (its probability, or any score such as a cosine
-    with `xlabel` and `xlim` set to its range) on the right."""
+    with `xlabel` and `xlim` set to its range) on the right; `digits` of the printed values (default: 2,
+    or 3 on a range narrower than 0.5)."""
     import matplotlib.pyplot as plt
 
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, max(2.2, 0.35 * len(labels) + 0.8)),
@@ -159,10 +161,33 @@ def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title
     a1.barh([labels[i] for i in order], [probs[i] - lo for i in order], left=lo, color="#4575b4")
     a1.set_xlim(lo, hi)
     a1.set_xlabel(xlabel)
-    digits = 2 if hi - lo >= 0.5 else 3                                   # a narrow range needs the third digit
+    if digits is None:
+        digits = 2 if hi - lo >= 0.5 else 3                               # a narrow range needs the third digit
     for y, i in enumerate(order):
         a1.text(min(probs[i] + 0.02 * (hi - lo), lo + 0.9 * (hi - lo)), y, f"{probs[i]:.{digits}f}", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_input_grid(paths: Sequence, rows: Sequence[Sequence[int]], targets: Sequence[int], preds: Sequence[int],
+                    classnames: Sequence[str], size: int, title: str = "", cols: int = 4):
+    """Images as the model sees them (resized to `size` x `size`, drawn without smoothing), one row of the
+    grid per list of image indices in `rows`; each titled "真实→预测", or "真实（认对）" when right."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows)), squeeze=False)
+    for row, idx in zip(axes, rows):
+        for ax in row:
+            ax.axis("off")
+        for ax, i in zip(row, idx):
+            img = Image.open(paths[i]).convert("RGB").resize((size, size), Image.BICUBIC)
+            ax.imshow(img, interpolation="nearest")                         # nearest: show the real pixels
+            t, p = classnames[targets[i]], classnames[preds[i]]
+            ax.set_title(f"{t}（认对）" if t == p else f"{t}→{p}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
