@@ -52,5 +52,5 @@ def test_gap_table_rows_line_up():
               "same_shape": [[220, 240], [280, 280]], "same_color": [[200, 200], [192, 200]]}
     lines = gap_table(result).splitlines()
     assert len(lines) == 3 and len({shown_width(line) for line in lines}) == 1      # header + 2 rows, same width
-    assert "34/40 85.0%" in lines[1] and "-6.7 ± 5.9" in lines[1] and "-15.0 ± 5.6" in lines[1]
+    assert "34/40  85.0%" in lines[1] and "40/40 100.0%" in lines[2] and "-6.7 ± 5.9" in lines[1] and "-15.0 ± 5.6" in lines[1]
     assert "+0.0 ± 0.0" in lines[2] and "+4.0 ± 1.4" in lines[2]

@@ -89,7 +89,7 @@ def gap_table(result: dict) -> str:
     """
     from ..course.columns import left, right
 
-    frac = lambda k: f"{k[0]}/{k[1]} {100 * k[0] / k[1]:.1f}%"
+    frac = lambda k: f"{k[0]}/{k[1]} {100 * k[0] / k[1]:5.1f}%"             # 5.1f: " 87.5%" as wide as "100.0%"
     widths = (14, 14, 18, 14, 18, 14)
     head = ("没见过的组合", "形状认对", "同形状·别的颜色", "差", "同颜色·别的形状", "差")
     lines = [left(head[0], widths[0]) + "".join(right(h, w) for h, w in zip(head[1:], widths[1:]))]

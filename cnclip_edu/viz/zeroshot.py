@@ -94,7 +94,7 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
 
     from ..eval.paired import SMALL_M, step_gaps
 
-    fig, axes = plt.subplots(2, len(oks), figsize=(2.6 * len(oks) + 0.6, 5.0), squeeze=False,
+    fig, axes = plt.subplots(2, len(oks), figsize=(2.6 * len(oks) + 0.6, 5.4), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 2]})
     for col, (task, ok) in enumerate(oks.items()):
         ax, axd = axes[0, col], axes[1, col]
@@ -106,7 +106,8 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
         axd.axhline(0, color="black", lw=0.8)
         d_lo, d_hi = -1.0, 1.0                                            # the bottom row's range: 0, every d and bar
         for k, (d, m, beyond) in enumerate(step_gaps(ok, gap), start=2):  # the step that adds template k
-            axd.plot([k], [d], marker="o", color="#4575b4", ls="none", zorder=2)
+            axd.plot([k], [d], marker="o", color="#4575b4", ls="none", zorder=2,
+                     mfc="#4575b4" if m >= SMALL_M else "white")            # hollow: m < SMALL_M, no bar (sign test)
             bar = 2 * np.sqrt(m) if m >= SMALL_M else 0.0
             if bar:
                 axd.errorbar([k], [d], yerr=bar, fmt="none", ecolor="gray", capsize=3, lw=1, zorder=1)
@@ -133,17 +134,22 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
     axes[1, 0].set_ylabel("这一步的 d（张）")
     handles = [Line2D([], [], color="gray", marker="_", ms=8, lw=1,
                       label=f"d ± 2√m（m ≥ {SMALL_M} 时画，碰不到 0 线 = 超出噪声）"),
+               Line2D([], [], ls="none", marker="o", color="#4575b4", mfc="white", label=f"m < {SMALL_M}：精确符号检验"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#1a9850", mew=1.8, label="这一步超出噪声地变好"),
                Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="#d73027", mew=1.8, label="这一步超出噪声地变差")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
-def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = ""):
-    """The image on the left, a horizontal bar per label (its probability) on the right."""
+def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = "",
+                     xlabel: str = "概率 (probability)", xlim: tuple[float, float] = (0.0, 1.0),
+                     digits: int | None = None):
+    """The image on the left, a horizontal bar per label (its probability, or any score such as a cosine
+    with `xlabel` and `xlim` set to its range) on the right; `digits` of the printed values (default: 2,
+    or 3 on a range narrower than 0.5)."""
     import matplotlib.pyplot as plt
 
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, max(2.2, 0.35 * len(labels) + 0.8)),
@@ -151,12 +157,37 @@ def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title
     a0.imshow(image)
     a0.axis("off")
     order = np.argsort(probs)
-    a1.barh([labels[i] for i in order], [probs[i] for i in order], color="#4575b4")
-    a1.set_xlim(0, 1)
-    a1.set_xlabel("概率 (probability)")
+    lo, hi = xlim
+    a1.barh([labels[i] for i in order], [probs[i] - lo for i in order], left=lo, color="#4575b4")
+    a1.set_xlim(lo, hi)
+    a1.set_xlabel(xlabel)
+    if digits is None:
+        digits = 2 if hi - lo >= 0.5 else 3                               # a narrow range needs the third digit
     for y, i in enumerate(order):
-        a1.text(min(probs[i] + 0.02, 0.9), y, f"{probs[i]:.2f}", va="center", fontsize=8)
+        a1.text(min(probs[i] + 0.02 * (hi - lo), lo + 0.9 * (hi - lo)), y, f"{probs[i]:.{digits}f}", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_input_grid(paths: Sequence, rows: Sequence[Sequence[int]], targets: Sequence[int], preds: Sequence[int],
+                    classnames: Sequence[str], size: int, title: str = "", cols: int = 4):
+    """Images as the model sees them (resized to `size` x `size`, drawn without smoothing), one row of the
+    grid per list of image indices in `rows`; each titled "真实→预测", or "真实（认对）" when right."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows)), squeeze=False)
+    for row, idx in zip(axes, rows):
+        for ax in row:
+            ax.axis("off")
+        for ax, i in zip(row, idx):
+            img = Image.open(paths[i]).convert("RGB").resize((size, size), Image.BICUBIC)
+            ax.imshow(img, interpolation="nearest")                         # nearest: show the real pixels
+            t, p = classnames[targets[i]], classnames[preds[i]]
+            ax.set_title(f"{t}（认对）" if t == p else f"{t}→{p}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

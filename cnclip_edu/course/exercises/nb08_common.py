@@ -1,6 +1,6 @@
 """What the exercises of notebook 08 (zero-shot classification) share: the course model shipped with the
-package (loaded once per process: 08.1 and 08.6 run the real text tower) and seeded unit-length rows
-(08.2's features, 08.5's colour and shape directions).
+package (loaded once per process: 08.1 and 08.3 run the real text tower) and seeded unit-length rows
+(08.2's features, 08.6's colour and shape directions).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Exercise 08.3 of notebook 08 (zero-shot classification): the strict compositional test.
+"""Exercise 08.4 of notebook 08 (zero-shot classification): the strict compositional test.
 
-08.3 (part 4's experiment: held-out colour+shape combinations scored against all K combinations, split
+08.4 (part 5's experiment: held-out colour+shape combinations scored against all K combinations, split
 into colour and shape, beside a same-shape and a same-colour control scored by the same classifier on
 seen images) is compared with `eval.compositional.compositional_test` on small colour/shape worlds whose
 features are multiples of 1/8, so every cosine is exact in float32 and a tie is a true tie (it goes to
@@ -14,7 +14,7 @@ from __future__ import annotations
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 08.3 the strict test
+# ----------------------------------------------------------------------------- 08.4 the strict test
 def _library_compositional(held_feats, held_targets, seen_feats, seen_targets, classifier, names):
     from cnclip_edu.eval.compositional import compositional_test
 
@@ -138,7 +138,7 @@ def _mistake(kind: str):
 
 
 register(Exercise(
-    id="08.3", title="组合泛化的严格检验：K 选 1、拆成颜色和形状、两种对照", points=4,
+    id="08.4", title="组合泛化的严格检验：K 选 1、拆成颜色和形状、两种对照", points=4,
     hint="没见过的组合的图片要在全部 K 个组合里选（不是只在没见过的那几个里选）；见过的组合的图片也用同一个 K 选 1 的分类器。"
          "颜色、形状的准确率都从这同一个 K 选 1 的预测里拆出来，分母是全部没见过的组合的图片。"
          "对照只用见过的组合的图片：同形状（别的颜色）的，和同颜色（别的形状）的，后者按每张图自己的形状算对错。"

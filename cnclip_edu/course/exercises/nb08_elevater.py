@@ -1,9 +1,10 @@
-"""Exercise 08.6 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
+"""Exercise 08.3 of notebook 08 (zero-shot classification): the ensemble classifier and the ELEVATER
 prediction file, byte for byte.
 
-08.6 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
+08.3 (the student reads cn_clip's write-read-write `json_prec_dump` and writes the same ELEVATER
 prediction file, from encoded prompts: the ensemble classifier, the probabilities, the
-rounding) is compared with the file the library's writer (`classifier_from_text_features`,
+rounding, and the rows reordered by `--index` as cn_clip's `outputs[index]` does: a gather, not a
+scatter) is compared with the file the library's writer (`classifier_from_text_features`,
 `classify_features`, `elevater_object`, `save_elevater`) makes from the same inputs, by
 `eval.zeroshot.elevater_diff`: the same text, except that each probability may differ by one unit in its
 6th decimal. The probabilities are rounded to 6 decimals, where one float32 rounding step already moves
@@ -14,7 +15,7 @@ float64. Class vectors and images are small perturbations of one direction, so c
 1/128 and the probabilities are neither 0 nor 1.
 
 08.q1 (two choices and one number, one verdict) grades why rounding once in float64 gives cn_clip's bytes: a write-read-write round
-trip cannot change them, so 08.6 cannot tell it from one pass and does not forbid it.
+trip cannot change them, so 08.3 cannot tell it from one pass and does not forbid it.
 """
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ from .core import Case, Exercise, register
 from .nb08_common import _course_model
 
 
-# ----------------------------------------------------------------------------- 08.6 the ELEVATER file
-# What 08.6 builds (and what no answer of 08.q1, a quiz, has any use for): the grader's tripwires.
+# ----------------------------------------------------------------------------- 08.3 the ELEVATER file
+# What 08.3 builds (and what no answer of 08.q1, a quiz, has any use for): the grader's tripwires.
 BUILDS_ELEVATER = ("cnclip_edu.eval.zeroshot.elevater_predictions", "cnclip_edu.eval.zeroshot.elevater_object",
                    "cnclip_edu.eval.zeroshot.save_elevater", "cnclip_edu.eval.zeroshot.classify_features",
                    "cnclip_edu.eval.zeroshot.classifier_from_text_features")
 
 
-def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
-    """The library's writer on the same inputs: ensemble classifier -> softmax(100 cos) -> <dataset>.json."""
+def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save_dir, index=None):
+    """The library's writer on the same inputs: ensemble classifier -> softmax(100 cos) -> rows reordered as
+    cn_clip's `outputs[index]` (row i of the file is image index[i]) -> <dataset>.json."""
     import numpy as np
 
     from cnclip_edu.eval.zeroshot import (classifier_from_text_features, classify_features, elevater_object,
@@ -39,9 +41,10 @@ def _library_write(model, vision_model, dataset, image_feats, prompt_feats, save
     clf = classifier_from_text_features(prompt_feats / prompt_feats.norm(dim=-1, keepdim=True))   # (D, C)
     result = classify_features(image_feats, clf, np.zeros(len(image_feats), dtype=np.int64),
                                [str(c) for c in range(clf.shape[1])])
+    probs = result.probs if index is None else result.probs[np.asarray(index, dtype=np.int64)]
     n_params = sum(p.numel() for p in model.parameters())
     n_visual = sum(p.numel() for p in model.visual.parameters())
-    return save_elevater(elevater_object(result.probs, "CN-CLIP-" + vision_model, dataset, n_params, n_visual),
+    return save_elevater(elevater_object(probs, "CN-CLIP-" + vision_model, dataset, n_params, n_visual),
                          save_dir, dataset)
 
 
@@ -98,13 +101,26 @@ def _elevater_inputs(n_images: int, n_classes: int, n_templates: int, seed: int)
     return torch.tensor(images), torch.tensor(prompts)
 
 
-def _read_written(f, n: int, c: int, t: int, seed: int, dataset: str):
+def _index(n: int, seed: int) -> list[int] | None:
+    """A reordering of n rows with no fixed point and no 2-cycle only (so that its inverse differs from it),
+    or None (seed < 0: no --index)."""
+    import random
+
+    if seed < 0 or n < 3:
+        return None
+    rng = random.Random(seed)
+    order = list(range(n))
+    rng.shuffle(order)
+    return order[1:] + order[:1]            # one n-cycle: index[i] != i, and the inverse is another order
+
+
+def _read_written(f, n: int, c: int, t: int, seed: int, dataset: str, index_seed: int = -1):
     """Run the answer in a fresh folder; -> the text of the file it wrote (and says it wrote)."""
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = f(_course_model(), "ViT-Course", dataset, *_elevater_inputs(n, c, t, seed), tmp)
+        path = f(_course_model(), "ViT-Course", dataset, *_elevater_inputs(n, c, t, seed), tmp, _index(n, index_seed))
         path = Path(path)
         if path.resolve() != (Path(tmp) / f"{dataset}.json").resolve():
             return f"（文件名不对：应当是 <save_dir>/{dataset}.json，你返回的是 {path.name}）"
@@ -112,25 +128,28 @@ def _read_written(f, n: int, c: int, t: int, seed: int, dataset: str):
 
 
 def _elevater_cases():
-    runs = [("12 张图、4 个类别、每类 4 个模板（各模板长度不同）", 12, 4, 4, 0, "toy-combo_heldout"),
-            ("5 张图、7 个类别、每类 2 个模板", 5, 7, 2, 1, "toy-color"),
-            ("3 张图、3 个类别、只有 1 个模板", 3, 3, 1, 2, "toy-shape"),
+    runs = [("12 张图、4 个类别、每类 4 个模板（各模板长度不同）", 12, 4, 4, 0, "toy-combo_heldout", -1),
+            ("5 张图、7 个类别、每类 2 个模板", 5, 7, 2, 1, "toy-color", -1),
+            ("3 张图、3 个类别、只有 1 个模板", 3, 3, 1, 2, "toy-shape", -1),
             # a Chinese dataset name: ensure_ascii=True (json.dumps' default) writes \uXXXX instead of the characters
-            ("4 张图、3 个类别、数据集名是中文", 4, 3, 2, 3, "玩具-形状")]
-    return [Case(label, lambda f, n=n, c=c, t=t, s=s, d=d: _read_written(f, n, c, t, s, d))
-            for label, n, c, t, s, d in runs]
+            ("4 张图、3 个类别、数据集名是中文", 4, 3, 2, 3, "玩具-形状", -1),
+            # --index: row i of the file is image index[i] (cn_clip's outputs[index]), not image i moved to row index[i]
+            ("6 张图、4 个类别，给了 index（重排各行）", 6, 4, 2, 4, "toy-combo_seen", 7)]
+    return [Case(label, lambda f, n=n, c=c, t=t, s=s, d=d, i=i: _read_written(f, n, c, t, s, d, i))
+            for label, n, c, t, s, d, i in runs]
 
 
 def _elevater_hidden(seed: int):
     import random
 
     rng = random.Random(seed)
-    return [Case(kind, lambda f, n=rng.randint(2, 20), c=c, t=t, s=rng.randrange(10 ** 6), d=d:
-                 _read_written(f, n, c, t, s, d))
-            for kind, c, t, d in (("类别多、模板多", rng.randint(6, 12), 4, "toy-combo_seen"),
-                                  ("类别少、模板少", rng.randint(2, 4), 2, "cifar-10"),
-                                  ("只有 1 个模板", rng.randint(2, 8), 1, "toy-color"),
-                                  ("数据集名是中文", rng.randint(2, 6), 2, rng.choice(["玩具-颜色", "花卉-102"])))]
+    return [Case(kind, lambda f, n=rng.randint(3, 20), c=c, t=t, s=rng.randrange(10 ** 6), d=d, i=i:
+                 _read_written(f, n, c, t, s, d, i))
+            for kind, c, t, d, i in (("类别多、模板多", rng.randint(6, 12), 4, "toy-combo_seen", -1),
+                                     ("类别少、模板少", rng.randint(2, 4), 2, "cifar-10", -1),
+                                     ("只有 1 个模板", rng.randint(2, 8), 1, "toy-color", -1),
+                                     ("数据集名是中文", rng.randint(2, 6), 2, rng.choice(["玩具-颜色", "花卉-102"]), -1),
+                                     ("给了 index", rng.randint(2, 6), 2, "toy-shape", rng.randrange(10 ** 6)))]
 
 
 def _compare_files(expected: str, got) -> str | None:
@@ -143,11 +162,12 @@ def _compare_files(expected: str, got) -> str | None:
 
 
 def _elevater_mistake(kind: str):
-    def write_elevater(model, vision_model, dataset, image_feats, prompt_feats, save_dir):
+    def write_elevater(model, vision_model, dataset, image_feats, prompt_feats, save_dir, index=None):
         import json
         from pathlib import Path
 
         import numpy as np
+        import torch
 
         f = prompt_feats if kind == "no_prenorm" else prompt_feats / prompt_feats.norm(dim=-1, keepdim=True)
         w = f.mean(dim=1)
@@ -158,6 +178,12 @@ def _elevater_mistake(kind: str):
             probs = probs.T
         if kind == "softmax64":    # a correct answer that sums the softmax in float64: accepted (not a mutant)
             probs = (100.0 * image_feats.double() @ w.T.double()).softmax(dim=-1)
+        if index is not None and kind == "index_scatter":     # row index[i] of the file gets image i
+            out = torch.empty_like(probs)
+            out[torch.as_tensor(index)] = probs
+            probs = out
+        elif index is not None and kind != "index_ignored":
+            probs = probs[torch.as_tensor(index)]             # cn_clip: outputs = outputs[index]
         probs = probs.numpy() if kind == "round32" else probs.numpy().astype(np.float64)
         if kind == "no_round":
             preds = probs.tolist()
@@ -189,11 +215,12 @@ def _elevater_mistake(kind: str):
 
 
 register(Exercise(
-    id="08.6", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
+    id="08.3", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
     hint="先做分类器：每个模板的特征除以自己的长度，沿模板那一维平均，再归一化，得到每个类别一个原型；概率是 softmax(100 · 余弦)，"
          "每行对应一张图、每列对应一个类别（label_cn.txt 的顺序）。文件是一个 JSON 对象，键的名字和先后要和 cn_clip 的一样"
          "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率先转成 float64 再四舍五入到 6 位小数，外面还有一层\"随机种子\"的列表；"
-         "json.dumps 用默认的分隔符、不缩进、ensure_ascii=False，写到 save_dir/<dataset>.json。",
+         "json.dumps 用默认的分隔符、不缩进、ensure_ascii=False，写到 save_dir/<dataset>.json。"
+         "给了 index 时，照 cn_clip 的 outputs[index] 重排各行：文件的第 i 行是哪张图？",
     reference=_library_write,
     cases=_elevater_cases,
     hidden=_elevater_hidden,
@@ -215,13 +242,15 @@ register(Exercise(
         "num_trainable_params 数了 requires_grad 的参数（零样本什么都没训练：0）": _elevater_mistake("trainable"),
         "num_backbone_params 写成了视觉塔的参数个数": _elevater_mistake("backbone_visual"),
         "文件末尾多了一个换行符": _elevater_mistake("newline"),
+        "没有按 index 重排各行": _elevater_mistake("index_ignored"),
+        "按 index 反着重排（第 i 张图放到第 index[i] 行；cn_clip 是第 i 行取第 index[i] 张图）": _elevater_mistake("index_scatter"),
     },
 ))
 
 
 # ----------------------------------------------------------------------------- 08.q1 why one rounding in float64 is enough
-# Two choices and one number about 08.6's rounding (the notebook states the questions). A write-read-write round
-# trip cannot change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.6
+# Two choices and one number about 08.3's rounding (the notebook states the questions). A write-read-write round
+# trip cannot change the bytes (json writes the shortest decimal that reads back to the same float64), so 08.3
 # does not forbid it; what it cannot check is *why* rounding once in float64 is the same: these questions grade
 # that. One verdict for all three (no per-question right/wrong), and question 2 asks for a number, so trying
 # answers until the check passes does not pay.

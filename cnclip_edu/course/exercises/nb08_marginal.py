@@ -1,6 +1,6 @@
-"""Exercise 08.5 of notebook 08 (zero-shot classification): a shape classifier with colour marginalised.
+"""Exercise 08.6 of notebook 08 (zero-shot classification): a shape classifier with colour marginalised.
 
-08.5 (the compositional half: a shape classifier from the colour+shape classifier, colour marginalised)
+08.6 (the compositional half: a shape classifier from the colour+shape classifier, colour marginalised)
 is compared with `eval.marginal.marginal_probs` on seeded features built from colour and shape
 directions: a small logit scale (so summing, averaging, taking the maximum or summing logits all give
 other numbers, and a hard-coded 100 shows), shapes with fewer combinations than others (as the 40 seen
@@ -13,7 +13,7 @@ from .core import Case, Exercise, register
 from .nb08_common import _unit
 
 
-# ----------------------------------------------------------------------------- 08.5 marginalise colour
+# ----------------------------------------------------------------------------- 08.6 marginalise colour
 def _library_marginal(image_feats, classifier, combo_names, shapes, scale):
     from cnclip_edu.eval.marginal import marginal_probs
 
@@ -110,7 +110,7 @@ def _marginal_mistake(kind: str):
 
 
 register(Exercise(
-    id="08.5", title="对颜色边缘化：用颜色-形状分类器做形状分类", points=3,
+    id="08.6", title="对颜色边缘化：用颜色-形状分类器做形状分类", points=3,
     hint="先在全部颜色-形状组合上做一次普通的零样本预测：余弦乘以 scale，在组合那一维上 softmax，每张图的概率加起来为 1；"
          "再把同一个形状的所有组合的概率加起来（不是取最大、不是平均、也不是先把分数加起来），得到每个形状一列，"
          "列的顺序按 shapes 给的顺序。组合名是\"颜色的形状\"：形状是第一个\"的\"后面的整段文字，要和 shapes 里的名字完全相等"

@@ -1,6 +1,6 @@
-"""Exercise 08.4 of notebook 08 (zero-shot classification): a paired comparison of two classifiers.
+"""Exercise 08.5 of notebook 08 (zero-shot classification): a paired comparison of two classifiers.
 
-08.4 (is a difference beyond noise? the rule every later "beyond noise" in the notebook uses) is compared
+08.5 (is a difference beyond noise? the rule every later "beyond noise" in the notebook uses) is compared
 with `eval.paired.paired_gap` on boolean "right / wrong" arrays for two classifiers graded on the same
 images, built so that each mistake shows: many images both get right (an unpaired or sqrt(N) standard
 error differs), a difference of exactly two standard errors with m >= 10 disagreeing images (`>=`
@@ -15,7 +15,7 @@ from __future__ import annotations
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 08.4 paired comparison
+# ----------------------------------------------------------------------------- 08.5 paired comparison
 def _library_paired(ok_base, ok_other):
     from cnclip_edu.eval.paired import paired_gap
 
@@ -120,7 +120,7 @@ def _paired_mistake(kind: str):
 
 
 register(Exercise(
-    id="08.4", title="配对比较：两个分类器在同一批图上的差，超出噪声了吗", points=2,
+    id="08.5", title="配对比较：两个分类器在同一批图上的差，超出噪声了吗", points=2,
     hint="两边都对、两边都错的图对差没有贡献；差只来自一边对、一边错的那些图。假设两个分类器一样好，"
          "这样的每张图是 +1 还是 -1 各占一半，m 张图的和的方差是 m。m ≥ 10 时差要超过两个标准误（严格大于）才算超出噪声；"
          "m < 10 时朝 other 翻的张数 X 服从 Binomial(m, 1/2)，p 把和观察到的一样极端的那些值也算进去，两个方向都算。"
