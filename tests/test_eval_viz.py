@@ -225,3 +225,18 @@ def test_confusion_matrix_column_groups():
     plt.close(fig)
     with pytest.raises(ValueError, match="column_groups has 5 names for 6 columns"):
         viz_zs.plot_confusion_matrix(cm, list("abcdef"), row_names=["x", "y"], column_groups=["g"] * 5)
+
+
+def test_input_grid_titles_carry_notes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for i, img in enumerate(_images(3).values()):
+        p = tmp_path / f"{i}.png"
+        img.save(p)
+        paths.append(p)
+    fig = viz_zs.plot_input_grid(paths, [[0, 1], [2]], targets=[0, 0, 1], preds=[1, 0, 1],
+                                 classnames=["圆形", "正方形"], size=8, notes={0: "大", 2: "小"})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["圆形→正方形 大", "圆形（认对）", "正方形（认对） 小"]
+    plt.close(fig)

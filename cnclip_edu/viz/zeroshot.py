@@ -172,9 +172,11 @@ def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title
 
 
 def plot_input_grid(paths: Sequence, rows: Sequence[Sequence[int]], targets: Sequence[int], preds: Sequence[int],
-                    classnames: Sequence[str], size: int, title: str = "", cols: int = 4):
+                    classnames: Sequence[str], size: int, title: str = "", cols: int = 4,
+                    notes: Mapping[int, str] | None = None):
     """Images as the model sees them (resized to `size` x `size`, drawn without smoothing), one row of the
-    grid per list of image indices in `rows`; each titled "真实→预测", or "真实（认对）" when right."""
+    grid per list of image indices in `rows`; each titled "真实→预测", or "真实（认对）" when right,
+    followed by `notes[i]` (e.g. "大"/"小") when given."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -186,7 +188,8 @@ def plot_input_grid(paths: Sequence, rows: Sequence[Sequence[int]], targets: Seq
             img = Image.open(paths[i]).convert("RGB").resize((size, size), Image.BICUBIC)
             ax.imshow(img, interpolation="nearest")                         # nearest: show the real pixels
             t, p = classnames[targets[i]], classnames[preds[i]]
-            ax.set_title(f"{t}（认对）" if t == p else f"{t}→{p}", fontsize=8)
+            note = f" {notes[i]}" if notes and i in notes else ""
+            ax.set_title((f"{t}（认对）" if t == p else f"{t}→{p}") + note, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
