@@ -226,3 +226,19 @@ def test_convert_refuses_ids_past_64_bits_and_an_empty_result(tmp_path, photos, 
                 "--on-error", "skip"]) == 1
     assert "none of the 1 images could be converted; nothing was written" in capsys.readouterr().err
     assert not (tmp_path / "o" / "train_imgs.tsv").exists()
+
+
+def test_write_splits_is_what_convert_captions_writes(tmp_path, photos):
+    """convert_captions = encode every photo, then write_splits (exercise 10.7 rebuilds it): same bytes, ids run on."""
+    caps = tmp_path / "caps.csv"
+    caps.write_text("image,caption,split\nrotated.jpg,红色,valid\nsub/rgba.png,蓝色,train\nrotated.jpg, 红色 ,train\n"
+                    "cmyk.tif,青色,valid\nsub/rgba.png,蓝色,train\n", encoding="utf-8")
+    report = convert.convert_captions(photos, caps, tmp_path / "a", start_image_id=5, start_text_id=20, progress=False)
+    rows = [(r.image, r.caption, r.split) for r in convert.read_captions(caps)]
+    ids = {"rotated.jpg": 5, "sub/rgba.png": 6, "cmyk.tif": 7}
+    mine = convert.write_splits(tmp_path / "b", rows, ids, lambda img: convert.prepare_image(photos / img), 20)
+    assert list(mine) == ["valid", "train"] and {k: {**v, "skipped": 0} for k, v in mine.items()} == report
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) == 6
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    assert [t["text_id"] for t in formats.iter_texts_jsonl(tmp_path / "b" / "train_texts.jsonl")] == [22, 23]

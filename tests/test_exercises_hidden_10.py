@@ -104,3 +104,30 @@ def test_10_3_accepts_another_exact_count(name):
 def test_10_3_rejects_an_estimate_from_shuffles():
     ex = X.get("10.6")
     assert _run(ex, nb10_chance._chance_mistake("simulated"), ex.cases()) is not None
+
+
+def _write_splits_by_hand(out_dir, rows, image_ids, encode, start_text_id=1):
+    """10.7 written without the formats helpers: plain files, json.dumps, the id advanced by the records."""
+    import json
+    from pathlib import Path
+
+    from cnclip_edu.data.convert import caption_records
+
+    next_id = start_text_id
+    for name in dict.fromkeys(s for _, _, s in rows):
+        kept = [(img, cap) for img, cap, s in rows if s == name]
+        images = list(dict.fromkeys(img for img, _ in kept))
+        records = caption_records(kept, image_ids, next_id)
+        next_id += len(records)
+        files = {"imgs.tsv": [f"{image_ids[i]}\t{encode(i)}" for i in images],
+                 "texts.jsonl": [json.dumps(r, ensure_ascii=False) for r in records],
+                 "id_map.tsv": [f"{image_ids[i]}\t{i}" for i in images]}
+        for suffix, lines in files.items():
+            Path(out_dir, f"{name}_{suffix}").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_10_7_accepts_plain_file_writes_and_hidden_draws_reject_every_mutant():
+    _accepted_everywhere("10.7", _write_splits_by_hand)
+    ex = X.get("10.7")
+    for name, wrong in ex.mutants().items():
+        assert any(_run(ex, wrong, ex.hidden(s)) for s in (0, 1, 2)), name

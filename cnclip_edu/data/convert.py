@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
@@ -127,6 +127,33 @@ def prepare_image(path: str | os.PathLike, max_side: int | None = None, quality:
     return formats.encode_image(img, "JPEG", quality=quality)
 
 
+def write_splits(out_dir: str | os.PathLike, rows: Iterable[tuple[str, str, str]], image_ids: Mapping[str, int],
+                 encode: Callable[[str], str], start_text_id: int = 1,
+                 splits: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+    """(image, caption, split) rows in file order -> `{split}_imgs.tsv`, `_texts.jsonl`, `_id_map.tsv` per split.
+
+    Splits in the order first seen (or `splits`: one whose rows all went is written empty). Each split's
+    images are its own, in the order first seen there, as `image_ids[image]<TAB>encode(image)`; its texts are
+    `caption_records` of its rows, text ids running on from the previous split; the id map lists
+    `id<TAB>file` in the imgs.tsv order. -> per split {"images", "texts", "pairs"}.
+    """
+    out_dir = Path(out_dir)
+    rows = list(rows)
+    report: dict[str, dict[str, int]] = {}
+    next_text_id = start_text_id
+    for name in dict.fromkeys(r[2] for r in rows) if splits is None else splits:
+        kept = [(img, cap) for img, cap, split in rows if split == name]
+        images = list(dict.fromkeys(img for img, _ in kept))
+        texts = caption_records(kept, image_ids, next_text_id)
+        next_text_id += len(texts)
+        formats.write_imgs_tsv(formats.imgs_tsv(out_dir, name), ((image_ids[img], encode(img)) for img in images))
+        formats.write_texts_jsonl(formats.texts_jsonl(out_dir, name),
+                                  ((t["text_id"], t["text"], t["image_ids"]) for t in texts))
+        formats.write_lines_atomic(out_dir / f"{name}_id_map.tsv", (f"{image_ids[img]}\t{img}" for img in images))
+        report[name] = {"images": len(images), "texts": len(texts), "pairs": sum(len(t["image_ids"]) for t in texts)}
+    return report
+
+
 def convert_captions(images_dir: str | os.PathLike, captions: str | os.PathLike, out_dir: str | os.PathLike,
                      split: str | None = None, max_side: int | None = None, quality: int = 95,
                      start_image_id: int = 1, start_text_id: int = 1, on_error: str = "fail",
@@ -165,19 +192,10 @@ def convert_captions(images_dir: str | os.PathLike, captions: str | os.PathLike,
     if not encoded:
         raise ConvertError(f"{captions}: none of the {len(ids)} images could be converted; nothing was written")
     out_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, dict[str, int]] = {}
-    next_text_id = start_text_id
-    for name in dict.fromkeys(r.split for r in rows):  # splits in the order first seen
-        kept = [(r.image, r.caption) for r in rows if r.split == name and r.image not in skipped]
-        images = list(dict.fromkeys(img for img, _ in kept))
-        texts = caption_records(kept, ids, next_text_id)
-        next_text_id += len(texts)
-        formats.write_imgs_tsv(formats.imgs_tsv(out_dir, name), ((ids[img], encoded[img]) for img in images))
-        formats.write_texts_jsonl(formats.texts_jsonl(out_dir, name),
-                                  ((t["text_id"], t["text"], t["image_ids"]) for t in texts))
-        formats.write_lines_atomic(out_dir / f"{name}_id_map.tsv", (f"{ids[img]}\t{img}" for img in images))
-        report[name] = {"images": len(images), "texts": len(texts), "pairs": sum(len(t["image_ids"]) for t in texts),
-                        "skipped": len({r.image for r in rows if r.split == name and r.image in skipped})}
+    report = write_splits(out_dir, [(r.image, r.caption, r.split) for r in rows if r.image not in skipped], ids,
+                          encoded.__getitem__, start_text_id, splits=dict.fromkeys(r.split for r in rows))
+    for name, counts in report.items():
+        counts["skipped"] = len({r.image for r in rows if r.split == name and r.image in skipped})
     for msg in skipped.values():
         print(f"skipped: {msg}", file=sys.stderr)
     return report
