@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("changes", nargs="?", default="{}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=0, help="print the one-shape reading every N steps")
     args = ap.parse_args()
     torch.set_num_threads(1)
     clip, preprocess = cc.load("course")
@@ -46,10 +47,17 @@ def main() -> None:
     cfg = override(recipe.RecipeConfig(seed=args.seed), changes)
     world = recipe.make_world(cfg)
     model, bank = recipe.build_model(cfg, world, clip.visual, preprocess)
-    t0 = time.perf_counter()
-    train_stage(model, world.text_chats, bank, recipe.stages(cfg)[0])
-    train_s = time.perf_counter() - t0
     one = [s for s in world.test_questions if s.qtypes[0] in evaluate.ONE_SHAPE_QTYPES]
+
+    class Curve:  # the same reading every `--every` steps
+        def after_step(self, step, loss):
+            if args.every and (step + 1) % args.every == 0:
+                print(json.dumps({"step": step + 1, "one_shape_text": read_scenes(model, world, one)}), flush=True)
+                model.train()
+
+    t0 = time.perf_counter()
+    train_stage(model, world.text_chats, bank, recipe.stages(cfg)[0], Curve())
+    train_s = time.perf_counter() - t0
     out = {"changes": changes, "seed": args.seed, "stage0_s": round(train_s, 1),
            "one_shape_text": read_scenes(model, world, one),
            "heldout_shape_text": read_scenes(model, world, world.heldout_shape)}
