@@ -7,13 +7,19 @@
 The JSON overrides `recipe.RecipeConfig` fields (nested dataclasses by dict). Prints, per seed, the
 chapter's metrics, accuracy per question type and shapes on the canvas, the stage-0 decoder's
 reading of scenes written in words, and the wall time of each stage; one JSON line per seed at the end.
+
+    ... --record runs/binding.jsonl      # also append each seed's line, with the command, commit and machine
+    python bench/bench_mllm_binding.py --write runs/binding.jsonl   # section mllm-binding of docs/benchmarks.md
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -21,6 +27,9 @@ import cnclip_edu as cc
 from cnclip_edu.mllm import evaluate, recipe
 from cnclip_edu.mllm import world as W
 from cnclip_edu.mllm.train import train_stage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import git_rev, machine_info, markdown_table, write_section  # noqa: E402
 
 
 def override(obj, changes: dict):
@@ -92,21 +101,56 @@ def run(changes: dict, seed: int, clip, preprocess, save: str | None = None, eva
     return out
 
 
+def write_doc(records: Path) -> str:
+    """Section mllm-binding of docs/benchmarks.md from the lines `--record` appended, one row each."""
+    rows = []
+    for line in records.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        t = r["types"]
+        rows.append([f"`{json.dumps(r['changes'], ensure_ascii=False)}`", r["seed"],
+                     " / ".join(f"{r[f'one_{n}'][0]:.2f}" for n in (1, 2, 3)), t["有无"], t["左右"], r["seen"],
+                     f"{r['heldout_shape']:.2f} vs {r['heldout_text_only']:.3f}", r["caption"],
+                     f"{r['train_s']:.0f} ({', '.join(f'{x:.0f}' for x in r['stage_s'])})", r["commit"], r["load"]])
+    first = json.loads(records.read_text(encoding="utf-8").splitlines()[0])
+    md = "\n\n".join([
+        "## mllm-binding: notebook 11's chat model, questions about one shape by shapes on the canvas",
+        f"Command per row: `OMP_NUM_THREADS=1 python bench/bench_mllm_binding.py '<override>' --seeds N --record FILE`, "
+        f"then `--write FILE`. Machine: {first['machine']}; the load average at each run's end is in the last column "
+        "(2 cores shared with other jobs: a load of 4 gives a run half a core, and its wall times double).",
+        markdown_table(["override", "seed", "one shape on 1 / 2 / 3-shape canvases", "有无", "左右", "seen",
+                        "held-out shape vs text-only", "caption", "train s (stages)", "commit", "load"], rows),
+        "one shape = 颜色, 形状, 大小, 位置 questions (they name one shape; with 2-3 shapes on the canvas the model must "
+        "read the named one). Every row is a one-thread run, and one-thread runs repeat exactly.",
+    ])
+    write_section("mllm-binding", md)
+    return md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("changes", nargs="?", default="{}")
+    ap.add_argument("--record", type=Path, help="append each seed's JSON line (with command, commit, machine) here")
+    ap.add_argument("--write", type=Path, help="write section mllm-binding from a --record file, and train nothing")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=0, help="print the seen-question accuracy every N stage-2 steps")
     ap.add_argument("--save", help="write the trained model's state_dict to SAVE-seedN.pt")
     args = ap.parse_args()
+    if args.write:
+        print(write_doc(args.write))
+        return
     torch.set_num_threads(args.threads)
     clip, preprocess = cc.load("course")
     clip.eval()
     changes = json.loads(args.changes)
     for seed in args.seeds:
         out = run(changes, seed, clip, preprocess, args.save, args.eval_every)
-        print(json.dumps({"changes": changes, **out}, ensure_ascii=False), flush=True)
+        line = json.dumps({"changes": changes, **out}, ensure_ascii=False)
+        print(line, flush=True)
+        if args.record:
+            with args.record.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"changes": changes, **out, "commit": git_rev(), "machine": machine_info(),
+                                    "load": round(os.getloadavg()[0], 1)}, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,23 @@ def test_loss_counts_only_the_replies(setup):
     torch.testing.assert_close(next_token_loss(logits2, b.labels), loss)
 
 
+def test_weighted_loss_averages_per_token_per_chat_or_between():
+    from cnclip_edu.mllm.train import weighted_next_token_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 9, 11, generator=g)
+    labels = torch.randint(0, 11, (3, 9), generator=g)
+    labels[0, :2] = labels[1, :7] = labels[2, :5] = IGNORE_INDEX          # 6, 1 and 3 reply tokens after the shift
+    torch.testing.assert_close(weighted_next_token_loss(logits, labels, "token"), next_token_loss(logits, labels))
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
+    per_chat = [ce[i][labels[i, 1:] != IGNORE_INDEX] for i in range(3)]
+    torch.testing.assert_close(weighted_next_token_loss(logits, labels, "sample"), torch.stack([c.mean() for c in per_chat]).mean())
+    square = sum(c.sum() / len(c) ** 0.5 for c in per_chat) / sum(len(c) ** 0.5 for c in per_chat)
+    torch.testing.assert_close(weighted_next_token_loss(logits, labels, "square"), square)
+    with pytest.raises(ValueError, match="loss_weighting"):
+        weighted_next_token_loss(logits, labels, "chat")
+
+
 def test_frozen_parts_do_not_move(setup):
     _, _, world, model, bank = setup
     m = copy.deepcopy(model)

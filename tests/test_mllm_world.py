@@ -126,3 +126,33 @@ def test_train_shapes_keep_thins_one_shape_training_canvases_only():
     ones = lambda cvs: sum(len(cv.items) == 1 for cv in cvs) / len(cvs)  # noqa: E731
     assert ones(thin.train_canvases) < ones(base.train_canvases) / 2
     assert thin.test_canvases == base.test_canvases  # the test is drawn as before
+
+
+def test_referring_questions_ask_about_one_of_several_shapes():
+    from cnclip_edu.mllm.world import referring_questions
+
+    cvs = _canvases(100, seed=5)
+    qs = referring_questions(random.Random(0), cvs, WC.seen(), 200)
+    assert len(qs) == 200 and {s.qtypes[0] for s in qs} == {"颜色", "形状", "大小", "位置"}
+    for s in qs:
+        cv = cvs[s.canvas]
+        assert len(cv.items) >= 2
+        q, a = s.turns[0]
+        named = [it for it in cv.items if it.color in q or it.shape in q or f"{cv.position(it)}的" in q]
+        assert len(named) == 1 and a in (named[0].color, named[0].shape, f"{named[0].size}的", cv.position(named[0]))
+    with pytest.raises(ValueError, match="two shapes"):
+        referring_questions(random.Random(0), [cv for cv in cvs if len(cv.items) == 1], WC.seen(), 1)
+
+
+def test_binding_drills_are_added_and_leave_the_other_chats_as_they_were():
+    from dataclasses import replace
+
+    base = make_world(SMALL)
+    drill = make_world(replace(SMALL, n_text_binding=50, n_sft_binding=40))
+    assert drill.text_chats[:len(base.text_chats)] == base.text_chats and len(drill.text_chats) == len(base.text_chats) + 50
+    assert drill.sft_chats[:len(base.sft_chats)] == base.sft_chats and len(drill.sft_chats) == len(base.sft_chats) + 40
+    for s in drill.text_chats[len(base.text_chats):]:
+        assert s.meta["context"].count("是一个") >= 2   # the scene in words, with 2-3 shapes
+    for s in drill.sft_chats[len(base.sft_chats):]:
+        assert len(drill.train_canvases[s.canvas].items) >= 2
+    assert drill.test_questions == base.test_questions and drill.test_canvases == base.test_canvases

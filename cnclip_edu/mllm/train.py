@@ -41,6 +41,10 @@ class Stage:
     vit_lr_scale: float = 0.1       # a pretrained ViT moves with a smaller learning rate
     seed: int = 0
     bucket: int = 8                 # batches drawn together and cut by length (less padding); 1 = plain shuffle
+    # How the reply tokens of a batch are averaged (InternVL 2.5, section 4.3): "token" (every token alike: a
+    # 24-token caption outweighs a 2-token answer 12 to 1), "sample" (every chat alike) or "square" (a chat of
+    # x reply tokens weighs 1/sqrt(x) per token, between the two).
+    loss_weighting: str = "token"
 
 
 @dataclass
@@ -55,6 +59,21 @@ def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Position t predicts token t+1; positions whose next label is IGNORE_INDEX add nothing."""
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                            ignore_index=IGNORE_INDEX)
+
+
+LOSS_POWER = {"token": 0.0, "square": 0.5, "sample": 1.0}
+
+
+def weighted_next_token_loss(logits: torch.Tensor, labels: torch.Tensor, weighting: str = "token") -> torch.Tensor:
+    """`next_token_loss` with each chat's reply tokens weighted by (its number of reply tokens) ** -p,
+    p = LOSS_POWER[weighting]; "token" is `next_token_loss` itself."""
+    if weighting not in LOSS_POWER:
+        raise ValueError(f"loss_weighting must be one of {sorted(LOSS_POWER)}, got {weighting!r}")
+    target = labels[:, 1:]                                                # (B, L-1)
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")
+    mask = (target != IGNORE_INDEX).float()                               # (B, L-1)
+    w = mask * mask.sum(1, keepdim=True).clamp(min=1) ** -LOSS_POWER[weighting]
+    return (ce * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def set_trainable(model, parts: tuple[str, ...]) -> int:
@@ -120,7 +139,9 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
         b = collate([encoded[i] for i in chunk]).to(device)
         # forward: image features (cached, or through the ViT when it trains), then the masked loss
         feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
-        loss = next_token_loss(model(b.ids, b.valid, feats), b.labels)
+        logits = model(b.ids, b.valid, feats)
+        loss = (next_token_loss(logits, b.labels) if stage.loss_weighting == "token"
+                else weighted_next_token_loss(logits, b.labels, stage.loss_weighting))
         # backward and update, with the learning rate of this step
         for g in opt.param_groups:
             g["lr"] = lr_at(step, stage) * g["scale"]

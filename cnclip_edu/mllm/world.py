@@ -201,6 +201,22 @@ def chat_samples(rng: random.Random, canvases: list[Canvas], allowed: list[tuple
     return out
 
 
+def referring_questions(rng: random.Random, canvases: list[Canvas], allowed: list[tuple[str, str]], n: int,
+                        qtypes: tuple[str, ...] = ("颜色", "形状", "大小", "位置")) -> list[Sample]:
+    """`n` single questions about one shape of a canvas with 2-3 shapes: the binding drill. With one shape on the
+    canvas any shape read from it is the answer; with several the question must pick the one it names."""
+    many = [ci for ci, cv in enumerate(canvases) if len(cv.items) >= 2]
+    if not many:
+        raise ValueError("referring questions need canvases with at least two shapes")
+    out = []
+    for _ in range(n):
+        ci = rng.choice(many)
+        qt = rng.choice(qtypes)
+        q, a, _ = ask(rng, canvases[ci], qt, allowed)
+        out.append(Sample(ci, [(q, a)], [qt]))
+    return out
+
+
 def conversation(rng: random.Random, ci: int, cv: Canvas, allowed: list[tuple[str, str]], rounds: int,
                  follow_ups: float = 0.5) -> Sample:
     """`rounds` distinct questions about one canvas; after a question about one shape, with
