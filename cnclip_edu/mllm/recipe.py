@@ -54,12 +54,12 @@ class RecipeConfig:
     # Stage 2 at 900 steps, not 600: seeds 0 / 1 / 2 then answer the held-out shape questions 0.63 / 0.48 / 0.49
     # (text-only 0.125 / 0.125 / 0.0) and caption 0.92 / 0.93 / 0.82 exactly; at 600 seed 2 was still learning to
     # read shapes (held-out 0.37 vs 0.25 text-only, caption 0.65). 300 more steps cost ~70 s on 2 CPU cores.
-    # Stage 2 at 1800 steps (issue 25): the machine notebook 11 now runs on is 2-3x faster than the one the 900 were
-    # tuned on, and doubling stage 2 is the one change that helped binding. Questions about one shape on 2 / 3-shape
-    # canvases, seeds 0 / 1 / 2: 0.62 / 0.48, 0.69 / 0.67, 0.66 / 0.65 (seed 0 at 900: 0.49 / 0.41); held-out shape
-    # 0.67 / 0.635 / 0.54 vs text-only 0.125 / 0.25 / 0.0; caption 0.98 / 0.985 / 0.95. Still far from binding:
-    # 有无 and 左右 stay near 0.5 (bench/bench_mllm_binding.py, docs/benchmarks.md mllm-binding).
-    steps: tuple[int, int, int] = (200, 100, 1800)   # stage 0, 1, 2
+    # Stage 2 at 1800 steps helps binding (issue 25): questions about one shape on 2 / 3-shape canvases, seeds
+    # 0 / 1 / 2: 0.62 / 0.48, 0.69 / 0.67, 0.66 / 0.65 (seed 0 at 900: 0.49 / 0.41); held-out shape 0.67 / 0.635 / 0.54
+    # vs text-only 0.125 / 0.25 / 0.0; caption 0.98 / 0.985 / 0.95; 有无 and 左右 stay near 0.5 (one thread,
+    # bench/bench_mllm_binding.py, docs/benchmarks.md mllm-binding). The default stays at notebook 11's 900 until the
+    # notebook moves with it (its time at 1800 steps on an idle machine and its results prose are not yet checked).
+    steps: tuple[int, int, int] = (200, 100, 900)   # stage 0, 1, 2
     lrs: tuple[float, float, float] = (2e-3, 1e-3, 1e-3)
     batch_size: int = 64
     bucket: int = 8                  # batches pooled and cut by length (train.length_batches); 1 = plain shuffle
