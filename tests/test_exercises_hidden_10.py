@@ -2,7 +2,7 @@
 groups found by relabelling); 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
 quality, rounding); 10.3 accepts correct splits that shuffle differently from the library (it grades
 properties, not our RNG call); 10.5's library threshold follows its stated rule. Every exercise's
-grading cases: test_exercises_hidden.py. 10.6 accepts an enumeration of the choices and the count by group a."""
+grading cases: test_exercises_hidden.py. 10.7 accepts an enumeration of the choices and the count by group a."""
 from __future__ import annotations
 
 import pytest
@@ -76,7 +76,7 @@ def _threshold_in_the_gap(scores, ranked, gold):
     return best[1]
 
 
-def test_10_6_grades_the_decisions_not_the_midpoint():
+def test_10_5_grades_the_decisions_not_the_midpoint():
     ex = X.get("10.5")
     assert _run(ex, _threshold_in_the_gap, ex.cases()) is None
     for seed in (0, 1, 2):
@@ -86,28 +86,28 @@ def test_10_6_grades_the_decisions_not_the_midpoint():
 
 
 @pytest.mark.parametrize("name", list(nb10_group._group_alternatives()))
-def test_10_5_accepts_another_correct_grouping(name):
+def test_10_4_accepts_another_correct_grouping(name):
     _accepted_everywhere("10.4", nb10_group._group_alternatives()[name])
 
 
-def test_10_5_rejects_groups_that_do_not_follow_chains():
+def test_10_4_rejects_groups_that_do_not_follow_chains():
     ex = X.get("10.4")
     assert _run(ex, nb10_group._group_mistake("pairs_only"), ex.cases())
     assert "同一场景" in _run(ex, nb10_group._group_mistake("by_photo"), ex.cases())
 
 
 @pytest.mark.parametrize("name", list(nb10_chance._chance_alternatives()))
-def test_10_3_accepts_another_exact_count(name):
-    _accepted_everywhere("10.6", nb10_chance._chance_alternatives()[name])
+def test_10_7_accepts_another_exact_count(name):
+    _accepted_everywhere("10.7", nb10_chance._chance_alternatives()[name])
 
 
-def test_10_3_rejects_an_estimate_from_shuffles():
-    ex = X.get("10.6")
+def test_10_7_rejects_an_estimate_from_shuffles():
+    ex = X.get("10.7")
     assert _run(ex, nb10_chance._chance_mistake("simulated"), ex.cases()) is not None
 
 
 def _write_splits_by_hand(out_dir, rows, image_ids, encode, start_text_id=1):
-    """10.7 written without the formats helpers: plain files, json.dumps, the id advanced by the records."""
+    """10.6 written without the formats helpers: plain files, json.dumps, the id advanced by the records."""
     import json
     from pathlib import Path
 
@@ -126,8 +126,8 @@ def _write_splits_by_hand(out_dir, rows, image_ids, encode, start_text_id=1):
             Path(out_dir, f"{name}_{suffix}").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def test_10_7_accepts_plain_file_writes_and_hidden_draws_reject_every_mutant():
-    _accepted_everywhere("10.7", _write_splits_by_hand)
-    ex = X.get("10.7")
+def test_10_6_accepts_plain_file_writes_and_hidden_draws_reject_every_mutant():
+    _accepted_everywhere("10.6", _write_splits_by_hand)
+    ex = X.get("10.6")
     for name, wrong in ex.mutants().items():
         assert any(_run(ex, wrong, ex.hidden(s)) for s in (0, 1, 2)), name

@@ -1,6 +1,6 @@
-"""Exercise 10.6 of notebook 10 (your own photos): could a difference on 17 captions be chance?
+"""Exercise 10.7 of notebook 10 (your own photos): could a difference on 17 captions be chance?
 
-10.6 (`eval.chance.more_hits_p`): two groups of captions, n_a and n_b of them, got hits_a and hits_b
+10.7 (`eval.chance.more_hits_p`): two groups of captions, n_a and n_b of them, got hits_a and hits_b
 hits. If being a hit had nothing to do with the group, every choice of which hits_a + hits_b of the
 n_a + n_b captions are the hits would be equally likely; the answer is the share of those choices
 that give group a hits_a hits or more (a one-sided exact permutation test; Fisher's exact test for
@@ -17,7 +17,7 @@ from math import comb
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 10.6 permutation test
+# ----------------------------------------------------------------------------- 10.7 permutation test
 def _p_cases(rows):
     return [Case(label, lambda f, a=a: float(f(*a))) for label, a in rows]
 
@@ -101,7 +101,7 @@ def _chance_alternatives():
 
 
 register(Exercise(
-    id="10.6", title="置换检验：这个差别会不会只是碰巧", points=3,
+    id="10.7", title="置换检验：这个差别会不会只是碰巧", points=3,
     hint="先想“什么都没发生”时会怎样：命中与否和分组无关，那么这几次命中落在哪几条描述上，每一种落法都一样可能。"
          "把所有落法数一遍，a 组分到的命中不少于实际数的落法占几成，就是答案。要的是精确值，不是抽样估计；"
          "只算一侧（a 组更多）；“不少于”包括恰好相等。",

@@ -10,7 +10,8 @@ nb10_split._Salted: catches groups kept in a set), a different one for other see
 photos with the stereo pair (split by photo alone separates it for this seed), chains a~b~c, two groups
 joined by a later pair (catches `label[b] = label[a]`), pairs
 naming a photo that is not in the file (it still links: a chain a~x, x~b joins a and b, as `scene_groups`
-does and the notebook's spec says; catches skipping such pairs), no pairs at all, one big group.
+does and the notebook's spec says; catches skipping such pairs; a group made only of such photos is not
+counted: catches counting it), no pairs at all, one big group.
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def _group_cases():
     chains = [("p00.jpg", "p01.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p04.jpg"), ("p04.jpg", "p03.jpg"),
               ("p07.jpg", "p09.jpg")]
     messy = [("p02.jpg", "别的文件夹里的.jpg"), ("别的文件夹里的.jpg", "p05.jpg"), ("p03.jpg", "p06.jpg"), ("p06.jpg", "p03.jpg"), ("p03.jpg", "p06.jpg"),
-             ("p08.jpg", "p08.jpg")]
+             ("p08.jpg", "p08.jpg"),
+             ("原图甲.jpg", "原图乙.jpg"), ("原图丙.jpg", "原图甲.jpg")]   # a group made only of photos not in rows
     big = [(f"p{i:02d}.jpg", f"p{i + 1:02d}.jpg") for i in range(7)]
     joined = [("p00.jpg", "p01.jpg"), ("p02.jpg", "p03.jpg"), ("p01.jpg", "p02.jpg"), ("p05.jpg", "p06.jpg"),
               ("p07.jpg", "p08.jpg"), ("p06.jpg", "p07.jpg")]
@@ -90,7 +92,7 @@ def _group_cases():
              lambda f: _group_properties(f, _chain_rows(), chains, 0.5, 1)),
         Case("两个已有的组被一对连起来：(p00,p01)、(p02,p03) 之后才有 (p01,p02)，p05~p08 同样，valid 占 0.4",
              lambda f: _group_properties(f, _chain_rows(), joined, 0.4, 1)),
-        Case("照片对里有不在描述文件里的照片（p02~x、x~p05：x 不在 rows 里，这一串不算）、重复的对、反过来写的对、自己和自己",
+        Case("照片对里有不在描述文件里的照片（p02~x、x~p05：x 不在 rows 里，照样把 p02 和 p05 连成一组；另有一组全不在 rows 里，不算组数）、重复的对、反过来写的对、自己和自己",
              lambda f: _group_properties(f, _chain_rows(), messy, 0.3, 6)),
         Case("没有照片对（每张照片自成一组），10 张照片，valid 占 0.25（恰好 2.5 组）",
              lambda f: _group_properties(f, _photo_rows(10, [3] * 10, random.Random(1)), [], 0.25, 7)),
@@ -110,7 +112,8 @@ def _group_hidden(seed: int):
         pairs = [tuple(rng.sample(names, 2)) for _ in range(rng.randint(2, n // 2))]
         if kind.startswith("照片对里有"):
             outside = f"{prefix}不在这里.jpg"   # a chain through a photo not in the file: it joins nothing
-            pairs += [(rng.choice(names), outside), (outside, rng.choice(names))]
+            pairs += [(rng.choice(names), outside), (outside, rng.choice(names)),
+                      (f"{prefix}原图甲.jpg", f"{prefix}原图乙.jpg")]   # a group with no photo in rows: not counted
         n_groups = len({frozenset(g) for g in _groups(names, pairs).values()})
         fraction = (rng.randint(0, n_groups - 1) + 0.5) / n_groups if kind == "恰好半组的比例" else \
             rng.choice([0.15, 0.2, 0.3])
@@ -156,7 +159,11 @@ def _group_mistake(kind: str):
                 for p in merged:
                     group[p] = merged
             own = set(photos)
-            if kind == "set_order":  # groups and their members kept as sets: the order follows str hashes
+            if kind == "count_outside":   # groups made only of photos not in rows counted too (they hold no row)
+                named = list(dict.fromkeys([*photos, *(p for pair in same_scene for p in pair)]))
+                firsts = dict.fromkeys(min(group[p], key=named.index) for p in named)
+                groups = [sorted(group[f] & own, key=photos.index) for f in firsts]
+            elif kind == "set_order":  # groups and their members kept as sets: the order follows str hashes
                 groups = [list(g & own) for g in {frozenset(group[p]) for p in photos}]
             else:
                 firsts = dict.fromkeys(min(group[p] & own, key=photos.index) for p in photos)
@@ -207,7 +214,7 @@ register(Exercise(
     id="10.4", title="按组划分：同一场景的照片留在同一边", points=3,
     hint="先回答“划分的单位是什么”：一串照片对连起来的所有照片是一个单位（a 和 b 同景、b 和 c 同景，a 和 c 就得在一边）。"
          "单位定下来，其余的要求和练习 10.3 一样：只由 seed 决定、换一个进程也不变（集合的顺序随进程变），"
-         "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片：只看描述文件里的照片之间的连线，经过它的串不算。"
+         "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片：它不进划分，但照样连线（a~x、x~b 把 a 和 b 并成一组）；只由这种照片组成的组不算组数。"
          "常见错误：只合并直接成对的两张（没有顺着串合并）、数的是照片而不是组、组存在 set 里再打乱、round()、没用 seed。",
     reference=_group_reference,
     cases=_group_cases,
@@ -224,5 +231,6 @@ register(Exercise(
         "用全局的 random.shuffle，没有用 seed": _group_mistake("unseeded"),
         "照片对里的照片不在文件里时出错": _group_mistake("unknown_crash"),
         "跳过含不在文件里的照片的对：a~x、x~b 没把 a 和 b 并成一组": _group_mistake("skip_outside"),
+        "只由不在文件里的照片组成的组也算进组数": _group_mistake("count_outside"),
     },
 ))
