@@ -1,10 +1,10 @@
-"""Exercise 11.4 of notebook 11 (from CLIP to a chat model that sees): one decoder block, by hand.
+"""Exercise 11.5 of notebook 11 (from CLIP to a chat model that sees): one decoder block, by hand.
 
 The student writes the forward pass of one `decoder.Block` from its parameters: RMSNorm -> causal
 self-attention with RoPE on the queries and keys -> residual -> RMSNorm -> SwiGLU -> residual. It is
 compared with the library's `Block.forward` (with `rope_tables` at positions 0..L-1 and the plain causal
 mask) on blocks with sharp random weights (std 0.3, norm gains away from 1), so that each plausible slip
-below moves the output far beyond the tolerance. No padding here: the padding mask is 11.7's business.
+below moves the output far beyond the tolerance. No padding here: the padding mask is 11.9's business.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def _block_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.4", title="亲手写一个解码器层：RMSNorm、带 RoPE 的因果注意力、SwiGLU、两处残差", points=4,
+    id="11.5", title="亲手写一个解码器层：RMSNorm、带 RoPE 的因果注意力、SwiGLU、两处残差", points=4,
     hint="按顺序：先归一化（只除以均方根，不减均值），再注意力，加回输入；再归一化、SwiGLU，再加回来。"
          "旋转位置编码只作用在查询和键上（值不转），把每个头的前一半和后一半配成对来转；"
          "因果：位置 t 只看 0..t；SwiGLU 里过 SiLU 的是门 (gate) 那一半。",

@@ -1,5 +1,5 @@
-"""What the exercises of notebook 11 share: a stand-in for the course ViT (11.5, 11.6) and random toy-world
-chats with their tile counts (11.3, 11.5)."""
+"""What the exercises of notebook 11 share: a stand-in for the course ViT (11.6, 11.7) and random toy-world
+chats with their tile counts (11.4, 11.6)."""
 from __future__ import annotations
 
 import random
@@ -22,7 +22,7 @@ class _StandInViT:
 
 def _tiny_vlm():
     """A small MiniVLM (width 32, 2 layers) with sharp random weights (init std 0.3, seed 11), so that a token
-    moved by one slot changes the loss (11.5) and greedy replies differ row by row (11.7)."""
+    moved by one slot changes the loss (11.6) and greedy replies differ row by row (11.9)."""
     import torch
 
     from cnclip_edu.mllm import world as W

@@ -1,6 +1,6 @@
-"""Exercise 11.5 of notebook 11 (from CLIP to a chat model that sees): the VLM forward pass.
+"""Exercise 11.6 of notebook 11 (from CLIP to a chat model that sees): the VLM forward pass.
 
-11.5 is the VLM forward pass, compared with the library's `encode_sample` + `collate` +
+11.6 is the VLM forward pass, compared with the library's `encode_sample` + `collate` +
 `MiniVLM.forward` (whose `embed_inputs` fills the `<IMG_CONTEXT>` slots) + `train.next_token_loss`:
 chats and tile features in, the scalar loss out. The model is a small MiniVLM with sharp random
 weights (init std 0.3) on a stand-in ViT (the exercise starts from tile features), so that an image
@@ -15,12 +15,12 @@ from .core import Case, Exercise, register
 from .nb11_common import _random_chats, _tiny_vlm
 
 
-# ----------------------------------------------------------------------------- 11.5 the VLM forward pass
+# ----------------------------------------------------------------------------- 11.6 the VLM forward pass
 _MODEL = {}
 
 
 def _forward_model():
-    """11.5's model, built once: a small MiniVLM with sharp random weights (init std 0.3)."""
+    """11.6's model, built once: a small MiniVLM with sharp random weights (init std 0.3)."""
     if "m" not in _MODEL:
         _MODEL["m"] = _tiny_vlm()
     return _MODEL["m"]
@@ -103,7 +103,7 @@ def _forward_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.5", title="VLM 的前向：图像 token 放进对话，只在回答上算下一个 token 的损失", points=4,
+    id="11.6", title="VLM 的前向：图像 token 放进对话，只在回答上算下一个 token 的损失", points=4,
     hint="三步：(1) 每段对话用 render_chat 渲染，图像占位符的个数 = 块数 × 每块的 token 数（像素重排之后的，不是 patch 数），"
          "encode_chat 得到 id，assistant_labels 得到标签，都换成紧凑编号，右侧填充（填充的标签必须是 IGNORE_INDEX）；"
          "(2) 先把所有 id 过词向量层，再把投影器的输出按顺序写进值等于 <IMG_CONTEXT> 的那些位置（恰好这些位置，一个不多一个不少）；"

@@ -1,9 +1,9 @@
-"""Exercise 11.7 of notebook 11 (from CLIP to a chat model that sees): greedy replies to a batch of prompts,
+"""Exercise 11.9 of notebook 11 (from CLIP to a chat model that sees): greedy replies to a batch of prompts,
 the image in the `<IMG_CONTEXT>` slots.
 
-11.7 is compared with what the library's generation runs (`batches.prompt_batch` for the left-padded
+11.9 is compared with what the library's generation runs (`batches.prompt_batch` for the left-padded
 prompts and the valid mask, `MiniVLM.embed_inputs` for the image, `Decoder.generate` for the greedy loop
-with the KV cache), each reply cut before its first `<|im_end|>`. The model is 11.5's kind of small MiniVLM
+with the KV cache), each reply cut before its first `<|im_end|>`. The model is 11.6's kind of small MiniVLM
 with sharp random weights, its `<|im_end|>` embedding scaled by 1.4 so that some rows of a batch stop early
 and others run to `max_new_tokens` (a stop rule one token off shows either way). Prompts differ in length
 (left padding and the mask matter), in tiles (1, 3, 4) and in rounds (earlier answers in the history). The
@@ -22,7 +22,7 @@ _EOS_SCALE = 1.4   # the end token's embedding (= its output row) scaled: some r
 
 
 def _generate_model():
-    """11.7's model, built once: 11.5's small MiniVLM, its end token scaled so replies stop at different steps."""
+    """11.9's model, built once: 11.6's small MiniVLM, its end token scaled so replies stop at different steps."""
     if "m" not in _MODEL:
         import torch
 
@@ -148,9 +148,9 @@ def _generate_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.7", title="生成回答：左侧填充、有效位置掩码、图像进占位符、贪心解码到结束标记", points=4,
+    id="11.9", title="生成回答：左侧填充、有效位置掩码、图像进占位符、贪心解码到结束标记", points=4,
     hint="提示按模板渲染（最后一轮的回答是 None，图像占位符个数 = 块数 × model.tokens_per_tile），换成紧凑编号，"
-         "在左侧补 0 成一批，valid 标出不是填充的位置；词向量的 <IMG_CONTEXT> 位置换成投影后的图块特征（和练习 11.5 一样）。"
+         "在左侧补 0 成一批，valid 标出不是填充的位置；词向量的 <IMG_CONTEXT> 位置换成投影后的图块特征（和练习 11.6 一样）。"
          "然后反复：解码器算整段（带 valid），取**最后一个位置**的 logits 的 argmax 作为每个提示的下一个 token，"
          "把它的词向量接到序列末尾、valid 接一个 True。某个提示生成了结束标记 model.eos 就停（结束标记不算进回答），"
          "一个提示最多生成 max_new_tokens 个 token（结束标记也算一个）。常见错误：右侧填充、valid 全是 True、"

@@ -1,6 +1,6 @@
-"""Exercise 11.3 of notebook 11 (from CLIP to a chat model that sees): the answer-only labels.
+"""Exercise 11.4 of notebook 11 (from CLIP to a chat model that sees): the answer-only labels.
 
-11.3 is compared with `mllm.chat.assistant_labels` on real chats rendered with the course template:
+11.4 is compared with `mllm.chat.assistant_labels` on real chats rendered with the course template:
 one round with image tokens, three rounds, an open prompt (no reply yet) and a reply cut short.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from .core import Case, Exercise, register
 from .nb11_common import _random_chats
 
 
-# ----------------------------------------------------------------------------- 11.3 answer-only labels
+# ----------------------------------------------------------------------------- 11.4 answer-only labels
 def _labels_reference(ids):
     from cnclip_edu.mllm.chat import assistant_labels
 
@@ -82,7 +82,7 @@ def _labels_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.3", title="只在回答上算损失 (answer-only labels)", points=2,
+    id="11.4", title="只在回答上算损失 (answer-only labels)", points=2,
     hint="从头扫一遍 ids：刚读完助手的开头 ASSISTANT_HEADER（<|im_start|> as ##sis ##tant 这 4 个 id）之后进入“回答”，"
          "回答里的每个 id 都照抄成标签，包括结束它的 <|im_end|>（模型要学会停下）；读到 <|im_end|> 就离开回答。"
          "其他位置（图像、问题、开头本身）都是 IGNORE_INDEX (-100)。常见错误：漏了 <|im_end|>、把开头也算进去、"

@@ -1,6 +1,6 @@
-"""Exercise 11.6 of notebook 11 (from CLIP to a chat model that sees): what each training stage trains.
+"""Exercise 11.7 of notebook 11 (from CLIP to a chat model that sees): what each training stage trains.
 
-11.6 is what each training stage trains, compared with `mllm.train.set_trainable`: sequences of calls on one
+11.7 is what each training stage trains, compared with `mllm.train.set_trainable`: sequences of calls on one
 model (so a part left trainable by the previous stage shows), a model with the per-tile vector `tile_pos`
 (part of the projector), and a misspelt part name that must raise. The case records each call's returned
 count and the trainable parameters of every part after it.
@@ -17,7 +17,7 @@ from .core import Case, Exercise, register
 from .nb11_common import _StandInViT
 
 
-# ----------------------------------------------------------------------------- 11.6 what each stage trains
+# ----------------------------------------------------------------------------- 11.7 what each stage trains
 def _stage_model(tile_embed: bool):
     """A fresh small MiniVLM per case (its requires_grad flags are the case's state), optionally with the
     per-tile vector `tile_pos`, which belongs to the projector's part."""
@@ -106,7 +106,7 @@ def _stage_mistake(kind: str):
 
 
 register(Exercise(
-    id="11.6", title="每个阶段训练哪些部分 (set_trainable)", points=2,
+    id="11.7", title="每个阶段训练哪些部分 (set_trainable)", points=2,
     hint="每次调用都要把三个部分的每个参数都设一遍：列出的部分 requires_grad=True，没列出的 False——只打开不关闭的话，"
          "上一个阶段打开的部分会一直开着。tile_pos（若有）算在 projector 里。返回的是此刻 requires_grad 为 True 的参数个数，"
          "不是全部参数。名字不在 vit / projector / decoder 里时报 ValueError（拼错的名字不能悄悄地把所有部分都冻结）。",
@@ -124,7 +124,7 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- 11.q1 the stage table of three recipes
-# What each stage trains, derived in notebook 11 from each recipe's stated purposes (11.q1's spec; the facts follow it): the names are
+# What each stage trains, derived in notebook 11 from each recipe's stated constraints (11.q1's spec; the facts follow it): the names are
 # set_trainable's ("decoder" is the language model).
 _STAGE_TABLE = {
     "llava": [("projector",), ("projector", "decoder")],
@@ -161,8 +161,8 @@ def _table_mistake(recipe: str, stage: int | None, parts):
 register(Exercise(
     id="11.q1", title="三种配方的阶段表：每个阶段训练哪些部分", points=2,
     hint="对每个阶段问三件事：这个阶段的数据里有没有图像 token（没有的话，投影器和 ViT 拿不到梯度）？"
-         "这个配方在这个阶段想让哪一部分去适应？想保护哪一部分不被新投影器的乱码打扰（被保护的就冻结）？"
-         "再读一遍练习里每个配方的目的：视觉塔要不要跟着数据调整，各家说得不一样。",
+         "新的、随机初始化的部分必须学；现成的部分会不会被新投影器的乱码带偏（会的话就冻结）？"
+         "视觉塔要不要跟着调整，看这个配方的图和视觉塔当初训练时见的图像不像：各家的数据不一样。",
     reference=_STAGE_TABLE,
     cases=_table_cases,
     hidden=_table_hidden,
