@@ -162,7 +162,7 @@ def stages(cfg: RecipeConfig) -> list[Stage]:
     """The three stages of the recipe (stage 1 absent with `skip_stage1`)."""
     s0, s1, s2 = cfg.steps
     vit = ("vit",) if cfg.train_vit else ()
-    out = [Stage("0 纯文本预训练", s0, ("decoder",), cfg.lrs[0], cfg.batch_size, with_image=False, loss_on=cfg.text_loss_on,
+    out = [Stage("0 纯文本训练", s0, ("decoder",), cfg.lrs[0], cfg.batch_size, with_image=False, loss_on=cfg.text_loss_on,
                  seed=cfg.seed, bucket=cfg.bucket, loss_weighting=cfg.loss_weighting)]
     if not cfg.skip_stage1:
         out.append(Stage("1 对齐 (projector)", s1, vit + ("projector",), cfg.lrs[1], cfg.batch_size, seed=cfg.seed + 1,
