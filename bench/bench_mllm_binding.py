@@ -48,10 +48,10 @@ def _summary(world, replies, cells: bool = False) -> dict:
     by = evaluate.accuracy_by_shapes(world.test_questions, replies, world.test_canvases)
     if cells:
         out["cells"] = {f"{qt}{n}": (round(a, 2), c) for (qt, n), (a, c) in by.items()}
-    one = [(s, r) for s, r in zip(world.test_questions, replies) if s.qtypes[0] in ("颜色", "形状", "大小", "位置")]
+    one = evaluate.one_shape_by_shapes(world.test_questions, replies, world.test_canvases)
     for n in (1, 2, 3):
-        sel = [s.turns[0][1] == r for s, r in one if len(world.test_canvases[s.canvas].items) == n]
-        out[f"one_{n}"] = (round(sum(sel) / max(1, len(sel)), 3), len(sel))
+        acc, count = one.get(n, (0.0, 0))
+        out[f"one_{n}"] = (round(acc, 3), count)
     return out
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .batches import ImageBank, model_device, prompt_batch
 from .chat import encode_chat, render_chat
-from .world import CAPTION_PROMPT, Canvas, Sample
+from .world import CAPTION_PROMPT, ONE_SHAPE_QTYPES, Canvas, Sample
 
 MODES = ("image", "text_only", "mismatched")
 
@@ -104,9 +104,6 @@ def accuracy_by_shapes(samples: Sequence[Sample], replies: Sequence[str],
     return {k: (sum(v) / len(v), len(v)) for k, v in sorted(hits.items())}
 
 
-# Questions whose answer is an attribute of the one shape they name (by colour, shape or position): on a canvas with
-# 2-3 shapes they need the question bound to the right shape. 数量 is about all shapes, 有无 / 左右 about pairs.
-ONE_SHAPE_QTYPES = ("颜色", "形状", "大小", "位置")
 
 
 def one_shape_by_shapes(samples: Sequence[Sample], replies: Sequence[str],

@@ -33,6 +33,9 @@ SIZE_SCALE = {"大": 0.7, "小": 0.45}
 COUNT_WORDS = {1: "一个", 2: "两个", 3: "三个"}
 CAPTION_PROMPT = "描述这张图片。"
 QTYPES = ("颜色", "形状", "大小", "位置", "数量", "有无", "左右")
+# Questions whose answer is an attribute of the one shape they name (by colour, shape or position): on a canvas with
+# 2-3 shapes they need the question bound to the right shape. 数量 is about all shapes, 有无 / 左右 about pairs.
+ONE_SHAPE_QTYPES = ("颜色", "形状", "大小", "位置")
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,7 @@ def chat_samples(rng: random.Random, canvases: list[Canvas], allowed: list[tuple
 
 
 def referring_questions(rng: random.Random, canvases: list[Canvas], allowed: list[tuple[str, str]], n: int,
-                        qtypes: tuple[str, ...] = ("颜色", "形状", "大小", "位置")) -> list[Sample]:
+                        qtypes: tuple[str, ...] = ONE_SHAPE_QTYPES) -> list[Sample]:
     """`n` single questions about one shape of a canvas with 2-3 shapes: the binding drill. With one shape on the
     canvas any shape read from it is the answer; with several the question must pick the one it names."""
     many = [ci for ci, cv in enumerate(canvases) if len(cv.items) >= 2]
