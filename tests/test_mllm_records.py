@@ -74,3 +74,24 @@ def test_summary_row_has_every_column_the_ablation_exercises_need():
     assert one and len(one) < len(gold)
     assert (row["1 个图形"], row["2-3 个图形"], row["描述完全一致"]) == (1.0, 0.0, 0.5)
     assert abs(row["未见组合形状"] - len(one) / len(gold)) < 1e-9
+
+
+def test_binding_records_name_every_question_type_and_shape_count():
+    """Issue 25's metrics: one per seen question type and the one-shape questions by shapes on the canvas."""
+    from cnclip_edu.mllm import recipe
+    from cnclip_edu.mllm.evaluate import accuracy_by_type, one_shape_by_shapes
+    from cnclip_edu.mllm.world import QTYPES
+
+    cfg = recipe.RecipeConfig(n_train_canvases=5, n_text_chats=5, n_test_per_type=12, n_heldout_per_combo=2,
+                              n_multi_round=2, n_test_canvases=60)
+    world = recipe.make_world(cfg)
+    qs, cvs = world.test_questions, world.test_canvases
+    # right exactly on the questions about canvases with one shape, and on every 数量 question
+    replies = [s.turns[0][1] if len(cvs[s.canvas].items) == 1 or s.qtypes[0] == "数量" else "?" for s in qs]
+    metrics = {"seen_image": accuracy_by_type(qs, replies), "one_shape_by_shapes": one_shape_by_shapes(qs, replies, cvs)}
+    rec = recipe.binding_records(metrics)
+    assert {f"mllm_vqa_seen_{recipe.QTYPE_KEYS[t]}_acc" for t in QTYPES} | \
+        {"mllm_vqa_1shape_acc", "mllm_vqa_2shapes_acc", "mllm_vqa_3shapes_acc"} == set(rec)
+    assert rec["mllm_vqa_1shape_acc"] == 1.0 and rec["mllm_vqa_2shapes_acc"] == 0.0 == rec["mllm_vqa_3shapes_acc"]
+    assert rec["mllm_vqa_seen_count_acc"] == 1.0
+    assert 0 < rec["mllm_vqa_seen_color_acc"] < 1      # colour questions on 1- and on 2-3-shape canvases

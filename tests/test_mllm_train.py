@@ -184,3 +184,28 @@ def replace_vlm(cfg: RecipeConfig, vlm: VLMConfig) -> RecipeConfig:
     from dataclasses import replace
 
     return replace(cfg, vlm=vlm)
+
+
+def test_image_after_the_question_reaches_training_and_generation(setup, monkeypatch):
+    """VLMConfig.image_first=False: the model's config decides the layout wherever chats are rendered, in
+    train_stage's batches and in evaluate's prompts, so a model is always asked in the layout it learned."""
+    from cnclip_edu.mllm import batches, evaluate, train
+    from cnclip_edu.mllm.chat import IMG_START_ID, IM_START_ID
+
+    _, _, world, model, bank = setup
+    s = world.sft_chats[0]
+    q_len = len(model.vocab.to_compact(batches.encode_chat(s.turns[0][0])))
+    start = model.vocab.index[IMG_START_ID]
+    first = train_batch([s], bank, model.vocab, model.tokens_per_tile).ids[0].tolist()
+    after = train_batch([s], bank, model.vocab, model.tokens_per_tile, image_first=False).ids[0].tolist()
+    assert sorted(first) == sorted(after) and first.index(start) == 2 and after.index(start) == 2 + q_len
+    assert after[0] == model.vocab.index[IM_START_ID]
+    seen = []
+    for mod, name in ((train, "encode_samples"), (evaluate, "prompt_batch")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, **k: (seen.append(a[-1]), _real(*a, **k))[1])
+    tweaked = copy.copy(model)
+    tweaked.cfg = VLMConfig(image_first=False, decoder=model.cfg.decoder)
+    train_stage(tweaked, world.sft_chats[:8], bank, Stage("2 sft", steps=1, lr=1e-4, batch_size=4, train=("projector",)))
+    evaluate.answer_all(tweaked, bank, [(s.canvas, [(s.turns[0][0], None)])])
+    assert seen == [False, False]

@@ -82,9 +82,9 @@ class Batch:
 
 
 def encode_sample(turns, n_image_tokens: int, vocab, loss_on: str = "answers",
-                  image_text: str | None = None) -> tuple[list[int], list[int]]:
+                  image_text: str | None = None, image_first: bool = True) -> tuple[list[int], list[int]]:
     """Compact ids and labels of one chat. loss_on: "answers" (SFT) or "all" (language-model pre-training)."""
-    tok_ids = encode_chat(render_chat(turns, n_image_tokens, image_text))
+    tok_ids = encode_chat(render_chat(turns, n_image_tokens, image_text, image_first))
     ids = vocab.to_compact(tok_ids)
     if loss_on == "all":
         return ids, list(ids)
@@ -100,13 +100,15 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
 
 
 def encode_samples(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens_per_tile: int,
-                   with_image: bool = True, loss_on: str = "answers") -> list[tuple[list[int], list[int], int | None]]:
+                   with_image: bool = True, loss_on: str = "answers",
+                   image_first: bool = True) -> list[tuple[list[int], list[int], int | None]]:
     """(ids, labels, bank index or None) of each chat: tokenised once, batched many times."""
     out = []
     for s in samples:
         n_img = bank.n_tiles[s.canvas] * tokens_per_tile if with_image else 0
         # without an image, a text-only chat may describe the scene in words where the image would be
-        ids, labels = encode_sample(s.turns, n_img, vocab, loss_on, None if with_image else s.meta.get("context"))
+        ids, labels = encode_sample(s.turns, n_img, vocab, loss_on, None if with_image else s.meta.get("context"),
+                                    image_first)
         out.append((ids, labels, s.canvas if n_img else None))
     return out
 
@@ -119,18 +121,18 @@ def collate(encoded: Sequence[tuple[list[int], list[int], int | None]]) -> Batch
 
 
 def train_batch(samples: Sequence[Sample], bank: ImageBank | None, vocab, tokens_per_tile: int,
-                with_image: bool = True, loss_on: str = "answers") -> Batch:
-    return collate(encode_samples(samples, bank, vocab, tokens_per_tile, with_image, loss_on))
+                with_image: bool = True, loss_on: str = "answers", image_first: bool = True) -> Batch:
+    return collate(encode_samples(samples, bank, vocab, tokens_per_tile, with_image, loss_on, image_first))
 
 
 def prompt_batch(prompts: Sequence[tuple[int | None, list]], bank: ImageBank | None, vocab,
-                 tokens_per_tile: int) -> Batch:
+                 tokens_per_tile: int, image_first: bool = True) -> Batch:
     """Left-padded generation prompts. Each prompt: (bank index or None for no image, turns whose
     last answer is None)."""
     ids, images = [], []
     for img, turns in prompts:
         n_img = bank.n_tiles[img] * tokens_per_tile if img is not None else 0
-        ids.append(vocab.to_compact(encode_chat(render_chat(turns, n_img))))
+        ids.append(vocab.to_compact(encode_chat(render_chat(turns, n_img, image_first=image_first))))
         if n_img:
             images.append(img)
     return Batch(_pad(ids, 0, left=True), _pad([[1] * len(i) for i in ids], 0, left=True).bool(),

@@ -10,6 +10,13 @@ projector's outputs (N = 256 per tile there, 4 per tile here):
     <|im_start|>assistant
     五角星<|im_end|>
 
+`image_first=False` puts the image after the question instead (`红色的是什么形状？\n<img>…</img>`). The decoder
+is causal: an image token sees only what comes before it. After the question, every image token already
+knows which shape is asked about; before it, only the few positions of the reply can look the shape up.
+InternVL's template accepts its `<image>` marker anywhere in the prompt, so this is a choice of data, not
+of architecture. Notebook 11 keeps InternVL's order; the other one is measured in docs/benchmarks.md
+(section mllm-binding) with `VLMConfig(image_first=False)`.
+
 (InternVL also starts with a system turn, "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型…";
 we leave it out: it is the same in every sample and would only lengthen our sequences.)
 
@@ -45,18 +52,22 @@ def image_placeholder(n_tokens: int) -> str:
     return IMG_START + IMG_CONTEXT * n_tokens + IMG_END
 
 
-def render_chat(turns: Sequence[tuple[str, str | None]], n_image_tokens: int = 0, image_text: str | None = None) -> str:
-    """ChatML text of a conversation. The image goes into the first user turn (if n_image_tokens > 0);
+def render_chat(turns: Sequence[tuple[str, str | None]], n_image_tokens: int = 0, image_text: str | None = None,
+                image_first: bool = True) -> str:
+    """ChatML text of a conversation. The image goes into the first user turn (if n_image_tokens > 0),
+    after the question (image_first=False) or before it as in InternVL's template (image_first=True);
     a last answer of None leaves the prompt open after `<|im_start|>assistant` for generation.
     `image_text` puts words between `<img>` and `</img>` instead (the text-only stage's stand-in)."""
     if image_text is not None and n_image_tokens:
         raise ValueError("give either image tokens or an image text, not both")
-    image = image_placeholder(n_image_tokens) + "\n" if n_image_tokens > 0 else ""
+    image = image_placeholder(n_image_tokens) if n_image_tokens > 0 else ""
     if image_text is not None:
-        image = f"{IMG_START}{image_text}{IMG_END}\n"
+        image = f"{IMG_START}{image_text}{IMG_END}"
     parts = []
     for k, (question, answer) in enumerate(turns):
-        parts.append(f"{IM_START}user\n{image if k == 0 else ''}{question}{IM_END}\n{IM_START}assistant\n")
+        if k == 0 and image:
+            question = f"{image}\n{question}" if image_first else f"{question}\n{image}"
+        parts.append(f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n")
         if answer is not None:
             parts.append(f"{answer}{IM_END}\n")
         elif k != len(turns) - 1:

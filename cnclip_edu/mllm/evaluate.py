@@ -51,7 +51,8 @@ def answer_all(model, bank: ImageBank, prompts: Sequence[tuple[int | None, list]
     replies: dict[int, str] = {}
     for s in range(0, len(order), batch_size):
         idx = order[s: s + batch_size]
-        b = prompt_batch([prompts[i] for i in idx], bank, model.vocab, model.tokens_per_tile).to(device)
+        b = prompt_batch([prompts[i] for i in idx], bank, model.vocab, model.tokens_per_tile,
+                         model.cfg.image_first).to(device)
         feats = bank.feats(model, b.images) if b.images else None
         for i, r in zip(idx, model.generate(b.ids, b.valid, feats, max_new_tokens)):
             replies[i] = r
@@ -63,7 +64,8 @@ def answer_text(model, scenes: Sequence[str], questions: Sequence[str], max_new_
     """Replies to questions about scenes written in words between <img> and </img>, no image at all:
     what the text-only stage-0 decoder learned (reading the answer from the context)."""
     model.eval()
-    rows = [model.vocab.to_compact(encode_chat(render_chat([(q, None)], image_text=s))) for s, q in zip(scenes, questions)]
+    rows = [model.vocab.to_compact(encode_chat(render_chat([(q, None)], image_text=s, image_first=model.cfg.image_first)))
+            for s, q in zip(scenes, questions)]
     L = max(len(r) for r in rows)
     device = model_device(model)
     ids = torch.tensor([[0] * (L - len(r)) + r for r in rows], device=device)  # left padding

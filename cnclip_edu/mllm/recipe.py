@@ -229,3 +229,19 @@ def summary_row(metrics: dict, world: World) -> dict[str, float]:
     row["2-3 个图形"] = sum(r["image"] * r["n"] for r in many) / max(1, sum(r["n"] for r in many))
     row["描述完全一致"] = metrics["caption"].exact_match
     return row
+
+
+# The names under which notebook 11 records each seen question type (course metrics are ASCII names).
+QTYPE_KEYS = {"颜色": "color", "形状": "shape", "大小": "size", "位置": "position", "数量": "count",
+              "有无": "exists", "左右": "left_right"}
+
+
+def binding_records(metrics: dict) -> dict[str, float]:
+    """The course metrics of issue 25's goal from `evaluate_all`'s dict: accuracy per seen question type
+    (`mllm_vqa_seen_<type>_acc`), and the questions that name one shape (颜色/形状/大小/位置) split by the shapes
+    on the canvas (`mllm_vqa_1shape_acc`, `..._2shapes_acc`, `..._3shapes_acc`): with 2-3 shapes the model must
+    bind the question to the shape it names, with one shape reading any shape gives the answer."""
+    out = {f"mllm_vqa_seen_{QTYPE_KEYS[t]}_acc": metrics["seen_image"][t] for t in QTYPES}
+    for n, (acc, _) in metrics["one_shape_by_shapes"].items():
+        out[f"mllm_vqa_{n}shape{'s' if n > 1 else ''}_acc"] = acc
+    return out

@@ -130,7 +130,8 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
     # torch picks the loop by default, and the two give the same numbers bit for bit (bench/bench_train_step.py)
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=stage.lr, betas=(0.9, 0.98),
                             weight_decay=stage.weight_decay, foreach=True)
-    encoded = encode_samples(samples, bank, model.vocab, model.tokens_per_tile, stage.with_image, stage.loss_on)
+    encoded = encode_samples(samples, bank, model.vocab, model.tokens_per_tile, stage.with_image, stage.loss_on,
+                             model.cfg.image_first)
     batches = length_batches(encoded, stage.batch_size, stage.steps, stage.bucket, stage.seed)
     device = model_device(model)
     model.train()

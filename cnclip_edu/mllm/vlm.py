@@ -37,6 +37,9 @@ class VLMConfig:
     select_layer: int = -4
     # A learned vector per tile index (cell 1, 2, ... and one for the thumbnail), added to that tile's image tokens.
     tile_embed: bool = False
+    # Where the image goes in the first user turn: after the question (False, the course) or before it (True,
+    # InternVL's template). After lets every image token see the question (chat.py explains; measured there).
+    image_first: bool = True
     decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(vocab_size=0))
 
     def tokens_per_tile(self, vit_grid: int) -> int:
