@@ -104,14 +104,15 @@ def run(changes: dict, seed: int, clip, preprocess, save: str | None = None, eva
 def write_doc(records: Path) -> str:
     """Section mllm-binding of docs/benchmarks.md from the lines `--record` appended, one row each."""
     rows = []
-    for line in records.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
+    recs = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()]
+    for r in recs:
         t = r["types"]
         rows.append([f"`{json.dumps(r['changes'], ensure_ascii=False)}`", r["seed"],
                      " / ".join(f"{r[f'one_{n}'][0]:.2f}" for n in (1, 2, 3)), t["有无"], t["左右"], r["seen"],
                      f"{r['heldout_shape']:.2f} vs {r['heldout_text_only']:.3f}", r["caption"],
-                     f"{r['train_s']:.0f} ({', '.join(f'{x:.0f}' for x in r['stage_s'])})", r["commit"], r["load"]])
-    first = json.loads(records.read_text(encoding="utf-8").splitlines()[0])
+                     f"{r['train_s']:.0f} ({', '.join(f'{x:.0f}' for x in r['stage_s'])})",
+                     r["commit"] + (" rebuilt" if r.get("rebuilt") else ""), r["load"]])
+    first = recs[0]
     md = "\n\n".join([
         "## mllm-binding: notebook 11's chat model, questions about one shape by shapes on the canvas",
         f"Command per row: `OMP_NUM_THREADS=1 python bench/bench_mllm_binding.py '<override>' --seeds N --record FILE`, "
@@ -120,7 +121,12 @@ def write_doc(records: Path) -> str:
         markdown_table(["override", "seed", "one shape on 1 / 2 / 3-shape canvases", "有无", "左右", "seen",
                         "held-out shape vs text-only", "caption", "train s (stages)", "commit", "load"], rows),
         "one shape = 颜色, 形状, 大小, 位置 questions (they name one shape; with 2-3 shapes on the canvas the model must "
-        "read the named one). Every row is a one-thread run, and one-thread runs repeat exactly.",
+        "read the named one). Every row is a one-thread run, and one-thread runs repeat exactly (the `{}` row of seed 0 "
+        "gave the same numbers at 82f6b64 and at ae7db63). `\"image_first\": false` puts the image after the question "
+        "in the first user turn (cnclip_edu/mllm/chat.py says why).",
+        *([f"Rows marked `rebuilt` ({', '.join(sorted({r['commit'] for r in recs if r.get('rebuilt')}))}) were copied "
+           "from this section's earlier table, whose record lines were not kept; at 3415350 the recipe's default was "
+           "1800 stage-2 steps, so those rows ran as `{}`."] if any(r.get("rebuilt") for r in recs) else []),
     ])
     write_section("mllm-binding", md)
     return md

@@ -209,3 +209,20 @@ def test_image_after_the_question_reaches_training_and_generation(setup, monkeyp
     train_stage(tweaked, world.sft_chats[:8], bank, Stage("2 sft", steps=1, lr=1e-4, batch_size=4, train=("projector",)))
     evaluate.answer_all(tweaked, bank, [(s.canvas, [(s.turns[0][0], None)])])
     assert seen == [False, False]
+
+
+def test_a_step_function_can_drive_a_stage_and_matches_the_loop(setup):
+    """Notebook 11 trains stages 1-2 with the student's train_step (11.8) once it passes: a step written as the
+    exercise asks gives the loop's own losses and weights; a stage where the ViT trains is refused."""
+    from cnclip_edu.course.exercises.nb11_step import _step_reference as step   # 11.8's reference answer
+
+    _, _, world, model, bank = setup
+    st = Stage("1 align", steps=3, lr=3e-3, batch_size=4, train=("projector",))
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    ra = train_stage(a, world.caption_chats[:12], bank, st)
+    rb = train_stage(b, world.caption_chats[:12], bank, st, step_fn=step)
+    assert ra.losses == rb.losses and len(ra.losses) == 3
+    assert all(torch.equal(x, y) for x, y in zip(a.projector.parameters(), b.projector.parameters()))
+    assert not torch.equal(next(a.projector.parameters()), next(model.projector.parameters()))   # it did train
+    with pytest.raises(ValueError, match="step_fn"):
+        train_stage(b, world.caption_chats[:12], bank, Stage("1 vit", steps=1, train=("vit", "projector")), step_fn=step)

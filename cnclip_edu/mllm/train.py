@@ -115,11 +115,18 @@ def length_batches(encoded: list, batch_size: int, steps: int, bucket: int = 8, 
     return out
 
 
-def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage, hooks=None) -> StageResult:
+def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Stage, hooks=None,
+                step_fn=None) -> StageResult:
     """Train `model` for `stage.steps` steps on `samples` (random batches, epoch after epoch).
-    `hooks.after_step(step, loss)`, if given, runs after every update (progress, probes, tests)."""
-    res = StageResult(stage.name, trainable=set_trainable(model, stage.train))
+    `hooks.after_step(step, loss)`, if given, runs after every update (progress, probes, tests).
+    `step_fn(model, opt, batch, feats, lr) -> loss`, if given, replaces the loop's own update (notebook 11's
+    exercise 11.8 trains the stages with the student's step); it sets one learning rate for every group, so
+    it is refused where the ViT trains (its group's smaller rate) or the loss is not weighted per token."""
     vit_trains = "vit" in stage.train
+    if step_fn is not None and (vit_trains or stage.loss_weighting != "token"):
+        raise ValueError(f"stage {stage.name!r}: step_fn does only the plain update (one learning rate, the loss "
+                         f"per token); this stage trains {stage.train} with loss_weighting={stage.loss_weighting!r}")
+    res = StageResult(stage.name, trainable=set_trainable(model, stage.train))
     if stage.with_image and not vit_trains and bank.features is None:
         bank.cache_features(model)  # the ViT is frozen: its features never change in this stage
     params = [p for p in model.parameters() if p.requires_grad]
@@ -140,17 +147,20 @@ def train_stage(model, samples: list[Sample], bank: ImageBank | None, stage: Sta
         b = collate([encoded[i] for i in chunk]).to(device)
         # forward: image features (cached, or through the ViT when it trains), then the masked loss
         feats = bank.feats(model, b.images, grad=vit_trains) if stage.with_image else None
-        logits = model(b.ids, b.valid, feats)
-        loss = (next_token_loss(logits, b.labels) if stage.loss_weighting == "token"
-                else weighted_next_token_loss(logits, b.labels, stage.loss_weighting))
-        # backward and update, with the learning rate of this step
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, stage) * g["scale"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        res.losses.append(loss.item())
+        if step_fn is not None:
+            res.losses.append(float(step_fn(model, opt, b, feats, lr_at(step, stage))))
+        else:
+            logits = model(b.ids, b.valid, feats)
+            loss = (next_token_loss(logits, b.labels) if stage.loss_weighting == "token"
+                    else weighted_next_token_loss(logits, b.labels, stage.loss_weighting))
+            # backward and update, with the learning rate of this step
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, stage) * g["scale"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            res.losses.append(loss.item())
         if hooks is not None:
             hooks.after_step(step, res.losses[-1])
     res.wall_s = time.perf_counter() - t0
