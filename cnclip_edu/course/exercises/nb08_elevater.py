@@ -218,7 +218,7 @@ register(Exercise(
     id="08.3", title="提示词集成分类器 + ELEVATER 预测文件（与库逐字节相同）", points=4,
     hint="先做分类器：每个模板的特征除以自己的长度，沿模板那一维平均，再归一化，得到每个类别一个原型；概率是 softmax(100 · 余弦)，"
          "每行对应一张图、每列对应一个类别（label_cn.txt 的顺序）。文件是一个 JSON 对象，键的名字和先后要和 cn_clip 的一样"
-         "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率先转成 float64 再四舍五入到 6 位小数，外面还有一层\"随机种子\"的列表；"
+         "（model_name 是 \"CN-CLIP-\" 加视觉塔名），概率要和 json_prec_dump 那一圈舍入出的数相同（round(float(x), 6) 是在哪种浮点数上舍入？），外面还有一层\"随机种子\"的列表；"
          "json.dumps 用默认的分隔符、不缩进、ensure_ascii=False，写到 save_dir/<dataset>.json。"
          "给了 index 时，照 cn_clip 的 outputs[index] 重排各行：文件的第 i 行是哪张图？",
     reference=_library_write,
