@@ -229,7 +229,7 @@ def test_convert_refuses_ids_past_64_bits_and_an_empty_result(tmp_path, photos, 
 
 
 def test_write_splits_is_what_convert_captions_writes(tmp_path, photos):
-    """convert_captions = encode every photo, then write_splits (exercise 10.6 rebuilds it): same bytes, ids run on."""
+    """convert_captions = encode every photo, then write_splits (exercise 10.3 rebuilds it): same bytes, ids run on."""
     caps = tmp_path / "caps.csv"
     caps.write_text("image,caption,split\nrotated.jpg,红色,valid\nsub/rgba.png,蓝色,train\nrotated.jpg, 红色 ,train\n"
                     "cmyk.tif,青色,valid\nsub/rgba.png,蓝色,train\n", encoding="utf-8")

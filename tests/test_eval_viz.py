@@ -60,6 +60,32 @@ def test_recall_bars_mark_the_random_baseline_per_bar_with_its_mean_for_mr():
     plt.close(fig)
 
 
+def test_recall_bars_axis_for_fractions_and_legend_below_for_many_groups():
+    import matplotlib.pyplot as plt
+
+    res = {f"s{k}": {"r1": 0.1 * k, "r5": 0.2 * k, "r10": 0.25 * k, "mean_recall": 0.18 * k} for k in range(1, 5)}
+    fig = retrieval.plot_recall_bars(res)
+    ax = fig.axes[0]
+    assert ax.get_ylim() == pytest.approx((0, 1.1)) and max(ax.get_yticks()) == pytest.approx(1.0)
+    assert ax.get_legend().get_bbox_to_anchor().y0 < ax.get_window_extent().y0     # below the axes
+    plt.close(fig)
+    fig = retrieval.plot_recall_bars({"t2i": {"r1": 50.0, "r5": 80.0, "r10": 90.0, "mean_recall": 73.3}})
+    assert fig.axes[0].get_ylim()[1] == pytest.approx(99.0)                          # percents: no 0-1 axis
+    plt.close(fig)
+
+
+def test_plot_at_resolution_pairs_each_photo_with_its_low_resolution_copy():
+    import matplotlib.pyplot as plt
+
+    imgs = {i: Image.new("RGB", (40 + i, 30), (10 * i, 0, 0)) for i in range(1, 8)}
+    fig = retrieval.plot_at_resolution(imgs, {i: f"p{i}" for i in imgs}, 8, cols=6, title="t")
+    axes = np.array(fig.axes).reshape(4, 6)
+    assert axes[0, 0].get_title() == "p1" and axes[1, 0].get_title() == "8×8"
+    assert axes[1, 0].images[0].get_array().shape[:2] == (8, 8)
+    assert axes[2, 0].get_title() == "p7" and not axes[2, 1].images                # 7 photos: one in the 2nd pair
+    plt.close(fig)
+
+
 def test_similarity_matrix_aligns_images_with_rows_and_keeps_numbers_readable():
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox
@@ -91,6 +117,26 @@ def test_training_curves_keep_the_two_losses_apart():
     assert "全局 batch 64" in ax_train.get_title() and "KL" in ax_train.get_title()
     assert "batch 128" in ax_valid.get_title() and "InfoNCE" in ax_valid.get_title()
     assert len(ax_train.lines) == 2 and len(ax_valid.lines) == 2  # the curve + the resume marker
+    plt.close(fig)
+
+
+def test_training_curves_start_point_one_process_and_axes_from_zero():
+    import matplotlib.pyplot as plt
+
+    from cnclip_edu.viz.training import plot_training_curves
+
+    records = [{"type": "train", "step": s, "loss": 4.0 / s, "t2i_acc": 0.1 * s} for s in range(1, 5)]
+    records += [{"type": "valid", "step": s, "loss": 2.0, "t2i_r1": 0.1 * s, "batch_size": 18} for s in (2, 4)]
+    fig = plot_training_curves(records, start_r1=0.05, one_process=True)
+    ax_train, ax_valid, ax_acc = fig.axes
+    assert "每进程" not in ax_valid.get_title() and "batch 18" in ax_valid.get_title()
+    assert ax_train.get_ylim() == pytest.approx((0, 4.4)) and ax_valid.get_ylim() == pytest.approx((0, 2.2))
+    start = [line for line in ax_acc.lines if list(line.get_xdata()) == [0, 2]]
+    assert len(start) == 1 and list(start[0].get_ydata()) == pytest.approx([5.0, 20.0])   # step 0 -> first validation
+    assert all(ax.get_xlim()[0] == 0 for ax in fig.axes)
+    plt.close(fig)
+    fig = plot_training_curves(records)                  # defaults: per process, no step-0 point
+    assert "每进程 batch 18" in fig.axes[1].get_title() and len(fig.axes[2].lines) == 2
     plt.close(fig)
 
 

@@ -1,7 +1,7 @@
-"""Notebook 10: 10.5 and 10.4 accept designs other than the library's (a threshold elsewhere in the gap;
+"""Notebook 10: 10.6 and 10.5 accept designs other than the library's (a threshold elsewhere in the gap;
 groups found by relabelling); 10.2 accepts correct image preparations that differ from the library byte for byte (filter,
-quality, rounding); 10.3 accepts correct splits that shuffle differently from the library (it grades
-properties, not our RNG call); 10.5's library threshold follows its stated rule. Every exercise's
+quality, rounding); 10.4 accepts correct splits that shuffle differently from the library (it grades
+properties, not our RNG call); 10.6's library threshold follows its stated rule. Every exercise's
 grading cases: test_exercises_hidden.py. 10.7 accepts an enumeration of the choices and the count by group a."""
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def test_10_2_catches_a_sideways_photo_and_a_black_background():
 @pytest.mark.parametrize("name", list(nb10_split._split_alternatives()))
 def test_10_4_accepts_a_different_correct_shuffle(name):
     answer = nb10_split._split_alternatives()[name]
-    ex = X.get("10.3")
+    ex = X.get("10.4")
     assert _run(ex, answer, ex.cases()) is None
     assert _run(ex, answer, ex.hidden(0)) is None
-    X.check("10.3", answer)
+    X.check("10.4", answer)
 
 
 def test_10_4_rejects_a_split_that_changes_with_the_process_hash():
-    ex = X.get("10.3")
+    ex = X.get("10.4")
     for kind in ("hash", "set"):
         diff = _run(ex, nb10_split._split_mistake(kind), ex.cases())
         assert diff and "另一个 Python 进程" in diff, diff
@@ -64,7 +64,7 @@ def test_threshold_rule():
 
 
 def _threshold_in_the_gap(scores, ranked, gold):
-    """A correct 10.5 that is not the library's: 60 % into each gap between scores, the two ends -1 / 1."""
+    """A correct 10.6 that is not the library's: 60 % into each gap between scores, the two ends -1 / 1."""
     top = [(float(scores[t][0]), ranked[t][0] in gold[t]) for t in ranked]
     edges = [-1.0] + sorted({s for s, _ in top}) + [1.0]
     best = None
@@ -76,22 +76,22 @@ def _threshold_in_the_gap(scores, ranked, gold):
     return best[1]
 
 
-def test_10_5_grades_the_decisions_not_the_midpoint():
-    ex = X.get("10.5")
+def test_10_6_grades_the_decisions_not_the_midpoint():
+    ex = X.get("10.6")
     assert _run(ex, _threshold_in_the_gap, ex.cases()) is None
     for seed in (0, 1, 2):
         assert _run(ex, _threshold_in_the_gap, ex.hidden(seed)) is None
-    X.check("10.5", _threshold_in_the_gap)
+    X.check("10.6", _threshold_in_the_gap)
     assert "1/4" in _run(ex, nb10_threshold._threshold_mistake("scores"), ex.cases())   # a threshold on a score
 
 
 @pytest.mark.parametrize("name", list(nb10_group._group_alternatives()))
-def test_10_4_accepts_another_correct_grouping(name):
-    _accepted_everywhere("10.4", nb10_group._group_alternatives()[name])
+def test_10_5_accepts_another_correct_grouping(name):
+    _accepted_everywhere("10.5", nb10_group._group_alternatives()[name])
 
 
-def test_10_4_rejects_groups_that_do_not_follow_chains():
-    ex = X.get("10.4")
+def test_10_5_rejects_groups_that_do_not_follow_chains():
+    ex = X.get("10.5")
     assert _run(ex, nb10_group._group_mistake("pairs_only"), ex.cases())
     assert "同一场景" in _run(ex, nb10_group._group_mistake("by_photo"), ex.cases())
 
@@ -107,7 +107,7 @@ def test_10_7_rejects_an_estimate_from_shuffles():
 
 
 def _write_splits_by_hand(out_dir, rows, image_ids, encode, start_text_id=1):
-    """10.6 written without the formats helpers: plain files, json.dumps, the id advanced by the records."""
+    """10.3 written without the formats helpers: plain files, json.dumps, the id advanced by the records."""
     import json
     from pathlib import Path
 
@@ -126,8 +126,8 @@ def _write_splits_by_hand(out_dir, rows, image_ids, encode, start_text_id=1):
             Path(out_dir, f"{name}_{suffix}").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def test_10_6_accepts_plain_file_writes_and_hidden_draws_reject_every_mutant():
-    _accepted_everywhere("10.6", _write_splits_by_hand)
-    ex = X.get("10.6")
+def test_10_3_accepts_plain_file_writes_and_hidden_draws_reject_every_mutant():
+    _accepted_everywhere("10.3", _write_splits_by_hand)
+    ex = X.get("10.3")
     for name, wrong in ex.mutants().items():
         assert any(_run(ex, wrong, ex.hidden(s)) for s in (0, 1, 2)), name

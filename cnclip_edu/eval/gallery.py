@@ -44,7 +44,7 @@ def evaluate_split(model, root: str | os.PathLike, split: str, k: int = 10, devi
 def gallery_report(model, root: str | os.PathLike, queries: Sequence[str], device: str = "cpu",
                    context_length: int = 52, top: int = 3) -> dict:
     """What notebook 10 shows of a model on your valid split, as plain data: R@1/5/10, the "nothing found"
-    threshold chosen on valid (exercise 10.5's rule) with how many right / wrong top-1s it keeps / blocks,
+    threshold chosen on valid (exercise 10.6's rule) with how many right / wrong top-1s it keeps / blocks,
     and each query's top-`top` photos with the decision."""
     from cnclip_edu.tokenizer import tokenize
 

@@ -1,4 +1,5 @@
-"""Retrieval plots: a query -> top-k image grid with hits marked, and a recall bar chart.
+"""Retrieval plots: a query -> top-k image grid with hits marked, a recall bar chart, and photos at the
+model's input resolution.
 
     from cnclip_edu.viz.retrieval import TsvImages, plot_retrieval_grid
     images = TsvImages("data/toy/test_imgs.tsv")
@@ -89,13 +90,16 @@ def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "R
 
     chance[direction] = {"r1", "r5", "r10"} (same unit), optional: a short black line across each of
     that direction's bars at the random-ranking value (its mean for MR), so "above chance" is visible.
+    Fractions get a 0-1 axis with room for the value labels; more than three bar groups put the legend
+    below the axes, where it hides no bar.
     """
     import matplotlib.pyplot as plt
     import numpy as np
 
     metrics = ["r1", "r5", "r10", "mean_recall"]
-    labels = ["R@1", "R@5", "R@10", "MR"]
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    labels = ["R@1", "R@5", "R@10", "MR\n（前三者的平均）"]
+    many = len(results) > 3
+    fig, ax = plt.subplots(figsize=(8, 3.6) if many else (6.5, 3.2))
     width = 0.8 / max(1, len(results))
     for j, (name, vals) in enumerate(results.items()):
         ys = [vals[m] for m in metrics]
@@ -108,9 +112,43 @@ def plot_recall_bars(results: Mapping[str, Mapping[str, float]], title: str = "R
             ax.hlines(base, xs - width * 0.45, xs + width * 0.45, colors="black", linewidth=2,
                       label=None if ax.collections else "随机排序")   # one legend entry
     ax.set_xticks(np.arange(len(metrics)) + width * (len(results) - 1) / 2, labels)
-    ax.set_ylim(0, max(1.05, max(max(v.values()) for v in results.values()) * 1.1))
+    top = max(max(v[m] for m in metrics) for v in results.values())
+    if top <= 1:                                       # fractions: recall is at most 1, no tick above it
+        ax.set_ylim(0, 1.1)
+        ax.set_yticks(np.arange(0, 1.01, 0.2))
+        ax.set_ylabel("召回率 (recall)")
+    else:
+        ax.set_ylim(0, top * 1.1)
     ax.set_title(title)
-    ax.legend()
+    if many:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=len(results) + 1, fontsize=8)
+    else:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_at_resolution(images: Mapping[int, object], titles: Mapping[int, str], res: int, cols: int = 6,
+                       limit: int = 18, title: str | None = None):
+    """What a `res`-pixel model sees: pairs of rows, the photos on top and the same photos resized to
+    res x res (bicubic, no crop, as the eval transform) below. At most `limit` photos, in the order of
+    `images` (image id -> PIL image); `titles[image id]` names each one."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    picks = list(images)[:limit]
+    n_rows = 2 * max(1, (len(picks) + cols - 1) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(2.0 * cols, 2.1 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, iid in enumerate(picks):
+        img, top, c = images[iid], 2 * (k // cols), k % cols
+        axes[top, c].imshow(img)
+        axes[top, c].set_title(titles[iid], fontsize=9)
+        axes[top + 1, c].imshow(img.resize((res, res), Image.BICUBIC))
+        axes[top + 1, c].set_title(f"{res}×{res}", fontsize=9)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -29,11 +29,16 @@ def _last(records: list[dict], kind: str, key: str):
     return next((r[key] for r in reversed(records) if r.get("type") == kind and key in r), None)
 
 
-def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = (), title: str | None = None):
+def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = (), title: str | None = None,
+                         start_r1: float | None = None, one_process: bool = False):
     """-> matplotlib Figure with (training loss, validation loss, accuracy / recall) panels.
 
     Chinese labels (call setup_cjk_font first, done here too). Each loss panel's title says what
-    that loss is (its batch size, one-hot or multi-positive) when the records carry it.
+    that loss is (its batch size, one-hot or multi-positive) when the records carry it. Loss axes start
+    at 0 (the drop looks as big as it is) with room above the highest point; every x axis starts at step 0.
+    `start_r1`: the validation R@1 (a fraction) before training, drawn at step 0 and joined to the first
+    validation by a dotted line (nothing was measured in between). `one_process`: the validation batch is
+    the whole validation set, so the panel does not say "per process".
     """
     import matplotlib.pyplot as plt
 
@@ -54,9 +59,11 @@ def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = ()
     ax_valid.plot(x, y, "o--", color="C1", markersize=4, label="验证损失 (valid loss)")
     vbatch = _last(records, "valid", "batch_size")
     ax_valid.set(xlabel="步数 (step)", ylabel="损失",
-                 title="验证：InfoNCE，重复描述算负样本" + (f"\n每进程 batch {vbatch}" if vbatch else ""))
-    for ax in (ax_train, ax_valid):
-        ax.set_ylim(bottom=0)  # 两块损失图的纵轴都从 0 开始：下降看起来多大就是多大
+                 title="验证：InfoNCE，重复描述算负样本"
+                 + (f"\n{'' if one_process else '每进程 '}batch {vbatch}" if vbatch else ""))
+    for ax in (ax_train, ax_valid):   # loss axes from 0: the drop looks as big as it is; room above the top point
+        top = max((max(line.get_ydata(), default=0) for line in ax.lines), default=0)
+        ax.set_ylim(0, 1.1 * top if top > 0 else None)
 
     curves = [("train", "t2i_acc", "-", "C0", "训练 batch 内 文→图 准确率" + (f"（{batch} 个候选）" if batch else "")),
               ("valid", "t2i_r1", "s-", "C2", "验证 文→图 R@1（整个验证集）")]
@@ -64,12 +71,17 @@ def plot_training_curves(records: Iterable[dict], resumed_at: Iterable[int] = ()
         x, y = _series(records, kind, key)
         if x:
             ax_acc.plot(x, [100 * v for v in y], style, color=color, label=label, markersize=4)
+    x, y = _series(records, "valid", "t2i_r1")
+    if start_r1 is not None and x:   # step 0: the model before training, joined to the first validation
+        ax_acc.plot([0, x[0]], [100 * start_r1, 100 * y[0]], ":s", color="tab:green", markersize=4,
+                    label="训练前（点线只连两点）")
     ax_acc.set(xlabel="步数 (step)", ylabel="%", title="准确率 / 召回率 (accuracy / recall)", ylim=(0, 100))
 
     for ax in (ax_train, ax_valid, ax_acc):
         for i, s in enumerate(resumed_at):
             ax.axvline(s, color="grey", linestyle=":", label="断点续训 (resume)" if i == 0 else None)
         ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
         if ax.lines:
             ax.legend(fontsize=8)
     if title:

@@ -1,6 +1,6 @@
-"""Exercise 10.6 of notebook 10 (your own photos): the converter assembled from 10.1 and 10.2.
+"""Exercise 10.3 of notebook 10 (your own photos): the converter assembled from 10.1 and 10.2.
 
-10.6 writes every split of a captions file (`data.convert.write_splits`, the part of `cnclip-edu convert
+10.3 writes every split of a captions file (`data.convert.write_splits`, the part of `cnclip-edu convert
 captions` after the photos are encoded): for each split, in the order first seen, `{split}_imgs.tsv` (that
 split's photos only, in the order first seen there, `id<TAB>base64`), `{split}_texts.jsonl` (10.1's records,
 text ids running on from the previous split) and `{split}_id_map.tsv` (`id<TAB>file`, in the imgs.tsv order).
@@ -108,7 +108,7 @@ def _reference(out_dir, rows, image_ids, encode, start_text_id=1):
 
 
 register(Exercise(
-    id="10.6", title="自己拼出转换：每个划分的三个文件", points=2,
+    id="10.3", title="自己拼出转换：每个划分的三个文件", points=2,
     hint="划分按第一次出现的顺序处理；每个划分只写它自己的照片，按它们在这个划分里第一次出现的顺序；"
          "texts.jsonl 用练习 10.1 的函数，start_text_id 接着上一个划分用掉的编号（加的是描述条数，不是行数）；"
          "id_map 每行 `id<TAB>文件名`，顺序和 imgs.tsv 一样。三个文件都用 formats 里的写函数。"

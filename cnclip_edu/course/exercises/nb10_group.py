@@ -1,6 +1,6 @@
-"""Exercise 10.4 of notebook 10 (your own photos): a split that keeps same-scene photos together.
+"""Exercise 10.5 of notebook 10 (your own photos): a split that keeps same-scene photos together.
 
-10.4 (`data.split.split_by_group`): the photos known to show one scene are given as pairs
+10.5 (`data.split.split_by_group`): the photos known to show one scene are given as pairs
 (`same_scene`: a stereo pair, burst shots, a crop and its original); photos joined by a chain of pairs
 form one group, and whole groups go to valid. Which groups go is NOT compared with the library (any
 seeded shuffle is right); each case checks properties, each named on its own: the rows kept in order,
@@ -21,7 +21,7 @@ from .core import Case, Exercise, register
 from .nb10_split import _photo_rows, _Salted, _sample_rows
 
 
-# ----------------------------------------------------------------------------- 10.4 split by group
+# ----------------------------------------------------------------------------- 10.5 split by group
 def _groups(photos, pairs):
     """The checker's own grouping (not the library's: that is what is being built): chains of pairs."""
     group = {p: {p} for pair in pairs for p in pair}    # photos without captions link too (a~x, x~b)
@@ -211,9 +211,9 @@ def _group_alternatives():
 
 
 register(Exercise(
-    id="10.4", title="按组划分：同一场景的照片留在同一边", points=3,
+    id="10.5", title="按组划分：同一场景的照片留在同一边", points=3,
     hint="先回答“划分的单位是什么”：一串照片对连起来的所有照片是一个单位（a 和 b 同景、b 和 c 同景，a 和 c 就得在一边）。"
-         "单位定下来，其余的要求和练习 10.3 一样：只由 seed 决定、换一个进程也不变（集合的顺序随进程变），"
+         "单位定下来，其余的要求和练习 10.4 一样：只由 seed 决定、换一个进程也不变（集合的顺序随进程变），"
          "单位的个数 × 比例，恰好 .5 时进位。照片对里可能有不在描述文件里的照片：它不进划分，但照样连线（a~x、x~b 把 a 和 b 并成一组）；只由这种照片组成的组不算组数。"
          "常见错误：只合并直接成对的两张（没有顺着串合并）、数的是照片而不是组、组存在 set 里再打乱、round()、没用 seed。",
     reference=_group_reference,

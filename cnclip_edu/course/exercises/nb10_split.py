@@ -1,6 +1,6 @@
-"""Exercise 10.3 of notebook 10 (your own photos): a train / valid split by photo.
+"""Exercise 10.4 of notebook 10 (your own photos): a train / valid split by photo.
 
-10.3 splits the photos into train / valid by photo. Which photos go to valid is NOT compared with
+10.4 splits the photos into train / valid by photo. Which photos go to valid is NOT compared with
 the library: any shuffle decided by the seed alone is right (sorting first, `Random(seed).sample`,
 shuffling indices...). Each case runs the answer several times and checks properties, each named on
 its own so a failure says which: the rows kept in order (no caption lost), every photo on one side
@@ -17,7 +17,7 @@ import random
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 10.3 split by photo
+# ----------------------------------------------------------------------------- 10.4 split by photo
 class _Salted(str):
     """A file name whose hash() is that of another Python process (str hashes are salted per process,
     PYTHONHASHSEED): equal to the plain name, so only an answer whose split depends on hash() notices."""
@@ -161,7 +161,7 @@ def _split_alternatives():
 
 
 register(Exercise(
-    id="10.3", title="按照片划分 train / valid（不泄露）", points=3,
+    id="10.4", title="按照片划分 train / valid（不泄露）", points=3,
     hint="划分的单位是照片：先决定每张照片在哪一边，再让每一行跟着它的照片走。可复现要一个只属于这个函数、"
          "只由 seed 决定的随机数生成器（全局的随机状态和别的代码共用；字符串的 hash() 每个进程都不同）。"
          "照片数 × 比例四舍五入，恰好 .5 时进位（round(2.5) == 2，int() 是截断）。"

@@ -1,6 +1,6 @@
-"""Exercise 10.5 of notebook 10 (your own photos): the "nothing found" threshold of a search box.
+"""Exercise 10.6 of notebook 10 (your own photos): the "nothing found" threshold of a search box.
 
-10.5 chooses the "nothing found" threshold of a search box on validation results
+10.6 chooses the "nothing found" threshold of a search box on validation results
 (`eval.threshold.threshold_from_valid`). The notebook states goals, not the algorithm: right on the most
 captions, the most cautious among equals (fewest accepted), and not on a score (a margin of at least a
 quarter of the gap it sits in, the gaps below the lowest / above the highest score reaching -1 / 1).
@@ -18,7 +18,7 @@ import random
 from .core import Case, Exercise, register
 
 
-# ----------------------------------------------------------------------------- 10.5 "nothing found" threshold
+# ----------------------------------------------------------------------------- 10.6 "nothing found" threshold
 def _valid_results(rows):
     """(text_id, top-1 score, ranked image ids, gold ids) rows -> the three dicts of the exercise."""
     import numpy as np
@@ -131,7 +131,7 @@ def _threshold_mistake(kind: str):
 
 
 register(Exercise(
-    id="10.5", title="给搜索框定“没有找到”的阈值（在 valid 上选）", points=3,
+    id="10.6", title="给搜索框定“没有找到”的阈值（在 valid 上选）", points=3,
     hint="每条 valid 描述只看排第 1 的那张照片：它的相似度，和它是不是这条描述的 gold 照片之一"
          "（gold 可能不止一张，也可能是空的：图库里没有答案，第 1 名一定不对）。"
          "阈值从 -1 移到 1 的路上，只有跨过某条描述的分数时，决定才会变：两次变化之间的阈值都一样好，"
