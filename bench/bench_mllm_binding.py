@@ -8,8 +8,11 @@ The JSON overrides `recipe.RecipeConfig` fields (nested dataclasses by dict). Pr
 chapter's metrics, accuracy per question type and shapes on the canvas, the stage-0 decoder's
 reading of scenes written in words, and the wall time of each stage; one JSON line per seed at the end.
 
-    ... --record runs/binding.jsonl      # also append each seed's line, with the command, commit and machine
-    python bench/bench_mllm_binding.py --write runs/binding.jsonl   # section mllm-binding of docs/benchmarks.md
+    ... --record FILE      # also append each seed's line, with the command, commit and machine
+    python bench/bench_mllm_binding.py --write bench/records/mllm_binding.jsonl   # section mllm-binding of docs/benchmarks.md
+
+bench/records/mllm_binding.jsonl holds the lines the section shows (notebook 11 prints that table): append a
+new run's line there, in the order the table should list it, and --write again.
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def write_doc(records: Path) -> str:
         t = r["types"]
         rows.append([f"`{json.dumps(r['changes'], ensure_ascii=False)}`", r["seed"],
                      " / ".join(f"{r[f'one_{n}'][0]:.2f}" for n in (1, 2, 3)), t["有无"], t["左右"], r["seen"],
-                     f"{r['heldout_shape']:.2f} vs {r['heldout_text_only']:.3f}", r["caption"],
+                     f"{r['heldout_shape']:.3f} vs {r['heldout_text_only']:.3f}", r["caption"],
                      f"{r['train_s']:.0f} ({', '.join(f'{x:.0f}' for x in r['stage_s'])})",
                      r["commit"] + (" rebuilt" if r.get("rebuilt") else ""), r["load"]])
     first = recs[0]

@@ -95,3 +95,14 @@ def test_binding_records_name_every_question_type_and_shape_count():
     assert rec["mllm_vqa_1shape_acc"] == 1.0 and rec["mllm_vqa_2shapes_acc"] == 0.0 == rec["mllm_vqa_3shapes_acc"]
     assert rec["mllm_vqa_seen_count_acc"] == 1.0
     assert 0 < rec["mllm_vqa_seen_color_acc"] < 1      # colour questions on 1- and on 2-3-shape canvases
+
+
+def test_the_binding_section_has_what_notebook_11_shows():
+    """Section 6 of notebook 11 prints the mllm-binding table (written by bench/bench_mllm_binding.py --write from
+    bench/records/mllm_binding.jsonl): the columns it picks exist, and the recipe itself has three seeds."""
+    rows = recorded_rows("mllm-binding")
+    cols = {"override", "seed", "one shape on 1 / 2 / 3-shape canvases", "有无", "左右", "held-out shape vs text-only",
+            "caption"}
+    assert rows and all(cols <= set(r) for r in rows)
+    assert sorted(r["seed"] for r in rows if r["override"] == "`{}`") == ["0", "1", "2"]
+    assert all(len(r["one shape on 1 / 2 / 3-shape canvases"].split(" / ")) == 3 for r in rows)
