@@ -14,15 +14,15 @@ def test_layout_is_internvl_chatml():
     turns = [("红色的是什么形状？", "圆形"), ("它是大的还是小的？", "大的")]
     rest = "<|im_start|>assistant\n圆形<|im_end|>\n<|im_start|>user\n它是大的还是小的？<|im_end|>\n<|im_start|>assistant\n大的<|im_end|>\n"
     image = "<img><IMG_CONTEXT><IMG_CONTEXT><IMG_CONTEXT></img>"
-    # InternVL's template: the image before the question, in the first turn only
-    assert render_chat(turns, n_image_tokens=3, image_first=True) == \
-        f"<|im_start|>user\n{image}\n红色的是什么形状？<|im_end|>\n" + rest
-    # the course's default: after the question, so that every image token sees what is asked
-    assert render_chat(turns, n_image_tokens=3) == f"<|im_start|>user\n红色的是什么形状？\n{image}<|im_end|>\n" + rest
+    # InternVL's template (the default): the image before the question, in the first turn only
+    assert render_chat(turns, n_image_tokens=3) == f"<|im_start|>user\n{image}\n红色的是什么形状？<|im_end|>\n" + rest
+    # image_first=False: after the question, so that every image token sees what is asked
+    assert render_chat(turns, n_image_tokens=3, image_first=False) == \
+        f"<|im_start|>user\n红色的是什么形状？\n{image}<|im_end|>\n" + rest
     # the text-only stand-in follows the same layout
-    assert render_chat(turns[:1], image_text="左边是红色圆形") == \
+    assert render_chat(turns[:1], image_text="左边是红色圆形", image_first=False) == \
         "<|im_start|>user\n红色的是什么形状？\n<img>左边是红色圆形</img><|im_end|>\n<|im_start|>assistant\n圆形<|im_end|>\n"
-    assert render_chat(turns[:1], image_text="左边是红色圆形", image_first=True).startswith(
+    assert render_chat(turns[:1], image_text="左边是红色圆形").startswith(
         "<|im_start|>user\n<img>左边是红色圆形</img>\n红色的是什么形状？")
     prompt = render_chat([("图中有几个图形？", None)], n_image_tokens=0)
     assert prompt == "<|im_start|>user\n图中有几个图形？<|im_end|>\n<|im_start|>assistant\n"
@@ -34,11 +34,11 @@ def test_special_tokens_are_berts_unused_slots():
     tok = get_tokenizer()
     assert tok.convert_ids_to_tokens([IMG_START_ID, IMG_END_ID, IMG_CONTEXT_ID, IM_START_ID, IM_END_ID]) == \
         ["[unused1]", "[unused2]", "[unused3]", "[unused4]", "[unused5]"]
-    ids = encode_chat(render_chat([("红色的是什么形状？", "圆形")], n_image_tokens=2, image_first=True))
+    ids = encode_chat(render_chat([("红色的是什么形状？", "圆形")], n_image_tokens=2))
     assert ids[:5] == [IM_START_ID, tok.vocab["user"], IMG_START_ID, IMG_CONTEXT_ID, IMG_CONTEXT_ID]
     assert ids.count(IMG_CONTEXT_ID) == 2 and ids[5] == IMG_END_ID
     # after the question: the 9 question characters, then the image, then the end of the turn
-    ids = encode_chat(render_chat([("红色的是什么形状？", "圆形")], n_image_tokens=2))
+    ids = encode_chat(render_chat([("红色的是什么形状？", "圆形")], n_image_tokens=2, image_first=False))
     assert ids[11:16] == [IMG_START_ID, IMG_CONTEXT_ID, IMG_CONTEXT_ID, IMG_END_ID, IM_END_ID]
     assert tok.convert_ids_to_tokens(ASSISTANT_HEADER) == ["[unused4]", "as", "##sis", "##tant"]
     # a user typing the marker text gets the marker: the template is the only source of chat text here

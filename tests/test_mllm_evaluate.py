@@ -11,6 +11,7 @@ from cnclip_edu.mllm.batches import ImageBank
 from cnclip_edu.mllm.chat import ChatVocab
 from cnclip_edu.mllm.evaluate import (accuracy_by_shapes, accuracy_by_type, caption_scores, follow_ups, mismatch,
                                        multi_round, parse_caption, wrong_replies)
+from cnclip_edu.mllm.vlm import VLMConfig
 from cnclip_edu.mllm.world import Canvas, Item, Sample, WorldConfig, caption, sample_canvas, vocabulary_texts
 
 
@@ -51,6 +52,7 @@ class _Stub(torch.nn.Module):
         super().__init__()
         self.vocab = ChatVocab.from_texts(vocabulary_texts())
         self.tokens_per_tile = 4
+        self.cfg = VLMConfig()            # the chat layout the prompts are rendered in (image first)
         self.answer = answer
 
     def tile_features(self, pixels):
@@ -121,6 +123,7 @@ def test_answer_text_reads_the_scene_from_words_only():
         def __init__(self):
             super().__init__()
             self.vocab = ChatVocab.from_texts(vocabulary_texts())
+            self.cfg = VLMConfig()
             self.w = torch.nn.Parameter(torch.zeros(1))
 
         def generate(self, ids, valid, feats, max_new_tokens):
