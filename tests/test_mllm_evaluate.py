@@ -10,7 +10,7 @@ import torch
 from cnclip_edu.mllm.batches import ImageBank
 from cnclip_edu.mllm.chat import ChatVocab
 from cnclip_edu.mllm.evaluate import (accuracy_by_shapes, accuracy_by_type, caption_scores, follow_ups, mismatch,
-                                       multi_round, parse_caption, wrong_replies)
+                                       mismatched_shape_baseline, multi_round, parse_caption, wrong_replies)
 from cnclip_edu.mllm.vlm import VLMConfig
 from cnclip_edu.mllm.world import Canvas, Item, Sample, WorldConfig, caption, sample_canvas, vocabulary_texts
 
@@ -198,3 +198,17 @@ def test_history_effect_sorts_the_redone_follow_ups():
     eff = history_effect(chats, redone)
     assert [len(eff[k]) for k in ("fixed", "broken", "same", "other")] == [1, 1, 1, 1]
     assert eff["fixed"][0].gold_history == "红色" and redone[0] == (0, 1, "蓝色", "红色")   # still a plain tuple
+
+
+def test_mismatched_shape_baseline_reads_the_swapped_in_canvas():
+    """Three one-shape canvases and their mismatch: the baseline looks at the canvas that replaces each one."""
+    cvs = [Canvas(1, (Item("红色", sh, "大", 0),), 240, 0.0, ((0, 0),)) for sh in ("圆形", "菱形", "圆形")]
+    qs = [Sample(canvas=i, turns=[("红色的是什么形状？", cv.items[0].shape)], qtypes=["形状"]) for i, cv in enumerate(cvs)]
+    swap = mismatch(3)
+    want = [cvs[swap[i]].items[0].shape == cvs[i].items[0].shape for i in range(3)]
+    held, expect = mismatched_shape_baseline(qs, cvs)
+    assert held == expect == sum(want) / 3
+    two = [Canvas(2, (Item("红色", "圆形", "大", 0), Item("蓝色", "菱形", "小", 1)), 240, 0.0, ((0, 0), (0, 0))),
+           Canvas(1, (Item("蓝色", "圆形", "小", 0),), 240, 0.0, ((0, 0),))]
+    q = [Sample(canvas=1, turns=[("蓝色的是什么形状？", "圆形")], qtypes=["形状"])]
+    assert mismatched_shape_baseline(q, two) == (1.0, 0.5)   # the other canvas holds 圆形 among 2 shapes

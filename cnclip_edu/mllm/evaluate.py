@@ -85,6 +85,20 @@ def ask_single(model, bank: ImageBank, samples: Sequence[Sample], mode: str = "i
     return answer_all(model, bank, prompts, max_new_tokens=max_new_tokens)
 
 
+def mismatched_shape_baseline(samples: Sequence[Sample], canvases: Sequence[Canvas], seed: int = 0) -> tuple[float, float]:
+    """What a mismatched image offers a "<colour>的是什么形状？" question (ask_single's mode "mismatched", same seed):
+    (share of the swapped-in canvases that hold the asked shape in some colour, accuracy of naming one shape of the
+    swapped-in canvas at random). A model that reads *a* shape off the wrong image scores about the second number,
+    above a text-only guess that is one fixed shape per question."""
+    swap = mismatch(len(canvases), seed)
+    held, expect = [], []
+    for s in samples:
+        shapes = [it.shape for it in canvases[swap[s.canvas]].items]
+        held.append(s.turns[0][1] in shapes)
+        expect.append(shapes.count(s.turns[0][1]) / len(shapes))
+    return sum(held) / len(held), sum(expect) / len(expect)
+
+
 def accuracy_by_type(samples: Sequence[Sample], replies: Sequence[str]) -> dict[str, float]:
     """Exact-match accuracy of first-round replies, per question type and overall ("全部")."""
     hits: dict[str, list[bool]] = defaultdict(list)
