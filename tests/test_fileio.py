@@ -170,7 +170,12 @@ def test_ctrl_c_during_a_folder_swap_lands_after_it(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(fileio.os, "replace", replace_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        with fileio.atomic_dir(final) as d:
-            (d / "new").write_text("2")
+    # Ctrl-C as in a terminal, also when the suite runs in the background with SIGINT ignored (`nohup make test &`)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with fileio.atomic_dir(final) as d:
+                (d / "new").write_text("2")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sorted(p.name for p in final.iterdir()) == ["new"] and leftovers(tmp_path) == []

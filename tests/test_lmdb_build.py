@@ -363,12 +363,16 @@ def slow_dataset(tmp_path_factory) -> Path:
 
 
 def _start_build(data: Path, lmdb_dir: Path, log: Path):
+    import signal
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "cnclip_edu", "build-lmdb", "--data-dir", str(data), "--splits", "train",
            "--lmdb-dir", str(lmdb_dir), "--workers", "2", "--no-progress", "--overwrite"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    # SIGINT back to its default in the child: a suite started in the background (`nohup make test &`) ignores
+    # SIGINT and every child inherits that, so the Ctrl-C this test sends would never arrive
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(cond, what: str, timeout: float = 120.0):
