@@ -70,3 +70,20 @@ def test_plot_class_probs_prints_the_digits_asked_for():
     fig = plot_class_probs(np.zeros((4, 4, 3)), ["a", "b"], [0.4712, 0.8661], xlim=(0.0, 1.0), digits=3)
     assert sorted(t.get_text() for t in fig.axes[1].texts) == ["0.471", "0.866"]
     plt.close(fig)
+
+
+def test_plot_class_probs_marks_the_named_bars():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnclip_edu.viz.zeroshot import plot_class_probs
+
+    fig = plot_class_probs(np.zeros((4, 4, 3)), ["a", "b", "c"], [0.9, 0.2, 0.5], marks={0: "真实", 2: "赢家"})
+    ax = fig.axes[1]
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "c（赢家）", "a（真实）"]   # ascending score
+    blue, orange = matplotlib.colors.to_rgba("#4575b4"), matplotlib.colors.to_rgba("#f28e2b")
+    assert [p.get_facecolor() for p in ax.patches] == [blue, orange, orange]
+    plt.close(fig)

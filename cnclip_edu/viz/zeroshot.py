@@ -146,19 +146,23 @@ def plot_template_curves(oks: Mapping[str, np.ndarray], title: str = "", gap=Non
 
 def plot_class_probs(image, labels: Sequence[str], probs: Sequence[float], title: str = "",
                      xlabel: str = "概率 (probability)", xlim: tuple[float, float] = (0.0, 1.0),
-                     digits: int | None = None):
+                     digits: int | None = None, marks: Mapping[int, str] | None = None):
     """The image on the left, a horizontal bar per label (its probability, or any score such as a cosine
     with `xlabel` and `xlim` set to its range) on the right; `digits` of the printed values (default: 2,
-    or 3 on a range narrower than 0.5)."""
+    or 3 on a range narrower than 0.5). `marks[i]` (e.g. "真实") is appended to label i, whose bar is
+    drawn in orange instead of blue."""
     import matplotlib.pyplot as plt
 
+    marks = marks or {}
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, max(2.2, 0.35 * len(labels) + 0.8)),
                                  gridspec_kw={"width_ratios": [1, 2]})
     a0.imshow(image)
     a0.axis("off")
     order = np.argsort(probs)
     lo, hi = xlim
-    a1.barh([labels[i] for i in order], [probs[i] - lo for i in order], left=lo, color="#4575b4")
+    names = [f"{labels[i]}（{marks[i]}）" if i in marks else labels[i] for i in order]
+    a1.barh(names, [probs[i] - lo for i in order], left=lo,
+            color=["#f28e2b" if i in marks else "#4575b4" for i in order])
     a1.set_xlim(lo, hi)
     a1.set_xlabel(xlabel)
     if digits is None:
