@@ -82,6 +82,22 @@ def test_wrong_answer_names_case_expected_got_and_hint(toy_exercises):
         X.check("99.q1", 197)
 
 
+def test_a_decision_table_check_names_the_wrong_stage_but_never_shows_the_answer():
+    """11.q1's expected value is the answer itself: a wrong table is told which recipe and which stage (from 1)
+    differ, and what it wrote, but not the reference."""
+    from cnclip_edu.course.exercises.nb11_stages import _STAGE_TABLE
+
+    wrong = {k: list(v) for k, v in _STAGE_TABLE.items()}
+    wrong["llava"] = [("projector",), ("decoder",)]          # the aligned projector left out of stage 2
+    with pytest.raises(X.ExerciseFailed) as err:
+        X.check("11.q1", wrong)
+    msg = str(err.value)
+    assert "LLaVA" in msg and "第 2 项" in msg and "期望" not in msg and "('decoder', 'projector')" not in msg
+    wrong["llava"] = [("projector",)]
+    with pytest.raises(X.ExerciseFailed, match="这个配方有 2 个阶段，你写了 1 个"):
+        X.check("11.q1", wrong)
+
+
 def test_students_exception_is_reported_not_raised(toy_exercises):
     with pytest.raises(X.ExerciseFailed, match="你的代码抛出了 TypeError"):
         X.check("99.1", lambda x: x @ "a")

@@ -81,6 +81,9 @@ class Exercise:
     builds: tuple[str, ...] = ()
     # earlier exercises whose answers this one calls (a stub there is named when this one fails)
     needs: tuple[str, ...] = ()
+    # False for a decision whose expected value *is* the answer (a table to derive): a failed check then shows
+    # what the student wrote and where it differs, never the reference
+    show_expected: bool = True
 
     def run_cases(self) -> Sequence[Case]:
         return self.cases() if self.cases is not None else [Case("你的答案", lambda answer: answer)]
@@ -183,7 +186,7 @@ def _judge(ex: Exercise, answer: Any) -> int:
             raise _failed(ex, i, len(cases), case, f"你的代码抛出了 {type(exc).__name__}: {exc}") from None
         diff = compare(expected, got)
         if diff:
-            detail = f"期望：{show(expected)}\n得到：{show(got)}\n差别：{diff}"
+            detail = (f"期望：{show(expected)}\n" if ex.show_expected else "") + f"得到：{show(got)}\n差别：{diff}"
             raise _failed(ex, i, len(cases), case, detail)
     return len(cases)
 

@@ -139,6 +139,14 @@ def _stage_rows(table, recipe: str):
     return [tuple(sorted(set(parts))) for parts in table[recipe]]
 
 
+def _compare_stages(expected, got) -> str | None:
+    """Which stage of the recipe differs (counted from 1, as the notebook counts stages), without the answer."""
+    if len(got) != len(expected):
+        return f"阶段数不对：这个配方有 {len(expected)} 个阶段，你写了 {len(got)} 个"
+    bad = [k + 1 for k, (e, g) in enumerate(zip(expected, got)) if e != g]
+    return f"列表里第 {'、'.join(map(str, bad))} 项（从 1 数起）训练的部分不对" if bad else None
+
+
 def _table_cases(order=tuple(_RECIPES)):
     return [Case(_RECIPES[r], lambda table, r=r: _stage_rows(table, r)) for r in order]
 
@@ -166,6 +174,8 @@ register(Exercise(
     reference=_STAGE_TABLE,
     cases=_table_cases,
     hidden=_table_hidden,
+    compare=_compare_stages,
+    show_expected=False,
     builds=("cnclip_edu.mllm.recipe.stages",),
     mutants=lambda: {
         "InternVL 1.5 的预训练只训练投影器（那是 LLaVA / InternVL2 的做法）":
