@@ -106,3 +106,9 @@ def test_the_binding_section_has_what_notebook_11_shows():
     assert rows and all(cols <= set(r) for r in rows)
     assert sorted(r["seed"] for r in rows if r["override"] == "`{}`") == ["0", "1", "2"]
     assert all(len(r["one shape on 1 / 2 / 3-shape canvases"].split(" / ")) == 3 for r in rows)
+    from cnclip_edu.mllm.records import BINDING_COLUMNS, binding_rows
+
+    shown = binding_rows(rows)
+    assert all(not r["override"].startswith("`") for r in shown)     # every recorded override has its label
+    assert all(" 对 " in r["held-out shape vs text-only"] for r in shown) and set(BINDING_COLUMNS) <= set(shown[0])
+    assert rows[0]["override"] == "`{}`"                                # the recorded rows are left as they were

@@ -71,3 +71,32 @@ def summary(runs: list[dict[str, str]], abl: list[dict[str, str]], abl_commit: s
             f"提交 {r['提交']}、种子 {r['seed']}、{r['线程']} 个线程，未见组合的形状题 {r[SHAPE]}、不带图 {r[SHAPE_TEXT]}"
             for r in own) + "（表里的 '-' 是那次没有记下的数）")
     return lines
+
+
+# mllm-binding (bench/bench_mllm_binding.py): each recorded override, as notebook 11 section 6 names it
+BINDING_LABELS = {
+    "{}": "本节的配方（阶段 2 900 步）", '{"steps": [200, 100, 1800]}': "阶段 2 1800 步",
+    '{"steps": [200, 100, 1800], "vlm": {"image_first": false}}': "1800 步，图放在问题后面",
+    '{"steps": [200, 100, 2700], "vlm": {"image_first": false}}': "2700 步，图放在问题后面",
+    '{"steps": [200, 100, 1800], "train_shapes_keep": [0.3, 1.0, 1.0], "vlm": {"image_first": false}}':
+        "1800 步、图在问题后面，单个图形的训练画布只留三成",
+    '{"steps": [200, 100, 1800], "vlm": {"image_first": false, "tile_embed": true}}': "1800 步、图在问题后面，每块加一个位置向量",
+    '{"steps": [200, 100, 1800], "lrs": [0.002, 0.001, 0.002], "vlm": {"image_first": false}}':
+        "1800 步、图在问题后面，阶段 2 的学习率加倍",
+    '{"n_sft_binding": 6000}': "阶段 2 多 6000 道问一个图形的题", '{"loss_weighting": "sample"}': "每段对话的损失等权",
+}
+BINDING_COLUMNS = {"override": "配方的改动", "seed": "种子", "one shape on 1 / 2 / 3-shape canvases": "问一个图形：画布上 1 / 2 / 3 个图形",
+                   "有无": "有无", "左右": "左右", "held-out shape vs text-only": "未见组合的形状题（对不带图）",
+                   "caption": "描述完全一致"}
+
+
+def binding_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The mllm-binding table's rows (`recorded_rows`) in notebook 11's words: each override by its Chinese label
+    (an override without one stays as recorded), "vs" as "对". Shown with BINDING_COLUMNS."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        r["override"] = BINDING_LABELS.get(r["override"].strip("`"), r["override"])
+        r["held-out shape vs text-only"] = r["held-out shape vs text-only"].replace(" vs ", " 对 ")
+        out.append(r)
+    return out
